@@ -1,0 +1,86 @@
+/*
+ * green_internal.h - what the runtime's own modules (sync primitives, I/O, HTTP, Redis,
+ * thread pool) use to park and wake greenlets. Not for code outside runtime/.
+ *
+ * The parking protocol, in one paragraph: a blocking primitive records the current
+ * greenlet somewhere a completion can find it (a wait queue, a watcher's data field, a
+ * heap record), then calls green__park(deadline). Whoever completes the wait - another
+ * greenlet, or a libev/curl/hiredis callback on the hub - calls green__wake(g, 0).
+ * green__park returns that code, or -ETIMEDOUT (deadline or an enclosing green_timeout
+ * passed) or -ECANCELED (green_kill). A wake of a greenlet that is not parked (already
+ * woken, by a timeout say) does nothing and returns false, so a waker that hands over a
+ * resource must try the next waiter. After green__park returns, the primitive undoes its
+ * own registration (unlinks its waiter, stops its watcher) on the greenlet's stack: so a
+ * callback never needs to know whether the greenlet is still interested, except for
+ * completions that cannot be withdrawn (a hiredis callback), whose record must live on
+ * the heap and be freed by the callback once abandoned.
+ */
+#ifndef WORKERD_GREEN_INTERNAL_H
+#define WORKERD_GREEN_INTERNAL_H
+
+#include "green.h"
+
+#include <assert.h>
+#include <errno.h>
+
+/* The running greenlet, or NULL on the hub / a foreign thread. */
+struct green *green__current(void);
+
+/* Absolute time, in the ev_time() clock, `seconds` from now; seconds < 0 gives
+ * GREEN_FOREVER. */
+#define GREEN_FOREVER 1e300
+double green__deadline_in(double seconds);
+
+/* Park the current greenlet until green__wake, the absolute deadline (GREEN_FOREVER for
+ * none; enclosing green_timeout scopes apply as well), or green_kill.
+ * Returns the wake code (0 or what the waker passed), -ETIMEDOUT, -ECANCELED, or -EPERM
+ * when not called from a greenlet. A pending cancellation or an already passed deadline
+ * returns at once without parking (but after yielding nothing). */
+int green__park(double deadline);
+
+/* Same, but reports whether the deadline that ended the park was `deadline` itself
+ * (*own_deadline = true) or an enclosing scope. green_sleep uses it. */
+int green__park_ex(double deadline, bool *own_deadline);
+
+/* Make g ready with code as green__park's return value. Returns false if g is not
+ * parked (already woken, or running). Callable from the hub and from greenlets. */
+bool green__wake(struct green *g, int code);
+
+/* Check before starting an operation that could block: returns -EPERM outside a
+ * greenlet, -ECANCELED if a cancellation is pending (and consumes it), -ETIMEDOUT if an
+ * enclosing scope has already expired, else 0. */
+int green__check(void);
+
+/* A FIFO of parked greenlets (intrusive; waiters live on their greenlets' stacks). */
+typedef struct green__waiter {
+    struct green__waiter *prev, *next;
+    struct green *g;
+    bool linked;
+} green__waiter;
+
+typedef struct green__waitq {
+    green__waiter *head, *tail;
+} green__waitq;
+
+/* Park the current greenlet on q until woken, deadline, or kill; unlinks itself
+ * afterwards. Returns as green__park. */
+int green__waitq_wait(green__waitq *q, double deadline);
+
+/* Wake the first waiter that is still parked (removing it, and any stale ones before
+ * it, from q). Returns true if one was woken. */
+bool green__waitq_wake_one(green__waitq *q, int code);
+
+/* Wake every waiter. Returns how many were woken. */
+size_t green__waitq_wake_all(green__waitq *q, int code);
+
+static inline bool green__waitq_empty(const green__waitq *q) {
+    return q->head == NULL;
+}
+
+/* Per-hub state of other runtime modules: one slot each, freed by the hook given at
+ * set time when the hub ends (after every greenlet has ended). */
+enum green__slot { GREEN__SLOT_HTTP, GREEN__SLOT_THREADPOOL, GREEN__SLOT_IO, GREEN__SLOT_COUNT };
+void *green__slot_get(enum green__slot slot);
+void green__slot_set(enum green__slot slot, void *value, void (*destroy)(void *value));
+
+#endif

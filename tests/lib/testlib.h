@@ -1,0 +1,105 @@
+/*
+ * testlib.h - the in-tree test harness: TEST() registration, ASSERT macros, and real
+ * servers (redis-server, nginx) started on free loopback ports by the test itself.
+ *
+ * A test file is a set of TEST(name) functions; tests/CMakeLists.txt registers each one
+ * with ctest as <file>.<name>, run as `<binary> <name>` (no argument runs them all).
+ * A failed ASSERT prints file:line and the expression, then aborts the process.
+ */
+#ifndef WORKERD_TESTLIB_H
+#define WORKERD_TESTLIB_H
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+
+typedef void (*test_fn)(void);
+void test__register(const char *name, test_fn fn);
+
+#define TEST(name)                                                                             \
+    static void name(void);                                                                    \
+    __attribute__((constructor)) static void name##__register(void) {                          \
+        test__register(#name, name);                                                           \
+    }                                                                                          \
+    static void name(void)
+
+void test__fail(const char *file, int line, const char *fmt, ...)
+    __attribute__((noreturn, format(printf, 3, 4)));
+
+#define ASSERT(cond)                                                                           \
+    do {                                                                                       \
+        if (!(cond))                                                                           \
+            test__fail(__FILE__, __LINE__, "assertion failed: %s", #cond);                     \
+    } while (0)
+
+#define ASSERT_EQ(a, b)                                                                        \
+    do {                                                                                       \
+        long long a__ = (long long)(a), b__ = (long long)(b);                                  \
+        if (a__ != b__)                                                                        \
+            test__fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, a__, b__);        \
+    } while (0)
+
+#define ASSERT_STREQ(a, b)                                                                     \
+    do {                                                                                       \
+        const char *a__ = (a), *b__ = (b);                                                     \
+        if (a__ == NULL || b__ == NULL || strcmp(a__, b__) != 0)                               \
+            test__fail(__FILE__, __LINE__, "%s == %s: \"%s\" != \"%s\"", #a, #b,               \
+                       a__ ? a__ : "(null)", b__ ? b__ : "(null)");                            \
+    } while (0)
+
+/* Between lo and hi inclusive (for timings: keep bounds generous). */
+#define ASSERT_RANGE(v, lo, hi)                                                                \
+    do {                                                                                       \
+        double v__ = (double)(v);                                                              \
+        if (v__ < (lo) || v__ > (hi))                                                          \
+            test__fail(__FILE__, __LINE__, "%s = %g not in [%g, %g]", #v, v__, (double)(lo),   \
+                       (double)(hi));                                                          \
+    } while (0)
+
+/* Monotonic seconds. */
+double test_now(void);
+
+/* A free TCP port on 127.0.0.1 (bound and released; good enough for tests). */
+int test_free_port(void);
+
+/* A fresh private directory under $TMPDIR (or /tmp), removed by test_rmtree. */
+char *test_tmpdir(const char *tag);
+void test_rmtree(const char *dir);
+
+/* A redis-server child on 127.0.0.1:port, without persistence unless extra_args say so.
+ * extra_args: NULL-terminated list of further redis-server arguments, or NULL. */
+typedef struct test_redis {
+    pid_t pid;
+    int port;
+    char *dir;
+    const char *const *extra_args;
+} test_redis;
+
+void test_redis_start(test_redis *r, const char *const *extra_args);
+void test_redis_kill(test_redis *r, int sig); /* signal it and reap it if it dies */
+void test_redis_restart(test_redis *r);       /* start again on the same port and dir */
+void test_redis_stop(test_redis *r);          /* SIGTERM, reap, remove its directory */
+
+/* nginx (with the echo module) on 127.0.0.1:port, serving:
+ *   /fast        200 "ok\n"                      /slow       200 "ok\n" after 100 ms
+ *   /never       sleeps an hour before answering /trickle    "a" now, "b" 1 s later, ...
+ *   /missing     404                             /error      500 "boom\n"
+ *   /redirect    302 -> /fast                    /loop       302 -> /loop
+ *   /bin         4 KiB of binary bytes 0..255    /big        2 MiB of 'x'
+ *   /headers     echoes the X-Test request header
+ *   /body        echoes the request body (POST/PUT)                                  */
+typedef struct test_nginx {
+    pid_t pid;
+    int port;
+    char *dir;
+} test_nginx;
+
+void test_nginx_start(test_nginx *n);
+void test_nginx_stop(test_nginx *n);
+
+/* Run a shell command; returns its exit status (or -1). */
+int test_system(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif

@@ -1,0 +1,413 @@
+/*
+ * test_core.c - the hub and greenlets: spawn/join/kill/yield/sleep, scoped timeouts,
+ * misuse detection, teardown, 100,000 parked greenlets, and stack overflow reports.
+ */
+#include "green.h"
+#include "green_internal.h"
+#include "testlib.h"
+
+#include <fenv.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static void run(green_fn fn, void *arg) {
+    ASSERT_EQ(green_run(NULL, NULL, fn, arg, NULL), 0);
+}
+
+static void *return_arg(void *arg) {
+    return arg;
+}
+
+static void *spawn_join_main(void *arg) {
+    (void)arg;
+    green_t g;
+    void *ret = NULL;
+    int x;
+    ASSERT_EQ(green_spawn(&g, return_arg, &x), 0);
+    ASSERT_EQ(green_join(g, &ret), 0);
+    ASSERT(ret == &x);
+    return NULL;
+}
+
+TEST(test_spawn_join_returns_the_value) {
+    run(spawn_join_main, NULL);
+}
+
+struct order {
+    int seen[4];
+    int n;
+};
+
+struct sleeper {
+    struct order *o;
+    int id;
+    double secs;
+};
+
+static void *sleep_and_record(void *arg) {
+    struct sleeper *s = arg;
+    ASSERT_EQ(green_sleep(s->secs), 0);
+    s->o->seen[s->o->n++] = s->id;
+    return NULL;
+}
+
+static void *sleepers_main(void *arg) {
+    struct order *o = arg;
+    struct sleeper late = {o, 1, 0.08}, early = {o, 2, 0.02};
+    green_t a, b;
+    ASSERT_EQ(green_spawn(&a, sleep_and_record, &late), 0);
+    ASSERT_EQ(green_spawn(&b, sleep_and_record, &early), 0);
+    ASSERT_EQ(green_join(a, NULL), 0);
+    ASSERT_EQ(green_join(b, NULL), 0);
+    return NULL;
+}
+
+TEST(test_two_sleepers_wake_in_deadline_order) {
+    struct order o = {0};
+    double t0 = test_now();
+    run(sleepers_main, &o);
+    ASSERT_EQ(o.n, 2);
+    ASSERT_EQ(o.seen[0], 2);
+    ASSERT_EQ(o.seen[1], 1);
+    ASSERT_RANGE(test_now() - t0, 0.075, 1.0);
+}
+
+static void *timeout_main(void *arg) {
+    double *elapsed = arg;
+    green_timeout t;
+    double t0 = test_now();
+    green_timeout_start(&t, 0.05);
+    ASSERT_EQ(green_sleep(5), -ETIMEDOUT);
+    /* Once passed, every further blocking call in the scope fails at once. */
+    ASSERT_EQ(green_sleep(5), -ETIMEDOUT);
+    ASSERT(green_timeout_end(&t));
+    *elapsed = test_now() - t0;
+    ASSERT_EQ(green_sleep(0.001), 0); /* outside the scope, sleeping works again */
+    return NULL;
+}
+
+TEST(test_timeout_elapses_before_a_longer_sleep) {
+    double elapsed = 0;
+    run(timeout_main, &elapsed);
+    ASSERT_RANGE(elapsed, 0.045, 1.0);
+}
+
+static void *nested_main(void *arg) {
+    (void)arg;
+    green_timeout outer, inner;
+    green_timeout_start(&outer, 0.03);
+    green_timeout_start(&inner, 10);
+    ASSERT_EQ(green_sleep(1), -ETIMEDOUT);
+    ASSERT(!green_timeout_end(&inner)); /* not this one: the outer deadline passed */
+    ASSERT(green_timeout_end(&outer));
+
+    green_timeout unused;
+    green_timeout_start(&unused, 1);
+    ASSERT_EQ(green_sleep(0.01), 0); /* a sleep shorter than the scope is not cut */
+    ASSERT(!green_timeout_end(&unused));
+    return NULL;
+}
+
+TEST(test_nested_timeouts_report_which_one_fired) {
+    run(nested_main, NULL);
+}
+
+struct victim {
+    int stage;
+    int rc;
+};
+
+static void *sleep_long(void *arg) {
+    struct victim *v = arg;
+    v->stage = 1;
+    v->rc = green_sleep(10);
+    v->stage = 2;
+    /* Cancellation is delivered once: clean-up code can still block. */
+    ASSERT_EQ(green_sleep(0.001), 0);
+    v->stage = 3;
+    return v;
+}
+
+static void *kill_main(void *arg) {
+    struct victim *v = arg;
+    green_t g;
+    void *ret;
+    ASSERT_EQ(green_spawn(&g, sleep_long, v), 0);
+    ASSERT_EQ(green_sleep(0.01), 0);
+    ASSERT_EQ(v->stage, 1);
+    ASSERT_EQ(green_kill(g), 0);
+    ASSERT_EQ(green_join(g, &ret), 0);
+    ASSERT(ret == v);
+    return NULL;
+}
+
+TEST(test_kill_cancels_a_sleep_and_the_victim_unwinds) {
+    struct victim v = {0};
+    double t0 = test_now();
+    run(kill_main, &v);
+    ASSERT_EQ(v.rc, -ECANCELED);
+    ASSERT_EQ(v.stage, 3);
+    ASSERT_RANGE(test_now() - t0, 0, 2);
+}
+
+static void *never_runs(void *arg) {
+    *(int *)arg = 1;
+    return arg;
+}
+
+static void *kill_unstarted_main(void *arg) {
+    green_t g;
+    void *ret = arg;
+    ASSERT_EQ(green_spawn(&g, never_runs, arg), 0);
+    ASSERT_EQ(green_kill(g), 0);
+    ASSERT_EQ(green_join(g, &ret), 0);
+    ASSERT(ret == NULL);
+    return NULL;
+}
+
+TEST(test_killed_before_start_never_runs) {
+    int ran = 0;
+    run(kill_unstarted_main, &ran);
+    ASSERT_EQ(ran, 0);
+}
+
+static void *sleep_a_bit(void *arg) {
+    (void)arg;
+    green_sleep(0.01);
+    return NULL;
+}
+
+static void *misuse_main(void *arg) {
+    (void)arg;
+    green_t g, stale;
+    ASSERT_EQ(green_join(green_self(), NULL), -EDEADLK);
+    ASSERT_EQ(green_spawn(&g, sleep_a_bit, NULL), 0);
+    stale = g;
+    ASSERT_EQ(green_join(g, NULL), 0);
+    ASSERT_EQ(green_join(stale, NULL), -ESRCH);
+    ASSERT_EQ(green_kill(stale), -ESRCH);
+    ASSERT_EQ(green_detach(stale), -ESRCH);
+    ASSERT_EQ(green_join((green_t){0}, NULL), -ESRCH);
+    /* A detached greenlet cannot be joined. */
+    ASSERT_EQ(green_spawn(&g, sleep_a_bit, NULL), 0);
+    ASSERT_EQ(green_detach(g), 0);
+    ASSERT_EQ(green_join(g, NULL), -ESRCH);
+    return NULL;
+}
+
+TEST(test_stale_and_self_handles_are_detected) {
+    run(misuse_main, NULL);
+}
+
+struct joiner_arg {
+    green_t target;
+    int rc;
+};
+
+static void *second_joiner(void *arg) {
+    struct joiner_arg *j = arg;
+    j->rc = green_join(j->target, NULL);
+    return NULL;
+}
+
+static void *double_join_main(void *arg) {
+    (void)arg;
+    struct joiner_arg j = {0};
+    green_t first, target;
+    ASSERT_EQ(green_spawn(&target, sleep_a_bit, NULL), 0);
+    j.target = target;
+    ASSERT_EQ(green_spawn(&first, second_joiner, &j), 0);
+    ASSERT_EQ(green_yield(), 0); /* first joiner parks on target */
+    ASSERT_EQ(green_join(target, NULL), -EINVAL);
+    ASSERT_EQ(green_join(first, NULL), 0);
+    ASSERT_EQ(j.rc, 0);
+    return NULL;
+}
+
+TEST(test_second_concurrent_join_is_refused) {
+    run(double_join_main, NULL);
+}
+
+struct pingpong {
+    char trace[16];
+    int n;
+};
+
+static void *ping(void *arg) {
+    struct pingpong *p = arg;
+    for (int i = 0; i < 3; i++) {
+        p->trace[p->n++] = 'a';
+        ASSERT_EQ(green_yield(), 0);
+    }
+    return NULL;
+}
+
+static void *pong(void *arg) {
+    struct pingpong *p = arg;
+    for (int i = 0; i < 3; i++) {
+        p->trace[p->n++] = 'b';
+        ASSERT_EQ(green_yield(), 0);
+    }
+    return NULL;
+}
+
+static void *yield_main(void *arg) {
+    green_t a, b;
+    ASSERT_EQ(green_spawn(&a, ping, arg), 0);
+    ASSERT_EQ(green_spawn(&b, pong, arg), 0);
+    ASSERT_EQ(green_join(a, NULL), 0);
+    ASSERT_EQ(green_join(b, NULL), 0);
+    return NULL;
+}
+
+TEST(test_yield_lets_the_others_run) {
+    struct pingpong p = {0};
+    run(yield_main, &p);
+    ASSERT_STREQ(p.trace, "ababab");
+}
+
+TEST(test_blocking_outside_a_greenlet_is_an_error) {
+    ASSERT_EQ(green_sleep(0.01), -EPERM);
+    ASSERT_EQ(green_yield(), -EPERM);
+    ASSERT_EQ(green__park(GREEN_FOREVER), -EPERM);
+    ASSERT(!green_in_greenlet());
+}
+
+static void *park_forever(void *arg) {
+    *(int *)arg = green__park(GREEN_FOREVER);
+    return NULL;
+}
+
+static void *deadlock_main(void *arg) {
+    green_t g;
+    ASSERT_EQ(green_spawn(&g, park_forever, arg), 0);
+    ASSERT_EQ(green_join(g, NULL), 0);
+    return NULL;
+}
+
+TEST(test_deadlock_wakes_parked_greenlets_with_edeadlk) {
+    int rc = 0;
+    run(deadlock_main, &rc);
+    ASSERT_EQ(rc, -EDEADLK);
+}
+
+struct leftover {
+    int cleaned;
+};
+
+static void *linger(void *arg) {
+    struct leftover *l = arg;
+    ASSERT_EQ(green_sleep(60), -ECANCELED);
+    l->cleaned++;
+    return NULL;
+}
+
+static void *leave_greenlets_behind(void *arg) {
+    for (int i = 0; i < 10; i++)
+        ASSERT_EQ(green_spawn(NULL, linger, arg), 0);
+    ASSERT_EQ(green_sleep(0.001), 0);
+    return arg;
+}
+
+TEST(test_run_kills_what_is_left_when_main_returns) {
+    struct leftover l = {0};
+    void *ret = NULL;
+    double t0 = test_now();
+    ASSERT_EQ(green_run(NULL, NULL, leave_greenlets_behind, &l, &ret), 0);
+    ASSERT(ret == &l);
+    ASSERT_EQ(l.cleaned, 10);
+    ASSERT_RANGE(test_now() - t0, 0, 5);
+}
+
+static void *set_rounding_and_yield(void *arg) {
+    (void)arg;
+    fesetround(FE_UPWARD);
+    green_yield();
+    ASSERT_EQ(fegetround(), FE_UPWARD);
+    return NULL;
+}
+
+static void *fp_main(void *arg) {
+    (void)arg;
+    green_t g;
+    ASSERT_EQ(green_spawn(&g, set_rounding_and_yield, NULL), 0);
+    ASSERT_EQ(green_yield(), 0);
+    ASSERT_EQ(fegetround(), FE_TONEAREST); /* the other greenlet's mode stays its own */
+    ASSERT_EQ(green_join(g, NULL), 0);
+    return NULL;
+}
+
+TEST(test_fp_rounding_mode_is_per_greenlet) {
+    run(fp_main, NULL);
+}
+
+#define MANY 100000
+
+struct many {
+    green_t *handles;
+    size_t stacks_mapped;
+};
+
+static void *park_briefly(void *arg) {
+    (void)arg;
+    ASSERT_EQ(green_sleep(0.2), 0);
+    return NULL;
+}
+
+static void *many_main(void *arg) {
+    struct many *m = arg;
+    for (int i = 0; i < MANY; i++)
+        ASSERT_EQ(green_spawn(&m->handles[i], park_briefly, NULL), 0);
+    ASSERT_EQ(green_yield(), 0); /* all of them start and park */
+    green_stats st;
+    green_get_stats(&st);
+    ASSERT(st.alive >= MANY);
+    m->stacks_mapped = st.stacks_mapped;
+    for (int i = 0; i < MANY; i++)
+        ASSERT_EQ(green_join(m->handles[i], NULL), 0);
+    return NULL;
+}
+
+/* One mmap plus an mprotect'd guard per stack would stop near 32k greenlets under the
+ * default vm.max_map_count of 65530; this needs 100,000 at once. */
+TEST(test_100k_greenlets_spawned_parked_and_joined) {
+    struct many m = {calloc(MANY, sizeof(green_t)), 0};
+    green_config cfg = {.stack_size = 64 * 1024};
+    ASSERT_EQ(green_run(NULL, &cfg, many_main, &m, NULL), 0);
+    ASSERT(m.stacks_mapped >= MANY);
+    free(m.handles);
+}
+
+static int recurse(int depth) {
+    volatile char pad[1024];
+    pad[0] = (char)depth;
+    return depth > 1000000 ? pad[0] : recurse(depth + 1) + pad[0];
+}
+
+static void *overflow(void *arg) {
+    (void)arg;
+    return (void *)(intptr_t)recurse(0);
+}
+
+TEST(test_stack_overflow_is_reported_not_silent) {
+    char path[] = "/tmp/workerd-overflow-XXXXXX";
+    int fd = mkstemp(path);
+    ASSERT(fd >= 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fd, 2);
+        green_config cfg = {.stack_size = 64 * 1024};
+        green_run(NULL, &cfg, overflow, NULL, NULL);
+        _exit(0);
+    }
+    int st;
+    ASSERT_EQ(waitpid(pid, &st, 0), pid);
+    char buf[4096] = {0};
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    close(fd);
+    unlink(path);
+    ASSERT(n > 0);
+    ASSERT(!(WIFEXITED(st) && WEXITSTATUS(st) == 0));
+    ASSERT(strstr(buf, "stack overflow") || strstr(buf, "stack-overflow"));
+}
