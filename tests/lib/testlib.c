@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -145,6 +146,8 @@ static void wait_port(pid_t pid, int port, const char *what) {
 static pid_t spawn(char *const argv[], const char *logpath) {
     pid_t pid = fork();
     if (pid == 0) {
+        /* A failed ASSERT aborts the test: its servers must not outlive it. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         int fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd >= 0) {
             dup2(fd, 1);
@@ -261,7 +264,8 @@ void test_nginx_start(test_nginx *n) {
 
 void test_nginx_stop(test_nginx *n) {
     if (n->pid > 0) {
-        kill(n->pid, SIGQUIT);
+        /* Fast shutdown: SIGQUIT would wait for requests in progress (a /never: an hour). */
+        kill(n->pid, SIGTERM);
         waitpid(n->pid, NULL, 0);
         n->pid = 0;
     }
