@@ -1,0 +1,145 @@
+/*
+ * broker_keys.c - Redis key names from a prefix, and the checks on the names put in them.
+ *
+ * Keys are formatted with snprintf into a caller's BROKER_KEY_MAX buffer. The limits on
+ * every part (broker_keys.h) guarantee that the buffer is large enough, so truncation is
+ * impossible for validated parts; it is still asserted, because a truncated key would
+ * silently address some other key.
+ *
+ * Pure functions: no I/O, no allocation, never yield; safe on any stack and any thread.
+ */
+#include "broker_keys.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+/* True when s has a space, tab, newline or any other ASCII control byte (or DEL). Bytes
+ * >= 0x80 (UTF-8) are allowed: queue "élevée" is a fine name. */
+static bool has_space_or_control(const char *s) {
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p <= 0x20 || *p == 0x7f)
+            return true;
+    }
+    return false;
+}
+
+const char *broker_check_prefix(const char *prefix) {
+    if (prefix == NULL || prefix[0] == '\0')
+        return "key prefix is empty";
+    if (strlen(prefix) > BROKER_PREFIX_MAX)
+        return "key prefix is longer than 64 bytes";
+    if (has_space_or_control(prefix))
+        return "key prefix contains whitespace or a control character";
+    return NULL;
+}
+
+const char *broker_check_queue_name(const char *name) {
+    if (name == NULL || name[0] == '\0')
+        return "queue name is empty";
+    if (strlen(name) > BROKER_QUEUE_NAME_MAX)
+        return "queue name is longer than 128 bytes";
+    if (has_space_or_control(name))
+        return "queue name contains whitespace or a control character";
+    /* The workers hash stores a worker's queues comma-separated. */
+    if (strchr(name, ',') != NULL)
+        return "queue name contains a comma";
+    return NULL;
+}
+
+const char *broker_check_worker_id(const char *wid) {
+    if (wid == NULL || wid[0] == '\0')
+        return "worker id is empty";
+    if (strlen(wid) > BROKER_WORKER_ID_MAX)
+        return "worker id is longer than 128 bytes";
+    if (has_space_or_control(wid))
+        return "worker id contains whitespace or a control character";
+    return NULL;
+}
+
+const char *broker_check_task_id(const char *id) {
+    if (id == NULL || id[0] == '\0')
+        return "task id is empty";
+    if (strlen(id) > BROKER_ID_MAX)
+        return "task id is longer than 255 bytes";
+    return NULL;
+}
+
+int broker_keys_init(broker_keys *k, const char *prefix) {
+    if (prefix == NULL)
+        prefix = BROKER_PREFIX_DEFAULT;
+    if (broker_check_prefix(prefix) != NULL)
+        return -EINVAL;
+    snprintf(k->prefix, sizeof k->prefix, "%s", prefix);
+    return 0;
+}
+
+static int format_key(char *buf, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int format_key(char *buf, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, BROKER_KEY_MAX, fmt, ap);
+    va_end(ap);
+    assert(n >= 0 && n < BROKER_KEY_MAX && "broker_keys: key does not fit BROKER_KEY_MAX");
+    return n;
+}
+
+static int reject(char *buf) {
+    buf[0] = '\0';
+    return -EINVAL;
+}
+
+int broker_key_queue(const broker_keys *k, const char *queue, char buf[BROKER_KEY_MAX]) {
+    if (broker_check_queue_name(queue) != NULL)
+        return reject(buf);
+    return format_key(buf, "%s:queue:%s", k->prefix, queue);
+}
+
+int broker_key_scheduled(const broker_keys *k, char buf[BROKER_KEY_MAX]) {
+    return format_key(buf, "%s:scheduled", k->prefix);
+}
+
+int broker_key_worker(const broker_keys *k, const char *wid, char buf[BROKER_KEY_MAX]) {
+    if (broker_check_worker_id(wid) != NULL)
+        return reject(buf);
+    return format_key(buf, "%s:worker:%s", k->prefix, wid);
+}
+
+int broker_key_workers(const broker_keys *k, char buf[BROKER_KEY_MAX]) {
+    return format_key(buf, "%s:workers", k->prefix);
+}
+
+int broker_key_inflight(const broker_keys *k, const char *wid, char buf[BROKER_KEY_MAX]) {
+    if (broker_check_worker_id(wid) != NULL)
+        return reject(buf);
+    return format_key(buf, "%s:inflight:%s", k->prefix, wid);
+}
+
+int broker_key_landing(const broker_keys *k, const char *wid, const char *queue,
+                       char buf[BROKER_KEY_MAX]) {
+    if (broker_check_worker_id(wid) != NULL || broker_check_queue_name(queue) != NULL)
+        return reject(buf);
+    return format_key(buf, "%s:landing:%s:%s", k->prefix, wid, queue);
+}
+
+int broker_key_result(const broker_keys *k, const char *id, char buf[BROKER_KEY_MAX]) {
+    if (broker_check_task_id(id) != NULL)
+        return reject(buf);
+    return format_key(buf, "%s:result:%s", k->prefix, id);
+}
+
+int broker_key_dead(const broker_keys *k, char buf[BROKER_KEY_MAX]) {
+    return format_key(buf, "%s:dead", k->prefix);
+}
+
+int broker_key_events(const broker_keys *k, char buf[BROKER_KEY_MAX]) {
+    return format_key(buf, "%s:events", k->prefix);
+}
+
+int broker_key_seq(const broker_keys *k, char buf[BROKER_KEY_MAX]) {
+    return format_key(buf, "%s:seq", k->prefix);
+}

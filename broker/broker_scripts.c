@@ -1,0 +1,114 @@
+/*
+ * broker_scripts.c - the embedded Lua scripts and their SHA1 digests.
+ *
+ * The script texts come from broker_lua_text.c, which the build generates from the .lua
+ * files (broker/embed_lua.cmake). The digests are computed once, on first use, with the
+ * small SHA1 below (FIPS 180-4; SHA1 is what Redis names scripts by, not a security
+ * choice here).
+ *
+ * Pure computation; pthread_once makes the lazy initialisation thread-safe.
+ */
+#include "broker_scripts.h"
+
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+
+extern const char broker__lua_fetch[], broker__lua_ack[], broker__lua_recover[],
+    broker__lua_requeue[];
+extern const size_t broker__lua_fetch_len, broker__lua_ack_len, broker__lua_recover_len,
+    broker__lua_requeue_len;
+
+static broker_script scripts[BROKER_SCRIPT_COUNT];
+static pthread_once_t scripts_once = PTHREAD_ONCE_INIT;
+
+/* ---- SHA1 ---------------------------------------------------------------------------- */
+
+static uint32_t rol(uint32_t x, int n) {
+    return x << n | x >> (32 - n);
+}
+
+static void sha1_block(uint32_t h[5], const unsigned char *p) {
+    uint32_t w[80];
+    for (int i = 0; i < 16; i++)
+        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
+               (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
+    for (int i = 16; i < 80; i++)
+        w[i] = rol(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
+    uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
+    for (int i = 0; i < 80; i++) {
+        uint32_t f, k;
+        if (i < 20) {
+            f = (b & c) | (~b & d);
+            k = 0x5a827999;
+        } else if (i < 40) {
+            f = b ^ c ^ d;
+            k = 0x6ed9eba1;
+        } else if (i < 60) {
+            f = (b & c) | (b & d) | (c & d);
+            k = 0x8f1bbcdc;
+        } else {
+            f = b ^ c ^ d;
+            k = 0xca62c1d6;
+        }
+        uint32_t t = rol(a, 5) + f + e + k + w[i];
+        e = d;
+        d = c;
+        c = rol(b, 30);
+        b = a;
+        a = t;
+    }
+    h[0] += a;
+    h[1] += b;
+    h[2] += c;
+    h[3] += d;
+    h[4] += e;
+}
+
+void broker_sha1_hex(const void *data, size_t n, char out[41]) {
+    uint32_t h[5] = {0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476, 0xc3d2e1f0};
+    const unsigned char *p = data;
+    size_t left = n;
+    for (; left >= 64; left -= 64, p += 64)
+        sha1_block(h, p);
+    /* The tail, the 0x80 marker and the 64-bit big-endian bit length: one or two blocks. */
+    unsigned char tail[128] = {0};
+    memcpy(tail, p, left);
+    tail[left] = 0x80;
+    size_t blocks = left < 56 ? 1 : 2;
+    uint64_t bits = (uint64_t)n * 8;
+    for (int i = 0; i < 8; i++)
+        tail[blocks * 64 - 1 - i] = (unsigned char)(bits >> (8 * i));
+    for (size_t b = 0; b < blocks; b++)
+        sha1_block(h, tail + 64 * b);
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 0; i < 20; i++) {
+        unsigned char byte = (unsigned char)(h[i / 4] >> (24 - 8 * (i % 4)));
+        out[2 * i] = hex[byte >> 4];
+        out[2 * i + 1] = hex[byte & 15];
+    }
+    out[40] = '\0';
+}
+
+/* ---- The table ----------------------------------------------------------------------- */
+
+static void set(broker_script_id id, const char *name, const char *text, size_t len) {
+    scripts[id].name = name;
+    scripts[id].text = text;
+    scripts[id].len = len;
+    broker_sha1_hex(text, len, scripts[id].sha1);
+}
+
+static void init_scripts(void) {
+    set(BROKER_SCRIPT_FETCH, "fetch", broker__lua_fetch, broker__lua_fetch_len);
+    set(BROKER_SCRIPT_ACK, "ack", broker__lua_ack, broker__lua_ack_len);
+    set(BROKER_SCRIPT_RECOVER, "recover", broker__lua_recover, broker__lua_recover_len);
+    set(BROKER_SCRIPT_REQUEUE, "requeue", broker__lua_requeue, broker__lua_requeue_len);
+}
+
+const broker_script *broker_script_get(broker_script_id id) {
+    if ((unsigned)id >= BROKER_SCRIPT_COUNT)
+        return NULL;
+    pthread_once(&scripts_once, init_scripts);
+    return &scripts[id];
+}

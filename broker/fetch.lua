@@ -1,0 +1,76 @@
+-- fetch.lua - move up to N ready messages into a worker's in-flight hash, atomically.
+--
+-- ARGV: prefix, wid, n, queue1, queue2, ... (queues in strict priority order)
+-- Returns a flat array: tag1, queue1, raw1, tag2, queue2, raw2, ... (at most n triples;
+-- empty when nothing is ready).
+--
+-- For each queue in order, until n messages are taken: first the worker's landing list
+-- for that queue (<prefix>:landing:<wid>:<queue>, where a blocking
+--   BLMOVE <prefix>:queue:<q> <prefix>:landing:<wid>:<q> RIGHT LEFT <timeout>
+-- on the worker's own connection drops a message while the queues are empty), then the
+-- queue itself. Both are read from the right: producers LPUSH, so RPOP is FIFO, and the
+-- BLMOVE above keeps the landing list in the same order.
+--
+-- Every taken message gets a delivery tag, the decimal text of a number from one INCRBY on
+-- <prefix>:seq per batch (tags never repeat, and sort by fetch order), and is stored as
+-- HSET <prefix>:inflight:<wid> <tag> "<queue>\n<raw>". Because the script is atomic, each
+-- message is always in exactly one place: its queue, a landing list, or an in-flight hash.
+--
+-- When it takes anything, the script also (re)registers the worker in the <prefix>:workers
+-- hash (wid -> comma-separated queue names), so that an in-flight entry is never left
+-- where recovery cannot find it, even for a worker that was presumed dead, recovered, and
+-- then woke up and fetched again.
+--
+-- Keys are built from the prefix inside the script (not passed in KEYS), so this is not
+-- Redis Cluster compatible; workerd targets one Redis (with Sentinel for failover).
+
+local prefix, wid, n = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local taken_queue, taken_raw = {}, {}
+
+local function take(key, queue, want)
+    local got = redis.call('RPOP', key, want)
+    if got then
+        for _, raw in ipairs(got) do
+            taken_queue[#taken_queue + 1] = queue
+            taken_raw[#taken_raw + 1] = raw
+        end
+    end
+end
+
+local queues = {}
+for i = 4, #ARGV do
+    local q = ARGV[i]
+    queues[#queues + 1] = q
+    if #taken_raw < n then
+        take(prefix .. ':landing:' .. wid .. ':' .. q, q, n - #taken_raw)
+    end
+    if #taken_raw < n then
+        take(prefix .. ':queue:' .. q, q, n - #taken_raw)
+    end
+end
+
+local count = #taken_raw
+if count == 0 then
+    return {}
+end
+
+redis.call('HSET', prefix .. ':workers', wid, table.concat(queues, ','))
+
+local last = redis.call('INCRBY', prefix .. ':seq', count)
+local first = last - count + 1
+local inflight = prefix .. ':inflight:' .. wid
+local out, pairs_ = {}, {}
+for i = 1, count do
+    local tag = string.format('%d', first + i - 1)
+    out[#out + 1] = tag
+    out[#out + 1] = taken_queue[i]
+    out[#out + 1] = taken_raw[i]
+    pairs_[#pairs_ + 1] = tag
+    pairs_[#pairs_ + 1] = taken_queue[i] .. '\n' .. taken_raw[i]
+    -- HSET in slices: unpack() of a huge table would overflow Lua's C stack.
+    if #pairs_ >= 1000 or i == count then
+        redis.call('HSET', inflight, unpack(pairs_))
+        pairs_ = {}
+    end
+end
+return out

@@ -1,0 +1,129 @@
+-- recover.lua - give a dead worker's messages back to their queues; exactly one recoverer
+-- wins, because the script is atomic and leaves nothing behind for a second one.
+--
+-- ARGV: prefix, wid (the dead worker), max_redeliveries, now (unix seconds), recoverer
+-- (the id of the worker running this), max_dead_bytes (optional, default 65536: raw text
+-- kept in a dead letter).
+-- Returns {requeued, dead, alive}: alive is 1 (and nothing was touched) when the worker's
+-- heartbeat key <prefix>:worker:<wid> exists, so a live worker is never robbed, however
+-- slow it is.
+--
+-- The worker's queue list comes from the <prefix>:workers HASH (wid -> comma-separated
+-- queue names; DESIGN.md's set became a hash so that recovery can find the landing lists
+-- <prefix>:landing:<wid>:<queue> without KEYS or SCAN).
+--
+-- Every in-flight entry ("<queue>\n<raw>") goes back to the RIGHT end of its queue, so it
+-- is the next one taken (oldest tag rightmost, preserving the order among them). Its
+-- redelivery is counted in the message itself, byte-exact otherwise: ,"redelivered":N is
+-- appended before the final '}' (N = the old value + 1, read with cjson; duplicate keys
+-- resolve to the last one, in cjson as in workerd's parser). Then:
+--   - a message that is not a JSON object is dead-lettered with reason
+--     "unparseable message recovered from dead worker <wid>";
+--   - a message whose N exceeds max_redeliveries is a poison pill (it was running every
+--     time its worker died): dead-lettered with reason "poison pill: redelivered N times".
+-- Landing-list entries go back unchanged and uncounted: they were never handed to a task,
+-- so they cannot have killed the worker.
+-- Finally the in-flight hash is deleted and the worker removed from the workers hash.
+--
+-- Dead letters are LPUSHed on <prefix>:dead in broker_result.h's shape, plus
+-- "dead_worker". Keys are built from the prefix inside the script; not Redis Cluster
+-- compatible.
+
+local prefix, wid = ARGV[1], ARGV[2]
+local max_redeliveries = tonumber(ARGV[3]) or 0
+local now = tonumber(ARGV[4]) or 0
+local recoverer = ARGV[5]
+local max_dead = tonumber(ARGV[6]) or 65536
+
+if redis.call('EXISTS', prefix .. ':worker:' .. wid) == 1 then
+    return {0, 0, 1}
+end
+
+local workers = prefix .. ':workers'
+local inflight = prefix .. ':inflight:' .. wid
+local requeued, dead = 0, 0
+
+local function dead_letter(raw, queue, reason, id)
+    local cut = #raw
+    if cut > max_dead then
+        -- Do not split a UTF-8 character: back off over continuation bytes.
+        cut = max_dead
+        for _ = 1, 3 do
+            local b = string.byte(raw, cut + 1)
+            if b and b >= 0x80 and b < 0xc0 and cut > 0 then
+                cut = cut - 1
+            else
+                break
+            end
+        end
+    end
+    local entry = {
+        message = string.sub(raw, 1, cut), truncated = cut < #raw, message_bytes = #raw,
+        reason = reason, worker = recoverer, dead_worker = wid, time = now,
+    }
+    if type(id) == 'string' then entry.id = id end
+    if queue then entry.queue = queue end
+    redis.call('LPUSH', prefix .. ':dead', cjson.encode(entry))
+    dead = dead + 1
+end
+
+-- Landing lists first: LMOVE LEFT->RIGHT takes the newest first, so the oldest ends up
+-- rightmost, next to be taken after the in-flight entries pushed below.
+local csv = redis.call('HGET', workers, wid)
+if csv then
+    for queue in string.gmatch(csv, '[^,]+') do
+        local landing = prefix .. ':landing:' .. wid .. ':' .. queue
+        local qkey = prefix .. ':queue:' .. queue
+        while redis.call('LMOVE', landing, qkey, 'LEFT', 'RIGHT') do
+            requeued = requeued + 1
+        end
+    end
+end
+
+-- In-flight entries, newest tag first, so that the oldest is pushed last (rightmost).
+local flat = redis.call('HGETALL', inflight)
+local items = {}
+for i = 1, #flat, 2 do
+    items[#items + 1] = {tonumber(flat[i]) or 0, flat[i + 1]}
+end
+table.sort(items, function(a, b) return a[1] > b[1] end)
+
+for _, item in ipairs(items) do
+    local value = item[2]
+    local nl = string.find(value, '\n', 1, true)
+    if not nl then
+        dead_letter(value, nil, 'in-flight entry without a queue name recovered from dead worker '
+            .. wid, nil)
+    else
+        local queue, raw = string.sub(value, 1, nl - 1), string.sub(value, nl + 1)
+        local ok, decoded = pcall(cjson.decode, raw)
+        local close = string.match(raw, '()}%s*$')
+        if not ok or type(decoded) ~= 'table' or not string.find(raw, '^%s*{') or not close then
+            dead_letter(raw, queue, 'unparseable message recovered from dead worker ' .. wid, nil)
+        else
+            local old = decoded.redelivered
+            local n = 1
+            if type(old) == 'number' and old >= 0 then
+                n = math.floor(old) + 1
+            end
+            if n > max_redeliveries then
+                dead_letter(raw, queue, 'poison pill: redelivered ' .. string.format('%.0f', n)
+                    .. ' times', decoded.id)
+            else
+                local head = string.sub(raw, 1, close - 1)
+                local sep = ','
+                if string.find(head, '^%s*{%s*$') then
+                    sep = ''
+                end
+                local counted = head .. sep .. '"redelivered":' .. string.format('%d', n)
+                    .. string.sub(raw, close)
+                redis.call('RPUSH', prefix .. ':queue:' .. queue, counted)
+                requeued = requeued + 1
+            end
+        end
+    end
+end
+
+redis.call('DEL', inflight)
+redis.call('HDEL', workers, wid)
+return {requeued, dead, 0}

@@ -1,0 +1,152 @@
+/*
+ * test_result.c - the result document and the dead-letter entry, decoded back and
+ * checked field by field as a consumer (redis-cli GET, workerctl) would see them.
+ */
+#include "broker_result.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "testlib.h"
+
+static json_t *decode(char *text) {
+    ASSERT(text != NULL);
+    json_error_t e;
+    json_t *j = json_loads(text, JSON_ALLOW_NUL, &e);
+    if (j == NULL)
+        test__fail(__FILE__, __LINE__, "bad JSON %s: %s", text, e.text);
+    free(text);
+    return j;
+}
+
+static const char *str(json_t *o, const char *key) {
+    return json_string_value(json_object_get(o, key));
+}
+
+TEST(success_result_has_every_field) {
+    json_t *value = json_pack("{s:i}", "status", 200);
+    broker_result r = {.id = "job-1",
+                       .task = "http.get",
+                       .status = BROKER_SUCCESS,
+                       .result = value,
+                       .retries = 1,
+                       .worker = "h:1",
+                       .started_at = 1700000000.25,
+                       .finished_at = 1700000000.5};
+    json_t *j = decode(broker_result_encode(&r));
+    ASSERT_STREQ(str(j, "id"), "job-1");
+    ASSERT_STREQ(str(j, "task"), "http.get");
+    ASSERT_STREQ(str(j, "status"), "SUCCESS");
+    ASSERT(json_equal(json_object_get(j, "result"), value));
+    ASSERT(json_object_get(j, "error") == NULL);
+    ASSERT_EQ(json_integer_value(json_object_get(j, "retries")), 1);
+    ASSERT_STREQ(str(j, "worker"), "h:1");
+    ASSERT(json_real_value(json_object_get(j, "started_at")) == 1700000000.25);
+    ASSERT(json_real_value(json_object_get(j, "finished_at")) == 1700000000.5);
+    ASSERT(fabs(json_real_value(json_object_get(j, "runtime")) - 0.25) < 1e-9);
+    json_decref(j);
+    json_decref(value);
+}
+
+TEST(success_without_a_value_stores_null) {
+    broker_result r = {.id = "j", .status = BROKER_SUCCESS};
+    json_t *j = decode(broker_result_encode(&r));
+    ASSERT(json_is_null(json_object_get(j, "result")));
+    ASSERT(json_object_get(j, "task") == NULL && json_object_get(j, "runtime") == NULL);
+    json_decref(j);
+}
+
+TEST(failure_result_has_an_error_and_no_result) {
+    broker_result r = {.id = "j",
+                       .task = "t",
+                       .status = BROKER_FAILURE,
+                       .error_type = "InvalidMessage",
+                       .error_message = "field \"args\" must be an array"};
+    json_t *j = decode(broker_result_encode(&r));
+    ASSERT_STREQ(str(j, "status"), "FAILURE");
+    ASSERT(json_object_get(j, "result") == NULL);
+    json_t *err = json_object_get(j, "error");
+    ASSERT_STREQ(str(err, "type"), "InvalidMessage");
+    ASSERT_STREQ(str(err, "message"), "field \"args\" must be an array");
+    json_decref(j);
+}
+
+TEST(started_result_has_no_finish_or_runtime) {
+    broker_result r = {.id = "j", .status = BROKER_STARTED, .started_at = 5.0};
+    json_t *j = decode(broker_result_encode(&r));
+    ASSERT_STREQ(str(j, "status"), "STARTED");
+    ASSERT(json_object_get(j, "started_at") != NULL);
+    ASSERT(json_object_get(j, "finished_at") == NULL && json_object_get(j, "runtime") == NULL);
+    json_decref(j);
+}
+
+TEST(status_names) {
+    ASSERT_STREQ(broker_status_name(BROKER_RETRY), "RETRY");
+    ASSERT_STREQ(broker_status_name(BROKER_REVOKED), "REVOKED");
+    ASSERT_STREQ(broker_status_name((broker_status)42), "UNKNOWN");
+}
+
+TEST(result_without_id_is_refused) {
+    broker_result r = {.status = BROKER_SUCCESS};
+    ASSERT(broker_result_encode(&r) == NULL);
+}
+
+TEST(dead_letter_keeps_the_raw_text_and_reason) {
+    const char *raw = "{\"task\":5}";
+    broker_dead d = {.raw = raw,
+                     .raw_len = strlen(raw),
+                     .reason = "missing task",
+                     .worker = "h:1",
+                     .time = 12.5,
+                     .id = "j",
+                     .queue = "default"};
+    json_t *j = decode(broker_dead_encode(&d));
+    ASSERT_STREQ(str(j, "message"), raw);
+    ASSERT(json_is_false(json_object_get(j, "truncated")));
+    ASSERT_EQ(json_integer_value(json_object_get(j, "message_bytes")), strlen(raw));
+    ASSERT_STREQ(str(j, "reason"), "missing task");
+    ASSERT_STREQ(str(j, "worker"), "h:1");
+    ASSERT(json_real_value(json_object_get(j, "time")) == 12.5);
+    ASSERT_STREQ(str(j, "id"), "j");
+    ASSERT_STREQ(str(j, "queue"), "default");
+    json_decref(j);
+}
+
+TEST(dead_letter_without_id_omits_it) {
+    broker_dead d = {.raw = "x", .raw_len = 1, .reason = "r"};
+    json_t *j = decode(broker_dead_encode(&d));
+    ASSERT(json_object_get(j, "id") == NULL && json_object_get(j, "queue") == NULL);
+    json_decref(j);
+}
+
+TEST(dead_letter_truncates_a_long_message_and_says_so) {
+    char raw[100];
+    memset(raw, 'a', sizeof raw);
+    broker_dead d = {.raw = raw, .raw_len = sizeof raw, .reason = "r", .max_message_bytes = 10};
+    json_t *j = decode(broker_dead_encode(&d));
+    ASSERT_STREQ(str(j, "message"), "aaaaaaaaaa");
+    ASSERT(json_is_true(json_object_get(j, "truncated")));
+    ASSERT_EQ(json_integer_value(json_object_get(j, "message_bytes")), 100);
+    json_decref(j);
+}
+
+TEST(dead_letter_truncation_does_not_split_a_character) {
+    const char *raw = "aaaa\xe2\x82\xac"
+                      "bbbb"; /* a euro sign at bytes 4..6 */
+    broker_dead d = {.raw = raw, .raw_len = strlen(raw), .reason = "r", .max_message_bytes = 6};
+    json_t *j = decode(broker_dead_encode(&d));
+    ASSERT_STREQ(str(j, "message"), "aaaa");
+    json_decref(j);
+}
+
+TEST(dead_letter_of_invalid_utf8_uses_replacement_characters) {
+    const char raw[] = "{\"task\":\"\xff\xfe\"}\0end";
+    broker_dead d = {.raw = raw, .raw_len = sizeof raw - 1, .reason = "bad \xc3"};
+    json_t *j = decode(broker_dead_encode(&d));
+    json_t *msg = json_object_get(j, "message");
+    ASSERT_EQ(json_string_length(msg), sizeof raw - 1 + 4); /* 2 bytes became 2 x 3 bytes */
+    ASSERT(memcmp(json_string_value(msg), "{\"task\":\"\xef\xbf\xbd\xef\xbf\xbd\"}\0end",
+                  json_string_length(msg)) == 0);
+    ASSERT_STREQ(str(j, "reason"), "bad \xef\xbf\xbd");
+    json_decref(j);
+}

@@ -1,0 +1,588 @@
+/*
+ * test_scripts.c - the broker's Lua scripts against a real redis-server: fetch (priority,
+ * batch limit, landing lists, FIFO, atomic moves), ack (owner check), recover (requeue to
+ * the right end, redelivery count, poison pills, unparseable messages, live workers left
+ * alone) and requeue (by tag, or everything). Plain synchronous hiredis; each test starts
+ * its own server.
+ */
+#include "broker_keys.h"
+#include "broker_msg.h"
+#include "broker_scripts.h"
+
+#include <errno.h>
+#include <hiredis/hiredis.h>
+#include <stdarg.h>
+#include <string.h>
+
+#include "testlib.h"
+
+static test_redis server;
+static redisContext *rc;
+static broker_keys keys;
+
+static void start(void) {
+    test_redis_start(&server, NULL);
+    rc = redisConnect("127.0.0.1", server.port);
+    ASSERT(rc != NULL && rc->err == 0);
+    ASSERT_EQ(broker_keys_init(&keys, "wt"), 0);
+}
+
+static void stop(void) {
+    redisFree(rc);
+    test_redis_stop(&server);
+}
+
+/* Runs a script the way the daemon will: EVALSHA, and EVAL on NOSCRIPT. args ends with
+ * NULL. The reply must be freed. */
+static redisReply *run(broker_script_id id, const char **args) {
+    const broker_script *s = broker_script_get(id);
+    const char *argv[256];
+    size_t lens[256];
+    int n = 0;
+    argv[n++] = "EVALSHA";
+    argv[n++] = s->sha1;
+    argv[n++] = "0";
+    for (; *args != NULL; args++)
+        argv[n++] = *args;
+    for (int i = 0; i < n; i++)
+        lens[i] = strlen(argv[i]);
+    redisReply *r = redisCommandArgv(rc, n, argv, lens);
+    ASSERT(r != NULL);
+    if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
+        freeReplyObject(r);
+        argv[0] = "EVAL";
+        argv[1] = s->text;
+        lens[0] = 4;
+        lens[1] = s->len;
+        r = redisCommandArgv(rc, n, argv, lens);
+        ASSERT(r != NULL);
+    }
+    if (r->type == REDIS_REPLY_ERROR)
+        test__fail(__FILE__, __LINE__, "%s: %s", s->name, r->str);
+    return r;
+}
+
+static redisReply *cmd(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(rc, fmt, ap);
+    va_end(ap);
+    ASSERT(r != NULL && r->type != REDIS_REPLY_ERROR);
+    return r;
+}
+
+static long long cmd_int(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(rc, fmt, ap);
+    va_end(ap);
+    ASSERT(r != NULL && r->type == REDIS_REPLY_INTEGER);
+    long long v = r->integer;
+    freeReplyObject(r);
+    return v;
+}
+
+/* The string reply of a command, copied into a static buffer ("(nil)" for nil). */
+static const char *cmd_str(const char *fmt, ...) {
+    static char buf[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(rc, fmt, ap);
+    va_end(ap);
+    ASSERT(r != NULL);
+    if (r->type == REDIS_REPLY_NIL)
+        snprintf(buf, sizeof buf, "(nil)");
+    else if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS)
+        snprintf(buf, sizeof buf, "%s", r->str);
+    else
+        test__fail(__FILE__, __LINE__, "unexpected reply type %d", r->type);
+    freeReplyObject(r);
+    return buf;
+}
+
+static const char *key_queue(const char *q) {
+    static char buf[BROKER_KEY_MAX];
+    broker_key_queue(&keys, q, buf);
+    return buf;
+}
+
+static const char *key_inflight(const char *wid) {
+    static char buf[BROKER_KEY_MAX];
+    broker_key_inflight(&keys, wid, buf);
+    return buf;
+}
+
+static const char *key_landing(const char *wid, const char *q) {
+    static char buf[BROKER_KEY_MAX];
+    broker_key_landing(&keys, wid, q, buf);
+    return buf;
+}
+
+static void push(const char *queue, const char *raw) {
+    freeReplyObject(cmd("LPUSH %s %s", key_queue(queue), raw));
+}
+
+/* fetch.lua for wid with batch n over the queues (NULL-terminated list). */
+static redisReply *fetch(const char *wid, int n, const char *q1, const char *q2) {
+    char nbuf[16];
+    snprintf(nbuf, sizeof nbuf, "%d", n);
+    const char *args[] = {"wt", wid, nbuf, q1, q2, NULL};
+    redisReply *r = run(BROKER_SCRIPT_FETCH, args);
+    ASSERT_EQ(r->type, REDIS_REPLY_ARRAY);
+    ASSERT_EQ(r->elements % 3, 0);
+    return r;
+}
+
+static const char *raw_at(redisReply *r, size_t i) {
+    return r->element[3 * i + 2]->str;
+}
+
+static long long int_at(redisReply *r, size_t i) {
+    return r->element[i]->integer;
+}
+
+static redisReply *recover(const char *wid, const char *max) {
+    const char *args[] = {"wt", wid, max, "1700000000.5", "rescuer", NULL};
+    redisReply *r = run(BROKER_SCRIPT_RECOVER, args);
+    ASSERT(r->type == REDIS_REPLY_ARRAY && r->elements == 3);
+    return r;
+}
+
+/* ---- SHA1 and the embedded texts ------------------------------------------------------ */
+
+TEST(sha1_matches_known_vectors) {
+    char out[41];
+    broker_sha1_hex("", 0, out);
+    ASSERT_STREQ(out, "da39a3ee5e6b4b0d3255bfef95601890afd80709");
+    broker_sha1_hex("abc", 3, out);
+    ASSERT_STREQ(out, "a9993e364706816aba3e25717850c26c9cd0d89d");
+    const char *two = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+    broker_sha1_hex(two, strlen(two), out);
+    ASSERT_STREQ(out, "84983e441c3bd26ebaae4aa1f95129e5e54670f1");
+}
+
+TEST(script_digests_match_redis_script_load) {
+    start();
+    for (int id = 0; id < BROKER_SCRIPT_COUNT; id++) {
+        const broker_script *s = broker_script_get((broker_script_id)id);
+        ASSERT(s->len > 100 && strlen(s->text) == s->len);
+        ASSERT(strstr(s->text, s->name) != NULL); /* each file starts "-- <name>.lua" */
+        redisReply *r = redisCommand(rc, "SCRIPT LOAD %b", s->text, s->len);
+        ASSERT(r != NULL && r->type == REDIS_REPLY_STRING);
+        ASSERT_STREQ(r->str, s->sha1);
+        freeReplyObject(r);
+    }
+    ASSERT(broker_script_get(BROKER_SCRIPT_COUNT) == NULL);
+    stop();
+}
+
+/* ---- fetch ---------------------------------------------------------------------------- */
+
+TEST(fetch_takes_messages_in_fifo_order_into_inflight) {
+    start();
+    push("default", "m1");
+    push("default", "m2");
+    push("default", "m3");
+    redisReply *r = fetch("w1", 10, "default", NULL);
+    ASSERT_EQ(r->elements, 9);
+    ASSERT_STREQ(raw_at(r, 0), "m1");
+    ASSERT_STREQ(raw_at(r, 1), "m2");
+    ASSERT_STREQ(raw_at(r, 2), "m3");
+    ASSERT_STREQ(r->element[1]->str, "default");
+    ASSERT_EQ(cmd_int("HLEN %s", key_inflight("w1")), 3);
+    ASSERT_STREQ(cmd_str("HGET %s %s", key_inflight("w1"), r->element[0]->str), "default\nm1");
+    ASSERT_EQ(cmd_int("LLEN %s", key_queue("default")), 0);
+    freeReplyObject(r);
+    stop();
+}
+
+TEST(fetch_respects_the_batch_limit_and_counts_add_up) {
+    start();
+    for (int i = 0; i < 5; i++)
+        push("default", "m");
+    redisReply *r = fetch("w1", 2, "default", NULL);
+    ASSERT_EQ(r->elements, 6);
+    freeReplyObject(r);
+    ASSERT_EQ(cmd_int("LLEN %s", key_queue("default")), 3);
+    ASSERT_EQ(cmd_int("HLEN %s", key_inflight("w1")), 2);
+    stop();
+}
+
+TEST(fetch_takes_queues_in_strict_priority_order) {
+    start();
+    push("low", "l1");
+    push("low", "l2");
+    push("high", "h1");
+    redisReply *r = fetch("w1", 2, "high", "low");
+    ASSERT_EQ(r->elements, 6);
+    ASSERT_STREQ(raw_at(r, 0), "h1");
+    ASSERT_STREQ(r->element[1]->str, "high");
+    ASSERT_STREQ(raw_at(r, 1), "l1");
+    ASSERT_STREQ(r->element[4]->str, "low");
+    freeReplyObject(r);
+    ASSERT_EQ(cmd_int("LLEN %s", key_queue("low")), 1);
+    stop();
+}
+
+TEST(fetch_takes_the_landing_list_before_its_queue) {
+    start();
+    push("default", "first");
+    push("default", "second");
+    /* What the blocking waiter does on its own connection. */
+    freeReplyObject(
+        cmd("BLMOVE %s %s RIGHT LEFT 1", key_queue("default"), key_landing("w1", "default")));
+    push("default", "third");
+    redisReply *r = fetch("w1", 3, "default", NULL);
+    ASSERT_EQ(r->elements, 9);
+    ASSERT_STREQ(raw_at(r, 0), "first");
+    ASSERT_STREQ(raw_at(r, 1), "second");
+    ASSERT_STREQ(raw_at(r, 2), "third");
+    freeReplyObject(r);
+    ASSERT_EQ(cmd_int("EXISTS %s", key_landing("w1", "default")), 0);
+    stop();
+}
+
+TEST(fetch_does_not_let_a_low_landing_list_jump_a_high_queue) {
+    start();
+    push("low", "l1");
+    freeReplyObject(cmd("BLMOVE %s %s RIGHT LEFT 1", key_queue("low"), key_landing("w1", "low")));
+    push("high", "h1");
+    redisReply *r = fetch("w1", 1, "high", "low");
+    ASSERT_EQ(r->elements, 3);
+    ASSERT_STREQ(raw_at(r, 0), "h1");
+    freeReplyObject(r);
+    ASSERT_EQ(cmd_int("LLEN %s", key_landing("w1", "low")), 1);
+    stop();
+}
+
+TEST(fetch_tags_are_unique_and_increase_across_batches) {
+    start();
+    push("default", "a");
+    push("default", "b");
+    redisReply *r1 = fetch("w1", 1, "default", NULL);
+    redisReply *r2 = fetch("w2", 1, "default", NULL);
+    long long t1 = atoll(r1->element[0]->str), t2 = atoll(r2->element[0]->str);
+    ASSERT(t1 >= 1 && t2 == t1 + 1);
+    freeReplyObject(r1);
+    freeReplyObject(r2);
+    stop();
+}
+
+TEST(fetch_registers_the_worker_and_its_queues) {
+    start();
+    redisReply *r = fetch("w1", 5, "high", "low");
+    ASSERT_EQ(r->elements, 0); /* nothing ready: nothing registered, no tag spent */
+    freeReplyObject(r);
+    ASSERT_EQ(cmd_int("EXISTS wt:workers wt:seq"), 0);
+    push("low", "x");
+    freeReplyObject(fetch("w1", 5, "high", "low"));
+    ASSERT_STREQ(cmd_str("HGET wt:workers w1"), "high,low");
+    stop();
+}
+
+TEST(fetch_of_a_large_batch_stores_every_message) {
+    start();
+    redisReply *r =
+        cmd("EVAL %s 0 %s", "for i = 1, 2500 do redis.call('LPUSH', KEYS[1] or ARGV[1], i) end",
+            key_queue("default"));
+    freeReplyObject(r);
+    r = fetch("w1", 3000, "default", NULL);
+    ASSERT_EQ(r->elements, 3 * 2500);
+    ASSERT_STREQ(raw_at(r, 2499), "2500");
+    freeReplyObject(r);
+    ASSERT_EQ(cmd_int("HLEN %s", key_inflight("w1")), 2500);
+    stop();
+}
+
+/* ---- ack ------------------------------------------------------------------------------ */
+
+/* ack.lua for one message of w1. */
+static long long ack_one(const char *wid, const char *tag, const char *json, const char *ttl) {
+    const char *args[] = {"wt", wid, tag, "wt:result:j1", json, ttl, "wt:result:j1", NULL};
+    redisReply *r = run(BROKER_SCRIPT_ACK, args);
+    ASSERT(r->type == REDIS_REPLY_ARRAY && r->elements == 1);
+    long long v = int_at(r, 0);
+    freeReplyObject(r);
+    return v;
+}
+
+TEST(ack_removes_the_entry_and_stores_the_result_with_a_ttl) {
+    start();
+    push("default", "{\"id\":\"j1\",\"task\":\"t\"}");
+    redisReply *r = fetch("w1", 1, "default", NULL);
+    ASSERT_EQ(ack_one("w1", r->element[0]->str, "{\"status\":\"SUCCESS\"}", "60"), 1);
+    freeReplyObject(r);
+    ASSERT_EQ(cmd_int("HLEN %s", key_inflight("w1")), 0);
+    ASSERT_STREQ(cmd_str("GET wt:result:j1"), "{\"status\":\"SUCCESS\"}");
+    ASSERT_RANGE(cmd_int("TTL wt:result:j1"), 1, 60);
+    stop();
+}
+
+TEST(ack_with_zero_ttl_stores_no_result) {
+    start();
+    push("default", "m");
+    redisReply *r = fetch("w1", 1, "default", NULL);
+    ASSERT_EQ(ack_one("w1", r->element[0]->str, "{}", "0"), 1);
+    freeReplyObject(r);
+    ASSERT_EQ(cmd_int("EXISTS wt:result:j1"), 0);
+    ASSERT_EQ(cmd_int("HLEN %s", key_inflight("w1")), 0);
+    stop();
+}
+
+TEST(ack_publishes_the_result) {
+    start();
+    redisContext *sub = redisConnect("127.0.0.1", server.port);
+    ASSERT(sub != NULL && sub->err == 0);
+    struct timeval tv = {5, 0};
+    redisSetTimeout(sub, tv);
+    freeReplyObject(redisCommand(sub, "SUBSCRIBE wt:result:j1"));
+    push("default", "m");
+    redisReply *r = fetch("w1", 1, "default", NULL);
+    ASSERT_EQ(ack_one("w1", r->element[0]->str, "{\"status\":\"SUCCESS\"}", "60"), 1);
+    freeReplyObject(r);
+    redisReply *msg = NULL;
+    ASSERT_EQ(redisGetReply(sub, (void **)&msg), REDIS_OK);
+    ASSERT(msg->type == REDIS_REPLY_ARRAY && msg->elements == 3);
+    ASSERT_STREQ(msg->element[0]->str, "message");
+    ASSERT_STREQ(msg->element[2]->str, "{\"status\":\"SUCCESS\"}");
+    freeReplyObject(msg);
+    redisFree(sub);
+    stop();
+}
+
+TEST(ack_of_a_batch_answers_per_message) {
+    start();
+    push("default", "a");
+    push("default", "b");
+    redisReply *f = fetch("w1", 2, "default", NULL);
+    /* clang-format off */
+    const char *args[] = {"wt", "w1",
+                          f->element[0]->str, "wt:result:a", "A", "60", "",
+                          "999999",           "wt:result:x", "X", "60", "",
+                          f->element[3]->str, "wt:result:b", "B", "60", "",
+                          NULL};
+    /* clang-format on */
+    redisReply *r = run(BROKER_SCRIPT_ACK, args);
+    ASSERT_EQ(r->elements, 3);
+    ASSERT_EQ(int_at(r, 0), 1);
+    ASSERT_EQ(int_at(r, 1), 0);
+    ASSERT_EQ(int_at(r, 2), 1);
+    freeReplyObject(r);
+    freeReplyObject(f);
+    ASSERT_STREQ(cmd_str("GET wt:result:a"), "A");
+    ASSERT_STREQ(cmd_str("GET wt:result:b"), "B");
+    ASSERT_EQ(cmd_int("EXISTS wt:result:x"), 0);
+    stop();
+}
+
+TEST(ack_after_recovery_returns_zero_and_keeps_the_new_result) {
+    start();
+    push("default", "{\"id\":\"j1\",\"task\":\"t\"}");
+    redisReply *old = fetch("w1", 1, "default", NULL); /* w1 then stops (SIGSTOP) */
+    freeReplyObject(recover("w1", "3"));
+    redisReply *now = fetch("w2", 1, "default", NULL);
+    ASSERT_EQ(now->elements, 3);
+    ASSERT_EQ(ack_one("w2", now->element[0]->str, "new", "60"), 1);
+    ASSERT_EQ(ack_one("w1", old->element[0]->str, "stale", "60"), 0);
+    ASSERT_STREQ(cmd_str("GET wt:result:j1"), "new");
+    freeReplyObject(old);
+    freeReplyObject(now);
+    stop();
+}
+
+/* ---- recover -------------------------------------------------------------------------- */
+
+TEST(recover_requeues_at_the_right_end_counting_the_redelivery) {
+    start();
+    push("default", "{\"id\":\"m1\",\"task\":\"t\"}");
+    freeReplyObject(fetch("w1", 1, "default", NULL));
+    push("default", "pending");
+    redisReply *r = recover("w1", "3");
+    ASSERT_EQ(int_at(r, 0), 1);
+    ASSERT_EQ(int_at(r, 1), 0);
+    ASSERT_EQ(int_at(r, 2), 0);
+    freeReplyObject(r);
+    ASSERT_STREQ(cmd_str("RPOP %s", key_queue("default")),
+                 "{\"id\":\"m1\",\"task\":\"t\",\"redelivered\":1}");
+    ASSERT_STREQ(cmd_str("RPOP %s", key_queue("default")), "pending");
+    ASSERT_EQ(cmd_int("EXISTS %s", key_inflight("w1")), 0);
+    ASSERT_EQ(cmd_int("HEXISTS wt:workers w1"), 0);
+    stop();
+}
+
+TEST(recover_counts_on_from_the_previous_redelivery) {
+    start();
+    push("default", "{\"task\":\"t\",\"redelivered\":2}");
+    freeReplyObject(fetch("w1", 1, "default", NULL));
+    freeReplyObject(recover("w1", "5"));
+    const char *raw = cmd_str("RPOP %s", key_queue("default"));
+    ASSERT_STREQ(raw, "{\"task\":\"t\",\"redelivered\":2,\"redelivered\":3}");
+    /* The worker's parser reads the appended (last) key. */
+    broker_msg m;
+    ASSERT_EQ(broker_msg_parse(raw, strlen(raw), NULL, 0, &m, NULL), 0);
+    ASSERT_EQ(m.redelivered, 3);
+    broker_msg_free(&m);
+    stop();
+}
+
+TEST(recover_keeps_the_text_byte_exact_apart_from_the_count) {
+    start();
+    push("default", " {  } \n");
+    push("default", "{\"task\":\"t\",\"args\":[1.50, \"}\"]}\t");
+    freeReplyObject(fetch("w1", 2, "default", NULL));
+    freeReplyObject(recover("w1", "3"));
+    ASSERT_STREQ(cmd_str("RPOP %s", key_queue("default")), " {  \"redelivered\":1} \n");
+    ASSERT_STREQ(cmd_str("RPOP %s", key_queue("default")),
+                 "{\"task\":\"t\",\"args\":[1.50, \"}\"],\"redelivered\":1}\t");
+    stop();
+}
+
+TEST(recover_keeps_the_order_of_the_recovered_messages) {
+    start();
+    push("default", "{\"n\":1}");
+    push("default", "{\"n\":2}");
+    push("default", "{\"n\":3}");
+    freeReplyObject(fetch("w1", 3, "default", NULL));
+    freeReplyObject(recover("w1", "3"));
+    redisReply *r = fetch("w2", 3, "default", NULL);
+    ASSERT_STREQ(raw_at(r, 0), "{\"n\":1,\"redelivered\":1}");
+    ASSERT_STREQ(raw_at(r, 1), "{\"n\":2,\"redelivered\":1}");
+    ASSERT_STREQ(raw_at(r, 2), "{\"n\":3,\"redelivered\":1}");
+    freeReplyObject(r);
+    stop();
+}
+
+TEST(recover_dead_letters_a_poison_pill) {
+    start();
+    push("default", "{\"id\":\"pp\",\"task\":\"t\",\"redelivered\":3}");
+    freeReplyObject(fetch("w1", 1, "default", NULL));
+    redisReply *r = recover("w1", "3");
+    ASSERT_EQ(int_at(r, 0), 0);
+    ASSERT_EQ(int_at(r, 1), 1);
+    freeReplyObject(r);
+    ASSERT_EQ(cmd_int("LLEN %s", key_queue("default")), 0);
+    json_t *d = json_loads(cmd_str("LINDEX wt:dead 0"), 0, NULL);
+    ASSERT(d != NULL);
+    ASSERT_STREQ(json_string_value(json_object_get(d, "reason")),
+                 "poison pill: redelivered 4 times");
+    ASSERT_STREQ(json_string_value(json_object_get(d, "id")), "pp");
+    ASSERT_STREQ(json_string_value(json_object_get(d, "message")),
+                 "{\"id\":\"pp\",\"task\":\"t\",\"redelivered\":3}");
+    ASSERT_STREQ(json_string_value(json_object_get(d, "queue")), "default");
+    ASSERT_STREQ(json_string_value(json_object_get(d, "worker")), "rescuer");
+    ASSERT_STREQ(json_string_value(json_object_get(d, "dead_worker")), "w1");
+    ASSERT(json_number_value(json_object_get(d, "time")) == 1700000000.5);
+    ASSERT(json_is_false(json_object_get(d, "truncated")));
+    json_decref(d);
+    stop();
+}
+
+TEST(recover_dead_letters_unparseable_messages) {
+    start();
+    push("default", "not json");
+    push("default", "[1,2]");
+    freeReplyObject(fetch("w1", 2, "default", NULL));
+    redisReply *r = recover("w1", "3");
+    ASSERT_EQ(int_at(r, 0), 0);
+    ASSERT_EQ(int_at(r, 1), 2);
+    freeReplyObject(r);
+    for (int i = 0; i < 2; i++) {
+        json_t *d = json_loads(cmd_str("LINDEX wt:dead %d", i), 0, NULL);
+        ASSERT(d != NULL);
+        ASSERT_STREQ(json_string_value(json_object_get(d, "reason")),
+                     "unparseable message recovered from dead worker w1");
+        ASSERT(json_object_get(d, "id") == NULL);
+        json_decref(d);
+    }
+    ASSERT_EQ(cmd_int("EXISTS %s", key_inflight("w1")), 0);
+    stop();
+}
+
+TEST(recover_leaves_a_worker_with_a_heartbeat_alone) {
+    start();
+    push("default", "{\"task\":\"t\"}");
+    freeReplyObject(fetch("w1", 1, "default", NULL));
+    freeReplyObject(cmd("HSET wt:worker:w1 pid 1"));
+    freeReplyObject(cmd("EXPIRE wt:worker:w1 30"));
+    redisReply *r = recover("w1", "3");
+    ASSERT_EQ(int_at(r, 0), 0);
+    ASSERT_EQ(int_at(r, 1), 0);
+    ASSERT_EQ(int_at(r, 2), 1);
+    freeReplyObject(r);
+    ASSERT_EQ(cmd_int("HLEN %s", key_inflight("w1")), 1);
+    ASSERT_EQ(cmd_int("HEXISTS wt:workers w1"), 1);
+    ASSERT_EQ(cmd_int("LLEN %s", key_queue("default")), 0);
+    stop();
+}
+
+TEST(recover_moves_landing_lists_back_without_counting) {
+    start();
+    push("default", "{\"task\":\"flight\"}");
+    freeReplyObject(fetch("w1", 1, "default", NULL)); /* registers w1 with "default" */
+    push("default", "{\"task\":\"landed\"}");
+    freeReplyObject(
+        cmd("BLMOVE %s %s RIGHT LEFT 1", key_queue("default"), key_landing("w1", "default")));
+    redisReply *r = recover("w1", "3");
+    ASSERT_EQ(int_at(r, 0), 2);
+    freeReplyObject(r);
+    ASSERT_STREQ(cmd_str("RPOP %s", key_queue("default")),
+                 "{\"task\":\"flight\",\"redelivered\":1}");
+    ASSERT_STREQ(cmd_str("RPOP %s", key_queue("default")), "{\"task\":\"landed\"}");
+    ASSERT_EQ(cmd_int("EXISTS %s", key_landing("w1", "default")), 0);
+    stop();
+}
+
+TEST(recover_twice_finds_nothing_the_second_time) {
+    start();
+    push("default", "{\"task\":\"t\"}");
+    freeReplyObject(fetch("w1", 1, "default", NULL));
+    freeReplyObject(recover("w1", "3"));
+    redisReply *r = recover("w1", "3");
+    ASSERT_EQ(int_at(r, 0), 0);
+    ASSERT_EQ(int_at(r, 1), 0);
+    freeReplyObject(r);
+    ASSERT_EQ(cmd_int("LLEN %s", key_queue("default")), 1);
+    stop();
+}
+
+/* ---- requeue -------------------------------------------------------------------------- */
+
+TEST(requeue_puts_back_only_the_given_tags_uncounted) {
+    start();
+    push("default", "{\"n\":1}");
+    push("default", "{\"n\":2}");
+    push("default", "{\"n\":3}");
+    push("default", "{\"n\":4}");
+    redisReply *f = fetch("w1", 3, "default", NULL);
+    const char *args[] = {"wt", "w1", "3", f->element[6]->str, f->element[0]->str, "424242", NULL};
+    redisReply *r = run(BROKER_SCRIPT_REQUEUE, args);
+    ASSERT_EQ(r->type, REDIS_REPLY_INTEGER);
+    ASSERT_EQ(r->integer, 2);
+    freeReplyObject(r);
+    ASSERT_EQ(cmd_int("HLEN %s", key_inflight("w1")), 1);
+    ASSERT_STREQ(cmd_str("HGET %s %s", key_inflight("w1"), f->element[3]->str),
+                 "default\n{\"n\":2}");
+    ASSERT_STREQ(cmd_str("RPOP %s", key_queue("default")), "{\"n\":1}");
+    ASSERT_STREQ(cmd_str("RPOP %s", key_queue("default")), "{\"n\":3}");
+    ASSERT_STREQ(cmd_str("RPOP %s", key_queue("default")), "{\"n\":4}");
+    freeReplyObject(f);
+    stop();
+}
+
+TEST(requeue_all_empties_inflight_and_landing_lists) {
+    start();
+    push("high", "h1");
+    push("low", "l1");
+    push("low", "l2");
+    freeReplyObject(fetch("w1", 2, "high", "low"));
+    freeReplyObject(cmd("BLMOVE %s %s RIGHT LEFT 1", key_queue("low"), key_landing("w1", "low")));
+    const char *args[] = {"wt", "w1", "all", "high", "low", NULL};
+    redisReply *r = run(BROKER_SCRIPT_REQUEUE, args);
+    ASSERT_EQ(r->integer, 3);
+    freeReplyObject(r);
+    ASSERT_EQ(cmd_int("EXISTS %s %s", key_inflight("w1"), key_landing("w1", "low")), 0);
+    ASSERT_STREQ(cmd_str("RPOP %s", key_queue("high")), "h1");
+    ASSERT_STREQ(cmd_str("RPOP %s", key_queue("low")), "l1");
+    ASSERT_STREQ(cmd_str("RPOP %s", key_queue("low")), "l2");
+    stop();
+}
