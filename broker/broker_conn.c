@@ -1,0 +1,245 @@
+/*
+ * broker_conn.c - the self-healing connection of broker_conn.h.
+ *
+ * One greenlet per connection owns the link: it connects, announces "up" by setting the
+ * `up` event, then waits until somebody reports the link broken (a call that failed with
+ * a link error sets `broken`) or it notices on its own (an idle connection's read watcher
+ * sees EOF and green_redis turns sticky-failed; checked every second). Then it frees the
+ * green_redis, announces "down" and reconnects with backoff. Callers never connect or
+ * free anything themselves: they wait for `up`, use the current green_redis, and report.
+ *
+ * A caller may still be inside a call on a green_redis that the owner frees: green_redis
+ * makes that call return -ECONNABORTED, a link error like the others.
+ *
+ * Runs on greenlets only; the state callback is called from the owner greenlet.
+ */
+#include "broker_conn.h"
+
+#include "green.h"
+#include "green_redis.h"
+#include "green_sync.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CONNECT_TIMEOUT 5.0
+#define BACKOFF_FIRST 0.1
+#define BACKOFF_MAX 5.0
+#define IDLE_CHECK 1.0
+
+struct broker_conn {
+    char *url;
+    char *name;
+    broker_conn_state_fn on_state;
+    void *arg;
+    green_redis *r;      /* the live connection, NULL while down */
+    green_event up;      /* set while r is usable */
+    green_event broken;  /* set by a caller that saw the link fail */
+    green_t owner;
+    bool closing;
+    unsigned long drops;
+    unsigned int seed;
+};
+
+bool broker_conn_error_is_link(int err) {
+    return err == -ECONNRESET || err == -EIO || err == -EPROTO || err == -ECONNABORTED ||
+           err == -ECONNREFUSED || err == -EPIPE || err == -ENOTCONN;
+}
+
+static double jitter(broker_conn *c, double delay) {
+    double r = (double)rand_r(&c->seed) / RAND_MAX; /* 0..1 */
+    return delay * (0.8 + 0.4 * r);
+}
+
+static void report(broker_conn *c, bool up, const char *err) {
+    if (c->on_state)
+        c->on_state(c->arg, c->name, up, err);
+}
+
+/* Connect until it works, backing off between attempts. Returns NULL when cancelled. */
+static green_redis *connect_with_backoff(broker_conn *c) {
+    double delay = BACKOFF_FIRST;
+    for (;;) {
+        int err = 0;
+        green_redis *r = green_redis_connect_url(c->url, CONNECT_TIMEOUT, &err);
+        if (r)
+            return r;
+        if (err == -ECANCELED || c->closing)
+            return NULL;
+        report(c, false, green_redis_connect_error());
+        if (green_sleep(jitter(c, delay)) == -ECANCELED)
+            return NULL;
+        delay = delay * 2 > BACKOFF_MAX ? BACKOFF_MAX : delay * 2;
+    }
+}
+
+static void *owner_main(void *arg) {
+    broker_conn *c = arg;
+    while (!c->closing) {
+        green_redis *r = connect_with_backoff(c);
+        if (!r)
+            break;
+        c->r = r;
+        green_event_clear(&c->broken);
+        green_event_set(&c->up);
+        report(c, true, NULL);
+        int rc;
+        while ((rc = green_event_wait(&c->broken, IDLE_CHECK)) == -ETIMEDOUT &&
+               green_redis_is_connected(r))
+            ;
+        green_event_clear(&c->up);
+        c->r = NULL;
+        if (rc == -ECANCELED || c->closing) {
+            green_redis_free(r);
+            break;
+        }
+        c->drops++;
+        const char *why = green_redis_error(r) ? green_redis_last_error(r) : "connection lost";
+        char msg[256];
+        snprintf(msg, sizeof msg, "%s", why);
+        green_redis_free(r);
+        report(c, false, msg);
+    }
+    return NULL;
+}
+
+broker_conn *broker_conn_new(const char *url, const char *name, broker_conn_state_fn on_state,
+                             void *arg) {
+    broker_conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->url = strdup(url);
+    c->name = strdup(name);
+    if (!c->url || !c->name)
+        goto fail;
+    c->on_state = on_state;
+    c->arg = arg;
+    c->seed = (unsigned int)time(NULL) ^ (unsigned int)getpid() ^ (unsigned int)(uintptr_t)c;
+    green_event_init(&c->up);
+    green_event_init(&c->broken);
+    if (green_spawn(&c->owner, owner_main, c) != 0) {
+        green_event_destroy(&c->up);
+        green_event_destroy(&c->broken);
+        goto fail;
+    }
+    return c;
+fail:
+    free(c->url);
+    free(c->name);
+    free(c);
+    return NULL;
+}
+
+int broker_conn_wait_up(broker_conn *c, double timeout) {
+    if (c->closing)
+        return -ESHUTDOWN;
+    int rc = green_event_wait(&c->up, timeout);
+    if (rc == 0 && c->closing)
+        return -ESHUTDOWN;
+    return rc;
+}
+
+bool broker_conn_is_up(const broker_conn *c) {
+    return c->r != NULL && green_redis_is_connected(c->r);
+}
+
+unsigned long broker_conn_drops(const broker_conn *c) {
+    return c->drops;
+}
+
+static void saw_error(broker_conn *c, green_redis *r, int rc) {
+    if (broker_conn_error_is_link(rc) && c->r == r)
+        green_event_set(&c->broken);
+}
+
+int broker_conn_call(broker_conn *c, redisReply **reply, double timeout, int argc,
+                     const char **argv, const size_t *argvlen) {
+    green_timeout t;
+    green_timeout_start(&t, timeout);
+    int rc = broker_conn_wait_up(c, -1);
+    if (rc == 0) {
+        green_redis *r = c->r;
+        rc = green_redis_commandargv(r, reply, -1, argc, argv, argvlen);
+        saw_error(c, r, rc);
+    }
+    green_timeout_end(&t);
+    return rc;
+}
+
+int broker_conn_pipeline(broker_conn *c, size_t n, const int *argcs, const char **const *argvs,
+                         const size_t *const *argvlens, redisReply **replies, double timeout) {
+    green_timeout t;
+    green_timeout_start(&t, timeout);
+    int rc = broker_conn_wait_up(c, -1);
+    if (rc == 0) {
+        green_redis *r = c->r;
+        rc = green_redis_pipeline(r, n, argcs, argvs, argvlens, replies, -1);
+        saw_error(c, r, rc);
+    }
+    green_timeout_end(&t);
+    return rc;
+}
+
+static bool is_noscript(const redisReply *r) {
+    return r->type == REDIS_REPLY_ERROR && r->str && strncmp(r->str, "NOSCRIPT", 8) == 0;
+}
+
+int broker_conn_eval(broker_conn *c, redisReply **reply, double timeout, broker_script_id id,
+                     int argc, const char **argv, const size_t *argvlen) {
+    const broker_script *s = broker_script_get(id);
+    const char **v = malloc(sizeof *v * (size_t)(argc + 3));
+    size_t *l = malloc(sizeof *l * (size_t)(argc + 3));
+    if (!v || !l) {
+        free(v);
+        free(l);
+        return -ENOMEM;
+    }
+    v[0] = "EVALSHA";
+    v[1] = s->sha1;
+    v[2] = "0";
+    for (int i = 0; i < 3; i++)
+        l[i] = strlen(v[i]);
+    for (int i = 0; i < argc; i++) {
+        v[i + 3] = argv[i];
+        l[i + 3] = argvlen ? argvlen[i] : strlen(argv[i]);
+    }
+    green_timeout t;
+    green_timeout_start(&t, timeout);
+    int rc = broker_conn_call(c, reply, -1, argc + 3, v, l);
+    if (rc == 0 && is_noscript(*reply)) {
+        freeReplyObject(*reply);
+        *reply = NULL;
+        const char *load[] = {"SCRIPT", "LOAD", s->text};
+        size_t loadlen[] = {6, 4, s->len};
+        redisReply *lr = NULL;
+        rc = broker_conn_call(c, &lr, -1, 3, load, loadlen);
+        if (rc == 0 && lr->type == REDIS_REPLY_ERROR) {
+            *reply = lr; /* the load's own error says what is wrong */
+            lr = NULL;
+        } else if (rc == 0) {
+            rc = broker_conn_call(c, reply, -1, argc + 3, v, l);
+        }
+        if (lr)
+            freeReplyObject(lr);
+    }
+    green_timeout_end(&t);
+    free(v);
+    free(l);
+    return rc;
+}
+
+void broker_conn_close(broker_conn *c) {
+    if (!c)
+        return;
+    c->closing = true;
+    green_kill(c->owner);
+    green_join(c->owner, NULL);
+    green_event_destroy(&c->up);
+    green_event_destroy(&c->broken);
+    free(c->url);
+    free(c->name);
+    free(c);
+}

@@ -1,0 +1,477 @@
+/*
+ * broker_worker.c - the worker side of the delivery protocol, on broker_conn and the Lua
+ * scripts (fetch.lua, ack.lua, recover.lua, requeue.lua: each file says its contract).
+ *
+ * Argument vectors are built on the heap per call: a batch can hold thousands of entries
+ * and greenlet stacks are small. Every call is one round trip; link errors go back to the
+ * caller, who retries once broker_conn is up again (each call is safe to repeat).
+ */
+#include "broker_worker.h"
+
+#include "green.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+struct broker_worker {
+    broker_keys keys;
+    char *wid;
+    char **queues;
+    size_t nqueues;
+    char *queue_list; /* "a,b,c" */
+    long result_expires;
+    int heartbeat_ttl;
+    int max_redeliveries;
+    broker_conn *main;
+    broker_conn *results;
+};
+
+/* A growable argument vector. Strings are borrowed unless added with argv_addf. */
+typedef struct argv_buf {
+    const char **v;
+    size_t *len;
+    int n, cap;
+    char **owned;
+    int nowned;
+} argv_buf;
+
+static int argv_add(argv_buf *a, const char *s, size_t len) {
+    if (a->n == a->cap) {
+        int cap = a->cap ? a->cap * 2 : 16;
+        const char **v = realloc(a->v, sizeof *v * (size_t)cap);
+        if (!v)
+            return -ENOMEM;
+        a->v = v;
+        size_t *l = realloc(a->len, sizeof *l * (size_t)cap);
+        if (!l)
+            return -ENOMEM;
+        a->len = l;
+        char **o = realloc(a->owned, sizeof *o * (size_t)cap);
+        if (!o)
+            return -ENOMEM;
+        a->owned = o;
+        a->cap = cap;
+    }
+    a->v[a->n] = s;
+    a->len[a->n] = len;
+    a->n++;
+    return 0;
+}
+
+static int argv_str(argv_buf *a, const char *s) {
+    return argv_add(a, s, strlen(s));
+}
+
+static int argv_num(argv_buf *a, long long x) {
+    char *s;
+    if (asprintf(&s, "%lld", x) < 0)
+        return -ENOMEM;
+    if (argv_add(a, s, strlen(s)) != 0) {
+        free(s);
+        return -ENOMEM;
+    }
+    a->owned[a->nowned++] = s;
+    return 0;
+}
+
+static void argv_free(argv_buf *a) {
+    for (int i = 0; i < a->nowned; i++)
+        free(a->owned[i]);
+    free(a->owned);
+    free(a->v);
+    free(a->len);
+    *a = (argv_buf){0};
+}
+
+static double unix_now(void) {
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+}
+
+broker_worker *broker_worker_new(const broker_worker_cfg *cfg, broker_conn *main,
+                                 broker_conn *results) {
+    broker_worker *w = calloc(1, sizeof *w);
+    if (!w || broker_keys_init(&w->keys, cfg->prefix) != 0)
+        goto fail;
+    w->wid = strdup(cfg->wid);
+    w->queues = calloc(cfg->nqueues, sizeof *w->queues);
+    size_t total = 1;
+    for (size_t i = 0; i < cfg->nqueues; i++)
+        total += strlen(cfg->queues[i]) + 1;
+    w->queue_list = calloc(1, total);
+    if (!w->wid || !w->queues || !w->queue_list)
+        goto fail;
+    for (size_t i = 0; i < cfg->nqueues; i++) {
+        if (!(w->queues[i] = strdup(cfg->queues[i])))
+            goto fail;
+        w->nqueues++;
+        if (i)
+            strcat(w->queue_list, ",");
+        strcat(w->queue_list, cfg->queues[i]);
+    }
+    w->result_expires = cfg->result_expires;
+    w->heartbeat_ttl = cfg->heartbeat_ttl;
+    w->max_redeliveries = cfg->max_redeliveries;
+    w->main = main;
+    w->results = results ? results : main;
+    return w;
+fail:
+    broker_worker_free(w);
+    return NULL;
+}
+
+void broker_worker_free(broker_worker *w) {
+    if (!w)
+        return;
+    for (size_t i = 0; i < w->nqueues; i++)
+        free(w->queues[i]);
+    free(w->queues);
+    free(w->queue_list);
+    free(w->wid);
+    free(w);
+}
+
+static int reply_error(redisReply *r) {
+    return r->type == REDIS_REPLY_ERROR ? -EPROTO : 0;
+}
+
+/* ---- fetch ---------------------------------------------------------------------------- */
+
+void broker_deliveries_free(broker_delivery *d, size_t n) {
+    for (size_t i = 0; d && i < n; i++) {
+        free(d[i].tag);
+        free(d[i].queue);
+        free(d[i].raw);
+    }
+    free(d);
+}
+
+static char *dup_bytes(const char *s, size_t len) {
+    char *p = malloc(len + 1);
+    if (p) {
+        memcpy(p, s, len);
+        p[len] = '\0';
+    }
+    return p;
+}
+
+int broker_fetch(broker_worker *w, size_t n, broker_delivery **out, size_t *count,
+                 double timeout) {
+    *out = NULL;
+    *count = 0;
+    argv_buf a = {0};
+    int rc = argv_str(&a, w->keys.prefix) || argv_str(&a, w->wid) || argv_num(&a, (long long)n);
+    for (size_t i = 0; rc == 0 && i < w->nqueues; i++)
+        rc = argv_str(&a, w->queues[i]);
+    if (rc) {
+        argv_free(&a);
+        return -ENOMEM;
+    }
+    redisReply *r = NULL;
+    rc = broker_conn_eval(w->main, &r, timeout, BROKER_SCRIPT_FETCH, a.n, a.v, a.len);
+    argv_free(&a);
+    if (rc)
+        return rc;
+    if ((rc = reply_error(r)) != 0 || r->type != REDIS_REPLY_ARRAY || r->elements % 3) {
+        freeReplyObject(r);
+        return rc ? rc : -EPROTO;
+    }
+    size_t k = r->elements / 3;
+    broker_delivery *d = calloc(k ? k : 1, sizeof *d);
+    if (!d) {
+        freeReplyObject(r);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < k; i++) {
+        redisReply **e = &r->element[i * 3];
+        d[i].tag = dup_bytes(e[0]->str, e[0]->len);
+        d[i].queue = dup_bytes(e[1]->str, e[1]->len);
+        d[i].raw = dup_bytes(e[2]->str, e[2]->len);
+        d[i].len = e[2]->len;
+        if (!d[i].tag || !d[i].queue || !d[i].raw) {
+            /* Out of memory with the messages already in flight: leave them to the
+             * requeue at shutdown or to recovery rather than inventing a state. */
+            broker_deliveries_free(d, k);
+            freeReplyObject(r);
+            return -ENOMEM;
+        }
+    }
+    freeReplyObject(r);
+    *out = d;
+    *count = k;
+    return 0;
+}
+
+int broker_wait_for_work(broker_worker *w, broker_conn *conn, const char *queue,
+                         double block_seconds) {
+    char src[BROKER_KEY_MAX], dst[BROKER_KEY_MAX], secs[32];
+    if (broker_key_queue(&w->keys, queue, src) < 0 ||
+        broker_key_landing(&w->keys, w->wid, queue, dst) < 0)
+        return -EINVAL;
+    snprintf(secs, sizeof secs, "%.3f", block_seconds);
+    const char *argv[] = {"BLMOVE", src, dst, "RIGHT", "LEFT", secs};
+    redisReply *r = NULL;
+    int rc = broker_conn_call(conn, &r, block_seconds + 5, 6, argv, NULL);
+    if (rc)
+        return rc;
+    rc = reply_error(r) ? -EPROTO : r->type == REDIS_REPLY_NIL ? 0 : 1;
+    freeReplyObject(r);
+    return rc;
+}
+
+/* ---- ack ------------------------------------------------------------------------------ */
+
+static long result_ttl(const broker_worker *w) {
+    return w->result_expires > 0 ? w->result_expires : -1; /* -1: keep forever */
+}
+
+/* The results stored on their own (STARTED, or everything when the result backend is
+ * another Redis): SET (EX ttl) + PUBLISH each, pipelined. */
+static int store_results(broker_worker *w, const broker_ack_entry *acks, size_t n, bool all,
+                         double timeout) {
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (acks[i].id && (all || !acks[i].tag))
+            m++;
+    if (m == 0)
+        return 0;
+    size_t cmds = m * 2;
+    int *argcs = calloc(cmds, sizeof *argcs);
+    const char ***argvs = calloc(cmds, sizeof *argvs);
+    redisReply **replies = calloc(cmds, sizeof *replies);
+    char (*keys)[BROKER_KEY_MAX] = calloc(m, BROKER_KEY_MAX);
+    const char **store = calloc(cmds * 5, sizeof *store);
+    char ttl[32];
+    int rc = -ENOMEM;
+    if (!argcs || !argvs || !replies || !keys || !store)
+        goto out;
+    snprintf(ttl, sizeof ttl, "%ld", result_ttl(w));
+    size_t c = 0, j = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!acks[i].id || !(all || !acks[i].tag))
+            continue;
+        if (broker_key_result(&w->keys, acks[i].id, keys[j]) < 0) {
+            rc = -EINVAL;
+            goto out;
+        }
+        const char **set = &store[c * 5];
+        set[0] = "SET";
+        set[1] = keys[j];
+        set[2] = acks[i].json;
+        set[3] = "EX";
+        set[4] = ttl;
+        argcs[c] = result_ttl(w) > 0 ? 5 : 3;
+        argvs[c++] = set;
+        const char **pub = &store[c * 5];
+        pub[0] = "PUBLISH";
+        pub[1] = keys[j];
+        pub[2] = acks[i].json;
+        argcs[c] = 3;
+        argvs[c++] = pub;
+        j++;
+    }
+    rc = broker_conn_pipeline(w->results, cmds, argcs, argvs, NULL, replies, timeout);
+    for (size_t i = 0; rc == 0 && i < cmds; i++)
+        if (replies[i]->type == REDIS_REPLY_ERROR)
+            rc = -EPROTO;
+    for (size_t i = 0; i < cmds; i++)
+        if (replies[i])
+            freeReplyObject(replies[i]);
+out:
+    free(argcs);
+    free(argvs);
+    free(replies);
+    free(keys);
+    free(store);
+    return rc;
+}
+
+int broker_ack(broker_worker *w, const broker_ack_entry *acks, size_t n, bool *owned, double timeout) {
+    bool separate = w->results != w->main;
+    green_timeout t;
+    green_timeout_start(&t, timeout);
+    /* STARTED results first (they precede the final ones of the same tasks); with a
+     * separate result backend, every result, before the ack that releases the message. */
+    int rc = store_results(w, acks, n, separate, -1);
+    if (rc)
+        goto out;
+    argv_buf a = {0};
+    char (*keys)[BROKER_KEY_MAX] = calloc(n ? n : 1, BROKER_KEY_MAX);
+    size_t acked = 0;
+    rc = keys ? argv_str(&a, w->keys.prefix) || argv_str(&a, w->wid) : -ENOMEM;
+    long ttl = separate ? 0 : result_ttl(w);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (!acks[i].tag)
+            continue;
+        bool store = acks[i].id && !separate;
+        if (store && broker_key_result(&w->keys, acks[i].id, keys[i]) < 0) {
+            rc = -EINVAL;
+            break;
+        }
+        rc = argv_str(&a, acks[i].tag) || argv_str(&a, store ? keys[i] : "") ||
+             argv_str(&a, store ? acks[i].json : "") || argv_num(&a, store ? ttl : 0) ||
+             argv_str(&a, store ? keys[i] : "");
+        acked++;
+    }
+    if (rc == 0 && acked > 0) {
+        redisReply *r = NULL;
+        rc = broker_conn_eval(w->main, &r, -1, BROKER_SCRIPT_ACK, a.n, a.v, a.len);
+        if (rc == 0) {
+            if (reply_error(r) || r->type != REDIS_REPLY_ARRAY || r->elements != acked) {
+                rc = -EPROTO;
+            } else if (owned) {
+                for (size_t i = 0, k = 0; i < n; i++)
+                    owned[i] = acks[i].tag ? r->element[k++]->integer == 1 : true;
+            }
+            freeReplyObject(r);
+        }
+    } else if (rc == 0 && owned) {
+        for (size_t i = 0; i < n; i++)
+            owned[i] = true;
+    }
+    argv_free(&a);
+    free(keys);
+out:
+    green_timeout_end(&t);
+    return rc ? (rc > 0 ? -ENOMEM : rc) : 0;
+}
+
+/* ---- liveness ----------------------------------------------------------------------- */
+
+int broker_heartbeat(broker_worker *w, const char *const *info, size_t ninfo, double timeout) {
+    char key[BROKER_KEY_MAX], workers[BROKER_KEY_MAX], ttl[32];
+    if (broker_key_worker(&w->keys, w->wid, key) < 0 || broker_key_workers(&w->keys, workers) < 0)
+        return -EINVAL;
+    snprintf(ttl, sizeof ttl, "%d", w->heartbeat_ttl);
+    const char **hset = calloc(ninfo + 2, sizeof *hset);
+    if (!hset)
+        return -ENOMEM;
+    hset[0] = "HSET";
+    hset[1] = key;
+    for (size_t i = 0; i < ninfo; i++)
+        hset[i + 2] = info[i];
+    const char *expire[] = {"EXPIRE", key, ttl};
+    const char *reg[] = {"HSET", workers, w->wid, w->queue_list};
+    const char **argvs[] = {hset, expire, reg};
+    int argcs[] = {(int)ninfo + 2, 3, 4};
+    redisReply *replies[3] = {0};
+    int rc = broker_conn_pipeline(w->main, 3, argcs, argvs, NULL, replies, timeout);
+    for (int i = 0; i < 3; i++) {
+        if (rc == 0 && replies[i]->type == REDIS_REPLY_ERROR)
+            rc = -EPROTO;
+        if (replies[i])
+            freeReplyObject(replies[i]);
+    }
+    free(hset);
+    return rc;
+}
+
+int broker_recover(broker_worker *w, size_t *requeued, size_t *dead, double timeout) {
+    char workers[BROKER_KEY_MAX];
+    broker_key_workers(&w->keys, workers);
+    green_timeout t;
+    green_timeout_start(&t, timeout);
+    const char *hkeys[] = {"HKEYS", workers};
+    redisReply *list = NULL;
+    int rc = broker_conn_call(w->main, &list, -1, 2, hkeys, NULL);
+    if (rc == 0 && list->type != REDIS_REPLY_ARRAY)
+        rc = -EPROTO;
+    for (size_t i = 0; rc == 0 && i < list->elements; i++) {
+        const char *wid = list->element[i]->str;
+        if (!wid || strcmp(wid, w->wid) == 0)
+            continue;
+        char maxr[32], now[64];
+        snprintf(maxr, sizeof maxr, "%d", w->max_redeliveries);
+        snprintf(now, sizeof now, "%.6f", unix_now());
+        const char *args[] = {w->keys.prefix, wid, maxr, now, w->wid};
+        redisReply *r = NULL;
+        rc = broker_conn_eval(w->main, &r, -1, BROKER_SCRIPT_RECOVER, 5, args, NULL);
+        if (rc)
+            break;
+        if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2) {
+            *requeued += (size_t)r->element[0]->integer;
+            *dead += (size_t)r->element[1]->integer;
+        } else {
+            rc = -EPROTO;
+        }
+        freeReplyObject(r);
+    }
+    if (list)
+        freeReplyObject(list);
+    green_timeout_end(&t);
+    return rc;
+}
+
+int broker_requeue(broker_worker *w, const char *const *tags, size_t ntags, size_t *moved,
+                   double timeout) {
+    argv_buf a = {0};
+    int rc = argv_str(&a, w->keys.prefix) || argv_str(&a, w->wid);
+    if (rc == 0)
+        rc = tags ? argv_num(&a, (long long)ntags) : argv_str(&a, "all");
+    for (size_t i = 0; rc == 0 && tags && i < ntags; i++)
+        rc = argv_str(&a, tags[i]);
+    for (size_t i = 0; rc == 0 && i < w->nqueues; i++)
+        rc = argv_str(&a, w->queues[i]);
+    *moved = 0;
+    if (rc) {
+        argv_free(&a);
+        return -ENOMEM;
+    }
+    redisReply *r = NULL;
+    rc = broker_conn_eval(w->main, &r, timeout, BROKER_SCRIPT_REQUEUE, a.n, a.v, a.len);
+    argv_free(&a);
+    if (rc)
+        return rc;
+    if (r->type == REDIS_REPLY_INTEGER)
+        *moved = (size_t)r->integer;
+    else
+        rc = -EPROTO;
+    freeReplyObject(r);
+    return rc;
+}
+
+int broker_dead_letter(broker_worker *w, const char *json, double timeout) {
+    char key[BROKER_KEY_MAX];
+    broker_key_dead(&w->keys, key);
+    const char *argv[] = {"LPUSH", key, json};
+    redisReply *r = NULL;
+    int rc = broker_conn_call(w->main, &r, timeout, 3, argv, NULL);
+    if (rc == 0) {
+        rc = reply_error(r);
+        freeReplyObject(r);
+    }
+    return rc;
+}
+
+int broker_unregister(broker_worker *w, double timeout) {
+    char inflight[BROKER_KEY_MAX], key[BROKER_KEY_MAX], workers[BROKER_KEY_MAX];
+    broker_key_inflight(&w->keys, w->wid, inflight);
+    broker_key_worker(&w->keys, w->wid, key);
+    broker_key_workers(&w->keys, workers);
+    green_timeout t;
+    green_timeout_start(&t, timeout);
+    const char *hlen[] = {"HLEN", inflight};
+    redisReply *r = NULL;
+    int rc = broker_conn_call(w->main, &r, -1, 2, hlen, NULL);
+    if (rc == 0) {
+        bool empty = r->type == REDIS_REPLY_INTEGER && r->integer == 0;
+        freeReplyObject(r);
+        if (empty) {
+            const char *del[] = {"DEL", key};
+            const char *hdel[] = {"HDEL", workers, w->wid};
+            const char **argvs[] = {del, hdel};
+            int argcs[] = {2, 3};
+            redisReply *replies[2] = {0};
+            rc = broker_conn_pipeline(w->main, 2, argcs, argvs, NULL, replies, -1);
+            for (int i = 0; i < 2; i++)
+                if (replies[i])
+                    freeReplyObject(replies[i]);
+        }
+    }
+    green_timeout_end(&t);
+    return rc;
+}

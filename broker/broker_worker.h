@@ -1,0 +1,96 @@
+/*
+ * broker_worker.h - one worker's side of the delivery protocol (DESIGN.md "Delivery"):
+ * fetch a batch into the in-flight hash, wait for work with a blocking BLMOVE, ack with
+ * results, heartbeat, recover dead workers, put messages back, dead-letter.
+ *
+ * Each call is one round trip (a script or a pipeline), whatever the batch size. Each is
+ * safe to repeat after a link error: fetch moves nothing twice (a lost reply leaves the
+ * messages in this worker's in-flight hash, where recovery or the next start finds them),
+ * ack only touches entries this worker still owns, requeue and recover skip what is gone.
+ *
+ * All calls MAY YIELD and run on greenlets of one hub. The broker never knows what a task
+ * means: messages are opaque bytes here.
+ */
+#ifndef WORKERD_BROKER_WORKER_H
+#define WORKERD_BROKER_WORKER_H
+
+#include "broker_conn.h"
+#include "broker_keys.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct broker_worker_cfg {
+    const char *prefix;
+    const char *wid;            /* this worker's id: host:pid:random */
+    const char *const *queues;  /* strict priority order */
+    size_t nqueues;
+    long result_expires;        /* seconds a result is kept; 0: forever */
+    int heartbeat_ttl;          /* seconds; a worker silent this long is dead */
+    int max_redeliveries;
+} broker_worker_cfg;
+
+typedef struct broker_worker broker_worker;
+
+/* One message taken from a queue. All strings are owned by the delivery array. */
+typedef struct broker_delivery {
+    char *tag;   /* delivery tag: the in-flight hash field */
+    char *queue; /* queue name */
+    char *raw;   /* the message bytes (NUL-terminated for convenience) */
+    size_t len;
+} broker_delivery;
+
+/* What to store when a message is done. */
+typedef struct broker_ack_entry {
+    const char *tag;    /* the delivery tag; NULL: store the result only (no ack) */
+    const char *id;     /* task id: where the result goes; NULL: no result stored */
+    const char *json;   /* the result document */
+} broker_ack_entry;
+
+/* cfg is copied. main carries fetch/ack/heartbeat; results may be the same connection or
+ * a second one when the result backend is another Redis (acks then store the result
+ * there first and ack on the broker after). Neither is owned. */
+broker_worker *broker_worker_new(const broker_worker_cfg *cfg, broker_conn *main,
+                                 broker_conn *results);
+void broker_worker_free(broker_worker *w);
+
+/* Take up to n messages (strict queue order) into the in-flight hash. *out is a new
+ * array of *count deliveries (free with broker_deliveries_free), possibly empty. */
+int broker_fetch(broker_worker *w, size_t n, broker_delivery **out, size_t *count,
+                 double timeout);
+void broker_deliveries_free(broker_delivery *d, size_t n);
+
+/* Block on conn (a connection of its own: BLMOVE holds it) up to block_seconds for a
+ * message on queue, which lands in this worker's landing list for it (in flight as far as
+ * recovery is concerned). Returns 1 when one landed, 0 when none came, or an error. */
+int broker_wait_for_work(broker_worker *w, broker_conn *conn, const char *queue,
+                         double block_seconds);
+
+/* Store results and ack, n entries in one round trip. owned[i] (if owned is not NULL) is
+ * set to true when entry i was still this worker's (acked and stored), false when it had
+ * been recovered by another worker meanwhile (nothing written). Entries with tag NULL
+ * (STARTED results) are stored unconditionally. */
+int broker_ack(broker_worker *w, const broker_ack_entry *acks, size_t n, bool *owned, double timeout);
+
+/* Refresh this worker's heartbeat (<prefix>:worker:<wid>, a hash of info_fields pairs,
+ * with the TTL) and its entry in <prefix>:workers. info is name, value, name, value... */
+int broker_heartbeat(broker_worker *w, const char *const *info, size_t ninfo, double timeout);
+
+/* Find workers in <prefix>:workers whose heartbeat expired and give their messages back
+ * (recover.lua). Adds what it did to *requeued and *dead. */
+int broker_recover(broker_worker *w, size_t *requeued, size_t *dead, double timeout);
+
+/* Put this worker's own messages back to their queues without counting a redelivery:
+ * the given tags (ntags > 0) or every in-flight entry (tags NULL), and the landing lists.
+ * *moved receives the count. */
+int broker_requeue(broker_worker *w, const char *const *tags, size_t ntags, size_t *moved,
+                   double timeout);
+
+/* LPUSH a dead-letter entry (broker_dead_encode's document) onto <prefix>:dead. */
+int broker_dead_letter(broker_worker *w, const char *json, double timeout);
+
+/* Remove this worker's heartbeat and registration, if its in-flight hash is empty
+ * (otherwise leave it for recovery). */
+int broker_unregister(broker_worker *w, double timeout);
+
+#endif
