@@ -3,7 +3,8 @@
 --
 -- ARGV: prefix, wid, then 5 values per message:
 --   tag, result key, result JSON, ttl, channel
--- ttl: seconds the result is kept (SET key json EX ttl); 0 stores no result.
+-- ttl: seconds the result is kept (SET key json EX ttl); 0 stores no result; a negative
+-- ttl keeps it forever (--result-expires 0).
 -- channel: where the result JSON is PUBLISHed (e.g. the result key itself, as pub/sub
 -- names are separate from keys); empty string: no publish.
 -- Returns one integer per message: 1 acked (and stored, published), 0 not ours.
@@ -25,6 +26,8 @@ for i = 3, #ARGV, 5 do
     if redis.call('HDEL', inflight, tag) == 1 then
         if ttl > 0 then
             redis.call('SET', key, json, 'EX', ttl)
+        elseif ttl < 0 then
+            redis.call('SET', key, json)
         end
         if channel and channel ~= '' then
             redis.call('PUBLISH', channel, json)

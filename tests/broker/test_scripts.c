@@ -329,6 +329,17 @@ TEST(ack_with_zero_ttl_stores_no_result) {
     stop();
 }
 
+TEST(ack_with_negative_ttl_keeps_the_result_forever) {
+    start();
+    push("default", "{\"id\":\"j1\",\"task\":\"t\"}");
+    redisReply *r = fetch("w1", 1, "default", NULL);
+    ASSERT_EQ(ack_one("w1", r->element[0]->str, "{\"status\":\"SUCCESS\"}", "-1"), 1);
+    freeReplyObject(r);
+    ASSERT_STREQ(cmd_str("GET wt:result:j1"), "{\"status\":\"SUCCESS\"}");
+    ASSERT_EQ(cmd_int("TTL wt:result:j1"), -1);
+    stop();
+}
+
 TEST(ack_publishes_the_result) {
     start();
     redisContext *sub = redisConnect("127.0.0.1", server.port);
