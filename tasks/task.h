@@ -1,0 +1,200 @@
+/*
+ * task.h - the public task API: what a task function is, how it reports success, failure
+ * and bad arguments, the registry that maps task names to functions, and helpers that
+ * check arguments with consistent error messages. Plugins and the built-in tasks
+ * (echo, sleep, fail, http.get, http.request) use exactly this header.
+ *
+ * A task function is called by the daemon on a greenlet of its pool, once per message:
+ *
+ *     static int add(const task_call *call, json_t **result, task_error *err) {
+ *         double a, b;
+ *         int rc = task_args_check(call, 2, NULL, err);
+ *         if (rc == 0) rc = task_arg_number(call, 0, "a", -1e300, 1e300, &a, err);
+ *         if (rc == 0) rc = task_arg_number(call, 1, "b", -1e300, 1e300, &b, err);
+ *         if (rc != 0)
+ *             return rc;
+ *         *result = json_real(a + b);
+ *         return *result ? 0 : task_error_set(err, "MemoryError", "out of memory");
+ *     }
+ *     ... task_registry_add("math.add", add);
+ *
+ * THE CONTRACT OF A TASK FUNCTION (task_fn):
+ *
+ *   - call and everything it points to are borrowed from the daemon and valid only during
+ *     the call. call->args is a JSON array and call->kwargs a JSON object (never NULL;
+ *     empty when the message had none). Do not modify them; copy (json_deep_copy) or
+ *     incref what must outlive the call.
+ *   - It runs on a greenlet and MAY YIELD: it may sleep, do HTTP or Redis through the
+ *     green_* calls, spawn greenlets and join them. It must not block the OS thread
+ *     (no plain sleep(), blocking sockets or long CPU loops without green_yield), since
+ *     every other task of the process waits meanwhile.
+ *   - Return values, exactly one of:
+ *       0             success: *result is set to a new reference (json_null() is fine);
+ *                     the daemon stores it as the SUCCESS result and releases it.
+ *       TASK_EFAIL    the task failed: err->type (an exception-like class name such as
+ *                     "HTTPError", "Timeout", "TaskError") and err->message are filled;
+ *                     the daemon stores a FAILURE result (and may retry). *result unset.
+ *       TASK_EINVAL   the arguments are wrong (type or value): err is filled with type
+ *                     "TypeError" or "ValueError" and a message naming the task and the
+ *                     argument. Retrying cannot help: the daemon dead-letters the message
+ *                     and stores a FAILURE result.
+ *       -ETIMEDOUT    a green_* call returned -ETIMEDOUT (the task's time limit, a scope
+ *       -ECANCELED    opened by the daemon) or -ECANCELED (the greenlet was killed, e.g. on
+ *                     cold shutdown): return it unchanged, after cleaning up, and leave
+ *                     err as is. The daemon maps the first to a time limit failure and the
+ *                     second to putting the message back on its queue. A task that opens
+ *                     its own green_timeout scope reports its own deadline as TASK_EFAIL
+ *                     (type "Timeout") and propagates the enclosing ones.
+ *     Any other return value is a bug in the task; the daemon treats it as TASK_EFAIL
+ *     with type "InternalError" and the errno text. Out of memory is TASK_EFAIL with type
+ *     "MemoryError".
+ *   - Whatever it returns, it must leave nothing behind: no greenlets still running, no
+ *     transfers, no references.
+ *
+ * Threads: the registry is filled at start-up, before any worker thread exists, and only
+ * read afterwards; reads are then thread-safe. Adding or clearing is not thread-safe.
+ */
+#ifndef WORKERD_TASK_H
+#define WORKERD_TASK_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Return codes of a task function besides 0 and the negative errno values above. They are
+ * positive so that they can never be mistaken for an errno. */
+#define TASK_EFAIL 1
+#define TASK_EINVAL 2
+
+/* One invocation; borrowed, valid only during the call (see above). */
+typedef struct task_call {
+    const char *id;       /* the message id, for logs; never NULL */
+    const char *name;     /* the task name as registered, e.g. "http.get" */
+    const json_t *args;   /* JSON array, never NULL */
+    const json_t *kwargs; /* JSON object, never NULL */
+    int retries;          /* how many times this message was retried before (0 first) */
+} task_call;
+
+/* A failure description, filled by the task. Both strings are NUL-terminated and
+ * truncated to fit. */
+typedef struct task_error {
+    char type[64];      /* class name: "HTTPError", "TypeError", ... */
+    char message[1024]; /* human-readable reason */
+} task_error;
+
+typedef int (*task_fn)(const task_call *call, json_t **result, task_error *err);
+
+/* ---- errors ------------------------------------------------------------------------- */
+
+/* Fill err with type and a printf-style message; return TASK_EFAIL (task_error_set) or
+ * TASK_EINVAL (task_error_invalid, for "TypeError" / "ValueError"), so that a task can
+ * write `return task_error_set(err, "TaskError", "no such user %s", name);`.
+ * Does not yield; callable anywhere. */
+int task_error_set(task_error *err, const char *type, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+int task_error_invalid(task_error *err, const char *type, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- the registry ------------------------------------------------------------------- */
+
+/* Register fn under name. A name is 1..128 bytes of letters, digits and "_-.:", starting
+ * with a letter or "_", with no empty dotted component ("a..b", "a.", ".a" are refused).
+ * Returns 0, -EEXIST (name already registered), -EINVAL (bad name or fn NULL), -ENOMEM.
+ * The name is copied. Not thread-safe (start-up only). Does not yield. */
+int task_registry_add(const char *name, task_fn fn);
+
+/* The function registered under name, or NULL. Does not yield; thread-safe once the
+ * registry is no longer modified. */
+task_fn task_registry_find(const char *name);
+
+/* The registered names in sorted order: fills out[0..min(count, cap)) with pointers owned
+ * by the registry (valid until task_registry_clear) and returns count, the number of
+ * registered tasks (call with cap 0 to size the array). For --help and start-up logs. */
+size_t task_registry_names(const char **out, size_t cap);
+
+/* Forget every registration and free the registry (tests; program exit). Not
+ * thread-safe. */
+void task_registry_clear(void);
+
+/* Limits that bound what an http.* task message may ask for: each kwarg above its ceiling
+ * is a ValueError. A zero field takes its default. */
+typedef struct task_http_limits {
+    double max_timeout;      /* seconds per request; default 300 */
+    size_t max_size;         /* response body bytes; default 100 MiB */
+    long max_redirects;      /* default 20 */
+    size_t max_headers;      /* request headers, and response header lines; default 100 */
+    size_t max_header_bytes; /* request headers, and response headers; default 64 KiB */
+} task_http_limits;
+
+#define TASK_HTTP_DEFAULT_MAX_TIMEOUT 300.0
+#define TASK_HTTP_DEFAULT_MAX_SIZE ((size_t)100 << 20)
+#define TASK_HTTP_DEFAULT_MAX_REDIRECTS 20L
+#define TASK_HTTP_DEFAULT_MAX_HEADERS ((size_t)100)
+#define TASK_HTTP_DEFAULT_MAX_HEADER_BYTES ((size_t)64 << 10)
+
+/* Register the built-in tasks: echo, sleep, fail, http.get, http.request (see
+ * task_builtin.c and task_http.c for their arguments and results). limits (NULL: the
+ * defaults) is copied and applies to every http.* call of the process. Returns 0 or the
+ * first error of task_registry_add (-EEXIST if called twice). Start-up only. */
+int task_register_builtins(const task_http_limits *limits);
+
+/* Free the calling thread's cached curl easy handles (http.* tasks keep a few for reuse).
+ * Call it after the thread's hub has ended, before curl_global_cleanup. Not thread-safe
+ * with respect to the same thread's running tasks (there are none by then). */
+void task_http_cleanup(void);
+
+/* ---- argument helpers --------------------------------------------------------------- */
+
+/*
+ * Each argument of a task has a position and a name: helpers look it up as
+ * call->args[index] or as call->kwargs[name] (a JSON null counts as absent). Pass
+ * TASK_ARG_KWONLY as index for keyword-only arguments. Error messages name the task and
+ * the argument the same way everywhere, e.g.
+ *
+ *     http.get: argument 1 (url) must be a string, got integer
+ *     http.get: timeout must be between 0.001 and 300, got 1000
+ *     sleep: missing required argument 1 (seconds)
+ *
+ * On a wrong or missing argument they fill err (TypeError or ValueError) and return
+ * TASK_EINVAL; on success 0. Returned pointers borrow from call. None yields.
+ */
+#define TASK_ARG_KWONLY ((size_t)-1)
+
+/* Refuse more than max_args positional arguments and any kwarg not listed in kwargs (a
+ * NULL-terminated list, or NULL for none). Like Python's TypeError for f(1, 2, 3) or
+ * f(timout=1): a typo must not be silently ignored. */
+int task_args_check(const task_call *call, size_t max_args, const char *const *kwargs,
+                    task_error *err);
+
+/* The argument as a JSON value: *out is NULL when it is absent and not required. Given
+ * both positionally and by name is a TypeError. */
+int task_arg_value(const task_call *call, size_t index, const char *name, bool required,
+                   const json_t **out, task_error *err);
+
+/* Required arguments of one type. Numbers accept integers and reals (not booleans) and
+ * must lie in [min, max]; integers must be JSON integers in [min, max]. */
+int task_arg_string(const task_call *call, size_t index, const char *name, const char **out,
+                    task_error *err);
+int task_arg_number(const task_call *call, size_t index, const char *name, double min, double max,
+                    double *out, task_error *err);
+
+/* Optional arguments: *out receives def when the argument is absent. For strings the
+ * length is stored in *len when len is not NULL, and then the string may contain NUL
+ * bytes; without len (and in task_arg_string) a string with a NUL is a ValueError, so
+ * that it is never used truncated. For objects *out is NULL when absent. */
+int task_opt_string(const task_call *call, size_t index, const char *name, const char *def,
+                    const char **out, size_t *len, task_error *err);
+int task_opt_number(const task_call *call, size_t index, const char *name, double def, double min,
+                    double max, double *out, task_error *err);
+int task_opt_integer(const task_call *call, size_t index, const char *name, long long def,
+                     long long min, long long max, long long *out, task_error *err);
+int task_opt_bool(const task_call *call, size_t index, const char *name, bool def, bool *out,
+                  task_error *err);
+int task_opt_object(const task_call *call, size_t index, const char *name, const json_t **out,
+                    task_error *err);
+
+/* The JSON type of v as a word for messages: "object", "array", "string", "integer",
+ * "real", "boolean", "null". */
+const char *task_json_type_name(const json_t *v);
+
+#endif

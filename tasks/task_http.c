@@ -1,0 +1,520 @@
+/*
+ * task_http.c - the http.get and http.request tasks: one HTTP request per task, made with
+ * libcurl through green_http_perform, so the task's greenlet parks while thousands of
+ * others run.
+ *
+ *   http.get(url, headers={}, timeout=30, follow_redirects=true, max_redirects=5,
+ *            max_size=10 MiB, raise_for_status=false)
+ *   http.request(method, url, body=None, ...the same keyword arguments)
+ *
+ * Result, like requests' Response: {"status": 200, "headers": {"content-type": "..."},
+ * "body": "text" (when the body is valid UTF-8) or "body_base64": "..." (otherwise),
+ * "url": final URL after redirects, "elapsed_ms": 12.5}. Response header names are
+ * lowercased; repeated headers are joined with ", ". A 4xx/5xx status is a success
+ * unless raise_for_status is true. Transport failures (refused, DNS, TLS, too many
+ * redirects, body or headers too large, unsupported protocol) are TASK_EFAIL "HTTPError"
+ * with curl's reason; the request's own timeout (curl's clock, CURLOPT_TIMEOUT_MS) is
+ * TASK_EFAIL "Timeout"; an enclosing time limit or a kill (-ETIMEDOUT / -ECANCELED from
+ * green_http_perform) is returned as is.
+ *
+ * Limits: every size and time a message may ask for is capped by task_http_limits, so a
+ * message cannot make the worker hold a gigabyte or a connection for a week. Only http
+ * and https are allowed, for the first URL and for every redirect (no file://, no
+ * gopher:// to reach internal services). Request headers are validated (token names, no
+ * CR/LF in values: no header injection).
+ *
+ * Stacks: the task functions run on a task's greenlet and yield inside
+ * green_http_perform. The write and header callbacks run on the hub's stack
+ * (green_http.h): they only append to buffers and set flags, never yield or call curl.
+ *
+ * Easy handles are kept in a small per-thread free list and reset before reuse; the
+ * connection and DNS caches live in the hub's multi handle, so they are shared anyway,
+ * and the list saves the allocation and set-up of a handle per task. task_http_cleanup
+ * frees the list.
+ */
+#include "task.h"
+#include "task_internal.h"
+
+#include "green.h"
+#include "green_http.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#define DEFAULT_TIMEOUT 30.0
+#define DEFAULT_MAX_SIZE ((long long)10 << 20)
+#define DEFAULT_MAX_REDIRECTS 5LL
+#define MIN_TIMEOUT 0.001
+#define HANDLE_CACHE_MAX 16
+#define METHOD_MAX 32
+
+static const task_http_limits default_limits = {
+    .max_timeout = TASK_HTTP_DEFAULT_MAX_TIMEOUT,
+    .max_size = TASK_HTTP_DEFAULT_MAX_SIZE,
+    .max_redirects = TASK_HTTP_DEFAULT_MAX_REDIRECTS,
+    .max_headers = TASK_HTTP_DEFAULT_MAX_HEADERS,
+    .max_header_bytes = TASK_HTTP_DEFAULT_MAX_HEADER_BYTES,
+};
+
+/* The limits of the process, set at registration; read-only afterwards (so any thread
+ * may read them). */
+static task_http_limits limits = default_limits;
+
+/* The free list of easy handles of this thread (handles never cross threads). */
+static _Thread_local CURL *handle_cache[HANDLE_CACHE_MAX];
+static _Thread_local size_t handle_cached;
+static _Thread_local size_t handles_created;
+
+/* What one request asks for, after argument checking. Strings borrow from the call. */
+typedef struct request {
+    char method[METHOD_MAX + 1];
+    const char *url;
+    const char *body; /* NULL: no body */
+    size_t body_len;
+    const json_t *headers;
+    double timeout;
+    bool follow_redirects;
+    long long max_redirects;
+    long long max_size;
+    bool raise_for_status;
+} request;
+
+/* A growable byte buffer, appended to from the hub stack. */
+typedef struct buffer {
+    char *data;
+    size_t len, cap;
+} buffer;
+
+/* The state the callbacks share with the task's greenlet. */
+typedef struct transfer {
+    buffer body;
+    buffer headers; /* raw header lines of the last response */
+    size_t header_lines;
+    size_t max_size;
+    bool body_too_big;
+    bool headers_too_big;
+    bool out_of_memory;
+} transfer;
+
+/* ---- limits and the handle cache ---------------------------------------------------- */
+
+static void limits_set(const task_http_limits *in) {
+    limits = default_limits;
+    if (in == NULL)
+        return;
+    if (in->max_timeout > 0)
+        limits.max_timeout = in->max_timeout;
+    if (in->max_size > 0)
+        limits.max_size = in->max_size;
+    if (in->max_redirects > 0)
+        limits.max_redirects = in->max_redirects;
+    if (in->max_headers > 0)
+        limits.max_headers = in->max_headers;
+    if (in->max_header_bytes > 0)
+        limits.max_header_bytes = in->max_header_bytes;
+}
+
+static CURL *handle_get(void) {
+    if (handle_cached > 0)
+        return handle_cache[--handle_cached];
+    if (green_http_global_init() != 0)
+        return NULL;
+    CURL *easy = curl_easy_init();
+    if (easy != NULL)
+        handles_created++;
+    return easy;
+}
+
+/* green_http_perform has detached the handle from the multi by the time it returns, so a
+ * reset handle is as good as new (its connection stays in the multi's cache). */
+static void handle_put(CURL *easy) {
+    if (handle_cached < HANDLE_CACHE_MAX) {
+        curl_easy_reset(easy);
+        handle_cache[handle_cached++] = easy;
+    } else {
+        curl_easy_cleanup(easy);
+    }
+}
+
+void task_http_cleanup(void) {
+    while (handle_cached > 0)
+        curl_easy_cleanup(handle_cache[--handle_cached]);
+}
+
+void task__http_stats(size_t *created, size_t *cached) {
+    *created = handles_created;
+    *cached = handle_cached;
+}
+
+/* ---- callbacks (hub stack: append only) --------------------------------------------- */
+
+static bool buffer_append(buffer *b, const char *data, size_t n) {
+    if (b->cap - b->len < n + 1) {
+        size_t cap = b->cap ? b->cap : 1024;
+        while (cap - b->len < n + 1)
+            cap *= 2;
+        char *grown = realloc(b->data, cap);
+        if (grown == NULL)
+            return false;
+        b->data = grown;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, data, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return true;
+}
+
+/* Returning less than n makes libcurl stop the transfer with CURLE_WRITE_ERROR; the flags
+ * tell the greenlet why. The size cap is checked here, on decoded bytes, because a
+ * Content-Length (CURLOPT_MAXFILESIZE_LARGE) may be absent or compressed. */
+static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata) {
+    transfer *t = userdata;
+    size_t n = size * nmemb;
+    if (n > t->max_size - t->body.len) {
+        t->body_too_big = true;
+        return 0;
+    }
+    if (!buffer_append(&t->body, data, n)) {
+        t->out_of_memory = true;
+        return 0;
+    }
+    return n;
+}
+
+/* One header line per call, status lines included. A status line starts a new response
+ * (a redirect, or a 100 Continue), whose headers replace the previous ones. */
+static size_t on_header(char *data, size_t size, size_t nmemb, void *userdata) {
+    transfer *t = userdata;
+    size_t n = size * nmemb;
+    if (n >= 5 && memcmp(data, "HTTP/", 5) == 0) {
+        t->headers.len = 0;
+        t->header_lines = 0;
+        return n;
+    }
+    if (n <= 2 && (data[0] == '\r' || data[0] == '\n'))
+        return n; /* the blank line that ends the headers */
+    if (++t->header_lines > limits.max_headers || n > limits.max_header_bytes - t->headers.len) {
+        t->headers_too_big = true;
+        return 0;
+    }
+    if (!buffer_append(&t->headers, data, n)) {
+        t->out_of_memory = true;
+        return 0;
+    }
+    return n;
+}
+
+/* ---- request set-up ----------------------------------------------------------------- */
+
+static bool tchar(unsigned char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+static bool token_valid(const char *s) {
+    if (*s == '\0')
+        return false;
+    for (; *s; s++) {
+        if (!tchar((unsigned char)*s))
+            return false;
+    }
+    return true;
+}
+
+/* The header list for the request, validated against the limits, or NULL with err filled
+ * (rc TASK_EINVAL, or TASK_EFAIL for out of memory). "Expect:" turns off curl's
+ * 100-continue wait for larger bodies, a pointless round trip with most servers. */
+static int header_list(const task_call *call, const json_t *headers, struct curl_slist **out,
+                       task_error *err) {
+    struct curl_slist *list = NULL;
+    size_t count = 0, bytes = 0;
+    bool has_expect = false;
+    const char *key;
+    json_t *value;
+    int rc = 0;
+    json_object_foreach((json_t *)headers, key, value) {
+        if (!json_is_string(value)) {
+            rc = task_error_invalid(err, "TypeError", "%s: headers['%s'] must be a string, got %s",
+                                    call->name, key, task_json_type_name(value));
+            break;
+        }
+        const char *v = json_string_value(value);
+        size_t vlen = json_string_length(value);
+        if (!token_valid(key)) {
+            rc = task_error_invalid(err, "ValueError", "%s: invalid header name '%s'", call->name,
+                                    key);
+            break;
+        }
+        if (strcspn(v, "\r\n") != vlen) {
+            rc = task_error_invalid(err, "ValueError",
+                                    "%s: header '%s' has a line break or NUL in its value",
+                                    call->name, key);
+            break;
+        }
+        bytes += strlen(key) + vlen + 4;
+        if (++count > limits.max_headers || bytes > limits.max_header_bytes) {
+            rc = task_error_invalid(err, "ValueError",
+                                    "%s: headers exceed the limit of %zu headers / %zu bytes",
+                                    call->name, limits.max_headers, limits.max_header_bytes);
+            break;
+        }
+        has_expect |= strcasecmp(key, "expect") == 0;
+        /* "Name;" is curl's way to send an empty value; "Name:" would remove the header. */
+        char *line = NULL;
+        if (asprintf(&line, vlen ? "%s: %s" : "%s;", key, v) < 0) {
+            rc = task_error_set(err, "MemoryError", "out of memory");
+            break;
+        }
+        struct curl_slist *grown = curl_slist_append(list, line);
+        free(line);
+        if (grown == NULL) {
+            rc = task_error_set(err, "MemoryError", "out of memory");
+            break;
+        }
+        list = grown;
+    }
+    if (rc == 0 && !has_expect) {
+        struct curl_slist *grown = curl_slist_append(list, "Expect:");
+        if (grown == NULL)
+            rc = task_error_set(err, "MemoryError", "out of memory");
+        else
+            list = grown;
+    }
+    if (rc != 0) {
+        curl_slist_free_all(list);
+        return rc;
+    }
+    *out = list;
+    return 0;
+}
+
+static void set_method(CURL *easy, const request *req) {
+    if (req->body != NULL) {
+        curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+        curl_easy_setopt(easy, CURLOPT_POSTFIELDS, req->body);
+        if (strcmp(req->method, "POST") != 0)
+            curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, req->method);
+    } else if (strcmp(req->method, "GET") == 0) {
+        curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
+    } else if (strcmp(req->method, "HEAD") == 0) {
+        curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
+    } else if (strcmp(req->method, "POST") == 0) {
+        curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
+        curl_easy_setopt(easy, CURLOPT_POSTFIELDS, "");
+    } else {
+        curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, req->method);
+    }
+}
+
+static void configure(CURL *easy, const request *req, struct curl_slist *headers, transfer *t,
+                      char *errbuf) {
+    curl_easy_setopt(easy, CURLOPT_URL, req->url);
+    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, req->follow_redirects ? 1L : 0L);
+    curl_easy_setopt(easy, CURLOPT_MAXREDIRS, (long)req->max_redirects);
+    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long)(req->timeout * 1000.0 + 0.5));
+    if (req->max_size > 0) /* 0 would mean no limit to curl; on_body enforces it anyway */
+        curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)req->max_size);
+    curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(easy, CURLOPT_WRITEDATA, t);
+    curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(easy, CURLOPT_HEADERDATA, t);
+    curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(easy, CURLOPT_USERAGENT,
+                     "workerd/"
+                     "0.1");
+    curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, ""); /* what curl can decode */
+    set_method(easy, req);
+}
+
+/* ---- the request -------------------------------------------------------------------- */
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* "curl's reason": its short text for the code, then the specific error buffer. */
+static int transport_error(const task_call *call, CURLcode res, const transfer *t,
+                           const request *req, const char *errbuf, task_error *err) {
+    const char *what = curl_easy_strerror(res);
+    if (t->out_of_memory)
+        return task_error_set(err, "MemoryError", "%s: out of memory for the response", call->name);
+    if (t->body_too_big || res == CURLE_FILESIZE_EXCEEDED)
+        return task_error_set(err, "HTTPError",
+                              "%s: response body larger than max_size (%lld bytes)", what,
+                              req->max_size);
+    if (t->headers_too_big)
+        return task_error_set(err, "HTTPError", "%s: response headers exceed %zu lines / %zu bytes",
+                              what, limits.max_headers, limits.max_header_bytes);
+    const char *type = res == CURLE_OPERATION_TIMEDOUT ? "Timeout" : "HTTPError";
+    if (errbuf[0] == '\0')
+        return task_error_set(err, type, "%s", what);
+    return task_error_set(err, type, "%s: %s", what, errbuf);
+}
+
+/* The result object of a finished transfer, or NULL when out of memory.
+ * json_object_set_new consumes its value even when it fails (and fails on NULL), so
+ * the failures can be collected and checked once. */
+static json_t *response_object(CURL *easy, long status, const transfer *t, double elapsed_ms) {
+    const char *url = NULL;
+    curl_easy_getinfo(easy, CURLINFO_EFFECTIVE_URL, &url);
+    if (url == NULL)
+        url = "";
+    json_t *res = json_object();
+    if (res == NULL)
+        return NULL;
+    const char *body = t->body.data ? t->body.data : "";
+    json_t *text = json_stringn(body, t->body.len);
+    int bad = json_object_set_new(res, "status", json_integer(status));
+    bad |=
+        json_object_set_new(res, "headers", task__headers_object(t->headers.data, t->headers.len));
+    if (text != NULL)
+        bad |= json_object_set_new(res, "body", text);
+    else
+        bad |= json_object_set_new(res, "body_base64", task__base64(body, t->body.len));
+    bad |= json_object_set_new(res, "url", task__text(url, strlen(url)));
+    /* Microsecond resolution is plenty, and keeps the JSON short. */
+    double ms = (double)(long long)(elapsed_ms * 1000.0 + 0.5) / 1000.0;
+    bad |= json_object_set_new(res, "elapsed_ms", json_real(ms));
+    if (bad) {
+        json_decref(res);
+        return NULL;
+    }
+    return res;
+}
+
+static int perform(const task_call *call, const request *req, json_t **result, task_error *err) {
+    struct curl_slist *headers = NULL;
+    int rc = header_list(call, req->headers, &headers, err);
+    if (rc != 0)
+        return rc;
+    CURL *easy = handle_get();
+    if (easy == NULL) {
+        curl_slist_free_all(headers);
+        return task_error_set(err, "MemoryError", "%s: could not create a curl handle", call->name);
+    }
+    transfer t = {.max_size = (size_t)req->max_size};
+    char errbuf[CURL_ERROR_SIZE] = "";
+    configure(easy, req, headers, &t, errbuf);
+
+    double start = now_ms();
+    CURLcode res = CURLE_OK;
+    /* No deadline of our own: curl's CURLOPT_TIMEOUT_MS is the request's timeout, so an
+     * -ETIMEDOUT here can only come from an enclosing scope (the task's time limit). */
+    rc = green_http_perform(easy, &res, -1);
+    double elapsed = now_ms() - start;
+
+    if (rc == -ETIMEDOUT || rc == -ECANCELED) {
+        /* Propagated unchanged, err untouched (task.h). */
+    } else if (rc != 0) {
+        rc = task_error_set(err, "InternalError", "%s: green_http_perform: %s", call->name,
+                            strerror(-rc));
+    } else if (res != CURLE_OK) {
+        rc = transport_error(call, res, &t, req, errbuf, err);
+    } else {
+        long status = 0;
+        curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+        if (req->raise_for_status && status >= 400) {
+            rc = task_error_set(err, "HTTPError", "HTTP %ld", status);
+        } else {
+            *result = response_object(easy, status, &t, elapsed);
+            if (*result == NULL)
+                rc = task_error_set(err, "MemoryError", "%s: out of memory", call->name);
+        }
+    }
+    handle_put(easy);
+    curl_slist_free_all(headers);
+    free(t.body.data);
+    free(t.headers.data);
+    return rc;
+}
+
+/* ---- arguments and the tasks -------------------------------------------------------- */
+
+/* The keyword arguments both tasks share; index is where url sits. */
+static int common_args(const task_call *call, size_t url_index, request *req, task_error *err) {
+    double def_timeout =
+        DEFAULT_TIMEOUT < limits.max_timeout ? DEFAULT_TIMEOUT : limits.max_timeout;
+    long long max_size = (long long)limits.max_size;
+    long long def_size = DEFAULT_MAX_SIZE < max_size ? DEFAULT_MAX_SIZE : max_size;
+    long long def_redirs =
+        DEFAULT_MAX_REDIRECTS < limits.max_redirects ? DEFAULT_MAX_REDIRECTS : limits.max_redirects;
+    int rc = task_arg_string(call, url_index, "url", &req->url, err);
+    if (rc == 0)
+        rc = task_opt_object(call, TASK_ARG_KWONLY, "headers", &req->headers, err);
+    if (rc == 0)
+        rc = task_opt_number(call, TASK_ARG_KWONLY, "timeout", def_timeout, MIN_TIMEOUT,
+                             limits.max_timeout, &req->timeout, err);
+    if (rc == 0)
+        rc = task_opt_bool(call, TASK_ARG_KWONLY, "follow_redirects", true, &req->follow_redirects,
+                           err);
+    if (rc == 0)
+        rc = task_opt_integer(call, TASK_ARG_KWONLY, "max_redirects", def_redirs, 0,
+                              limits.max_redirects, &req->max_redirects, err);
+    if (rc == 0)
+        rc = task_opt_integer(call, TASK_ARG_KWONLY, "max_size", def_size, 0, max_size,
+                              &req->max_size, err);
+    if (rc == 0)
+        rc = task_opt_bool(call, TASK_ARG_KWONLY, "raise_for_status", false, &req->raise_for_status,
+                           err);
+    return rc;
+}
+
+static int task_http_get(const task_call *call, json_t **result, task_error *err) {
+    static const char *const kwargs[] = {
+        "url",           "headers",  "timeout",          "follow_redirects",
+        "max_redirects", "max_size", "raise_for_status", NULL};
+    request req = {.method = "GET"};
+    int rc = task_args_check(call, 1, kwargs, err);
+    if (rc == 0)
+        rc = common_args(call, 0, &req, err);
+    if (rc != 0)
+        return rc;
+    return perform(call, &req, result, err);
+}
+
+static int task_http_request(const task_call *call, json_t **result, task_error *err) {
+    static const char *const kwargs[] = {
+        "method",           "url",           "body",     "headers",          "timeout",
+        "follow_redirects", "max_redirects", "max_size", "raise_for_status", NULL};
+    request req = {0};
+    const char *method;
+    int rc = task_args_check(call, 2, kwargs, err);
+    if (rc == 0)
+        rc = task_arg_string(call, 0, "method", &method, err);
+    if (rc == 0)
+        rc = common_args(call, 1, &req, err);
+    if (rc == 0 && (strlen(method) > METHOD_MAX || !token_valid(method))) {
+        rc = task_error_invalid(err, "ValueError",
+                                "%s: argument 1 (method) is not a valid "
+                                "HTTP method: '%.64s'",
+                                call->name, method);
+    }
+    if (rc == 0)
+        rc = task_opt_string(call, TASK_ARG_KWONLY, "body", NULL, &req.body, &req.body_len, err);
+    if (rc != 0)
+        return rc;
+    /* Methods are case-sensitive in HTTP, but every producer means the upper-case ones. */
+    for (size_t i = 0; method[i] != '\0'; i++)
+        req.method[i] = (char)(method[i] >= 'a' && method[i] <= 'z' ? method[i] - 32 : method[i]);
+    return perform(call, &req, result, err);
+}
+
+int task__http_register(const task_http_limits *in) {
+    limits_set(in);
+    int rc = task_registry_add("http.get", task_http_get);
+    if (rc == 0)
+        rc = task_registry_add("http.request", task_http_request);
+    return rc;
+}

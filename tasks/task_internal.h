@@ -1,0 +1,33 @@
+/*
+ * task_internal.h - what the files of tasks/ share and plugins do not see: the
+ * registration hook of each group of built-in tasks, called by task_register_builtins.
+ */
+#ifndef WORKERD_TASK_INTERNAL_H
+#define WORKERD_TASK_INTERNAL_H
+
+#include "task.h"
+
+#include <stddef.h>
+
+/* Store limits (NULL: defaults; zero fields: defaults) for every later http.* call of the
+ * process and register http.get and http.request. Returns 0 or task_registry_add's error. */
+int task__http_register(const task_http_limits *limits);
+
+/* For tests: how many easy handles this thread has created so far, and how many sit in
+ * its free list now. */
+void task__http_stats(size_t *created, size_t *cached);
+
+/* task_http_json.c. Each returns a new reference, or NULL when out of memory. */
+
+/* Standard padded base64 of len bytes (Python's base64.b64encode). */
+json_t *task__base64(const void *data, size_t len);
+
+/* A JSON string of bytes that ought to be text but may not be UTF-8: when the bytes are not
+ * valid UTF-8, each non-ASCII or NUL byte becomes '?'. */
+json_t *task__text(const char *s, size_t len);
+
+/* Raw header lines ("Name: value\r\n" each, no status line) as {lowercased-name: value};
+ * a repeated header's values are joined with ", ", folded lines with " ". */
+json_t *task__headers_object(const char *raw, size_t len);
+
+#endif
