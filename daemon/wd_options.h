@@ -1,0 +1,94 @@
+/*
+ * wd_options.h - workerd's settings: built-in defaults, a config file, WORKERD_* environment
+ * variables and the command line, in that order of increasing precedence.
+ *
+ * Options take Celery's names where Celery has one (-P/--pool, -c/--concurrency,
+ * -Q/--queues, -b/--broker, --result-backend, -n/--hostname, -l/--loglevel). Each option
+ * FOO-BAR is also the environment variable WORKERD_FOO_BAR and the config file key of the
+ * same name; the file (--config FILE, or WORKERD_CONFIG) is read the way systemd reads an
+ * EnvironmentFile= (see wd_conffile.h), so one file serves both. wd_options_usage prints
+ * the whole list with each option's variable and default.
+ *
+ * URLs are checked with green_redis_url_parse, so what passes here is exactly what
+ * green_redis_connect_url accepts; green_redis_url_redact hides their passwords.
+ *
+ * Every bad value is an error naming the option as it was written and where it came from:
+ *     workerd: --concurrency: 'abc' is not a number (from the command line)
+ *     workerd: WORKERD_CONCURRENCY: '0' is out of range, expected 1..1000000 (from the
+ *              environment)
+ *     workerd: WORKERD_QUEUES: empty queue name in 'a,,b' (from /etc/workerd/workerd.conf
+ *              line 7)
+ * A bad value in a lower layer is an error even if a higher layer overrides it: a broken
+ * config file should be fixed before the day the override goes away.
+ *
+ * Not thread-safe (getopt_long keeps global state); call from the main thread, at start-up
+ * and on reload. Never yields; does blocking file I/O (the config file).
+ */
+#ifndef WORKERD_WD_OPTIONS_H
+#define WORKERD_WD_OPTIONS_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "wd_log.h"
+
+enum wd_pool {
+    WD_POOL_GREEN, /* up to concurrency tasks at once, each on a greenlet */
+    WD_POOL_SOLO,  /* one task at a time, on the same runtime (concurrency forced to 1) */
+};
+
+/* The settings. Every pointer is owned by the struct and freed by wd_options_free. */
+struct wd_options {
+    enum wd_pool pool;
+    int concurrency; /* tasks in flight at once: 1..1,000,000 (solo: 1) */
+    char **queues;   /* consumed in this strict priority order; never empty */
+    size_t nqueues;
+    char *broker;          /* the URL as given: it may hold a password, so never
+                              log it; log broker_redacted */
+    char *broker_redacted; /* the URL with its password replaced by *** */
+    char *result_backend;  /* the same for results; default: the broker's */
+    char *result_backend_redacted;
+    char *prefix;          /* Redis key prefix: "<prefix>:queue:<name>" */
+    char *hostname;        /* the node name, %h %n %d %% expanded */
+    int prefetch;          /* most messages taken from Redis in one fetch (never more
+                              than the free slots); default: concurrency */
+    long result_expires;   /* seconds a result is kept; 0 = forever */
+    long shutdown_timeout; /* seconds a warm shutdown waits for running tasks */
+    enum wd_log_level loglevel;
+    char *config_path;       /* the config file read, or NULL */
+    size_t max_message_size; /* bytes; a larger message is dead-lettered */
+    int heartbeat;           /* seconds between heartbeats */
+    int heartbeat_ttl;       /* seconds: 3 * heartbeat; a worker silent longer is dead */
+    int max_redeliveries;    /* a message redelivered more often is dead-lettered */
+};
+
+/* Reads one environment variable; getenv and secure_getenv fit. */
+typedef char *(*wd_getenv_fn)(const char *name);
+
+/* Fill *opts from the layers: defaults < config file < environment < argv. argv is not
+ * modified (options must come before any operand; there are no operands). getenv_fn may
+ * be NULL (no environment). An empty environment variable counts as unset; an empty value on
+ * the command line or in the file is an error for every option.
+ *
+ * *opts is output only: its previous contents are ignored, not freed, so a reload loads
+ * into a fresh struct and swaps it in only on success. Returns:
+ *    0  *opts holds the settings; release them with wd_options_free;
+ *    1  --help or --version was given and printed to stdout: exit 0; *opts is zeroed;
+ *   -1  an error: a one-line message (no newline) in errbuf; *opts is zeroed.
+ * Callable any number of times (getopt's state is reset on each call). */
+int wd_options_load(struct wd_options *opts, int argc, char *const argv[], wd_getenv_fn getenv_fn,
+                    char *errbuf, size_t errlen);
+
+/* Free what *opts owns and zero it. A zeroed struct may be freed again. */
+void wd_options_free(struct wd_options *opts);
+
+/* Print the help text (every option, its variable, its default) to out. */
+void wd_options_usage(FILE *out);
+
+/* "0.1.0": the version printed by --version as "workerd 0.1.0". A static string. */
+const char *wd_version(void);
+
+/* The name of a pool ("green", "solo"); a static string. */
+const char *wd_pool_name(enum wd_pool pool);
+
+#endif

@@ -1,0 +1,612 @@
+/*
+ * test_options.c - workerd's settings as a user meets them: the defaults, each source
+ * (config file, environment, command line) and their precedence, and the exact one-line
+ * message of every kind of mistake.
+ *
+ * The environment is a fake one (fake_getenv over a small table), so the tests neither
+ * depend on nor disturb the real environment.
+ */
+#include "testlib.h"
+
+#include "wd_options.h"
+
+#include <fcntl.h>
+#include <stdarg.h>
+#include <unistd.h>
+
+/* The fake environment: NAME=VALUE strings, NULL-terminated. */
+static const char *fake_env[16];
+
+static char *fake_getenv(const char *name) {
+    size_t n = strlen(name);
+    for (int i = 0; fake_env[i] != NULL; i++)
+        if (strncmp(fake_env[i], name, n) == 0 && fake_env[i][n] == '=')
+            return (char *)fake_env[i] + n + 1;
+    return NULL;
+}
+
+static void set_env(const char *first, ...) {
+    va_list ap;
+    int i = 0;
+    va_start(ap, first);
+    for (const char *s = first; s != NULL; s = va_arg(ap, const char *))
+        fake_env[i++] = s;
+    va_end(ap);
+    fake_env[i] = NULL;
+}
+
+static char err[512];
+
+/* Load with argv = "workerd" followed by the NULL-terminated arguments. */
+static int load(struct wd_options *o, ...) {
+    char *argv[32] = {"workerd"};
+    int argc = 1;
+    va_list ap;
+    va_start(ap, o);
+    for (char *s = va_arg(ap, char *); s != NULL; s = va_arg(ap, char *))
+        argv[argc++] = s;
+    va_end(ap);
+    return wd_options_load(o, argc, argv, fake_getenv, err, sizeof err);
+}
+
+/* Expect an error with exactly this message, and nothing left in *o. */
+#define ASSERT_LOAD_FAILS(msg, ...)                                                                \
+    do {                                                                                           \
+        struct wd_options o_;                                                                      \
+        ASSERT_EQ(load(&o_, __VA_ARGS__, NULL), -1);                                               \
+        ASSERT_STREQ(err, msg);                                                                    \
+        ASSERT(o_.queues == NULL && o_.broker == NULL && o_.hostname == NULL);                     \
+    } while (0)
+
+/* A config file with the given text in a fresh directory; returns its path (static). */
+static char config_dir[256];
+static char *write_config(const char *text) {
+    static char path[512];
+    char *dir = test_tmpdir("wdopt");
+    snprintf(config_dir, sizeof config_dir, "%s", dir);
+    free(dir);
+    snprintf(path, sizeof path, "%s/workerd.conf", config_dir);
+    FILE *f = fopen(path, "w");
+    ASSERT(f != NULL);
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+static void remove_config(void) {
+    test_rmtree(config_dir);
+}
+
+/* Run fn with stdout sent to a file; returns what it printed (caller frees). */
+static char *capture_stdout(int (*fn)(struct wd_options *), struct wd_options *o, int *rc) {
+    char path[] = "/tmp/wd_test_opt.XXXXXX";
+    int fd = mkstemp(path);
+    ASSERT(fd >= 0);
+    fflush(stdout);
+    int saved = dup(STDOUT_FILENO);
+    dup2(fd, STDOUT_FILENO);
+    close(fd);
+    *rc = fn(o);
+    fflush(stdout);
+    dup2(saved, STDOUT_FILENO);
+    close(saved);
+    FILE *f = fopen(path, "r");
+    char *text = calloc(1, 65536);
+    size_t n = fread(text, 1, 65535, f);
+    text[n] = '\0';
+    fclose(f);
+    unlink(path);
+    return text;
+}
+
+TEST(defaults_without_any_source) {
+    set_env(NULL);
+    struct wd_options o;
+    ASSERT_EQ(load(&o, NULL), 0);
+    char host[256] = "";
+    gethostname(host, sizeof host);
+    ASSERT_EQ(o.pool, WD_POOL_GREEN);
+    ASSERT_EQ(o.concurrency, 100);
+    ASSERT_EQ(o.nqueues, 1);
+    ASSERT_STREQ(o.queues[0], "default");
+    ASSERT_STREQ(o.broker, "redis://127.0.0.1:6379/0");
+    ASSERT_STREQ(o.result_backend, "redis://127.0.0.1:6379/0");
+    ASSERT_STREQ(o.prefix, "workerd");
+    ASSERT_STREQ(o.hostname, host);
+    ASSERT_EQ(o.prefetch, 100);
+    ASSERT_EQ(o.result_expires, 86400);
+    ASSERT_EQ(o.shutdown_timeout, 30);
+    ASSERT_EQ(o.loglevel, WD_LOG_INFO);
+    ASSERT(o.config_path == NULL);
+    ASSERT_EQ(o.max_message_size, 1 << 20);
+    ASSERT_EQ(o.heartbeat, 5);
+    ASSERT_EQ(o.heartbeat_ttl, 15);
+    ASSERT_EQ(o.max_redeliveries, 5);
+    wd_options_free(&o);
+    ASSERT(o.queues == NULL);
+    wd_options_free(&o); /* a freed struct may be freed again */
+}
+
+TEST(short_options_set_their_values) {
+    set_env(NULL);
+    struct wd_options o;
+    ASSERT_EQ(load(&o, "-P", "green", "-c", "2000", "-Q", "high,low", "-b",
+                   "redis://10.0.0.1:6380/3", "-n", "w1@%h", "-l", "DEBUG", NULL),
+              0);
+    char host[256] = "";
+    gethostname(host, sizeof host);
+    char want[300];
+    snprintf(want, sizeof want, "w1@%s", host);
+    ASSERT_EQ(o.concurrency, 2000);
+    ASSERT_EQ(o.nqueues, 2);
+    ASSERT_STREQ(o.queues[0], "high");
+    ASSERT_STREQ(o.queues[1], "low");
+    ASSERT_STREQ(o.broker, "redis://10.0.0.1:6380/3");
+    ASSERT_STREQ(o.hostname, want);
+    ASSERT_EQ(o.loglevel, WD_LOG_DEBUG);
+    wd_options_free(&o);
+}
+
+TEST(long_options_set_their_values) {
+    set_env(NULL);
+    struct wd_options o;
+    ASSERT_EQ(load(&o, "--pool=solo", "--concurrency", "7", "--queues=a",
+                   "--broker=unix:///tmp/r.sock", "--result-backend=redis://127.0.0.1:6390/1",
+                   "--prefix=app", "--hostname=node9", "--prefetch=3", "--result-expires=0",
+                   "--shutdown-timeout=120", "--loglevel=warning", "--max-message-size=2M",
+                   "--heartbeat=2", "--max-redeliveries=0", NULL),
+              0);
+    ASSERT_EQ(o.pool, WD_POOL_SOLO);
+    ASSERT_STREQ(o.broker, "unix:///tmp/r.sock");
+    ASSERT_STREQ(o.result_backend, "redis://127.0.0.1:6390/1");
+    ASSERT_STREQ(o.prefix, "app");
+    ASSERT_STREQ(o.hostname, "node9");
+    ASSERT_EQ(o.prefetch, 3);
+    ASSERT_EQ(o.result_expires, 0);
+    ASSERT_EQ(o.shutdown_timeout, 120);
+    ASSERT_EQ(o.loglevel, WD_LOG_WARNING);
+    ASSERT_EQ(o.max_message_size, 2 << 20);
+    ASSERT_EQ(o.heartbeat, 2);
+    ASSERT_EQ(o.heartbeat_ttl, 6);
+    ASSERT_EQ(o.max_redeliveries, 0);
+    wd_options_free(&o);
+}
+
+TEST(solo_pool_runs_one_task_at_a_time) {
+    set_env(NULL);
+    struct wd_options o;
+    ASSERT_EQ(load(&o, "-P", "solo", "-c", "50", NULL), 0);
+    ASSERT_EQ(o.concurrency, 1);
+    ASSERT_EQ(o.prefetch, 1);
+    wd_options_free(&o);
+}
+
+TEST(prefetch_defaults_to_concurrency) {
+    set_env(NULL);
+    struct wd_options o;
+    ASSERT_EQ(load(&o, "-c", "500", NULL), 0);
+    ASSERT_EQ(o.prefetch, 500);
+    wd_options_free(&o);
+}
+
+TEST(config_file_sets_values) {
+    set_env(NULL);
+    char *path = write_config("# workerd settings\n"
+                              "; another comment\n"
+                              "\n"
+                              "WORKERD_CONCURRENCY=250\n"
+                              "  WORKERD_QUEUES = \"high, low\"  \n"
+                              "WORKERD_PREFIX='my#app;wd'\n"
+                              "WORKERD_BROKER=redis://:pa\\ ss@127.0.0.1:6380/2\n"
+                              "WORKERD_HOSTNAME=\"node\\\"1\"\n"
+                              "WORKERD_LOGLEVEL=error   \n"
+                              "WORKERD_HEARTBEAT=\\\n"
+                              "10\n");
+    struct wd_options o;
+    ASSERT_EQ(load(&o, "--config", path, NULL), 0);
+    ASSERT_STREQ(o.config_path, path);
+    ASSERT_EQ(o.concurrency, 250);
+    ASSERT_EQ(o.nqueues, 2);
+    ASSERT_STREQ(o.queues[0], "high");
+    ASSERT_STREQ(o.queues[1], "low");
+    ASSERT_EQ(o.loglevel, WD_LOG_ERROR);
+    ASSERT_EQ(o.heartbeat, 10);
+    ASSERT_STREQ(o.broker, "redis://:pa ss@127.0.0.1:6380/2");
+    ASSERT_STREQ(o.hostname, "node\"1");
+    ASSERT_STREQ(o.prefix, "my#app;wd");
+    wd_options_free(&o);
+    remove_config();
+}
+
+TEST(prefix_with_blank_from_config_is_rejected) {
+    set_env(NULL);
+    /* The quoted value above keeps its blank, which a key prefix may not contain. */
+    char *path = write_config("WORKERD_PREFIX='my app'\n");
+    char want[600];
+    snprintf(want, sizeof want,
+             "workerd: WORKERD_PREFIX: prefix 'my app' contains a blank or control character "
+             "(from %s line 1)",
+             path);
+    ASSERT_LOAD_FAILS(want, "--config", path);
+    remove_config();
+}
+
+TEST(config_file_named_by_environment) {
+    char *path = write_config("WORKERD_CONCURRENCY=42\n");
+    char var[600];
+    snprintf(var, sizeof var, "WORKERD_CONFIG=%s", path);
+    set_env(var, NULL);
+    struct wd_options o;
+    ASSERT_EQ(load(&o, NULL), 0);
+    ASSERT_EQ(o.concurrency, 42);
+    ASSERT_STREQ(o.config_path, path);
+    wd_options_free(&o);
+    remove_config();
+}
+
+TEST(environment_sets_values) {
+    set_env("WORKERD_POOL=solo", "WORKERD_QUEUES=x,y,z", "WORKERD_RESULT_EXPIRES=60",
+            "WORKERD_MAX_MESSAGE_SIZE=64k", "WORKERD_PREFETCH=9", NULL);
+    struct wd_options o;
+    ASSERT_EQ(load(&o, NULL), 0);
+    ASSERT_EQ(o.pool, WD_POOL_SOLO);
+    ASSERT_EQ(o.nqueues, 3);
+    ASSERT_STREQ(o.queues[2], "z");
+    ASSERT_EQ(o.result_expires, 60);
+    ASSERT_EQ(o.max_message_size, 65536);
+    ASSERT_EQ(o.prefetch, 9);
+    wd_options_free(&o);
+}
+
+TEST(environment_overrides_file_and_command_line_overrides_both) {
+    char *path = write_config("WORKERD_CONCURRENCY=10\n"
+                              "WORKERD_PREFETCH=11\n"
+                              "WORKERD_HEARTBEAT=12\n");
+    set_env("WORKERD_PREFETCH=21", "WORKERD_HEARTBEAT=22", NULL);
+    struct wd_options o;
+    ASSERT_EQ(load(&o, "--config", path, "--heartbeat", "32", NULL), 0);
+    ASSERT_EQ(o.concurrency, 10); /* file only */
+    ASSERT_EQ(o.prefetch, 21);    /* file < environment */
+    ASSERT_EQ(o.heartbeat, 32);   /* file < environment < command line */
+    wd_options_free(&o);
+    remove_config();
+}
+
+TEST(command_line_config_beats_environment_config) {
+    char *path = write_config("WORKERD_CONCURRENCY=77\n");
+    set_env("WORKERD_CONFIG=/nonexistent/never-read.conf", NULL);
+    struct wd_options o;
+    ASSERT_EQ(load(&o, "--config", path, NULL), 0);
+    ASSERT_EQ(o.concurrency, 77);
+    wd_options_free(&o);
+    remove_config();
+}
+
+TEST(empty_environment_variable_counts_as_unset) {
+    set_env("WORKERD_CONCURRENCY=", "WORKERD_CONFIG=", NULL);
+    struct wd_options o;
+    ASSERT_EQ(load(&o, NULL), 0);
+    ASSERT_EQ(o.concurrency, 100);
+    wd_options_free(&o);
+}
+
+TEST(result_backend_defaults_to_broker) {
+    set_env("WORKERD_BROKER=redis://u:pw@127.0.0.1:7000/4", NULL);
+    struct wd_options o;
+    ASSERT_EQ(load(&o, NULL), 0);
+    ASSERT_STREQ(o.result_backend, "redis://u:pw@127.0.0.1:7000/4");
+    ASSERT_STREQ(o.result_backend_redacted, "redis://u:***@127.0.0.1:7000/4");
+    wd_options_free(&o);
+}
+
+TEST(broker_password_is_redacted) {
+    set_env(NULL);
+    struct wd_options o;
+    ASSERT_EQ(load(&o, "-b", "redis://:s3cr%40t@127.0.0.1:6379/1", "--result-backend",
+                   "redis://127.0.0.1/2", NULL),
+              0);
+    ASSERT_STREQ(o.broker_redacted, "redis://:***@127.0.0.1:6379/1");
+    ASSERT_STREQ(o.result_backend_redacted, "redis://127.0.0.1/2");
+    wd_options_free(&o);
+}
+
+TEST(bad_broker_message_hides_the_password) {
+    set_env(NULL);
+    ASSERT_LOAD_FAILS("workerd: --broker: redis URL 'redis://:***@127.0.0.1:99999': port must "
+                      "be a number from 1 to 65535 (from the command line)",
+                      "-b", "redis://:hunter2@127.0.0.1:99999");
+}
+
+TEST(bad_broker_scheme_is_rejected) {
+    set_env(NULL);
+    ASSERT_LOAD_FAILS("workerd: --broker: redis URL 'amqp://guest:***@localhost//': scheme must "
+                      "be redis:// or unix:// (from the command line)",
+                      "--broker", "amqp://guest:guest@localhost//");
+    set_env("WORKERD_RESULT_BACKEND=rpc://", NULL);
+    ASSERT_LOAD_FAILS("workerd: WORKERD_RESULT_BACKEND: redis URL 'rpc://': scheme must be "
+                      "redis:// or unix:// (from the environment)",
+                      "-c", "5");
+}
+
+TEST(queues_keep_their_order_and_lose_surrounding_blanks) {
+    set_env(NULL);
+    struct wd_options o;
+    ASSERT_EQ(load(&o, "-Q", "zeta, alpha ,mid", NULL), 0);
+    ASSERT_EQ(o.nqueues, 3);
+    ASSERT_STREQ(o.queues[0], "zeta");
+    ASSERT_STREQ(o.queues[1], "alpha");
+    ASSERT_STREQ(o.queues[2], "mid");
+    wd_options_free(&o);
+}
+
+TEST(bad_queue_names_are_rejected) {
+    set_env(NULL);
+    ASSERT_LOAD_FAILS("workerd: --queues: empty queue name in 'a,,b' (from the command line)", "-Q",
+                      "a,,b");
+    ASSERT_LOAD_FAILS("workerd: --queues: empty queue name in 'a,' (from the command line)", "-Q",
+                      "a,");
+    ASSERT_LOAD_FAILS("workerd: --queues: queue name 'my queue' contains a blank or control "
+                      "character (from the command line)",
+                      "-Q", "my queue");
+    ASSERT_LOAD_FAILS("workerd: --queues: queue 'a' is listed twice (from the command line)", "-Q",
+                      "a,b,a");
+}
+
+TEST(hostname_expands_celery_escapes) {
+    set_env(NULL);
+    char host[256] = "";
+    gethostname(host, sizeof host);
+    const char *dot = strchr(host, '.');
+    char want[700];
+    snprintf(want, sizeof want, "w@%.*s/%s/%s/100%%", dot ? (int)(dot - host) : (int)strlen(host),
+             host, dot ? dot + 1 : "", host);
+    struct wd_options o;
+    ASSERT_EQ(load(&o, "-n", "w@%n/%d/%h/100%%", NULL), 0);
+    ASSERT_STREQ(o.hostname, want);
+    wd_options_free(&o);
+    ASSERT_LOAD_FAILS("workerd: --hostname: unknown '%x' in 'w@%x' (use %h, %n, %d or %%) (from "
+                      "the command line)",
+                      "-n", "w@%x");
+}
+
+TEST(non_number_is_rejected) {
+    set_env(NULL);
+    ASSERT_LOAD_FAILS("workerd: --concurrency: 'abc' is not a number (from the command line)", "-c",
+                      "abc");
+    ASSERT_LOAD_FAILS("workerd: --concurrency: '10x' is not a number (from the command line)",
+                      "--concurrency=10x");
+    ASSERT_LOAD_FAILS("workerd: --max-message-size: '1MB' is not a number (from the command "
+                      "line)",
+                      "--max-message-size", "1MB");
+}
+
+TEST(out_of_range_number_is_rejected) {
+    set_env(NULL);
+    ASSERT_LOAD_FAILS("workerd: --concurrency: '0' is out of range, expected 1..1000000 (from "
+                      "the command line)",
+                      "-c", "0");
+    ASSERT_LOAD_FAILS("workerd: --concurrency: '1000001' is out of range, expected 1..1000000 "
+                      "(from the command line)",
+                      "-c", "1000001");
+    ASSERT_LOAD_FAILS("workerd: --concurrency: '-5' is out of range, expected 1..1000000 (from "
+                      "the command line)",
+                      "-c", "-5");
+    ASSERT_LOAD_FAILS("workerd: --prefetch: '99999999999999999999999' is out of range, expected "
+                      "1..1000000 (from the command line)",
+                      "--prefetch", "99999999999999999999999");
+    ASSERT_LOAD_FAILS("workerd: --max-message-size: '1G' is out of range, expected "
+                      "1024..536870912 (from the command line)",
+                      "--max-message-size", "1G");
+    set_env("WORKERD_HEARTBEAT=0", NULL);
+    ASSERT_LOAD_FAILS("workerd: WORKERD_HEARTBEAT: '0' is out of range, expected 1..3600 (from "
+                      "the environment)",
+                      "-c", "1");
+}
+
+TEST(config_file_value_error_names_file_and_line) {
+    set_env(NULL);
+    char *path = write_config("# comment\n\nWORKERD_PREFIX=x\n\n\n\nWORKERD_CONCURRENCY=abc\n");
+    char want[600];
+    snprintf(want, sizeof want,
+             "workerd: WORKERD_CONCURRENCY: 'abc' is not a number (from %s line 7)", path);
+    ASSERT_LOAD_FAILS(want, "--config", path);
+    remove_config();
+}
+
+TEST(config_file_error_counts_even_when_overridden) {
+    set_env(NULL);
+    char *path = write_config("WORKERD_CONCURRENCY=lots\n");
+    char want[600];
+    snprintf(want, sizeof want,
+             "workerd: WORKERD_CONCURRENCY: 'lots' is not a number (from %s line 1)", path);
+    ASSERT_LOAD_FAILS(want, "--config", path, "-c", "10");
+    remove_config();
+}
+
+TEST(unknown_option_is_rejected) {
+    set_env(NULL);
+    ASSERT_LOAD_FAILS("workerd: unknown option '--frobnicate' (see workerd --help)",
+                      "--frobnicate=3");
+    ASSERT_LOAD_FAILS("workerd: unknown option '-x' (see workerd --help)", "-c", "5", "-x");
+    ASSERT_LOAD_FAILS("workerd: ambiguous option '--con' (could be --concurrency or --config)",
+                      "--con=5");
+    struct wd_options o;
+    ASSERT_EQ(load(&o, "--conc=5", NULL), 0); /* a unique abbreviation is fine */
+    ASSERT_EQ(o.concurrency, 5);
+    wd_options_free(&o);
+}
+
+TEST(option_without_its_value_is_rejected) {
+    set_env(NULL);
+    ASSERT_LOAD_FAILS("workerd: option '-c' needs a value", "-c");
+    ASSERT_LOAD_FAILS("workerd: option '--queues' needs a value", "--queues");
+    ASSERT_LOAD_FAILS("workerd: --queues: empty value (from the command line)", "--queues=");
+}
+
+TEST(stray_argument_is_rejected) {
+    set_env(NULL);
+    ASSERT_LOAD_FAILS("workerd: unexpected argument 'worker' (workerd takes options only)",
+                      "worker", "-c", "5");
+}
+
+TEST(unknown_pool_is_rejected) {
+    set_env(NULL);
+    ASSERT_LOAD_FAILS("workerd: unknown pool 'prefork' (choose green or solo) (from the command "
+                      "line)",
+                      "-P", "prefork");
+    struct wd_options o;
+    ASSERT_EQ(load(&o, "-P", "gevent", NULL), 0); /* Celery's name for the same thing */
+    ASSERT_EQ(o.pool, WD_POOL_GREEN);
+    wd_options_free(&o);
+}
+
+TEST(bad_loglevel_is_rejected) {
+    set_env(NULL);
+    ASSERT_LOAD_FAILS("workerd: unknown log level 'verbose' (choose debug, info, warning or "
+                      "error) (from the command line)",
+                      "-l", "verbose");
+}
+
+TEST(missing_config_file_is_an_error) {
+    set_env(NULL);
+    ASSERT_LOAD_FAILS("workerd: --config: cannot read config file '/nonexistent/workerd.conf': "
+                      "No such file or directory (from the command line)",
+                      "--config", "/nonexistent/workerd.conf");
+    set_env("WORKERD_CONFIG=/nonexistent/env.conf", NULL);
+    ASSERT_LOAD_FAILS("workerd: WORKERD_CONFIG: cannot read config file '/nonexistent/env.conf': "
+                      "No such file or directory (from the environment)",
+                      "-c", "5");
+}
+
+TEST(config_line_without_equals_is_an_error) {
+    set_env(NULL);
+    char *path = write_config("WORKERD_CONCURRENCY=5\n# fine\nconcurrency 5\n");
+    char want[600];
+    snprintf(want, sizeof want, "workerd: expected KEY=VALUE, got 'concurrency 5' (from %s line 3)",
+             path);
+    ASSERT_LOAD_FAILS(want, "--config", path);
+    remove_config();
+}
+
+TEST(unknown_config_key_is_an_error) {
+    set_env(NULL);
+    char *path = write_config("WORKERD_CONCURENCY=5\n");
+    char want[600];
+    snprintf(want, sizeof want, "workerd: unknown key 'WORKERD_CONCURENCY' (from %s line 1)", path);
+    ASSERT_LOAD_FAILS(want, "--config", path);
+    remove_config();
+}
+
+static int load_help(struct wd_options *o) {
+    return load(o, "-c", "5", "--help", "--bogus", NULL);
+}
+
+static int load_version(struct wd_options *o) {
+    return load(o, "-V", NULL);
+}
+
+TEST(help_prints_every_option_and_returns_one) {
+    set_env(NULL);
+    struct wd_options o;
+    int rc;
+    char *out = capture_stdout(load_help, &o, &rc);
+    ASSERT_EQ(rc, 1);
+    ASSERT(o.queues == NULL);
+    const char *names[] = {
+        "--pool",
+        "WORKERD_POOL",
+        "--concurrency",
+        "WORKERD_CONCURRENCY",
+        "--queues",
+        "WORKERD_QUEUES",
+        "--broker",
+        "WORKERD_BROKER",
+        "--result-backend",
+        "WORKERD_RESULT_BACKEND",
+        "--prefix",
+        "WORKERD_PREFIX",
+        "--hostname",
+        "WORKERD_HOSTNAME",
+        "--prefetch",
+        "WORKERD_PREFETCH",
+        "--result-expires",
+        "WORKERD_RESULT_EXPIRES",
+        "--shutdown-timeout",
+        "WORKERD_SHUTDOWN_TIMEOUT",
+        "--loglevel",
+        "WORKERD_LOGLEVEL",
+        "--max-message-size",
+        "WORKERD_MAX_MESSAGE_SIZE",
+        "--heartbeat",
+        "WORKERD_HEARTBEAT",
+        "--max-redeliveries",
+        "WORKERD_MAX_REDELIVERIES",
+        "--config",
+        "WORKERD_CONFIG",
+        "--help",
+        "--version",
+        "[WORKERD_POOL; default: green]",
+        "[WORKERD_CONCURRENCY; default: 100]",
+        "[WORKERD_QUEUES; default: default]",
+        "[WORKERD_BROKER; default: redis://127.0.0.1:6379/0]",
+        "[WORKERD_PREFIX; default: workerd]",
+        "[WORKERD_RESULT_EXPIRES; default: 86400]",
+        "[WORKERD_SHUTDOWN_TIMEOUT; default: 30]",
+        "[WORKERD_LOGLEVEL; default: info]",
+        "[WORKERD_MAX_MESSAGE_SIZE; default: 1M]",
+        "[WORKERD_HEARTBEAT; default: 5]",
+        "[WORKERD_MAX_REDELIVERIES; default: 5]",
+        "Celery defaults to the number of CPUs",
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strstr(out, names[i]) == NULL)
+            test__fail(__FILE__, __LINE__, "the help lacks %s", names[i]);
+    for (const char *line = out; *line; line = strchr(line, '\n') + 1)
+        ASSERT(strcspn(line, "\n") <= 100);
+    free(out);
+}
+
+TEST(version_prints_name_and_version_and_returns_one) {
+    set_env(NULL);
+    struct wd_options o;
+    int rc;
+    char *out = capture_stdout(load_version, &o, &rc);
+    ASSERT_EQ(rc, 1);
+    ASSERT_STREQ(wd_version(), "0.1.0"); /* the project() version, passed in by CMake */
+    ASSERT_STREQ(out, "workerd 0.1.0\n");
+    free(out);
+}
+
+TEST(loading_twice_starts_getopt_afresh) {
+    set_env(NULL);
+    struct wd_options a, b;
+    /* The first parse stops inside a group of short options, the worst case for getopt's
+     * hidden state. */
+    ASSERT_EQ(load(&a, "-c", "5", "-lx", NULL), -1);
+    ASSERT_EQ(load(&a, "-c", "5", NULL), 0);
+    ASSERT_EQ(load(&b, "-Q", "q1", "-c", "6", NULL), 0);
+    ASSERT_EQ(a.concurrency, 5);
+    ASSERT_EQ(b.concurrency, 6);
+    ASSERT_STREQ(b.queues[0], "q1");
+    wd_options_free(&a);
+    wd_options_free(&b);
+}
+
+TEST(argv_is_left_untouched) {
+    set_env(NULL);
+    char *argv[] = {"workerd", "-c", "5", "stray", "-Q", "a", NULL};
+    char *copy[7];
+    memcpy(copy, argv, sizeof argv);
+    struct wd_options o;
+    ASSERT_EQ(wd_options_load(&o, 6, argv, fake_getenv, err, sizeof err), -1);
+    for (int i = 0; i < 6; i++)
+        ASSERT(argv[i] == copy[i]);
+}
+
+TEST(no_environment_getter_means_no_environment) {
+    struct wd_options o;
+    char *argv[] = {"workerd", NULL};
+    ASSERT_EQ(wd_options_load(&o, 1, argv, NULL, err, sizeof err), 0);
+    ASSERT_EQ(o.concurrency, 100);
+    wd_options_free(&o);
+}
