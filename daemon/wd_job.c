@@ -1,0 +1,356 @@
+/*
+ * wd_job.c - running one message, and the acker that stores results in batches.
+ *
+ * A job is one delivery from the fetcher. Its greenlet (from the worker's pool) parses and
+ * validates the message, finds the task, runs it inside its time limits, and queues the
+ * outcome for the acker; it never talks to Redis on the common path. The acker takes
+ * whatever has queued up (up to ACK_BATCH items) and sends it in one round trip:
+ * STARTED results, then the final results with their acks (broker_ack). A STARTED result
+ * whose task has already finished by then is dropped: the final one supersedes it, and
+ * short tasks cost one write, not two.
+ *
+ * A message that cannot be run (invalid, unknown task, wrong arguments) is never dropped
+ * silently: it goes to the dead-letter list with the reason, gets a FAILURE result when its
+ * id can be read, is logged, and is acked. Only that rare path writes from the job's own
+ * greenlet (the dead letter must be stored before the ack releases the message).
+ *
+ * A job killed by a shutdown (-ECANCELED while the worker stops) queues nothing: its
+ * message stays in the in-flight hash and the shutdown's requeue puts it back.
+ *
+ * All of this runs on greenlets of the worker's hub.
+ */
+#include "wd_worker_internal.h"
+
+#include "broker_result.h"
+#include "task.h"
+#include "wd_log.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#define ACK_BATCH 1024
+#define ACK_TIMEOUT 10.0
+
+struct wd_job {
+    struct wd_worker *w;
+    broker_delivery d;
+    broker_msg msg;
+    bool parsed;
+    bool finished; /* its final ack is queued: a pending STARTED is moot */
+    double started_at;
+    struct wd_job *prev, *next;
+};
+
+double wd_unix_now(void) {
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+}
+
+static void job_free(struct wd_job *j) {
+    free(j->d.tag);
+    free(j->d.queue);
+    free(j->d.raw);
+    broker_msg_free(&j->msg);
+    free(j);
+}
+
+static void unlink_job(struct wd_job *j) {
+    if (j->prev)
+        j->prev->next = j->next;
+    else
+        j->w->running = j->next;
+    if (j->next)
+        j->next->prev = j->prev;
+    j->prev = j->next = NULL;
+}
+
+static void queue_ack(struct wd_worker *w, enum wd_ack_kind kind, struct wd_job *j, char *json) {
+    struct wd_ack_item *it = malloc(sizeof *it);
+    if (it)
+        *it = (struct wd_ack_item){.kind = kind, .job = j, .json = json};
+    if (!it || green_queue_try_put(&w->acks, it) != 0) {
+        /* Out of memory: the message stays in flight and comes back through recovery. */
+        wd_log_task(WD_LOG_ERROR, j->parsed ? j->msg.id : j->d.tag,
+                    "out of memory queueing a result; the message will be redelivered");
+        free(it);
+        free(json);
+        if (kind != WD_ACK_STARTED)
+            job_free(j);
+    }
+}
+
+/* Forget a job without acking it: its message stays in flight, for the shutdown's requeue
+ * or for recovery. The acker frees it, after any STARTED item that still points at it. */
+static void release(struct wd_job *j) {
+    unlink_job(j);
+    j->finished = true;
+    queue_ack(j->w, WD_ACK_RELEASE, j, NULL);
+}
+
+static char *result_json(struct wd_job *j, const char *id, broker_status status, json_t *value,
+                         const char *etype, const char *emsg) {
+    broker_result r = {
+        .id = id,
+        .task = j->parsed ? j->msg.task : NULL,
+        .status = status,
+        .result = value,
+        .error_type = etype,
+        .error_message = emsg,
+        .retries = j->parsed ? j->msg.retries : 0,
+        .worker = j->w->wid,
+        .started_at = j->started_at,
+        .finished_at = status == BROKER_STARTED ? 0 : wd_unix_now(),
+    };
+    return broker_result_encode(&r);
+}
+
+/* The final outcome: counted, logged, queued for the acker (which frees the job). */
+static void finish(struct wd_job *j, broker_status status, json_t *value, const char *etype,
+                   const char *emsg) {
+    struct wd_worker *w = j->w;
+    unlink_job(j);
+    j->finished = true;
+    const char *id = j->msg.id;
+    if (status == BROKER_SUCCESS) {
+        w->succeeded++;
+        wd_log_task(WD_LOG_DEBUG, id, "%s succeeded in %.3f s", j->msg.task,
+                    wd_unix_now() - j->started_at);
+    } else {
+        w->failed++;
+        wd_log_task(WD_LOG_WARNING, id, "%s %s: %s: %s", j->msg.task,
+                    status == BROKER_REVOKED ? "revoked" : "failed", etype, emsg);
+    }
+    char *json = j->msg.ignore_result ? NULL : result_json(j, id, status, value, etype, emsg);
+    queue_ack(w, WD_ACK_FINAL, j, json);
+}
+
+/* Store a dead letter, retrying through Redis outages: the message must not be acked
+ * before its dead letter is safe. Returns 0, or -ECANCELED when a shutdown interrupts. */
+static int store_dead_letter(struct wd_job *j, const char *id, const char *reason) {
+    struct wd_worker *w = j->w;
+    broker_dead d = {
+        .raw = j->d.raw, .raw_len = j->d.len, .reason = reason, .worker = w->wid,
+        .time = wd_unix_now(), .id = id, .queue = j->d.queue,
+    };
+    char *json = broker_dead_encode(&d);
+    int rc = json ? 0 : -ENOMEM;
+    while (json && (rc = broker_dead_letter(w->bw, json, ACK_TIMEOUT)) != 0 && rc != -ECANCELED)
+        if (green_sleep(0.5) == -ECANCELED) {
+            rc = -ECANCELED;
+            break;
+        }
+    free(json);
+    return rc;
+}
+
+/* A message that cannot run: dead letter, FAILURE result if the id is known, ack. */
+static void reject(struct wd_job *j, const char *id, const char *etype, const char *reason) {
+    struct wd_worker *w = j->w;
+    w->invalid++;
+    wd_log_task(WD_LOG_WARNING, id ? id : "-", "dead-lettered message from queue %s (tag %s): %s",
+                j->d.queue, j->d.tag, reason);
+    if (store_dead_letter(j, id, reason) != 0) {
+        release(j); /* left in flight: the shutdown puts it back */
+        return;
+    }
+    unlink_job(j);
+    j->finished = true;
+    w->failed++;
+    char *json = id ? result_json(j, id, BROKER_FAILURE, NULL, etype, reason) : NULL;
+    if (id && !json) {
+        wd_log_task(WD_LOG_ERROR, id, "out of memory encoding a result");
+    }
+    queue_ack(w, WD_ACK_FINAL, j, json);
+}
+
+static void run(struct wd_job *j) {
+    struct wd_worker *w = j->w;
+    broker_msg *m = &j->msg;
+    task_fn fn = task_registry_find(m->task);
+    if (!fn) {
+        char reason[512];
+        snprintf(reason, sizeof reason, "unknown task \"%s\"", m->task);
+        reject(j, m->id, "NotRegistered", reason);
+        return;
+    }
+    if (m->expires > 0 && wd_unix_now() > m->expires) {
+        finish(j, BROKER_REVOKED, NULL, "TaskExpired", "the message expired before it ran");
+        return;
+    }
+    if (!m->ignore_result)
+        queue_ack(w, WD_ACK_STARTED, j, result_json(j, m->id, BROKER_STARTED, NULL, NULL, NULL));
+
+    green_timeout hard, soft;
+    green_timeout_start(&hard, m->time_limit > 0 ? m->time_limit : -1);
+    green_timeout_start(&soft, m->soft_time_limit > 0 ? m->soft_time_limit : -1);
+    json_t *result = NULL;
+    task_error err = {{0}, {0}};
+    task_call call = {m->id, m->task, m->args, m->kwargs, m->retries};
+    int rc = fn(&call, &result, &err);
+    bool soft_fired = green_timeout_end(&soft);
+    bool hard_fired = green_timeout_end(&hard);
+
+    if (rc == -ECANCELED && w->stop != WD_RUNNING) {
+        json_decref(result);
+        w->put_back++;
+        wd_log_task(WD_LOG_INFO, m->id, "%s interrupted by shutdown; it goes back to queue %s",
+                    m->task, j->d.queue);
+        release(j);
+        return;
+    }
+    if (rc == 0) {
+        finish(j, BROKER_SUCCESS, result ? result : json_null(), NULL, NULL);
+    } else if (rc == TASK_EFAIL) {
+        finish(j, BROKER_FAILURE, NULL, err.type[0] ? err.type : "TaskError", err.message);
+    } else if (rc == TASK_EINVAL) {
+        reject(j, m->id, err.type[0] ? err.type : "TypeError", err.message);
+    } else if (rc == -ETIMEDOUT && (hard_fired || soft_fired)) {
+        char msg[128];
+        double limit = hard_fired ? m->time_limit : m->soft_time_limit;
+        snprintf(msg, sizeof msg, "the task ran past its %s of %g s",
+                 hard_fired ? "time_limit" : "soft_time_limit", limit);
+        finish(j, BROKER_FAILURE, NULL,
+               hard_fired ? "TimeLimitExceeded" : "SoftTimeLimitExceeded", msg);
+    } else {
+        finish(j, BROKER_FAILURE, NULL, "WorkerError", strerror(rc < 0 ? -rc : rc));
+    }
+    json_decref(result);
+}
+
+static void *job_main(void *arg) {
+    struct wd_job *j = arg;
+    broker_msg_error perr;
+    memset(&perr, 0, sizeof perr);
+    j->started_at = wd_unix_now();
+    int rc = broker_msg_parse(j->d.raw, j->d.len, &j->w->limits, j->started_at, &j->msg, &perr);
+    if (rc == 0) {
+        j->parsed = true;
+        run(j);
+    } else if (rc == -EINVAL) {
+        reject(j, perr.has_id ? perr.id : NULL, "InvalidMessage", perr.reason);
+    } else {
+        wd_log_task(WD_LOG_ERROR, j->d.tag, "cannot parse a message: %s; it stays in flight",
+                    strerror(-rc));
+        release(j);
+    }
+    return NULL;
+}
+
+int wd_job_start(struct wd_worker *w, broker_delivery *d) {
+    struct wd_job *j = calloc(1, sizeof *j);
+    if (!j)
+        return -ENOMEM;
+    j->w = w;
+    j->d = *d;
+    *d = (broker_delivery){0};
+    j->next = w->running;
+    if (w->running)
+        w->running->prev = j;
+    w->running = j;
+    w->received++;
+    int rc = green_pool_try_spawn(&w->pool, job_main, j);
+    if (rc != 0) {
+        *d = j->d; /* give the delivery back to the caller */
+        j->d = (broker_delivery){0};
+        unlink_job(j);
+        free(j);
+        w->received--;
+    }
+    return rc;
+}
+
+void wd_job_discard_unstarted(struct wd_worker *w) {
+    while (w->running)
+        release(w->running);
+}
+
+/* ---- the acker ------------------------------------------------------------------------ */
+
+static void send_batch(struct wd_worker *w, struct wd_ack_item **items, size_t n) {
+    broker_ack_entry *acks = calloc(n, sizeof *acks);
+    bool *owned = calloc(n, sizeof *owned);
+    struct wd_ack_item **sent = calloc(n, sizeof *sent);
+    size_t m = 0;
+    if (!acks || !owned || !sent) {
+        wd_log(WD_LOG_ERROR, "out of memory sending %zu results; the messages will be "
+                             "redelivered", n);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct wd_ack_item *it = items[i];
+        if (it->kind == WD_ACK_RELEASE ||
+            (it->kind == WD_ACK_STARTED && (it->job->finished || !it->json)))
+            continue;
+        acks[m] = (broker_ack_entry){
+            .tag = it->kind == WD_ACK_FINAL ? it->job->d.tag : NULL,
+            .id = it->json ? it->job->msg.id : NULL,
+            .json = it->json,
+        };
+        sent[m++] = it;
+    }
+    for (int attempt = 0; m > 0; attempt++) {
+        int rc = broker_ack(w->bw, acks, m, owned, ACK_TIMEOUT);
+        if (rc == 0)
+            break;
+        bool link = broker_conn_error_is_link(rc) || rc == -ETIMEDOUT;
+        /* Give up where retrying cannot help (Redis refuses the batch) or may not wait
+         * (a shutdown with Redis away): the messages stay in flight, and recovery or the
+         * next start redelivers them. At least once, never lost. */
+        if ((!link && attempt >= 2) || (w->stop == WD_COLD && attempt >= 3) ||
+            (w->stop == WD_WARM && attempt >= 20)) {
+            wd_log(WD_LOG_ERROR, "giving up storing %zu results (%s): their messages stay "
+                                 "in flight and will be redelivered", m, strerror(-rc));
+            memset(owned, 1, m * sizeof *owned);
+            break;
+        }
+        if (!link)
+            wd_log(WD_LOG_ERROR, "storing %zu results failed: %s; retrying", m,
+                   strerror(rc < 0 ? -rc : rc));
+        broker_conn_wait_up(w->conn, 1.0);
+        if (!link)
+            green_sleep(0.5);
+    }
+    for (size_t i = 0; i < m; i++) {
+        if (sent[i]->kind == WD_ACK_FINAL && !owned[i]) {
+            w->lost_ownership++;
+            wd_log_task(WD_LOG_WARNING, sent[i]->job->msg.id,
+                        "this worker was presumed dead and the message was given to another "
+                        "worker meanwhile: its result here was not stored");
+        }
+    }
+out:
+    for (size_t i = 0; i < n; i++) {
+        if (items[i]->kind != WD_ACK_STARTED)
+            job_free(items[i]->job);
+        free(items[i]->json);
+        free(items[i]);
+    }
+    free(acks);
+    free(owned);
+    free(sent);
+}
+
+void *wd_acker_main(void *arg) {
+    struct wd_worker *w = arg;
+    struct wd_ack_item **items = calloc(ACK_BATCH, sizeof *items);
+    bool end = false;
+    while (items && !end) {
+        void *it;
+        if (green_queue_get(&w->acks, &it, -1) != 0)
+            break;
+        size_t n = 0;
+        do {
+            if (!it) {
+                end = true;
+                break;
+            }
+            items[n++] = it;
+        } while (n < ACK_BATCH && green_queue_try_get(&w->acks, &it) == 0);
+        send_batch(w, items, n);
+    }
+    free(items);
+    return NULL;
+}

@@ -1,0 +1,21 @@
+/*
+ * wd_worker.h - one green worker: consumes its queues from Redis, runs each message as a
+ * task on a greenlet from a pool of --concurrency, stores results, and shuts down warm or
+ * cold on signals, as DESIGN.md's "Delivery" describes.
+ *
+ * wd_worker_run is the main greenlet of the process (green_run's main_fn): it returns when
+ * the worker has shut down. Signals (SIGTERM, SIGINT, SIGQUIT) are watched on the hub's
+ * libev loop: SIGTERM or a first SIGINT starts a warm shutdown (stop fetching, let running
+ * tasks finish for up to --shutdown-timeout seconds, put back the rest); a second SIGINT,
+ * or SIGQUIT, a cold one (put back everything now).
+ */
+#ifndef WORKERD_WD_WORKER_H
+#define WORKERD_WD_WORKER_H
+
+#include "wd_options.h"
+
+/* Run the worker with opts (borrowed for the whole run). Returns the process exit code:
+ * 0 after a clean shutdown, 1 when it could not start or could not put messages back. */
+int wd_worker_run(const struct wd_options *opts);
+
+#endif
