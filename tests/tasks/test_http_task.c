@@ -235,7 +235,7 @@ TEST(test_request_header_is_sent) {
 
 TEST(test_post_body_is_echoed) {
     start();
-    char args[300];
+    char args[1400];
     snprintf(args, sizeof args, "[\"POST\", %s", args_for(0, "/body") + 1);
     task_outcome o = task_run("http.request", args, "{\"body\": \"name=caf\\u00e9&x=1\"}");
     ASSERT_EQ(o.rc, 0);
@@ -259,7 +259,7 @@ TEST(test_request_takes_method_and_url_by_keyword_and_lowercase_method) {
 
 TEST(test_head_request_has_status_and_empty_body) {
     start();
-    char args[300];
+    char args[1400];
     snprintf(args, sizeof args, "[\"HEAD\", %s", args_for(0, "/fast") + 1);
     task_outcome o = task_run("http.request", args, NULL);
     ASSERT_EQ(o.rc, 0);
