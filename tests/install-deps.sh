@@ -8,6 +8,7 @@ packages=(
   redis-server redis-tools
   nginx-light libnginx-mod-http-echo
   valgrind clang curl python3
+  gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -34,5 +34,8 @@ cmake --build build-ucontext -j"$jobs" --target test_core
 step "core tests on the ucontext fallback"
 ctest --test-dir build-ucontext -R '^test_core\.' -LE valgrind -j"$jobs" --output-on-failure
 
+step "aarch64 context switch under qemu"
+tests/cross-aarch64.sh
+
 step "runtime and broker tests under valgrind memcheck"
 ctest --test-dir build-ci -L valgrind -j"$jobs" --output-on-failure
