@@ -1,0 +1,194 @@
+/*
+ * ctl.h - the internals shared by workerctl's files (workerctl.c and ctl_*.c): its settings,
+ * its option parser, its Redis connections and its output helpers.
+ *
+ * workerctl is a short-lived command-line client: plain synchronous hiredis, no green
+ * runtime, no threads. Every function here runs on the main thread and blocks (at most the
+ * connect and command time-outs below, except the waits of ctl_wait_result). Nothing here is
+ * thread-safe and nothing needs to be.
+ *
+ * Exit codes (enum ctl_exit) are the contract with scripts:
+ *   0 done (for a result: SUCCESS, or a result that is not final yet and not waited for);
+ *   1 the thing failed or was not found (a FAILURE or REVOKED result, no such result);
+ *   2 bad usage or bad settings (a one-line message on stderr);
+ *   3 Redis cannot be reached, refused the login, or the link broke mid-command;
+ *   4 --wait ran out of time before a final result.
+ *
+ * Errors go to stderr as one line "workerctl: ...", never with a password (URLs are shown
+ * redacted). Normal output goes to stdout: a human table, or with --json one JSON document.
+ */
+#ifndef WORKERD_CTL_H
+#define WORKERD_CTL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+
+#include "broker_keys.h"
+
+enum ctl_exit {
+    CTL_OK = 0,
+    CTL_FAIL = 1,
+    CTL_USAGE = 2,
+    CTL_UNREACHABLE = 3,
+    CTL_TIMEOUT = 4,
+    CTL_DONE = -1, /* not an exit code: --help was printed, exit 0 */
+};
+
+#define CTL_URL_MAX 1024
+#define CTL_CONNECT_TIMEOUT 5.0  /* seconds to connect to Redis */
+#define CTL_COMMAND_TIMEOUT 30.0 /* seconds one command may take */
+
+/* One command of the command table (workerctl.c). */
+typedef struct ctl ctl;
+typedef struct ctl_command {
+    const char *name;
+    int (*run)(ctl *c, int argc, char **argv); /* argv[0] is the command's name */
+    const char *synopsis;                      /* one line for the command list */
+    const char *help;                          /* the whole --help text of the command */
+    bool subcommands;                          /* its first word names a subcommand */
+} ctl_command;
+
+/* The settings and the connections. Strings are owned (freed by ctl_free). */
+struct ctl {
+    /* Settings: defaults < config file < WORKERD_* environment < command line. */
+    char *broker;                      /* URL (may hold a password: never print it) */
+    char *result_backend;              /* URL, or NULL: the broker */
+    char broker_redacted[CTL_URL_MAX]; /* for messages */
+    char results_redacted[CTL_URL_MAX];
+    broker_keys keys;
+    long result_expires; /* seconds; 0: forever */
+    bool json;           /* --json: one JSON document on stdout */
+
+    /* Command-line values of the shared options, applied last by ctl_parse. */
+    const char *cli_broker, *cli_result_backend, *cli_prefix, *cli_config, *cli_expires;
+
+    /* Connections, made on first use. results == broker when they share a URL. */
+    redisContext *broker_conn;
+    redisContext *results_conn;
+
+    const ctl_command *command; /* the running command */
+};
+
+void ctl_free(ctl *c);
+
+/* ---- Options ------------------------------------------------------------------------- */
+
+enum ctl_arg {
+    CTL_NOARG,  /* a flag */
+    CTL_ARG,    /* --name VALUE, --name=VALUE, -x VALUE, -xVALUE */
+    CTL_OPTNUM, /* --name [NUMBER]: the next word is taken only when it is a number >= 0;
+                   --name=NUMBER always */
+};
+
+typedef struct ctl_opt {
+    const char *name; /* long name without "--"; NULL ends a table */
+    int letter;       /* short letter, or 0 */
+    enum ctl_arg arg;
+    int id; /* the caller's code for it */
+} ctl_opt;
+
+#define CTL_MAX_ITEMS 256
+
+/* What ctl_parse found: the command's own options in order, then the operands. */
+typedef struct ctl_args {
+    struct {
+        int id;
+        const char *value; /* NULL for a flag, or a CTL_OPTNUM given without a number */
+    } opt[CTL_MAX_ITEMS];
+    int nopt;
+    char *pos[CTL_MAX_ITEMS];
+    int npos;
+} ctl_args;
+
+/* Parse argv[1..argc) of the running command: its options (opts, may be NULL), the shared
+ * options (-b/--broker, --result-backend, --prefix, --config, --result-expires, --json,
+ * -h/--help) anywhere, "--" ending the options, and a word that starts with '-' followed
+ * by a digit or '.' taken as an operand (a negative number). Then settles the settings
+ * from every layer. Returns CTL_OK, CTL_DONE (--help printed), or CTL_USAGE (message
+ * printed). */
+int ctl_parse(ctl *c, int argc, char **argv, const ctl_opt *opts, ctl_args *out);
+
+/* Settle the settings from the layers (the config file, the environment, the cli_* values).
+ * Returns CTL_OK or CTL_USAGE (message printed). Called by ctl_parse. */
+int ctl_settle(ctl *c);
+
+/* Print "workerctl: <message>" and the hint to see the command's --help; returns
+ * CTL_USAGE. */
+int ctl_usage(ctl *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Print "workerctl: <message>" on stderr; returns code. */
+int ctl_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* A whole number >= 0 (or a decimal when frac): 0 and *out set, or -1. */
+int ctl_parse_seconds(const char *text, double *out);
+int ctl_parse_index(const char *text, long *out);
+
+/* ---- Redis --------------------------------------------------------------------------- */
+
+/* The connection to the broker / to the result backend, made on first use (connect with
+ * AUTH and SELECT as the URL says). NULL after printing why: exit CTL_UNREACHABLE. */
+redisContext *ctl_broker(ctl *c);
+redisContext *ctl_results(ctl *c);
+
+/* A fresh connection to the result backend, for a SUBSCRIBE (which takes the whole
+ * connection). NULL after printing why. Free it with redisFree. */
+redisContext *ctl_results_connect_new(ctl *c);
+
+/* Run a command (redisCommand's format). Returns the reply (freeReplyObject it), or NULL
+ * after printing why: the link broke (*code = CTL_UNREACHABLE) or Redis answered an error
+ * (*code = CTL_FAIL). code may be NULL. */
+redisReply *ctl_cmd(redisContext *rc, int *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+redisReply *ctl_cmd_argv(redisContext *rc, int *code, int argc, const char **argv,
+                         const size_t *lens);
+
+/* Every key matching "<prefix>:<kind>:*" (SCAN, never KEYS; glob characters in the prefix
+ * are escaped), sorted, as a NULL-terminated malloc'd array of malloc'd strings (free with
+ * ctl_strv_free). NULL after printing why (*code set). */
+char **ctl_scan(ctl *c, redisContext *rc, const char *kind, int *code);
+void ctl_strv_free(char **v);
+
+/* The result key / channel of id (they share the name), and the revocation mark. */
+void ctl_key_result(const ctl *c, const char *id, char buf[BROKER_KEY_MAX]);
+void ctl_key_revoked(const ctl *c, const char *id, char buf[BROKER_KEY_MAX]);
+
+/* The "id" and "task" of a raw message (copied into the buffers; "" when unreadable). */
+void ctl_msg_fields(const char *raw, size_t len, char *id, size_t idlen, char *task,
+                    size_t tasklen);
+
+/* ---- Output -------------------------------------------------------------------------- */
+
+/* Print a JSON value on one line on stdout and take the reference. */
+void ctl_print_json(json_t *v);
+
+/* A text table: rows of cells, printed with aligned columns (the last one not padded). */
+typedef struct ctl_table {
+    int ncols;
+    char **cells; /* nrows * ncols */
+    int nrows;
+} ctl_table;
+
+void ctl_table_init(ctl_table *t, int ncols, ...); /* the header cells */
+void ctl_table_row(ctl_table *t, ...);             /* ncols strings (NULL prints "-") */
+void ctl_table_print(ctl_table *t);                /* prints and frees */
+
+/* "3h12m" style duration since unix time t, into buf. */
+const char *ctl_age(double t, char *buf, size_t len);
+double ctl_now(void);
+
+/* ---- Commands ------------------------------------------------------------------------ */
+
+int ctl_cmd_call(ctl *c, int argc, char **argv);
+int ctl_cmd_result(ctl *c, int argc, char **argv);
+int ctl_cmd_workers(ctl *c, int argc, char **argv);
+int ctl_cmd_inspect(ctl *c, int argc, char **argv);
+int ctl_cmd_queues(ctl *c, int argc, char **argv);
+int ctl_cmd_stats(ctl *c, int argc, char **argv);
+int ctl_cmd_purge(ctl *c, int argc, char **argv);
+int ctl_cmd_revoke(ctl *c, int argc, char **argv);
+int ctl_cmd_dead(ctl *c, int argc, char **argv);
+
+#endif

@@ -1,0 +1,211 @@
+/*
+ * workerctl.c - workerctl's entry point: the command table, the help texts, and the
+ * dispatch to the commands (ctl_call.c, ctl_info.c, ctl_admin.c, ctl_dead.c).
+ *
+ * workerctl is workerd's command-line client, as `celery call / inspect / purge` are
+ * Celery's: it talks to the same Redis with plain synchronous hiredis and exits. It takes
+ * workerd's connection settings (-b/--broker, --result-backend, --prefix, --result-expires,
+ * --config FILE, and WORKERD_* in the environment), so pointing both at one config file is
+ * enough. The shared options may come before the command or anywhere after it; they are
+ * moved behind the command's name here and parsed with the command's own (ctl_parse).
+ *
+ * Exit codes are listed in ctl.h and in the help: 0 ok, 1 failed or not found, 2 usage,
+ * 3 Redis unreachable, 4 --wait timed out.
+ *
+ * Runs on the main thread, single-threaded; no green runtime.
+ */
+#include "ctl.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "wd_options.h"
+
+#define SHARED_HELP                                                                                \
+    "\n"                                                                                           \
+    "Connection (as workerd's; each also WORKERD_<NAME> and a key of the config file):\n"          \
+    "  -b, --broker=URL          redis://[user:password@]host[:port][/db] or\n"                    \
+    "                            unix://[user:password@]/path[?db=N]\n"                            \
+    "                            [WORKERD_BROKER; default: redis://127.0.0.1:6379/0]\n"            \
+    "      --result-backend=URL  where results are stored [WORKERD_RESULT_BACKEND;\n"              \
+    "                            default: the broker]\n"                                           \
+    "      --prefix=PREFIX       key prefix [WORKERD_PREFIX; default: workerd]\n"                  \
+    "      --result-expires=S    seconds results (and revocations) are kept; 0: forever\n"         \
+    "                            [WORKERD_RESULT_EXPIRES; default: 86400]\n"                       \
+    "      --config=FILE         KEY=VALUE file, as workerd reads it [WORKERD_CONFIG]\n"           \
+    "      --json                print one JSON document for scripts\n"                            \
+    "  -h, --help                print this help\n"
+
+#define EXIT_HELP                                                                                  \
+    "\n"                                                                                           \
+    "Exit codes: 0 ok, 1 failed or not found, 2 bad usage, 3 cannot reach Redis,\n"                \
+    "4 --wait timed out.\n"
+
+static const ctl_command commands[] = {
+    {"call", ctl_cmd_call, "send a task (and wait for its result)",
+     "Usage: workerctl call TASK [ARG...] [--args JSON] [--kwargs JSON] [-q QUEUE]\n"
+     "                      [--id ID] [--wait [SECONDS]]\n"
+     "Send a task message to a queue and print its id.\n"
+     "\n"
+     "Each ARG is one positional argument: JSON when it parses as JSON (1, true,\n"
+     "null, \"text\", [1,2], {\"a\":1}), a string otherwise: `call echo 1 two` sends\n"
+     "[1,\"two\"]. A word such as -5 is an argument; put others after -- (call echo -- -x).\n"
+     "\n"
+     "  --args=JSON         all positional arguments as one JSON array (not with ARGs)\n"
+     "  --kwargs=JSON       keyword arguments, a JSON object\n"
+     "  -q, --queue=QUEUE   the queue to send to (default: default)\n"
+     "  --id=ID             the task id (default: a new UUID)\n"
+     "  -w, --wait[=SECONDS]\n"
+     "                      wait for the final result (SUCCESS, FAILURE or REVOKED) and\n"
+     "                      print it; no SECONDS waits without limit. A number right\n"
+     "                      after --wait is its SECONDS, not a task argument.\n"
+     "\n"
+     "With --wait the exit code is 0 for SUCCESS, 1 for FAILURE or REVOKED, 4 when no\n"
+     "final result came in time (the task may still run).\n" SHARED_HELP EXIT_HELP,
+     false},
+    {"result", ctl_cmd_result, "show a task's result",
+     "Usage: workerctl result ID [--wait [SECONDS]]\n"
+     "Print the stored result of a task. The exit code is 0 for SUCCESS (and for a\n"
+     "task still running, STARTED), 1 for FAILURE, REVOKED or no result.\n"
+     "\n"
+     "  -w, --wait[=SECONDS]  wait for a final result; no SECONDS waits without limit;\n"
+     "                        exit 4 when none came in time\n" SHARED_HELP EXIT_HELP,
+     false},
+    {"workers", ctl_cmd_workers, "list the workers, alive or dead",
+     "Usage: workerctl workers\n"
+     "List every registered worker: alive while its heartbeat key exists, dead when\n"
+     "it stopped without unregistering (another worker will recover its messages),\n"
+     "with its pool, concurrency, the messages it holds, uptime, version and queues.\n" SHARED_HELP
+         EXIT_HELP,
+     false},
+    {"inspect", ctl_cmd_inspect, "list the messages the workers hold",
+     "Usage: workerctl inspect\n"
+     "List the messages in flight, per worker: delivery tag, queue, id, task.\n" SHARED_HELP
+         EXIT_HELP,
+     false},
+    {"queues", ctl_cmd_queues, "pending messages per queue",
+     "Usage: workerctl queues\n"
+     "List the queues (every non-empty queue and every queue a worker consumes) with\n"
+     "their pending messages and live consumers, and the number of dead letters.\n" SHARED_HELP
+         EXIT_HELP,
+     false},
+    {"stats", ctl_cmd_stats, "totals: queues, pending, in flight, workers, dead letters",
+     "Usage: workerctl stats\n"
+     "Print totals: queues, pending and in-flight messages, live and dead workers,\n"
+     "dead letters.\n" SHARED_HELP EXIT_HELP,
+     false},
+    {"purge", ctl_cmd_purge, "delete every pending message of a queue",
+     "Usage: workerctl purge QUEUE --yes\n"
+     "Delete the queue's pending messages and print how many were deleted. Without\n"
+     "--yes it only says how many it would delete (and exits 2). Messages in flight\n"
+     "are not touched.\n"
+     "\n"
+     "  -y, --yes   really delete\n" SHARED_HELP EXIT_HELP,
+     false},
+    {"revoke", ctl_cmd_revoke, "cancel a task that has not started",
+     "Usage: workerctl revoke ID [--terminate]\n"
+     "Revoke a task: mark the id revoked (PREFIX:revoked:ID, kept --result-expires\n"
+     "seconds), take its message out of the queues if it is still pending and store\n"
+     "a REVOKED result for it, and say which workers hold it in flight.\n"
+     "\n"
+     "Workers do not check the revocation mark yet: a message already taken by a\n"
+     "worker runs to its end.\n"
+     "\n"
+     "  --terminate   accepted for Celery's sake; not supported by workers yet (a\n"
+     "                running task is not interrupted)\n" SHARED_HELP EXIT_HELP,
+     false},
+    {"dead", ctl_cmd_dead, "list, requeue or drop dead letters",
+     "Usage: workerctl dead list [--limit N]\n"
+     "       workerctl dead requeue (--all | INDEX...)\n"
+     "       workerctl dead drop (--all | INDEX...)\n"
+     "Dead letters are messages that could not be run (invalid, unknown task, poison\n"
+     "pills). INDEX is the number `dead list` shows, 0 being the newest.\n"
+     "\n"
+     "  list      show the newest entries: index, age, queue, id, reason\n"
+     "            -n, --limit=N   at most N entries (default 50)\n"
+     "  requeue   push the entries' original messages back to their queues (a poison\n"
+     "            pill's redelivery count starts over) and remove the entries; an\n"
+     "            entry whose message was cut when it was stored cannot be requeued\n"
+     "  drop      delete the entries\n"
+     "            -a, --all       every entry (requeue: oldest first)\n" SHARED_HELP EXIT_HELP,
+     true},
+};
+
+#define NCOMMANDS (sizeof commands / sizeof *commands)
+
+static void usage(FILE *out) {
+    fprintf(out, "Usage: workerctl [OPTION]... COMMAND [ARG]...\n"
+                 "Send tasks to workerd and look at its queues, workers and results.\n"
+                 "\n"
+                 "Commands:\n");
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        fprintf(out, "  %-9s %s\n", commands[i].name, commands[i].synopsis);
+    fprintf(out, "\n'workerctl COMMAND --help' describes a command.\n" SHARED_HELP
+                 "  -V, --version             print the version\n" EXIT_HELP);
+}
+
+/* Does this shared option take the next word as its value? */
+static bool takes_value(const char *w) {
+    static const char *const with_value[] = {"-b",       "--broker", "--result-backend",
+                                             "--prefix", "--config", "--result-expires"};
+    for (size_t i = 0; i < sizeof with_value / sizeof *with_value; i++)
+        if (strcmp(w, with_value[i]) == 0)
+            return true;
+    return false;
+}
+
+int main(int argc, char **argv) {
+    signal(SIGPIPE, SIG_IGN);
+    ctl c = {0};
+
+    /* The options before the command: find the command, act on --help and --version. */
+    int i = 1;
+    for (; i < argc && argv[i][0] == '-' && argv[i][1] != '\0'; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return CTL_OK;
+        }
+        if (strcmp(argv[i], "--version") == 0 || strcmp(argv[i], "-V") == 0) {
+            printf("workerctl %s\n", wd_version());
+            return CTL_OK;
+        }
+        if (takes_value(argv[i]))
+            i++;
+    }
+    if (i >= argc)
+        return ctl_usage(&c, "no command given");
+    if (strcmp(argv[i], "help") == 0) { /* `workerctl help [COMMAND]` */
+        if (i + 1 >= argc) {
+            usage(stdout);
+            return CTL_OK;
+        }
+        argv[i] = argv[i + 1];
+        argv[i + 1] = "--help";
+    }
+    for (size_t k = 0; k < NCOMMANDS; k++) {
+        if (strcmp(argv[i], commands[k].name) != 0)
+            continue;
+        c.command = &commands[k];
+        /* The command sees: its name (and subcommand), the options given before it, then
+         * the rest. */
+        char **args = calloc((size_t)argc + 1, sizeof *args);
+        if (args == NULL)
+            return ctl_error(CTL_FAIL, "out of memory");
+        int n = 0, rest = i + 1;
+        args[n++] = argv[i];
+        if (commands[k].subcommands && rest < argc && argv[rest][0] != '-')
+            args[n++] = argv[rest++];
+        for (int j = 1; j < i; j++)
+            args[n++] = argv[j];
+        for (int j = rest; j < argc; j++)
+            args[n++] = argv[j];
+        int code = commands[k].run(&c, n, args);
+        free(args);
+        fflush(stdout);
+        ctl_free(&c);
+        return code == CTL_DONE ? CTL_OK : code;
+    }
+    return ctl_usage(&c, "unknown command '%s'", argv[i]);
+}
