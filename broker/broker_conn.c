@@ -59,17 +59,40 @@ static void report(broker_conn *c, bool up, const char *err) {
         c->on_state(c->arg, c->name, up, err);
 }
 
+/* Connected means Redis answered a PING, not only that the TCP handshake completed: when
+ * Redis dies, the immediate first reconnect can land in the backlog of its listening
+ * socket in the instant before the kernel closes it (or in a forked child's copy of it),
+ * "succeed", and be reset a moment later. Without the PING that would be reported as up,
+ * then down again: two outages logged for one. Returns 0 or the error; *why is set. */
+static int ping(green_redis *r, char *why, size_t len) {
+    redisReply *reply = NULL;
+    int rc = green_redis_command(r, &reply, CONNECT_TIMEOUT, "PING");
+    if (rc == 0 && reply->type == REDIS_REPLY_ERROR && reply->str &&
+        strncmp(reply->str, "LOADING", 7) == 0)
+        rc = -EAGAIN; /* a restarted Redis still reading its AOF or RDB */
+    if (rc != 0)
+        snprintf(why, len, "%s", rc == -EAGAIN ? "Redis is loading its data"
+                                 : green_redis_error(r) ? green_redis_last_error(r)
+                                                        : strerror(-rc));
+    if (reply)
+        freeReplyObject(reply);
+    return rc;
+}
+
 /* Connect until it works, backing off between attempts. Returns NULL when cancelled. */
 static green_redis *connect_with_backoff(broker_conn *c) {
     double delay = BACKOFF_FIRST;
     for (;;) {
         int err = 0;
+        char why[256];
         green_redis *r = green_redis_connect_url(c->url, CONNECT_TIMEOUT, &err);
-        if (r)
+        bool connected = r != NULL;
+        if (connected && (err = ping(r, why, sizeof why)) == 0)
             return r;
+        green_redis_free(r);
         if (err == -ECANCELED || c->closing)
             return NULL;
-        report(c, false, green_redis_connect_error());
+        report(c, false, connected ? why : green_redis_connect_error());
         if (green_sleep(jitter(c, delay)) == -ECANCELED)
             return NULL;
         delay = delay * 2 > BACKOFF_MAX ? BACKOFF_MAX : delay * 2;
@@ -150,9 +173,16 @@ unsigned long broker_conn_drops(const broker_conn *c) {
     return c->drops;
 }
 
+/* A call on the current link failed: the link is down from now on, not only once the
+ * owner greenlet has run. Clearing `up` here matters because a failed link fails calls
+ * without yielding: a caller looping "call, wait_up, retry" (the acker, during an outage)
+ * would otherwise find `up` still set, retry at once and never yield, starving the owner
+ * (and the whole hub) forever. */
 static void saw_error(broker_conn *c, green_redis *r, int rc) {
-    if (broker_conn_error_is_link(rc) && c->r == r)
+    if (broker_conn_error_is_link(rc) && c->r == r) {
+        green_event_clear(&c->up);
         green_event_set(&c->broken);
+    }
 }
 
 int broker_conn_call(broker_conn *c, redisReply **reply, double timeout, int argc,

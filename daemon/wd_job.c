@@ -38,6 +38,8 @@ struct wd_job {
     broker_delivery d;
     broker_msg msg;
     bool parsed;
+    char *rejected_id; /* the id read from a message that did not parse (for its FAILURE
+                          result); NULL otherwise, where msg.id is the id */
     bool finished; /* its final ack is queued: a pending STARTED is moot */
     double started_at;
     struct wd_job *prev, *next;
@@ -49,7 +51,13 @@ double wd_unix_now(void) {
     return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
 }
 
+/* The id the job's result is stored under, or NULL when it has none. */
+static const char *job_id(const struct wd_job *j) {
+    return j->parsed ? j->msg.id : j->rejected_id;
+}
+
 static void job_free(struct wd_job *j) {
+    free(j->rejected_id);
     free(j->d.tag);
     free(j->d.queue);
     free(j->d.raw);
@@ -159,7 +167,11 @@ static void reject(struct wd_job *j, const char *id, const char *etype, const ch
     unlink_job(j);
     j->finished = true;
     w->failed++;
-    char *json = id ? result_json(j, id, BROKER_FAILURE, NULL, etype, reason) : NULL;
+    /* The acker stores the result under job_id(j): for a message that did not parse,
+     * that is this copy of the id the parser could still read. */
+    if (id && !j->parsed)
+        j->rejected_id = strdup(id);
+    char *json = job_id(j) ? result_json(j, id, BROKER_FAILURE, NULL, etype, reason) : NULL;
     if (id && !json) {
         wd_log_task(WD_LOG_ERROR, id, "out of memory encoding a result");
     }
@@ -180,6 +192,11 @@ static void run(struct wd_job *j) {
         finish(j, BROKER_REVOKED, NULL, "TaskExpired", "the message expired before it ran");
         return;
     }
+    if (m->redelivered > 0)
+        /* Worth a warning: a message that keeps coming back may be what kills workers,
+         * and the operator should see it before it becomes a poison pill. */
+        wd_log_task(WD_LOG_WARNING, m->id, "%s redelivered %d time(s): the worker running it "
+                    "before died", m->task, m->redelivered);
     if (!m->ignore_result)
         queue_ack(w, WD_ACK_STARTED, j, result_json(j, m->id, BROKER_STARTED, NULL, NULL, NULL));
 
@@ -269,6 +286,11 @@ void wd_job_discard_unstarted(struct wd_worker *w) {
 
 /* ---- the acker ------------------------------------------------------------------------ */
 
+/* A shutdown has set its deadline for talking to Redis, and it has passed. */
+static bool past_give_up(const struct wd_worker *w) {
+    return w->give_up_at > 0 && wd_unix_now() >= w->give_up_at;
+}
+
 static void send_batch(struct wd_worker *w, struct wd_ack_item **items, size_t n) {
     broker_ack_entry *acks = calloc(n, sizeof *acks);
     bool *owned = calloc(n, sizeof *owned);
@@ -286,37 +308,50 @@ static void send_batch(struct wd_worker *w, struct wd_ack_item **items, size_t n
             continue;
         acks[m] = (broker_ack_entry){
             .tag = it->kind == WD_ACK_FINAL ? it->job->d.tag : NULL,
-            .id = it->json ? it->job->msg.id : NULL,
+            .id = it->json ? job_id(it->job) : NULL,
             .json = it->json,
         };
         sent[m++] = it;
     }
     for (int attempt = 0; m > 0; attempt++) {
-        int rc = broker_ack(w->bw, acks, m, owned, ACK_TIMEOUT);
-        if (rc == 0)
-            break;
+        /* While Redis is away, wait for it a second at a time, so that a shutdown's
+         * deadline set meanwhile is seen within a second, not after a whole ACK_TIMEOUT. */
+        int rc;
+        while ((rc = broker_conn_wait_up(w->conn, 1.0)) == -ETIMEDOUT && !past_give_up(w))
+            ;
+        if (rc == 0) {
+            /* Once the shutdown has set its deadline, no call may run past it by much. */
+            double timeout = ACK_TIMEOUT;
+            if (w->give_up_at > 0) {
+                double left = w->give_up_at - wd_unix_now();
+                timeout = left < 0.5 ? 0.5 : left < ACK_TIMEOUT ? left : ACK_TIMEOUT;
+            }
+            rc = broker_ack(w->bw, acks, m, owned, timeout);
+            if (rc == 0)
+                break;
+        }
         bool link = broker_conn_error_is_link(rc) || rc == -ETIMEDOUT;
         /* Give up where retrying cannot help (Redis refuses the batch) or may not wait
-         * (a shutdown with Redis away): the messages stay in flight, and recovery or the
-         * next start redelivers them. At least once, never lost. */
-        if ((!link && attempt >= 2) || (w->stop == WD_COLD && attempt >= 3) ||
-            (w->stop == WD_WARM && attempt >= 20)) {
+         * (a shutdown with Redis away, past its deadline): the messages stay in flight,
+         * and recovery or the next start redelivers them. At least once, never lost.
+         * A deadline, not a count of attempts: each attempt may wait ACK_TIMEOUT for a
+         * Redis that is down, and 20 of those kept a SIGTERMed worker for minutes. */
+        if ((!link && attempt >= 2) || past_give_up(w)) {
             wd_log(WD_LOG_ERROR, "giving up storing %zu results (%s): their messages stay "
                                  "in flight and will be redelivered", m, strerror(-rc));
             memset(owned, 1, m * sizeof *owned);
             break;
         }
-        if (!link)
+        if (!link) {
             wd_log(WD_LOG_ERROR, "storing %zu results failed: %s; retrying", m,
                    strerror(rc < 0 ? -rc : rc));
-        broker_conn_wait_up(w->conn, 1.0);
-        if (!link)
             green_sleep(0.5);
+        }
     }
     for (size_t i = 0; i < m; i++) {
         if (sent[i]->kind == WD_ACK_FINAL && !owned[i]) {
             w->lost_ownership++;
-            wd_log_task(WD_LOG_WARNING, sent[i]->job->msg.id,
+            wd_log_task(WD_LOG_WARNING, job_id(sent[i]->job),
                         "this worker was presumed dead and the message was given to another "
                         "worker meanwhile: its result here was not stored");
         }

@@ -12,6 +12,7 @@
 #include "green_pool.h"
 #include "green_sync.h"
 #include "wd_options.h"
+#include "wd_worker.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -22,6 +23,8 @@ struct wd_job;
 
 struct wd_worker {
     const struct wd_options *opts;
+    wd_reload_fn reload;
+    void *reload_arg;
     char wid[BROKER_WORKER_ID_MAX + 1];
     broker_limits limits;
     broker_conn *conn;         /* fetch, ack, heartbeat */
@@ -35,6 +38,9 @@ struct wd_worker {
     green_event stop_ev;       /* a shutdown was asked for */
     enum wd_stop stop;
     bool fetching;             /* false once shutdown began: no new tasks */
+    double give_up_at;         /* 0 until a shutdown has stopped its tasks; then the unix
+                                  time after which the acker and the put-back stop
+                                  retrying a Redis that is away (bounds the exit) */
     struct wd_job *running;    /* jobs taken and not yet finished (a list) */
     double started_at;
     /* counters, for logs and (later) metrics */
