@@ -15,16 +15,55 @@
 
 #include <signal.h>
 #include <stdio.h>
+#include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
 struct run {
     const struct wd_options *opts;
+    int argc;
+    char **argv;
     int code;
 };
 
+static bool same_queues(const struct wd_options *a, const struct wd_options *b) {
+    if (a->nqueues != b->nqueues)
+        return false;
+    for (size_t i = 0; i < a->nqueues; i++)
+        if (strcmp(a->queues[i], b->queues[i]) != 0)
+            return false;
+    return true;
+}
+
+/* SIGHUP: read the settings again, the same way as at start. The log level and the log
+ * file apply at once; a change to what the running worker is built on (queues, broker,
+ * concurrency, ...) is reported as needing a restart rather than applied halfway. A bad
+ * new configuration is refused and the old one kept. */
+static void reload(void *arg) {
+    struct run *r = arg;
+    struct wd_options fresh;
+    char err[1024];
+    if (wd_options_load(&fresh, r->argc, r->argv, getenv, err, sizeof err) != 0) {
+        wd_log(WD_LOG_ERROR, "reload refused, keeping the running settings: %s", err);
+        return;
+    }
+    wd_log_set_level(fresh.loglevel);
+    wd_log_reopen();
+    const struct wd_options *old = r->opts;
+    if (!same_queues(old, &fresh) || strcmp(old->broker, fresh.broker) != 0 ||
+        strcmp(old->result_backend, fresh.result_backend) != 0 ||
+        strcmp(old->prefix, fresh.prefix) != 0 || old->concurrency != fresh.concurrency ||
+        old->prefetch != fresh.prefetch || old->pool != fresh.pool)
+        wd_log(WD_LOG_WARNING, "reload: queues, broker, prefix, pool, concurrency and prefetch "
+                               "changes take effect at the next restart");
+    wd_log(WD_LOG_INFO, "reloaded the configuration: log level %s",
+           wd_log_level_name(fresh.loglevel));
+    wd_options_free(&fresh);
+}
+
 static void *worker_greenlet(void *arg) {
     struct run *r = arg;
-    r->code = wd_worker_run(r->opts);
+    r->code = wd_worker_run(r->opts, reload, r);
     return NULL;
 }
 
@@ -45,7 +84,7 @@ int main(int argc, char **argv) {
         wd_options_free(&opts);
         return 1;
     }
-    struct run r = {&opts, 1};
+    struct run r = {&opts, argc, argv, 1};
     rc = green_run(NULL, NULL, worker_greenlet, &r, NULL);
     if (rc != 0)
         wd_log(WD_LOG_ERROR, "cannot start the green runtime: error %d", rc);

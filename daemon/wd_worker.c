@@ -23,13 +23,17 @@
  * close the blocking connections; warm waits up to --shutdown-timeout for running jobs;
  * then the rest are killed (their messages stay in flight), the acker flushes, and one
  * requeue.lua puts every message still in flight (and in the landing lists) back at the
- * head of its queue. Then the worker unregisters and returns 0.
+ * head of its queue. Then the worker unregisters and returns 0. With Redis away, the
+ * results and the put-back get WARM_FLUSH_SECONDS (cold: COLD_FLUSH_SECONDS) after the
+ * tasks have stopped; then the worker returns 1 and leaves its in-flight messages for
+ * recovery by another worker.
  */
 #include "wd_worker.h"
 #include "wd_worker_internal.h"
 
 #include "green_redis.h"
 #include "wd_log.h"
+#include "wd_notify.h"
 
 #include <ev.h>
 #include <errno.h>
@@ -42,6 +46,8 @@
 #define FETCH_TIMEOUT 10.0
 #define BLOCK_SECONDS 2.0
 #define IDLE_REFETCH 1.0
+#define WARM_FLUSH_SECONDS 15.0 /* after the tasks: for the last results and the put-back */
+#define COLD_FLUSH_SECONDS 5.0
 
 static void on_conn_state(void *arg, const char *name, bool up, const char *err) {
     struct wd_worker *w = arg;
@@ -62,16 +68,45 @@ static void on_signal(struct ev_loop *loop, ev_signal *sig, int revents) {
     (void)loop;
     (void)revents;
     if (sig->signum == SIGQUIT || (sig->signum == SIGINT && w->stop == WD_WARM)) {
-        if (w->stop != WD_COLD)
+        if (w->stop != WD_COLD) {
             wd_log(WD_LOG_WARNING, "cold shutdown (%s): putting every message back now",
                    strsignal(sig->signum));
+            wd_notify("STOPPING=1\nSTATUS=cold shutdown: putting every message back");
+        }
         w->stop = WD_COLD;
     } else if (w->stop == WD_RUNNING) {
         w->stop = WD_WARM;
         wd_log(WD_LOG_INFO, "warm shutdown (%s): finishing %zu running tasks, for up to %ld s",
                strsignal(sig->signum), green_pool_running(&w->pool), w->opts->shutdown_timeout);
+        /* The stop may take the shutdown timeout plus the put-back's retries: tell systemd. */
+        wd_notifyf("STOPPING=1\nSTATUS=warm shutdown: finishing %zu tasks\n"
+                   "EXTEND_TIMEOUT_USEC=%lld",
+                   green_pool_running(&w->pool),
+                   (long long)(w->opts->shutdown_timeout + 35) * 1000000);
     }
     green_event_set(&w->stop_ev);
+}
+
+/* SIGHUP: re-read the settings through the caller's hook (logging takes effect at once;
+ * the rest is reported as needing a restart). Runs on the hub: it never yields. */
+static void on_hup(struct ev_loop *loop, ev_signal *sig, int revents) {
+    struct wd_worker *w = signal_worker;
+    (void)loop;
+    (void)sig;
+    (void)revents;
+    wd_notify("RELOADING=1\nSTATUS=reloading the configuration");
+    if (w->reload)
+        w->reload(w->reload_arg);
+    wd_notify("READY=1\nSTATUS=consuming");
+}
+
+/* systemd's watchdog is fed from the loop itself, so a stuck loop gets the service
+ * restarted. */
+static void on_watchdog(struct ev_loop *loop, ev_timer *t, int revents) {
+    (void)loop;
+    (void)t;
+    (void)revents;
+    wd_notify("WATCHDOG=1");
 }
 
 /* ---- the consuming greenlets ---------------------------------------------------------- */
@@ -86,6 +121,11 @@ static void *fetcher_main(void *arg) {
             n = (size_t)w->opts->prefetch;
         broker_delivery *d = NULL;
         size_t count = 0;
+        /* Cleared before the fetch, not after it: a waker's BLMOVE on its own connection
+         * can land a message just after fetch.lua ran, and its reply can be handled
+         * before the fetch's. Clearing afterwards would lose that wake-up, and the
+         * message would wait out IDLE_REFETCH. A spurious set costs one empty fetch. */
+        green_event_clear(&w->work_landed);
         int rc = broker_fetch(w->bw, n, &d, &count, FETCH_TIMEOUT);
         if (rc == -ECANCELED)
             break;
@@ -103,7 +143,6 @@ static void *fetcher_main(void *arg) {
                             "greenlet limit); it stays in flight until shutdown or recovery");
         broker_deliveries_free(d, count);
         if (count == 0) {
-            green_event_clear(&w->work_landed);
             green_event_set(&w->want_work);
             rc = green_event_wait(&w->work_landed, IDLE_REFETCH);
             green_event_clear(&w->want_work);
@@ -193,19 +232,22 @@ static void kill_join(green_t *g) {
     }
 }
 
-/* Put back everything still in flight. Retries while Redis is away, for a bounded time. */
+/* Put back everything still in flight. Retries while Redis is away, until the shutdown's
+ * give_up_at (at least one attempt). */
 static int put_back_all(struct wd_worker *w) {
-    double give_up = wd_unix_now() + (w->stop == WD_COLD ? 5.0 : 30.0);
+    double give_up = w->give_up_at;
     for (;;) {
         size_t moved = 0;
-        int rc = broker_requeue(w->bw, NULL, 0, &moved, 5.0);
+        double left = give_up - wd_unix_now();
+        int rc = broker_requeue(w->bw, NULL, 0, &moved,
+                                left < 1.0 ? 1.0 : left < 5.0 ? left : 5.0);
         if (rc == 0) {
             if (moved)
                 wd_log(WD_LOG_INFO, "put %zu unfinished messages back at the head of their "
                        "queues", moved);
             return 0;
         }
-        if (wd_unix_now() > give_up) {
+        if (wd_unix_now() >= give_up) {
             wd_log(WD_LOG_ERROR, "could not put unfinished messages back (%s): another worker "
                    "will recover them once this worker's heartbeat expires", strerror(-rc));
             return -1;
@@ -227,6 +269,11 @@ static int shutdown_worker(struct wd_worker *w, green_t *fetcher, green_t *waker
     double deadline = wd_unix_now() + (double)w->opts->shutdown_timeout;
     while (w->stop == WD_WARM && green_pool_running(&w->pool) > 0 && wd_unix_now() < deadline)
         green_pool_join(&w->pool, 0.2);
+    /* From here on, Redis gets a bounded time to take the results and the put-back: a
+     * shutdown during an outage must still end (the messages stay in flight for
+     * recovery, and the exit code says so). */
+    w->give_up_at =
+        wd_unix_now() + (w->stop == WD_COLD ? COLD_FLUSH_SECONDS : WARM_FLUSH_SECONDS);
     size_t killed = green_pool_kill_all(&w->pool);
     if (killed)
         wd_log(WD_LOG_INFO, "%zu tasks did not finish in time; their messages go back", killed);
@@ -242,11 +289,13 @@ static int shutdown_worker(struct wd_worker *w, green_t *fetcher, green_t *waker
     return rc;
 }
 
-int wd_worker_run(const struct wd_options *opts) {
+int wd_worker_run(const struct wd_options *opts, wd_reload_fn reload, void *reload_arg) {
     struct wd_worker *w = calloc(1, sizeof *w);
     if (!w)
         return 1;
     w->opts = opts;
+    w->reload = reload;
+    w->reload_arg = reload_arg;
     w->started_at = wd_unix_now();
     w->fetching = true;
     make_worker_id(w);
@@ -283,12 +332,17 @@ int wd_worker_run(const struct wd_options *opts) {
     }
 
     signal_worker = w;
-    ev_signal sigs[3];
-    int signums[3] = {SIGTERM, SIGINT, SIGQUIT};
-    for (int i = 0; i < 3; i++) {
-        ev_signal_init(&sigs[i], on_signal, signums[i]);
+    ev_signal sigs[4];
+    int signums[4] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP};
+    for (int i = 0; i < 4; i++) {
+        ev_signal_init(&sigs[i], signums[i] == SIGHUP ? on_hup : on_signal, signums[i]);
         ev_signal_start(green_loop(), &sigs[i]);
     }
+    ev_timer watchdog;
+    int64_t watchdog_usec = wd_notify_watchdog_usec();
+    ev_timer_init(&watchdog, on_watchdog, 0., watchdog_usec > 0 ? watchdog_usec / 2e6 : 1.);
+    if (watchdog_usec > 0)
+        ev_timer_again(green_loop(), &watchdog);
 
     char queues[1024] = "";
     for (size_t i = 0; i < opts->nqueues; i++) {
@@ -320,8 +374,10 @@ int wd_worker_run(const struct wd_options *opts) {
                 break;
             }
         }
-        if (w->stop == WD_RUNNING)
+        if (w->stop == WD_RUNNING) {
             wd_log(WD_LOG_INFO, "ready: consuming %s", queues);
+            wd_notifyf("READY=1\nSTATUS=consuming %s", queues);
+        }
         while (w->stop == WD_RUNNING)
             green_event_wait(&w->stop_ev, -1);
     }
@@ -333,8 +389,9 @@ int wd_worker_run(const struct wd_options *opts) {
            "%llu put back", (unsigned long long)w->received, (unsigned long long)w->succeeded,
            (unsigned long long)w->failed, (unsigned long long)w->invalid,
            (unsigned long long)w->put_back);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         ev_signal_stop(green_loop(), &sigs[i]);
+    ev_timer_stop(green_loop(), &watchdog);
     signal_worker = NULL;
 out:
     for (size_t i = 0; w->blocking && i < opts->nqueues; i++)

@@ -14,8 +14,13 @@
 
 #include "wd_options.h"
 
-/* Run the worker with opts (borrowed for the whole run). Returns the process exit code:
- * 0 after a clean shutdown, 1 when it could not start or could not put messages back. */
-int wd_worker_run(const struct wd_options *opts);
+/* Called on SIGHUP, on the hub (it must not yield): re-read the settings and apply what
+ * can change while running. */
+typedef void (*wd_reload_fn)(void *arg);
+
+/* Run the worker with opts (borrowed for the whole run). reload (may be NULL) is called
+ * on SIGHUP with reload_arg. Returns the process exit code: 0 after a clean shutdown, 1
+ * when it could not start or could not put messages back. */
+int wd_worker_run(const struct wd_options *opts, wd_reload_fn reload, void *reload_arg);
 
 #endif
