@@ -434,6 +434,41 @@ int broker_requeue(broker_worker *w, const char *const *tags, size_t ntags, size
     return rc;
 }
 
+int broker_inflight_tags(broker_worker *w, char ***tags, size_t *n, double timeout) {
+    char key[BROKER_KEY_MAX];
+    *tags = NULL;
+    *n = 0;
+    broker_key_inflight(&w->keys, w->wid, key);
+    const char *argv[] = {"HKEYS", key};
+    redisReply *r = NULL;
+    int rc = broker_conn_call(w->main, &r, timeout, 2, argv, NULL);
+    if (rc)
+        return rc;
+    if (r->type != REDIS_REPLY_ARRAY) {
+        freeReplyObject(r);
+        return -EPROTO;
+    }
+    char **out = calloc(r->elements ? r->elements : 1, sizeof *out);
+    for (size_t i = 0; out && i < r->elements; i++) {
+        if (!(out[i] = dup_bytes(r->element[i]->str, r->element[i]->len))) {
+            broker_tags_free(out, i);
+            out = NULL;
+        }
+    }
+    if (out) {
+        *tags = out;
+        *n = r->elements;
+    }
+    freeReplyObject(r);
+    return out ? 0 : -ENOMEM;
+}
+
+void broker_tags_free(char **tags, size_t n) {
+    for (size_t i = 0; tags && i < n; i++)
+        free(tags[i]);
+    free(tags);
+}
+
 int broker_dead_letter(broker_worker *w, const char *json, double timeout) {
     char key[BROKER_KEY_MAX];
     broker_key_dead(&w->keys, key);

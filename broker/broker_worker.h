@@ -86,6 +86,11 @@ int broker_recover(broker_worker *w, size_t *requeued, size_t *dead, double time
 int broker_requeue(broker_worker *w, const char *const *tags, size_t ntags, size_t *moved,
                    double timeout);
 
+/* The delivery tags in this worker's in-flight hash (HKEYS): a new array of *n
+ * NUL-terminated strings, freed with broker_tags_free. */
+int broker_inflight_tags(broker_worker *w, char ***tags, size_t *n, double timeout);
+void broker_tags_free(char **tags, size_t n);
+
 /* LPUSH a dead-letter entry (broker_dead_encode's document) onto <prefix>:dead. */
 int broker_dead_letter(broker_worker *w, const char *json, double timeout);
 

@@ -42,7 +42,8 @@ struct wd_job {
                           result); NULL otherwise, where msg.id is the id */
     bool finished; /* its final ack is queued: a pending STARTED is moot */
     double started_at;
-    struct wd_job *prev, *next;
+    struct wd_job *prev, *next;           /* w->running: not finished yet */
+    struct wd_job *live_prev, *live_next; /* w->live: not freed yet (holds its tag) */
 };
 
 double wd_unix_now(void) {
@@ -57,6 +58,13 @@ static const char *job_id(const struct wd_job *j) {
 }
 
 static void job_free(struct wd_job *j) {
+    struct wd_worker *w = j->w;
+    if (j->live_prev)
+        j->live_prev->live_next = j->live_next;
+    else if (w->live == j)
+        w->live = j->live_next;
+    if (j->live_next)
+        j->live_next->live_prev = j->live_prev;
     free(j->rejected_id);
     free(j->d.tag);
     free(j->d.queue);
@@ -260,6 +268,12 @@ int wd_job_start(struct wd_worker *w, broker_delivery *d) {
     struct wd_job *j = calloc(1, sizeof *j);
     if (!j)
         return -ENOMEM;
+    int rc = green_pool_try_spawn(&w->pool, job_main, j);
+    if (rc != 0) {
+        free(j);
+        return rc;
+    }
+    /* The job greenlet starts only once the fetcher yields: filling it in now is safe. */
     j->w = w;
     j->d = *d;
     *d = (broker_delivery){0};
@@ -267,21 +281,37 @@ int wd_job_start(struct wd_worker *w, broker_delivery *d) {
     if (w->running)
         w->running->prev = j;
     w->running = j;
+    j->live_next = w->live;
+    if (w->live)
+        w->live->live_prev = j;
+    w->live = j;
     w->received++;
-    int rc = green_pool_try_spawn(&w->pool, job_main, j);
-    if (rc != 0) {
-        *d = j->d; /* give the delivery back to the caller */
-        j->d = (broker_delivery){0};
-        unlink_job(j);
-        free(j);
-        w->received--;
-    }
-    return rc;
+    return 0;
 }
 
 void wd_job_discard_unstarted(struct wd_worker *w) {
     while (w->running)
         release(w->running);
+}
+
+static int cmp_u64(const void *a, const void *b) {
+    unsigned long long x = *(const unsigned long long *)a, y = *(const unsigned long long *)b;
+    return x < y ? -1 : x > y;
+}
+
+unsigned long long *wd_job_live_tags(struct wd_worker *w, size_t *n) {
+    size_t count = 0;
+    for (struct wd_job *j = w->live; j; j = j->live_next)
+        count++;
+    unsigned long long *tags = malloc((count ? count : 1) * sizeof *tags);
+    if (!tags)
+        return NULL;
+    size_t i = 0;
+    for (struct wd_job *j = w->live; j; j = j->live_next)
+        tags[i++] = strtoull(j->d.tag, NULL, 10);
+    qsort(tags, count, sizeof *tags, cmp_u64);
+    *n = count;
+    return tags;
 }
 
 /* ---- the acker ------------------------------------------------------------------------ */

@@ -111,9 +111,69 @@ static void on_watchdog(struct ev_loop *loop, ev_timer *t, int revents) {
 
 /* ---- the consuming greenlets ---------------------------------------------------------- */
 
+static int cmp_u64(const void *a, const void *b) {
+    unsigned long long x = *(const unsigned long long *)a, y = *(const unsigned long long *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The special problem of a lost fetch reply: when a fetch fails after reaching Redis
+ * (a time-out, the link dropping mid-reply), the script may have moved messages into this
+ * worker's in-flight hash without the worker ever hearing of them. Recovery would only
+ * find them once this worker dies, which may be never. So after such a failure the
+ * fetcher compares the in-flight hash with the jobs it holds, and puts back every entry
+ * that no job owns (without counting a redelivery: nothing ran). Only the fetcher adds
+ * entries, and it is the one doing this, so nothing can be added meanwhile. It does the
+ * same every heartbeat TTL, as a safety net. */
+static int reconcile(struct wd_worker *w) {
+    char **tags = NULL;
+    size_t ntags = 0, nlive = 0, norphans = 0, moved = 0;
+    int rc = broker_inflight_tags(w->bw, &tags, &ntags, FETCH_TIMEOUT);
+    if (rc)
+        return rc;
+    unsigned long long *live = wd_job_live_tags(w, &nlive);
+    const char **orphans = calloc(ntags ? ntags : 1, sizeof *orphans);
+    if (!live || !orphans) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < ntags; i++) {
+        unsigned long long t = strtoull(tags[i], NULL, 10);
+        if (!bsearch(&t, live, nlive, sizeof *live, cmp_u64))
+            orphans[norphans++] = tags[i];
+    }
+    if (norphans) {
+        rc = broker_requeue(w->bw, orphans, norphans, &moved, FETCH_TIMEOUT);
+        if (rc == 0 && moved)
+            wd_log(WD_LOG_WARNING, "put back %zu messages that a failed fetch had moved into "
+                   "this worker's in-flight list unseen", moved);
+    }
+out:
+    free(orphans);
+    free(live);
+    broker_tags_free(tags, ntags);
+    return rc;
+}
+
 static void *fetcher_main(void *arg) {
     struct wd_worker *w = arg;
+    bool uncertain = false; /* a failed fetch may have moved messages we never saw */
+    double next_check = wd_unix_now() + w->opts->heartbeat_ttl;
     while (w->fetching) {
+        /* Also every heartbeat TTL: one HKEYS is cheap, and whatever else might strand an
+         * entry (a bug, a hand edit) cannot strand it for long. */
+        if (uncertain || wd_unix_now() >= next_check) {
+            next_check = wd_unix_now() + w->opts->heartbeat_ttl;
+            int rc = reconcile(w);
+            if (rc == -ECANCELED)
+                break;
+            if (rc != 0) {
+                if (broker_conn_wait_up(w->conn, 1.0) == -ECANCELED ||
+                    green_sleep(0.1) == -ECANCELED)
+                    break;
+                continue;
+            }
+            uncertain = false;
+        }
         if (green_pool_wait_available(&w->pool, -1) != 0)
             break;
         size_t n = green_pool_free_slots(&w->pool);
@@ -130,6 +190,7 @@ static void *fetcher_main(void *arg) {
         if (rc == -ECANCELED)
             break;
         if (rc != 0) {
+            uncertain = true;
             if (!broker_conn_error_is_link(rc) && rc != -ETIMEDOUT)
                 wd_log(WD_LOG_ERROR, "fetching messages failed: %s; retrying in 1 s",
                        strerror(-rc));
@@ -137,10 +198,13 @@ static void *fetcher_main(void *arg) {
                 break;
             continue;
         }
-        for (size_t i = 0; i < count; i++)
-            if (wd_job_start(w, &d[i]) != 0)
+        for (size_t i = 0; i < count; i++) {
+            if (wd_job_start(w, &d[i]) != 0) {
                 wd_log_task(WD_LOG_ERROR, d[i].tag, "cannot start a task (no memory or "
-                            "greenlet limit); it stays in flight until shutdown or recovery");
+                            "greenlet limit); it goes back to its queue");
+                uncertain = true; /* the next round puts it back */
+            }
+        }
         broker_deliveries_free(d, count);
         if (count == 0) {
             green_event_set(&w->want_work);

@@ -42,6 +42,7 @@ struct wd_worker {
                                   time after which the acker and the put-back stop
                                   retrying a Redis that is away (bounds the exit) */
     struct wd_job *running;    /* jobs taken and not yet finished (a list) */
+    struct wd_job *live;       /* jobs not yet freed: their tags are this worker's */
     double started_at;
     /* counters, for logs and (later) metrics */
     uint64_t received, succeeded, failed, invalid, put_back, lost_ownership;
@@ -65,6 +66,10 @@ int wd_job_start(struct wd_worker *w, broker_delivery *d);
  * before they started, so they never ran; their messages stay in flight (for the requeue).
  * Call before the acker's final flush. */
 void wd_job_discard_unstarted(struct wd_worker *w);
+
+/* The delivery tags of every job not yet freed (running, or waiting for its ack), as
+ * numbers, sorted: a new array of *n (free it), or NULL when out of memory. */
+unsigned long long *wd_job_live_tags(struct wd_worker *w, size_t *n);
 
 /* The acker greenlet: batches wd_ack_items and sends each batch in one round trip, until
  * it gets the NULL item that wd_worker puts at the end of a shutdown. */

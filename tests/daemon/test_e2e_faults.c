@@ -64,6 +64,36 @@ TEST(killed_worker_task_is_recovered_by_another) {
     test_redis_stop(&r);
 }
 
+/* A fetch whose reply is lost leaves entries in the worker's in-flight hash that it never
+ * saw: simulated by writing one there by hand. The worker must put it back and run it. */
+TEST(in_flight_entry_no_job_owns_is_put_back_and_run) {
+    test_redis r;
+    test_redis_start(&r, NULL);
+    redisContext *c = e2e_redis(r.port);
+    e2e_worker w;
+    E2E_START_READY(&w, r.port, "--heartbeat", "1");
+    redisReply *wids = redisCommand(c, "HKEYS workerd:workers");
+    ASSERT(wids && wids->type == REDIS_REPLY_ARRAY && wids->elements == 1);
+    const char *entry = "default\n{\"id\":\"orphan-1\",\"task\":\"echo\",\"args\":[7]}";
+    redisReply *set =
+        redisCommand(c, "HSET workerd:inflight:%s 999999 %s", wids->element[0]->str, entry);
+    ASSERT(set && set->type == REDIS_REPLY_INTEGER);
+    freeReplyObject(set);
+    freeReplyObject(wids);
+    json_t *res = e2e_wait_result(c, "orphan-1", "SUCCESS", 10.0);
+    if (!res)
+        e2e_log_dump(&w);
+    ASSERT(res != NULL);
+    json_decref(res);
+    ASSERT(e2e_log_wait_n(&w, "put back 1 messages that a failed fetch", 1, 1.0));
+    ASSERT_EQ(e2e_count_keys(c, "workerd:inflight:*"), 0);
+    e2e_worker_signal(&w, SIGTERM);
+    expect_exit(&w, 0, 10.0);
+    e2e_worker_stop(&w);
+    redisFree(c);
+    test_redis_stop(&r);
+}
+
 TEST(poison_pill_is_dead_lettered_after_max_redeliveries) {
     test_redis r;
     test_redis_start(&r, NULL);
