@@ -232,7 +232,7 @@ static int set_value(struct setting *s, const char *value, const char *source) {
         return ctl_error(-1, "out of memory");
     free(s->value);
     s->value = copy;
-    snprintf(s->source, sizeof s->source, "%s", source);
+    snprintf(s->source, sizeof s->source, "%.1000s", source);
     return 0;
 }
 

@@ -32,6 +32,7 @@ static struct timeval tv_of(double seconds) {
 static redisContext *connect_url(const char *url, const char *redacted) {
     green_redis_url u;
     char why[512];
+    redisReply *r = NULL;
     if (green_redis_url_parse(url, &u, why, sizeof why) < 0) {
         ctl_error(CTL_USAGE, "%s", why); /* ctl_settle checked it: only ENOMEM gets here */
         return NULL;
@@ -44,7 +45,6 @@ static redisContext *connect_url(const char *url, const char *redacted) {
         goto fail;
     }
     redisSetTimeout(rc, tv_of(CTL_COMMAND_TIMEOUT));
-    redisReply *r = NULL;
     if (u.password != NULL) {
         r = u.user ? redisCommand(rc, "AUTH %s %s", u.user, u.password)
                    : redisCommand(rc, "AUTH %s", u.password);
