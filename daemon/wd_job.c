@@ -207,6 +207,7 @@ static void run(struct wd_job *j) {
                     "before died", m->task, m->redelivered);
     if (!m->ignore_result)
         queue_ack(w, WD_ACK_STARTED, j, result_json(j, m->id, BROKER_STARTED, NULL, NULL, NULL));
+    wd_log_task(WD_LOG_DEBUG, m->id, "%s started (tag %s)", m->task, j->d.tag);
 
     green_timeout hard, soft;
     green_timeout_start(&hard, m->time_limit > 0 ? m->time_limit : -1);
