@@ -117,13 +117,21 @@ size_t task_registry_names(const char **out, size_t cap);
 void task_registry_clear(void);
 
 /* Limits that bound what an http.* task message may ask for: each kwarg above its ceiling
- * is a ValueError. A zero field takes its default. */
+ * is a ValueError. A zero field takes its default.
+ *
+ * deny and allow are the address policy (task_http_policy.h): comma-separated addresses,
+ * CIDR networks and host names ("10.0.0.0/8,127.0.0.0/8", "127.0.0.1,*.internal.example")
+ * that an http.* task may not / may connect to, on top of the built-in deny list
+ * (link-local with the cloud metadata services, unspecified, multicast). NULL or "" for
+ * none. They are parsed at registration; the strings are not kept. */
 typedef struct task_http_limits {
     double max_timeout;      /* seconds per request; default 300 */
     size_t max_size;         /* response body bytes; default 100 MiB */
     long max_redirects;      /* default 20 */
     size_t max_headers;      /* request headers, and response header lines; default 100 */
     size_t max_header_bytes; /* request headers, and response headers; default 64 KiB */
+    const char *deny;        /* --http-deny */
+    const char *allow;       /* --http-allow */
 } task_http_limits;
 
 #define TASK_HTTP_DEFAULT_MAX_TIMEOUT 300.0
@@ -134,8 +142,11 @@ typedef struct task_http_limits {
 
 /* Register the built-in tasks: echo, sleep, fail, http.get, http.request (see
  * task_builtin.c and task_http.c for their arguments and results). limits (NULL: the
- * defaults) is copied and applies to every http.* call of the process. Returns 0 or the
- * first error of task_registry_add (-EEXIST if called twice). Start-up only. */
+ * defaults) is copied and applies to every http.* call of the process. Returns 0,
+ * -EINVAL when limits->deny or ->allow is not a valid list (check them first with
+ * task_http_policy_validate for a message; the http.* tasks are then not registered),
+ * -ENOMEM, or the first error of task_registry_add (-EEXIST if called twice).
+ * Start-up only. */
 int task_register_builtins(const task_http_limits *limits);
 
 /* Free the calling thread's cached curl easy handles (http.* tasks keep a few for reuse).

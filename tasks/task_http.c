@@ -23,6 +23,22 @@
  * gopher:// to reach internal services). Request headers are validated (token names, no
  * CR/LF in values: no header injection).
  *
+ * The address policy (task_http_policy.h) keeps a message from turning the worker against
+ * its own neighbourhood, the cloud metadata service first. It is checked on the address
+ * curl is about to connect to, after DNS, in CURLOPT_OPENSOCKETFUNCTION: a refused
+ * address gets no socket, so not one packet goes to it, and a name that resolves to a
+ * public address and then to 169.254.169.254 (DNS rebinding) is caught on the second
+ * connection as on the first. Every redirect's connection passes the same check, with
+ * that redirect's host for the host-name rules. CURLOPT_PREREQFUNCTION checks again,
+ * before each request is sent, the address of the connection it uses: a connection taken
+ * from the shared cache skips the open-socket callback. A refusal is TASK_EFAIL
+ * "HTTPError" naming the policy rule. Proxies from the environment (http_proxy, ...) are
+ * ignored: with a proxy, the policy would see only the proxy's address.
+ *
+ * Credentials and redirects: libcurl (since 7.83, CVE-2022-27776) drops a custom
+ * Authorization or Cookie header when a redirect leads to another host, port or scheme,
+ * and CURLOPT_UNRESTRICTED_AUTH stays off; test_http_task.c holds it to that.
+ *
  * Stacks: the task functions run on a task's greenlet and yield inside
  * green_http_perform. The write and header callbacks run on the hub's stack
  * (green_http.h): they only append to buffers and set flags, never yield or call curl.
@@ -33,17 +49,22 @@
  * frees the list.
  */
 #include "task.h"
+#include "task_http_policy.h"
 #include "task_internal.h"
 
 #include "green.h"
 #include "green_http.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #define DEFAULT_TIMEOUT 30.0
@@ -64,6 +85,10 @@ static const task_http_limits default_limits = {
 /* The limits of the process, set at registration; read-only afterwards (so any thread
  * may read them). */
 static task_http_limits limits = default_limits;
+
+/* The address policy of the process: built at configuration, read-only afterwards; the
+ * built-in deny list alone until then. */
+static task_http_policy *policy;
 
 /* The free list of easy handles of this thread (handles never cross threads). */
 static _Thread_local CURL *handle_cache[HANDLE_CACHE_MAX];
@@ -92,6 +117,7 @@ typedef struct buffer {
 
 /* The state the callbacks share with the task's greenlet. */
 typedef struct transfer {
+    CURL *easy;
     buffer body;
     buffer headers; /* raw header lines of the last response */
     size_t header_lines;
@@ -99,12 +125,15 @@ typedef struct transfer {
     bool body_too_big;
     bool headers_too_big;
     bool out_of_memory;
+    bool refused;       /* the address policy refused a connection */
+    char refusal[1024]; /* the first refusal, for the message */
 } transfer;
 
 /* ---- limits and the handle cache ---------------------------------------------------- */
 
 static void limits_set(const task_http_limits *in) {
     limits = default_limits;
+    limits.deny = limits.allow = NULL; /* parsed into policy; the strings are not kept */
     if (in == NULL)
         return;
     if (in->max_timeout > 0)
@@ -208,6 +237,88 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *userdata) {
         return 0;
     }
     return n;
+}
+
+/* ---- the address policy (hub stack) ------------------------------------------------- */
+
+/* The host of the URL curl is fetching now (the redirect's, after a redirect), lower-cased
+ * by curl's parser, into host; "" when unknown. CURLINFO_EFFECTIVE_URL is updated before
+ * curl connects for a redirect. curl_easy_getinfo only reads the handle's state and is
+ * meant to be called from callbacks (curl's progressfunc.c example does), unlike the multi
+ * calls that the no-calls-from-callbacks rule is about; curl_url is a plain parser. */
+static void current_host(CURL *easy, char *host, size_t cap) {
+    const char *url = NULL;
+    char *h = NULL;
+    host[0] = '\0';
+    curl_easy_getinfo(easy, CURLINFO_EFFECTIVE_URL, &url);
+    CURLU *u = url ? curl_url() : NULL;
+    if (u != NULL && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_HOST, &h, 0) == CURLUE_OK)
+        snprintf(host, cap, "%s", h);
+    curl_free(h);
+    curl_url_cleanup(u);
+}
+
+/* Record a refusal (the first one: with several addresses, curl tries each). */
+static void refuse(transfer *t, const char *host, const char *addr, const task_http_verdict *v) {
+    if (t->refused)
+        return;
+    t->refused = true;
+    /* The host is worth naming unless it is the address itself ("[::1]" for "::1"). */
+    size_t alen = strlen(addr);
+    bool literal =
+        strcmp(host, addr) == 0 ||
+        (host[0] == '[' && strncmp(host + 1, addr, alen) == 0 && strcmp(host + 1 + alen, "]") == 0);
+    char who[320];
+    if (host[0] == '\0' || literal)
+        snprintf(who, sizeof who, "%s", addr);
+    else
+        snprintf(who, sizeof who, "%.255s (%s)", host, addr);
+    snprintf(t->refusal, sizeof t->refusal,
+             "connection to %s refused by the HTTP address policy (%s%s%s)", who,
+             task_http_rule_origin_name(v->origin),
+             v->origin == TASK_HTTP_RULE_BUILTIN ? ": " : " ", v->rule);
+}
+
+/* CURLOPT_OPENSOCKETFUNCTION: the policy check before connect. A refused address gets no
+ * socket (CURL_SOCKET_BAD), so curl moves on to the next address or fails the transfer
+ * with CURLE_COULDNT_CONNECT. SOCK_CLOEXEC: a forked child must not hold transfers. */
+static curl_socket_t on_open_socket(void *clientp, curlsocktype purpose,
+                                    struct curl_sockaddr *address) {
+    transfer *t = clientp;
+    (void)purpose;
+    char host[256];
+    task_http_verdict v;
+    current_host(t->easy, host, sizeof host);
+    if (!task_http_policy_check(policy, host, &address->addr, address->addrlen, &v)) {
+        char addr[INET6_ADDRSTRLEN] = "?";
+        const void *bytes = NULL;
+        if (address->family == AF_INET)
+            bytes = &((const struct sockaddr_in *)(const void *)&address->addr)->sin_addr;
+        else if (address->family == AF_INET6)
+            bytes = &((const struct sockaddr_in6 *)(const void *)&address->addr)->sin6_addr;
+        if (bytes != NULL)
+            inet_ntop(address->family, bytes, addr, sizeof addr);
+        refuse(t, host, addr, &v);
+        return CURL_SOCKET_BAD;
+    }
+    return socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
+}
+
+/* CURLOPT_PREREQFUNCTION: the same check on the connection a request is about to use,
+ * new or reused, just before it is sent. */
+static int on_prereq(void *clientp, char *primary_ip, char *local_ip, int primary_port,
+                     int local_port) {
+    transfer *t = clientp;
+    (void)local_ip, (void)primary_port, (void)local_port;
+    char host[256];
+    task_http_verdict v;
+    current_host(t->easy, host, sizeof host);
+    if (!task_http_policy_check_text(policy, host, primary_ip, &v)) {
+        refuse(t, host, primary_ip, &v);
+        return CURL_PREREQFUNC_ABORT;
+    }
+    return CURL_PREREQFUNC_OK;
 }
 
 /* ---- request set-up ----------------------------------------------------------------- */
@@ -318,6 +429,12 @@ static void configure(CURL *easy, const request *req, struct curl_slist *headers
     curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(easy, CURLOPT_PROXY, ""); /* no proxy from the environment */
+    curl_easy_setopt(easy, CURLOPT_UNRESTRICTED_AUTH, 0L);
+    curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+    curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, t);
+    curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, on_prereq);
+    curl_easy_setopt(easy, CURLOPT_PREREQDATA, t);
     curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, req->follow_redirects ? 1L : 0L);
     curl_easy_setopt(easy, CURLOPT_MAXREDIRS, (long)req->max_redirects);
     curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long)(req->timeout * 1000.0 + 0.5));
@@ -350,6 +467,10 @@ static int transport_error(const task_call *call, CURLcode res, const transfer *
     const char *what = curl_easy_strerror(res);
     if (t->out_of_memory)
         return task_error_set(err, "MemoryError", "%s: out of memory for the response", call->name);
+    /* Only when the refusal is why the transfer failed: a name with a refused and an
+     * allowed address may fail on the allowed one for reasons of its own. */
+    if (t->refused && (res == CURLE_COULDNT_CONNECT || res == CURLE_ABORTED_BY_CALLBACK))
+        return task_error_set(err, "HTTPError", "%s", t->refusal);
     if (t->body_too_big || res == CURLE_FILESIZE_EXCEEDED)
         return task_error_set(err, "HTTPError",
                               "%s: response body larger than max_size (%lld bytes)", what,
@@ -404,7 +525,7 @@ static int perform(const task_call *call, const request *req, json_t **result, t
         curl_slist_free_all(headers);
         return task_error_set(err, "MemoryError", "%s: could not create a curl handle", call->name);
     }
-    transfer t = {.max_size = (size_t)req->max_size};
+    transfer t = {.easy = easy, .max_size = (size_t)req->max_size};
     char errbuf[CURL_ERROR_SIZE] = "";
     configure(easy, req, headers, &t, errbuf);
 
@@ -511,9 +632,20 @@ static int task_http_request(const task_call *call, json_t **result, task_error 
     return perform(call, &req, result, err);
 }
 
+/* The policy is built first, so that a bad list (-EINVAL; the daemon has validated the
+ * lists, so only a plugin host can get this) keeps the previous settings and registers
+ * neither task. */
 int task__http_register(const task_http_limits *in) {
+    task_http_policy *fresh;
+    char why[256];
+    int rc =
+        task_http_policy_new(in ? in->deny : NULL, in ? in->allow : NULL, &fresh, why, sizeof why);
+    if (rc != 0)
+        return rc;
+    task_http_policy_free(policy);
+    policy = fresh;
     limits_set(in);
-    int rc = task_registry_add("http.get", task_http_get);
+    rc = task_registry_add("http.get", task_http_get);
     if (rc == 0)
         rc = task_registry_add("http.request", task_http_request);
     return rc;

@@ -6,6 +6,9 @@
  *
  * Each test starts its own nginx and runs the task on the main greenlet of a fresh hub
  * (task_run.h), then frees the cached easy handles and libcurl, so valgrind sees no leak.
+ *
+ * test_http_guard.c has the tests of what keeps these tasks from being turned against the
+ * host: redirects off http(s), credentials across redirects, the address policy.
  */
 #include "task_internal.h"
 #include "task_run.h"
@@ -489,4 +492,26 @@ TEST(test_concurrent_gets_each_get_a_handle_and_the_list_is_capped) {
     ASSERT_EQ(created - created0, 40);
     ASSERT_EQ(cached, 16);
     stop();
+}
+
+/* ---- more caps ---------------------------------------------------------------------- */
+
+TEST(test_response_headers_over_max_header_bytes_is_http_error) {
+    start();
+    task_http_limits limits = {.max_header_bytes = 60};
+    ASSERT_EQ(task_register_builtins(&limits), 0);
+    task_outcome o = task_run("http.get", args_for(0, "/fast"), NULL);
+    ASSERT_TASK_ERROR(o, TASK_EFAIL, "HTTPError",
+                      "Failed writing received data to disk/application: response headers "
+                      "exceed 100 lines / 60 bytes");
+    stop();
+}
+
+TEST(test_request_headers_over_max_header_bytes_are_refused) {
+    task_http_limits limits = {.max_header_bytes = 40};
+    ASSERT_EQ(task_register_builtins(&limits), 0);
+    expect_invalid("http.get", "[\"http://x/\"]",
+                   "{\"headers\": {\"X-Long\": \"0123456789012345678901234567890123456789\"}}",
+                   "ValueError", "http.get: headers exceed the limit of 100 headers / 40 bytes");
+    task_registry_clear();
 }
