@@ -216,6 +216,7 @@ int task_args_check(const task_call *call, size_t max_args, const char *const *k
 int task_arg_value(const task_call *call, size_t index, const char *name, bool required,
                    const json_t **out, task_error *err) {
     const json_t *pos = NULL, *kw = NULL;
+    *out = NULL; /* on every path: -O3 cannot see that task_error_invalid returns < 0 */
     if (index != TASK_ARG_KWONLY && call->args != NULL)
         pos = json_array_get(call->args, index);
     if (name != NULL && call->kwargs != NULL)

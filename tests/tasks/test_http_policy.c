@@ -20,7 +20,8 @@ static task_http_policy *make(const char *deny, const char *allow) {
     char why[256];
     int rc = task_http_policy_new(deny, allow, &p, why, sizeof why);
     if (rc != 0)
-        test__fail(__FILE__, __LINE__, "policy deny=%s allow=%s: %d %s", deny, allow, rc, why);
+        test__fail(__FILE__, __LINE__, "policy deny=%s allow=%s: %d %s", deny ? deny : "-",
+                   allow ? allow : "-", rc, why);
     return p;
 }
 
