@@ -15,6 +15,14 @@
 -- back to their queues by another worker; its late ack then returns 0 and neither
 -- overwrites the result the new owner may already have stored nor publishes a stale one.
 --
+-- A tag written "?<tag>" asks for a conditional store instead of an ack: store (and
+-- publish) the result only while <tag> is still in this worker's in-flight hash, and
+-- leave the entry there. That is how a STARTED result is written: sent late (a worker
+-- stopped between starting a task and writing its STARTED, or an acker retrying a batch
+-- after an outage longer than the heartbeat TTL), an unconditional SET could replace the
+-- final result of the worker that took the message over, and the late worker's own final
+-- ack is then refused, so the id would say STARTED for ever. Returns 1 stored, 0 not ours.
+--
 -- Keys are built from the prefix inside the script; not Redis Cluster compatible.
 
 local prefix, wid = ARGV[1], ARGV[2]
@@ -23,7 +31,13 @@ local out = {}
 for i = 3, #ARGV, 5 do
     local tag, key, json, channel = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 4]
     local ttl = math.floor(tonumber(ARGV[i + 3]) or 0)
-    if redis.call('HDEL', inflight, tag) == 1 then
+    local ours
+    if string.sub(tag, 1, 1) == '?' then
+        ours = redis.call('HEXISTS', inflight, string.sub(tag, 2)) == 1
+    else
+        ours = redis.call('HDEL', inflight, tag) == 1
+    end
+    if ours then
         if ttl > 0 then
             redis.call('SET', key, json, 'EX', ttl)
         elseif ttl < 0 then

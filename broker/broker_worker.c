@@ -65,6 +65,19 @@ static int argv_str(argv_buf *a, const char *s) {
     return argv_add(a, s, strlen(s));
 }
 
+/* "?<tag>": ack.lua's conditional store (see its header). */
+static int argv_if_owned(argv_buf *a, const char *tag) {
+    char *s;
+    if (asprintf(&s, "?%s", tag) < 0)
+        return -ENOMEM;
+    if (argv_add(a, s, strlen(s)) != 0) {
+        free(s);
+        return -ENOMEM;
+    }
+    a->owned[a->nowned++] = s;
+    return 0;
+}
+
 static int argv_num(argv_buf *a, long long x) {
     char *s;
     if (asprintf(&s, "%lld", x) < 0)
@@ -229,8 +242,8 @@ static long result_ttl(const broker_worker *w) {
     return w->result_expires > 0 ? w->result_expires : -1; /* -1: keep forever */
 }
 
-/* The results stored on their own (STARTED, or everything when the result backend is
- * another Redis): SET (EX ttl) + PUBLISH each, pipelined. */
+/* The results stored on their own (those without a tag, or everything when the result
+ * backend is another Redis): SET (EX ttl) + PUBLISH each, pipelined. */
 static int store_results(broker_worker *w, const broker_ack_entry *acks, size_t n, bool all,
                          double timeout) {
     size_t m = 0;
@@ -290,12 +303,19 @@ out:
     return rc;
 }
 
+/* Entry e goes through ack.lua: an ack, or a conditional store of a result in the same
+ * Redis as the in-flight hash. */
+static bool in_script(const broker_ack_entry *e, bool separate) {
+    return e->tag && (!e->if_owned || (e->id && !separate));
+}
+
 int broker_ack(broker_worker *w, const broker_ack_entry *acks, size_t n, bool *owned, double timeout) {
     bool separate = w->results != w->main;
     green_timeout t;
     green_timeout_start(&t, timeout);
-    /* STARTED results first (they precede the final ones of the same tasks); with a
-     * separate result backend, every result, before the ack that releases the message. */
+    /* Untagged results first; with a separate result backend, every result (STARTED ones
+     * unconditionally), before the ack that releases the message. In the same Redis,
+     * STARTED results go through ack.lua in batch order, stored only while still ours. */
     int rc = store_results(w, acks, n, separate, -1);
     if (rc)
         goto out;
@@ -305,14 +325,15 @@ int broker_ack(broker_worker *w, const broker_ack_entry *acks, size_t n, bool *o
     rc = keys ? argv_str(&a, w->keys.prefix) || argv_str(&a, w->wid) : -ENOMEM;
     long ttl = separate ? 0 : result_ttl(w);
     for (size_t i = 0; rc == 0 && i < n; i++) {
-        if (!acks[i].tag)
+        if (!in_script(&acks[i], separate))
             continue;
         bool store = acks[i].id && !separate;
         if (store && broker_key_result(&w->keys, acks[i].id, keys[i]) < 0) {
             rc = -EINVAL;
             break;
         }
-        rc = argv_str(&a, acks[i].tag) || argv_str(&a, store ? keys[i] : "") ||
+        rc = (acks[i].if_owned ? argv_if_owned(&a, acks[i].tag) : argv_str(&a, acks[i].tag)) ||
+             argv_str(&a, store ? keys[i] : "") ||
              argv_str(&a, store ? acks[i].json : "") || argv_num(&a, store ? ttl : 0) ||
              argv_str(&a, store ? keys[i] : "");
         acked++;
@@ -325,7 +346,8 @@ int broker_ack(broker_worker *w, const broker_ack_entry *acks, size_t n, bool *o
                 rc = -EPROTO;
             } else if (owned) {
                 for (size_t i = 0, k = 0; i < n; i++)
-                    owned[i] = acks[i].tag ? r->element[k++]->integer == 1 : true;
+                    owned[i] = in_script(&acks[i], separate) ? r->element[k++]->integer == 1
+                                                              : true;
             }
             freeReplyObject(r);
         }

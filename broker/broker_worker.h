@@ -45,6 +45,9 @@ typedef struct broker_ack_entry {
     const char *tag;    /* the delivery tag; NULL: store the result only (no ack) */
     const char *id;     /* task id: where the result goes; NULL: no result stored */
     const char *json;   /* the result document */
+    bool if_owned;      /* with a tag: no ack; store the result only while the tag is still
+                           this worker's (a STARTED result sent late must never replace the
+                           final result of a worker that took the message over) */
 } broker_ack_entry;
 
 /* cfg is copied. main carries fetch/ack/heartbeat; results may be the same connection or
@@ -66,10 +69,13 @@ void broker_deliveries_free(broker_delivery *d, size_t n);
 int broker_wait_for_work(broker_worker *w, broker_conn *conn, const char *queue,
                          double block_seconds);
 
-/* Store results and ack, n entries in one round trip. owned[i] (if owned is not NULL) is
- * set to true when entry i was still this worker's (acked and stored), false when it had
- * been recovered by another worker meanwhile (nothing written). Entries with tag NULL
- * (STARTED results) are stored unconditionally. */
+/* Store results and ack, n entries in one round trip, in order. owned[i] (if owned is not
+ * NULL) is set to true when entry i was still this worker's (acked and stored), false when
+ * it had been recovered by another worker meanwhile (nothing written). Entries with tag
+ * NULL are stored unconditionally; entries with if_owned are stored (not acked) only while
+ * their tag is still in flight here. With a separate result backend (another Redis) no
+ * script can check both at once: there if_owned entries are stored unconditionally, as
+ * before the ack; the late-STARTED race is then still open. */
 int broker_ack(broker_worker *w, const broker_ack_entry *acks, size_t n, bool *owned, double timeout);
 
 /* Refresh this worker's heartbeat (<prefix>:worker:<wid>, a hash of info_fields pairs,

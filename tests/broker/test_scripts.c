@@ -401,6 +401,47 @@ TEST(ack_after_recovery_returns_zero_and_keeps_the_new_result) {
     stop();
 }
 
+/* "?<tag>": a STARTED result, stored while the message is ours, which stays in flight. */
+TEST(ack_of_a_question_tag_stores_the_result_and_keeps_the_entry) {
+    start();
+    push("default", "{\"id\":\"j1\",\"task\":\"t\"}");
+    redisReply *r = fetch("w1", 1, "default", NULL);
+    char tag[64];
+    snprintf(tag, sizeof tag, "?%s", r->element[0]->str);
+    ASSERT_EQ(ack_one("w1", tag, "{\"status\":\"STARTED\"}", "60"), 1);
+    ASSERT_STREQ(cmd_str("GET wt:result:j1"), "{\"status\":\"STARTED\"}");
+    ASSERT_EQ(cmd_int("HLEN %s", key_inflight("w1")), 1);
+    /* The final ack still finds it, and its result replaces the STARTED one. */
+    ASSERT_EQ(ack_one("w1", r->element[0]->str, "{\"status\":\"SUCCESS\"}", "60"), 1);
+    ASSERT_STREQ(cmd_str("GET wt:result:j1"), "{\"status\":\"SUCCESS\"}");
+    ASSERT_EQ(cmd_int("HLEN %s", key_inflight("w1")), 0);
+    freeReplyObject(r);
+    stop();
+}
+
+/* A worker stopped between starting a task and writing its STARTED result wakes after
+ * another worker has run the task to the end: its late STARTED must not replace the
+ * final result (its final ack is refused, so nothing would ever correct it). */
+TEST(late_started_result_after_recovery_keeps_the_final_result) {
+    start();
+    push("default", "{\"id\":\"j1\",\"task\":\"t\"}");
+    redisReply *old = fetch("w1", 1, "default", NULL); /* w1 then stops (SIGSTOP) */
+    freeReplyObject(recover("w1", "3"));
+    redisReply *now = fetch("w2", 1, "default", NULL);
+    ASSERT_EQ(now->elements, 3);
+    ASSERT_EQ(ack_one("w2", now->element[0]->str, "final", "60"), 1);
+    char tag[64];
+    snprintf(tag, sizeof tag, "?%s", old->element[0]->str);
+    ASSERT_EQ(ack_one("w1", tag, "late STARTED", "60"), 0);
+    ASSERT_STREQ(cmd_str("GET wt:result:j1"), "final");
+    ASSERT_EQ(ack_one("w1", old->element[0]->str, "stale", "60"), 0);
+    ASSERT_STREQ(cmd_str("GET wt:result:j1"), "final");
+    ASSERT_EQ(cmd_int("EXISTS %s", key_inflight("w1")), 0);
+    freeReplyObject(old);
+    freeReplyObject(now);
+    stop();
+}
+
 /* ---- recover -------------------------------------------------------------------------- */
 
 TEST(recover_requeues_at_the_right_end_counting_the_redelivery) {

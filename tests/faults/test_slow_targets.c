@@ -1,0 +1,123 @@
+/*
+ * test_slow_targets.c - HTTP targets that hold a task forever, with exact accounting
+ * (tests/lib/books.h): one that trickles a byte a second (/trickle) and one that never
+ * answers (/never), each task with "time_limit": 1, on a worker of 4 slots.
+ *
+ * Every such task must end with FAILURE TimeLimitExceeded about a second after it
+ * started, and its slot must come back: after 20 of them (five times the pool), echo
+ * tasks still run within a second of being enqueued, and four sleep tasks pushed at once
+ * all start together (a leaked slot would hold one back until another finished).
+ */
+#include "books.h"
+#include "e2e.h"
+#include "testlib.h"
+
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum { SLOW = 10, NEVER = 10, ECHO = 10, CONC = 4 };
+
+static void push_http(redisContext *c, const char *id, int port, const char *path) {
+    char msg[256];
+    snprintf(msg, sizeof msg,
+             "{\"id\":\"%s\",\"task\":\"http.get\",\"args\":[\"http://127.0.0.1:%d%s\"],"
+             "\"time_limit\":1}", id, port, path);
+    e2e_push(c, "default", msg);
+}
+
+/* The task ran about its time limit, not the target's pace and not forever. */
+static void expect_time_limited(redisContext *c, const char *id) {
+    json_t *res = e2e_result(c, id);
+    ASSERT(res != NULL);
+    ASSERT_STREQ(e2e_jstr(res, "status"), "FAILURE");
+    ASSERT_STREQ(e2e_jstr(json_object_get(res, "error"), "type"), "TimeLimitExceeded");
+    double ran = e2e_jnum(res, "finished_at") - e2e_jnum(res, "started_at");
+    ASSERT_RANGE(ran, 0.9, 3.0);
+    json_decref(res);
+}
+
+TEST(time_limits_on_stuck_targets_never_leak_a_slot) {
+    test_redis r;
+    test_nginx n;
+    test_redis_start(&r, NULL);
+    test_nginx_start(&n);
+    redisContext *c = e2e_redis(r.port);
+    books *b = books_new();
+    books_ids(b, "t-", 1, SLOW, "FAILURE");
+    books_ids(b, "n-", 1, NEVER, "FAILURE");
+    books_ids(b, "e-", 1, ECHO, "SUCCESS");
+    books_ids(b, "s-", 1, CONC, "SUCCESS");
+
+    e2e_worker w;
+    E2E_START_READY(&w, r.port, "-c", "4", "--heartbeat", "1", "-l", "debug");
+    books_log(b, w.log);
+    for (int i = 1; i <= SLOW; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "t-%d", i);
+        push_http(c, id, n.port, "/trickle");
+        snprintf(id, sizeof id, "n-%d", i);
+        push_http(c, id, n.port, "/never");
+    }
+    books_fault(b, SLOW + NEVER);
+    /* 20 tasks of a second each, 4 at a time: about 5 s. */
+    double t0 = test_now();
+    ASSERT(e2e_log_wait_n(&w, "TimeLimitExceeded", SLOW + NEVER, 20.0));
+    printf("faults: %d time-limited tasks in %.2f s\n", SLOW + NEVER, test_now() - t0);
+    for (int i = 1; i <= SLOW; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "t-%d", i);
+        expect_time_limited(c, id);
+        snprintf(id, sizeof id, "n-%d", i);
+        expect_time_limited(c, id);
+    }
+
+    /* Every slot is free again: each echo runs promptly, one after another... */
+    for (int i = 1; i <= ECHO; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "e-%d", i);
+        double t = test_now();
+        e2e_push_task(c, "default", id, "echo", "[1]");
+        json_t *res = e2e_wait_result(c, id, "SUCCESS", 5.0);
+        ASSERT(res != NULL);
+        ASSERT_RANGE(test_now() - t, 0, 1.0);
+        json_decref(res);
+    }
+    /* ...and the whole pool at once: four 2 s sleeps all start within a second. */
+    for (int i = 1; i <= CONC; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "s-%d", i);
+        e2e_push_task(c, "default", id, "sleep", "[2]");
+    }
+    ASSERT(books_wait_done(b, c, 15.0));
+    double first = INFINITY, last = -INFINITY;
+    for (int i = 1; i <= CONC; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "s-%d", i);
+        json_t *res = e2e_result(c, id);
+        double s = e2e_jnum(res, "started_at");
+        first = s < first ? s : first;
+        last = s > last ? s : last;
+        json_decref(res);
+    }
+    ASSERT_RANGE(last - first, 0, 1.0);
+
+    ASSERT_EQ(e2e_worker_wait(&w, 0), -1);
+    e2e_worker_signal(&w, SIGTERM);
+    int code = e2e_worker_wait(&w, 15.0);
+    if (code != 0)
+        e2e_log_dump(&w);
+    ASSERT_EQ(code, 0);
+    /* The stop tells the totals: nothing was still running to be put back. */
+    ASSERT_EQ(e2e_log_count(&w, "received, 14 succeeded, 20 failed (0 invalid), 0 put back"), 1);
+    books_check(b, c);
+    ASSERT_EQ(books_get_totals(b).duplicates, 0);
+    books_free(b);
+    e2e_worker_stop(&w);
+    redisFree(c);
+    test_redis_stop(&r);
+    test_nginx_stop(&n);
+}
