@@ -7,7 +7,8 @@
  * whatever has queued up (up to ACK_BATCH items) and sends it in one round trip:
  * STARTED results, then the final results with their acks (broker_ack). A STARTED result
  * whose task has already finished by then is dropped: the final one supersedes it, and
- * short tasks cost one write, not two.
+ * short tasks cost one write, not two. A STARTED result is stored only while the message
+ * is still this worker's, like a final one (see broker/ack.lua).
  *
  * A message that cannot be run (invalid, unknown task, wrong arguments) is never dropped
  * silently: it goes to the dead-letter list with the reason, gets a FAILURE result when its
@@ -24,6 +25,7 @@
 #include "broker_result.h"
 #include "task.h"
 #include "wd_log.h"
+#include "wd_observe.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -59,6 +61,7 @@ static const char *job_id(const struct wd_job *j) {
 
 static void job_free(struct wd_job *j) {
     struct wd_worker *w = j->w;
+    w->live_count--;
     if (j->live_prev)
         j->live_prev->live_next = j->live_next;
     else if (w->live == j)
@@ -139,6 +142,8 @@ static void finish(struct wd_job *j, broker_status status, json_t *value, const 
         wd_log_task(WD_LOG_WARNING, id, "%s %s: %s: %s", j->msg.task,
                     status == BROKER_REVOKED ? "revoked" : "failed", etype, emsg);
     }
+    wd_observe_finished(w, id, j->msg.task, status,
+                        status == BROKER_REVOKED ? -1 : wd_unix_now() - j->started_at, etype, emsg);
     char *json = j->msg.ignore_result ? NULL : result_json(j, id, status, value, etype, emsg);
     queue_ack(w, WD_ACK_FINAL, j, json);
 }
@@ -208,6 +213,7 @@ static void run(struct wd_job *j) {
     if (!m->ignore_result)
         queue_ack(w, WD_ACK_STARTED, j, result_json(j, m->id, BROKER_STARTED, NULL, NULL, NULL));
     wd_log_task(WD_LOG_DEBUG, m->id, "%s started (tag %s)", m->task, j->d.tag);
+    wd_observe_started(w, m->id, m->task);
 
     green_timeout hard, soft;
     green_timeout_start(&hard, m->time_limit > 0 ? m->time_limit : -1);
@@ -254,6 +260,7 @@ static void *job_main(void *arg) {
     int rc = broker_msg_parse(j->d.raw, j->d.len, &j->w->limits, j->started_at, &j->msg, &perr);
     if (rc == 0) {
         j->parsed = true;
+        wd_observe_received(j->w, j->msg.id, j->msg.task, j->d.queue);
         run(j);
     } else if (rc == -EINVAL) {
         reject(j, perr.has_id ? perr.id : NULL, "InvalidMessage", perr.reason);
@@ -286,6 +293,7 @@ int wd_job_start(struct wd_worker *w, broker_delivery *d) {
     if (w->live)
         w->live->live_prev = j;
     w->live = j;
+    w->live_count++;
     w->received++;
     return 0;
 }
@@ -337,10 +345,14 @@ static void send_batch(struct wd_worker *w, struct wd_ack_item **items, size_t n
         if (it->kind == WD_ACK_RELEASE ||
             (it->kind == WD_ACK_STARTED && (it->job->finished || !it->json)))
             continue;
+        /* A STARTED result is stored only while the message is still this worker's: sent
+         * late (this worker was stopped, or retries after a long outage) it must not
+         * replace the result of a worker that took the message over meanwhile. */
         acks[m] = (broker_ack_entry){
-            .tag = it->kind == WD_ACK_FINAL ? it->job->d.tag : NULL,
+            .tag = it->job->d.tag,
             .id = it->json ? job_id(it->job) : NULL,
             .json = it->json,
+            .if_owned = it->kind == WD_ACK_STARTED,
         };
         sent[m++] = it;
     }
@@ -416,6 +428,7 @@ void *wd_acker_main(void *arg) {
             items[n++] = it;
         } while (n < ACK_BATCH && green_queue_try_get(&w->acks, &it) == 0);
         send_batch(w, items, n);
+        green_event_set(&w->acked);
     }
     free(items);
     return NULL;

@@ -1,6 +1,7 @@
 /*
  * wd_main.c - workerd's entry point: read the settings, then run one green worker on the
- * main thread's hub until it shuts down.
+ * main thread's hub until it shuts down; or, with --processes N (or a recycling limit),
+ * the supervisor (wd_supervisor.h), whose children come back here to be that worker.
  *
  * Exit codes: 0 after a clean shutdown (or --help / --version), 1 when the worker could
  * not start or could not put its messages back, 2 for bad options (a one-line message on
@@ -11,6 +12,7 @@
 #include "task.h"
 #include "wd_log.h"
 #include "wd_options.h"
+#include "wd_supervisor.h"
 #include "wd_worker.h"
 
 #include <signal.h>
@@ -35,6 +37,11 @@ static bool same_queues(const struct wd_options *a, const struct wd_options *b) 
     return true;
 }
 
+/* Two optional strings, NULL equal to NULL only. */
+static bool same_text(const char *a, const char *b) {
+    return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
 /* SIGHUP: read the settings again, the same way as at start. The log level and the log
  * file apply at once; a change to what the running worker is built on (queues, broker,
  * concurrency, ...) is reported as needing a restart rather than applied halfway. A bad
@@ -53,9 +60,11 @@ static void reload(void *arg) {
     if (!same_queues(old, &fresh) || strcmp(old->broker, fresh.broker) != 0 ||
         strcmp(old->result_backend, fresh.result_backend) != 0 ||
         strcmp(old->prefix, fresh.prefix) != 0 || old->concurrency != fresh.concurrency ||
-        old->prefetch != fresh.prefetch || old->pool != fresh.pool)
-        wd_log(WD_LOG_WARNING, "reload: queues, broker, prefix, pool, concurrency and prefetch "
-                               "changes take effect at the next restart");
+        old->prefetch != fresh.prefetch || old->pool != fresh.pool ||
+        !same_text(old->http_deny, fresh.http_deny) ||
+        !same_text(old->http_allow, fresh.http_allow))
+        wd_log(WD_LOG_WARNING, "reload: queues, broker, prefix, pool, concurrency, prefetch and "
+                               "HTTP address policy changes take effect at the next restart");
     wd_log(WD_LOG_INFO, "reloaded the configuration: log level %s",
            wd_log_level_name(fresh.loglevel));
     wd_options_free(&fresh);
@@ -79,7 +88,19 @@ int main(int argc, char **argv) {
         return 2;
     }
     wd_log_set_level(opts.loglevel);
-    if (green_http_global_init() != 0 || task_register_builtins(NULL) != 0) {
+    if (wd_supervisor_wanted(&opts)) {
+        /* The parent supervises until every child is gone; each child comes back here
+         * and carries on as an ordinary worker, child k serving --http on PORT+k. */
+        int slot = 0, code = wd_supervisor_run(&opts, &slot);
+        if (code >= 0) {
+            wd_options_free(&opts);
+            return code;
+        }
+        if (opts.http_host && opts.http_port)
+            opts.http_port += slot;
+    }
+    task_http_limits http = {.deny = opts.http_deny, .allow = opts.http_allow};
+    if (green_http_global_init() != 0 || task_register_builtins(&http) != 0) {
         wd_log(WD_LOG_ERROR, "cannot initialise libcurl or the built-in tasks");
         wd_options_free(&opts);
         return 1;

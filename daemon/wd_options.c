@@ -28,8 +28,10 @@
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
+#include <arpa/inet.h>
 
 #include "green_redis.h"
+#include "task_http_policy.h"
 #include "wd_conffile.h"
 
 #ifndef WORKERD_VERSION
@@ -51,6 +53,13 @@ enum opt_id {
     OPT_MAX_MESSAGE_SIZE,
     OPT_HEARTBEAT,
     OPT_MAX_REDELIVERIES,
+    OPT_HTTP_DENY,
+    OPT_HTTP_ALLOW,
+    OPT_HTTP,
+    OPT_EVENTS,
+    OPT_PROCESSES,
+    OPT_MAX_TASKS_PER_CHILD,
+    OPT_MAX_MEMORY_PER_CHILD,
     OPT_CONFIG,
     OPT_HELP,
     OPT_VERSION,
@@ -112,6 +121,40 @@ static const struct optdef optdefs[] = {
     {OPT_MAX_REDELIVERIES, "max-redeliveries", 0, "WORKERD_MAX_REDELIVERIES", "N", "5",
      "A message redelivered more often than this (its workers keep dying on it)\n"
      "goes to the dead-letter list instead (0..1000)."},
+    {OPT_HTTP_DENY, "http-deny", 0, "WORKERD_HTTP_DENY", "LIST", NULL,
+     "Addresses, CIDR networks and host names (a leading *. matches the names\n"
+     "below) that http.* tasks may not connect to, comma-separated, e.g.\n"
+     "10.0.0.0/8,127.0.0.0/8,*.internal.example. Checked on the address\n"
+     "actually connected to, after DNS, for every redirect too. Always denied:\n"
+     "link-local 169.254.0.0/16 and fe80::/10 (cloud metadata), 0.0.0.0/8, ::,\n"
+     "multicast and reserved. Loopback and private ranges are allowed unless\n"
+     "listed. Default: nothing more."},
+    {OPT_HTTP_ALLOW, "http-allow", 0, "WORKERD_HTTP_ALLOW", "LIST", NULL,
+     "Exceptions to --http-deny, in the same forms. The most specific rule wins:\n"
+     "a matching host name first, then the longest matching prefix (so\n"
+     "--http-deny 127.0.0.0/8 --http-allow 127.0.0.1 admits 127.0.0.1 alone);\n"
+     "on a tie, --http-deny wins over --http-allow, which wins over the\n"
+     "built-in list. Default: none."},
+    {OPT_HTTP, "http", 0, "WORKERD_HTTP", "ADDR:PORT", "off",
+     "Serve /metrics (Prometheus), /healthz and /workers over HTTP on ADDR:PORT,\n"
+     "e.g. 127.0.0.1:9808 ([::1]:9808 for IPv6; 0.0.0.0 listens everywhere: the\n"
+     "endpoint has no authentication). With --processes N, child k (0..N-1)\n"
+     "listens on PORT+k. off: no endpoint."},
+    {OPT_EVENTS, "events", 'E', "WORKERD_EVENTS", NULL, "off",
+     "Publish task events (received, started, succeeded, failed, retried,\n"
+     "revoked) on the capped stream PREFIX:events, for monitors. As a variable or\n"
+     "config key: on or off."},
+    {OPT_PROCESSES, "processes", 0, "WORKERD_PROCESSES", "N", "1",
+     "Run N worker processes (1..1024) under a supervisor that restarts a child\n"
+     "that crashed (backoff 1 s doubling to 30 s) and passes signals on to all."},
+    {OPT_MAX_TASKS_PER_CHILD, "max-tasks-per-child", 0, "WORKERD_MAX_TASKS_PER_CHILD", "N", "0",
+     "A worker process that has taken N tasks finishes them, exits, and the\n"
+     "supervisor starts a fresh one (runs under the supervisor even with\n"
+     "--processes 1). 0: no limit."},
+    {OPT_MAX_MEMORY_PER_CHILD, "max-memory-per-child", 0, "WORKERD_MAX_MEMORY_PER_CHILD", "KIB",
+     "0",
+     "A worker process whose resident memory exceeds KIB kibibytes after a task\n"
+     "is replaced the same way. 0: no limit."},
     {OPT_CONFIG, "config", 0, "WORKERD_CONFIG", "FILE", NULL,
      "Read settings from FILE: KEY=VALUE lines with the variable names shown\n"
      "here, as systemd's EnvironmentFile= reads them. Default: no file."},
@@ -330,6 +373,63 @@ static int set_url(struct ctx *c, const char *name, const char *value, char **ur
     return 0;
 }
 
+/* An address policy list for the http.* tasks, checked by the parser that will use it. */
+static int set_policy(struct ctx *c, const char *name, const char *value, char **field) {
+    char why[384];
+    if (task_http_policy_validate(value, why, sizeof why) < 0)
+        return fail(c, "%s: %s", name, why);
+    return replace(field, value) < 0 ? fail(c, "%s: out of memory", name) : 0;
+}
+
+/* "on" or "off" (also yes/no, true/false, 1/0, any case), for flags set by a variable. */
+static int set_bool(struct ctx *c, const char *name, const char *value, bool *out) {
+    static const char *const yes[] = {"on", "yes", "true", "1"}, *const no[] = {"off", "no",
+                                                                                 "false", "0"};
+    for (size_t i = 0; i < 4; i++) {
+        if (strcasecmp(value, yes[i]) == 0 || strcasecmp(value, no[i]) == 0) {
+            *out = strcasecmp(value, yes[i]) == 0;
+            return 0;
+        }
+    }
+    return fail(c, "%s: '%s' is neither on nor off", name, value);
+}
+
+/* The metrics endpoint's address: "off", or HOST:PORT with a numeric IPv4 host,
+ * "localhost", or a bracketed IPv6 address ("[::1]:9808"), and a port 0..65535 (0: any
+ * free port, which the log then names). Kept split, ready for green_tcp_listen. */
+static int set_listen(struct ctx *c, const char *name, const char *value) {
+    struct wd_options *o = &c->o;
+    if (strcasecmp(value, "off") == 0) {
+        free(o->http_host);
+        o->http_host = NULL;
+        o->http_port = 0;
+        return 0;
+    }
+    const char *colon = strrchr(value, ':');
+    char host[64];
+    if (colon == NULL || colon == value || (size_t)(colon - value) >= sizeof host)
+        return fail(c, "%s: '%s' is not ADDR:PORT (e.g. 127.0.0.1:9808) or off", name, value);
+    snprintf(host, sizeof host, "%.*s", (int)(colon - value), value);
+    unsigned char addr[16];
+    bool v6 = host[0] == '[' && host[strlen(host) - 1] == ']';
+    if (v6) {
+        memmove(host, host + 1, strlen(host) - 2);
+        host[strlen(host) - 2] = '\0';
+    } else if (strcmp(host, "localhost") == 0) {
+        snprintf(host, sizeof host, "127.0.0.1");
+    }
+    if (inet_pton(v6 ? AF_INET6 : AF_INET, host, addr) != 1)
+        return fail(c, "%s: '%s' is not a numeric IPv4 address, [IPv6 address] or localhost",
+                    name, value);
+    long port = 0;
+    if (set_number(c, name, colon + 1, 0, 65535, false, &port) < 0)
+        return -1;
+    if (replace(&o->http_host, host) < 0)
+        return fail(c, "%s: out of memory", name);
+    o->http_port = (int)port;
+    return 0;
+}
+
 /* Apply one value from the current source. name is the option as the user wrote it. */
 static int set_option(struct ctx *c, enum opt_id id, const char *name, const char *value) {
     struct wd_options *o = &c->o;
@@ -391,6 +491,23 @@ static int set_option(struct ctx *c, enum opt_id id, const char *name, const cha
             return -1;
         o->max_redeliveries = (int)v;
         return 0;
+    case OPT_HTTP_DENY:
+        return set_policy(c, name, value, &o->http_deny);
+    case OPT_HTTP_ALLOW:
+        return set_policy(c, name, value, &o->http_allow);
+    case OPT_HTTP:
+        return set_listen(c, name, value);
+    case OPT_EVENTS:
+        return set_bool(c, name, value, &o->events);
+    case OPT_PROCESSES:
+        if (set_number(c, name, value, 1, 1024, false, &v) < 0)
+            return -1;
+        o->processes = (int)v;
+        return 0;
+    case OPT_MAX_TASKS_PER_CHILD:
+        return set_number(c, name, value, 0, 1000000000, false, &o->max_tasks_per_child);
+    case OPT_MAX_MEMORY_PER_CHILD:
+        return set_number(c, name, value, 0, 1L << 30, false, &o->max_memory_per_child);
     default:
         return 0; /* --config, --help and --version are handled by the caller */
     }
@@ -491,6 +608,8 @@ static int scan_argv(struct ctx *c, int argc, char *const argv[], const char *cl
                 snprintf(shown, sizeof shown, "%.*s", (int)strcspn(bad, "="), bad);
             if (ch == ':')
                 return fail(c, "option '%s' needs a value", shown);
+            if (optopt >= OPT_POOL && optopt < OPT_END) /* a flag given "=value" */
+                return fail(c, "option '%s' takes no value", shown);
             return unknown_option(c, shown);
         }
         for (size_t i = 0; i < NOPTS; i++)
@@ -506,7 +625,7 @@ static int scan_argv(struct ctx *c, int argc, char *const argv[], const char *cl
             fflush(stdout);
             return 1;
         }
-        cli[ch - OPT_POOL] = optarg;
+        cli[ch - OPT_POOL] = optarg ? optarg : "on"; /* a flag (-E) sets "on" */
     }
     if (optind < argc)
         return fail(c, "unexpected argument '%s' (workerd takes options only)", argv[optind]);
@@ -593,6 +712,9 @@ void wd_options_free(struct wd_options *o) {
     free(o->prefix);
     free(o->hostname);
     free(o->config_path);
+    free(o->http_deny);
+    free(o->http_allow);
+    free(o->http_host);
     memset(o, 0, sizeof *o);
 }
 

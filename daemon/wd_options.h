@@ -27,6 +27,7 @@
 #ifndef WORKERD_WD_OPTIONS_H
 #define WORKERD_WD_OPTIONS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -60,6 +61,14 @@ struct wd_options {
     int heartbeat;           /* seconds between heartbeats */
     int heartbeat_ttl;       /* seconds: 3 * heartbeat; a worker silent longer is dead */
     int max_redeliveries;    /* a message redelivered more often is dead-lettered */
+    char *http_deny;         /* the http.* tasks' address policy (task_http_policy.h): */
+    char *http_allow;        /* validated comma lists as given, or NULL for none */
+    char *http_host;         /* --http: the metrics endpoint's numeric address, or NULL */
+    int http_port;           /* its port (0: any free one) */
+    bool events;             /* -E: publish task events on PREFIX:events */
+    int processes;           /* worker processes; > 1 runs the supervisor */
+    long max_tasks_per_child;  /* 0: no limit; else a child exits after this many tasks */
+    long max_memory_per_child; /* KiB; 0: no limit */
 };
 
 /* Reads one environment variable; getenv and secure_getenv fit. */

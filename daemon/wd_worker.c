@@ -32,8 +32,12 @@
 #include "wd_worker_internal.h"
 
 #include "green_redis.h"
+#include "wd_events.h"
+#include "wd_http.h"
 #include "wd_log.h"
+#include "wd_metrics.h"
 #include "wd_notify.h"
+#include "wd_observe.h"
 
 #include <ev.h>
 #include <errno.h>
@@ -154,6 +158,19 @@ out:
     return rc;
 }
 
+/* --max-tasks-per-child or --max-memory-per-child says this worker is done: let the
+ * running tasks finish, then shut down warm (the process exits 0 and its supervisor starts
+ * a fresh one). Returns -ECANCELED when a shutdown overtook it. */
+static int recycle(struct wd_worker *w) {
+    int rc = green_pool_join(&w->pool, -1);
+    if (rc == 0 && w->stop == WD_RUNNING) {
+        w->stop = WD_WARM;
+        wd_notify("STOPPING=1\nSTATUS=recycling");
+        green_event_set(&w->stop_ev);
+    }
+    return rc;
+}
+
 static void *fetcher_main(void *arg) {
     struct wd_worker *w = arg;
     bool uncertain = false; /* a failed fetch may have moved messages we never saw */
@@ -176,9 +193,29 @@ static void *fetcher_main(void *arg) {
         }
         if (green_pool_wait_available(&w->pool, -1) != 0)
             break;
+        if (wd_observe_should_recycle(w)) {
+            recycle(w);
+            break;
+        }
         size_t n = green_pool_free_slots(&w->pool);
         if (n > (size_t)w->opts->prefetch)
             n = (size_t)w->opts->prefetch;
+        if (n > wd_observe_fetch_allowance(w))
+            n = wd_observe_fetch_allowance(w);
+        /* The special problem of a fast fetcher: a job frees its slot once its result is
+         * queued, not stored, so fetching by free slots alone lets results pile up faster
+         * than one acker stores them, and the worker ends up holding tens of thousands of
+         * messages (memory, and redeliveries after a crash). A worker holds at most twice
+         * its concurrency: the running and the finished-but-not-yet-acked. */
+        size_t cap = 2 * (size_t)w->opts->concurrency;
+        if (w->live_count >= cap) {
+            green_event_clear(&w->acked);
+            if (green_event_wait(&w->acked, 1.0) == -ECANCELED)
+                break;
+            continue;
+        }
+        if (n > cap - w->live_count)
+            n = cap - w->live_count;
         broker_delivery *d = NULL;
         size_t count = 0;
         /* Cleared before the fetch, not after it: a waker's BLMOVE on its own connection
@@ -370,6 +407,7 @@ int wd_worker_run(const struct wd_options *opts, wd_reload_fn reload, void *relo
     green_event_init(&w->want_work);
     green_event_init(&w->work_landed);
     green_event_init(&w->stop_ev);
+    green_event_init(&w->acked);
 
     int code = 1;
     w->conn = broker_conn_new(opts->broker, "broker", on_conn_state, w);
@@ -383,7 +421,8 @@ int wd_worker_run(const struct wd_options *opts, wd_reload_fn reload, void *relo
         .nqueues = opts->nqueues, .result_expires = opts->result_expires,
         .heartbeat_ttl = opts->heartbeat_ttl, .max_redeliveries = opts->max_redeliveries,
     };
-    if (!w->conn || !w->results_conn || !w->blocking || !wakers ||
+    w->metrics = wd_metrics_new();
+    if (!w->conn || !w->results_conn || !w->blocking || !wakers || !w->metrics ||
         !(w->bw = broker_worker_new(&cfg, w->conn, w->results_conn))) {
         wd_log(WD_LOG_ERROR, "out of memory at start-up");
         goto out;
@@ -398,10 +437,16 @@ int wd_worker_run(const struct wd_options *opts, wd_reload_fn reload, void *relo
     signal_worker = w;
     ev_signal sigs[4];
     int signums[4] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP};
+    sigset_t mask;
+    sigemptyset(&mask);
     for (int i = 0; i < 4; i++) {
         ev_signal_init(&sigs[i], signums[i] == SIGHUP ? on_hup : on_signal, signums[i]);
         ev_signal_start(green_loop(), &sigs[i]);
+        sigaddset(&mask, signums[i]);
     }
+    /* A supervised child starts with these blocked (wd_supervisor.c), so that a signal sent
+     * before the watchers existed waited for them; libev 4.33 leaves the mask alone. */
+    sigprocmask(SIG_UNBLOCK, &mask, NULL);
     ev_timer watchdog;
     int64_t watchdog_usec = wd_notify_watchdog_usec();
     ev_timer_init(&watchdog, on_watchdog, 0., watchdog_usec > 0 ? watchdog_usec / 2e6 : 1.);
@@ -419,6 +464,19 @@ int wd_worker_run(const struct wd_options *opts, wd_reload_fn reload, void *relo
            opts->broker_redacted, w->wid);
 
     green_t fetcher = {0}, acker = {0}, heartbeat = {0};
+    /* The endpoint comes up first, so /healthz can say "starting" while Redis is away; a
+     * port that cannot be had is a failed start, not a worker without its metrics. */
+    bool failed_start = false;
+    if (opts->http_host && !(w->http = wd_http_start(w, opts->http_host, opts->http_port))) {
+        failed_start = true;
+        w->stop = WD_COLD;
+    }
+    if (opts->events && w->stop == WD_RUNNING &&
+        !(w->events = wd_events_start(w->conn, opts->prefix, w->wid))) {
+        wd_log(WD_LOG_ERROR, "cannot start the task event publisher");
+        failed_start = true;
+        w->stop = WD_COLD;
+    }
     while (w->stop == WD_RUNNING && broker_conn_wait_up(w->conn, 1.0) != 0)
         ;
     if (w->stop == WD_RUNNING) {
@@ -439,6 +497,7 @@ int wd_worker_run(const struct wd_options *opts, wd_reload_fn reload, void *relo
             }
         }
         if (w->stop == WD_RUNNING) {
+            w->consuming = true;
             wd_log(WD_LOG_INFO, "ready: consuming %s", queues);
             wd_notifyf("READY=1\nSTATUS=consuming %s", queues);
         }
@@ -448,7 +507,11 @@ int wd_worker_run(const struct wd_options *opts, wd_reload_fn reload, void *relo
     if (acker.ptr)
         code = shutdown_worker(w, &fetcher, wakers, &acker, &heartbeat) == 0 ? 0 : 1;
     else
-        code = 0; /* stopped before connecting: nothing was taken */
+        code = failed_start ? 1 : 0; /* stopped before connecting: nothing was taken */
+    /* After the shutdown, so that /healthz said "shutting down" all along, and the events
+     * of the last tasks went out. */
+    wd_events_stop(w->events, 2.0);
+    wd_http_stop(w->http);
     wd_log(WD_LOG_INFO, "stopped: %llu received, %llu succeeded, %llu failed (%llu invalid), "
            "%llu put back", (unsigned long long)w->received, (unsigned long long)w->succeeded,
            (unsigned long long)w->failed, (unsigned long long)w->invalid,
@@ -471,6 +534,8 @@ out:
     green_event_destroy(&w->want_work);
     green_event_destroy(&w->work_landed);
     green_event_destroy(&w->stop_ev);
+    green_event_destroy(&w->acked);
+    wd_metrics_free(w->metrics);
     free(w);
     return code;
 }

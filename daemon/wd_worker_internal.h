@@ -43,9 +43,17 @@ struct wd_worker {
                                   retrying a Redis that is away (bounds the exit) */
     struct wd_job *running;    /* jobs taken and not yet finished (a list) */
     struct wd_job *live;       /* jobs not yet freed: their tags are this worker's */
+    size_t live_count;         /* how many: running, or finished and not yet acked */
+    green_event acked;         /* the acker sent a batch: live_count went down */
     double started_at;
     /* counters, for logs and (later) metrics */
     uint64_t received, succeeded, failed, invalid, put_back, lost_ownership;
+    /* operations (wd_observe.h): metrics, task events, the HTTP endpoint, recycling */
+    struct wd_metrics *metrics;
+    struct wd_events *events; /* NULL unless -E */
+    struct wd_http *http;     /* NULL unless --http */
+    bool consuming;           /* set once "ready": /healthz says ok only from then on */
+    double rss_checked_at;    /* the last --max-memory-per-child check */
 };
 
 /* STARTED: store a STARTED result; FINAL: store the result and ack; RELEASE: only free

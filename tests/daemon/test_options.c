@@ -122,6 +122,7 @@ TEST(defaults_without_any_source) {
     ASSERT_EQ(o.heartbeat, 5);
     ASSERT_EQ(o.heartbeat_ttl, 15);
     ASSERT_EQ(o.max_redeliveries, 5);
+    ASSERT(o.http_deny == NULL && o.http_allow == NULL);
     wd_options_free(&o);
     ASSERT(o.queues == NULL);
     wd_options_free(&o); /* a freed struct may be freed again */
@@ -222,7 +223,7 @@ TEST(prefix_with_blank_from_config_is_rejected) {
     set_env(NULL);
     /* The quoted value above keeps its blank, which a key prefix may not contain. */
     char *path = write_config("WORKERD_PREFIX='my app'\n");
-    char want[600];
+    char want[1200];
     snprintf(want, sizeof want,
              "workerd: WORKERD_PREFIX: prefix 'my app' contains a blank or control character "
              "(from %s line 1)",
@@ -423,6 +424,54 @@ TEST(config_file_error_counts_even_when_overridden) {
     remove_config();
 }
 
+TEST(http_policy_lists_come_from_every_source) {
+    set_env(NULL);
+    struct wd_options o;
+    ASSERT_EQ(load(&o, "--http-deny", "10.0.0.0/8, 127.0.0.0/8", "--http-allow=127.0.0.1/32", NULL),
+              0);
+    ASSERT_STREQ(o.http_deny, "10.0.0.0/8, 127.0.0.0/8");
+    ASSERT_STREQ(o.http_allow, "127.0.0.1/32");
+    wd_options_free(&o);
+    set_env("WORKERD_HTTP_DENY=fc00::/7,*.corp.example", "WORKERD_HTTP_ALLOW=api.corp.example",
+            NULL);
+    ASSERT_EQ(load(&o, NULL), 0);
+    ASSERT_STREQ(o.http_deny, "fc00::/7,*.corp.example");
+    ASSERT_STREQ(o.http_allow, "api.corp.example");
+    wd_options_free(&o);
+    set_env(NULL);
+    char *path = write_config("WORKERD_HTTP_DENY=192.168.0.0/16\nWORKERD_HTTP_ALLOW=::1\n");
+    ASSERT_EQ(load(&o, "--config", path, NULL), 0);
+    ASSERT_STREQ(o.http_deny, "192.168.0.0/16");
+    ASSERT_STREQ(o.http_allow, "::1");
+    wd_options_free(&o);
+    remove_config();
+}
+
+TEST(bad_http_policy_entry_is_rejected_naming_it_and_its_source) {
+    set_env(NULL);
+    ASSERT_LOAD_FAILS("workerd: --http-deny: '10.0.0.0/33' is not an address, a CIDR or a host "
+                      "name (from the command line)",
+                      "--http-deny", "10.0.0.0/8,10.0.0.0/33");
+    ASSERT_LOAD_FAILS("workerd: --http-allow: '10.0.0.1/8' has host bits set (the network is "
+                      "10.0.0.0/8) (from the command line)",
+                      "--http-allow", "10.0.0.1/8");
+    ASSERT_LOAD_FAILS("workerd: --http-deny: empty entry in 'a,,b' (from the command line)",
+                      "--http-deny", "a,,b");
+    set_env("WORKERD_HTTP_ALLOW=http://x/", NULL);
+    ASSERT_LOAD_FAILS("workerd: WORKERD_HTTP_ALLOW: 'http://x/' is not an address, a CIDR or a "
+                      "host name (from the environment)",
+                      "--http-allow", "ok.example");
+    set_env(NULL);
+    char *path = write_config("\nWORKERD_HTTP_DENY=under_score.ok, bad name\n");
+    char want[1200];
+    snprintf(want, sizeof want,
+             "workerd: WORKERD_HTTP_DENY: 'bad name' is not an address, a CIDR or a host name "
+             "(from %s line 2)",
+             path);
+    ASSERT_LOAD_FAILS(want, "--config", path);
+    remove_config();
+}
+
 TEST(unknown_option_is_rejected) {
     set_env(NULL);
     ASSERT_LOAD_FAILS("workerd: unknown option '--frobnicate' (see workerd --help)",
@@ -541,6 +590,11 @@ TEST(help_prints_every_option_and_returns_one) {
         "WORKERD_HEARTBEAT",
         "--max-redeliveries",
         "WORKERD_MAX_REDELIVERIES",
+        "--http-deny",
+        "WORKERD_HTTP_DENY",
+        "--http-allow",
+        "WORKERD_HTTP_ALLOW",
+        "169.254.0.0/16",
         "--config",
         "WORKERD_CONFIG",
         "--help",
@@ -609,4 +663,100 @@ TEST(no_environment_getter_means_no_environment) {
     ASSERT_EQ(wd_options_load(&o, 1, argv, NULL, err, sizeof err), 0);
     ASSERT_EQ(o.concurrency, 100);
     wd_options_free(&o);
+}
+
+/* ---- operations: --http, -E, --processes, recycling limits ------------------------------ */
+
+TEST(operations_options_default_to_off) {
+    set_env(NULL);
+    struct wd_options o;
+    ASSERT_EQ(load(&o, NULL), 0);
+    ASSERT(o.http_host == NULL);
+    ASSERT(!o.events);
+    ASSERT_EQ(o.processes, 1);
+    ASSERT_EQ(o.max_tasks_per_child, 0);
+    ASSERT_EQ(o.max_memory_per_child, 0);
+    wd_options_free(&o);
+}
+
+TEST(http_address_is_split_into_host_and_port) {
+    set_env(NULL);
+    struct wd_options o;
+    ASSERT_EQ(load(&o, "--http", "127.0.0.1:9808", NULL), 0);
+    ASSERT_STREQ(o.http_host, "127.0.0.1");
+    ASSERT_EQ(o.http_port, 9808);
+    wd_options_free(&o);
+    ASSERT_EQ(load(&o, "--http", "[::1]:0", NULL), 0);
+    ASSERT_STREQ(o.http_host, "::1");
+    ASSERT_EQ(o.http_port, 0);
+    wd_options_free(&o);
+    ASSERT_EQ(load(&o, "--http", "localhost:9808", NULL), 0);
+    ASSERT_STREQ(o.http_host, "127.0.0.1");
+    wd_options_free(&o);
+    /* off in a higher layer turns off what a lower one set */
+    set_env("WORKERD_HTTP=0.0.0.0:9808", NULL);
+    ASSERT_EQ(load(&o, "--http", "off", NULL), 0);
+    ASSERT(o.http_host == NULL);
+    wd_options_free(&o);
+}
+
+TEST(bad_http_address_is_rejected) {
+    set_env(NULL);
+    ASSERT_LOAD_FAILS("workerd: --http: '9808' is not ADDR:PORT (e.g. 127.0.0.1:9808) or off "
+                      "(from the command line)",
+                      "--http", "9808");
+    ASSERT_LOAD_FAILS("workerd: --http: 'example.com:9808' is not a numeric IPv4 address, "
+                      "[IPv6 address] or localhost (from the command line)",
+                      "--http", "example.com:9808");
+    ASSERT_LOAD_FAILS("workerd: --http: '70000' is out of range, expected 0..65535 (from the "
+                      "command line)",
+                      "--http", "127.0.0.1:70000");
+    ASSERT_LOAD_FAILS("workerd: --http: 'x' is not a number (from the command line)", "--http",
+                      "127.0.0.1:x");
+}
+
+TEST(events_flag_and_variable) {
+    struct wd_options o;
+    set_env(NULL);
+    ASSERT_EQ(load(&o, "-E", NULL), 0);
+    ASSERT(o.events);
+    wd_options_free(&o);
+    ASSERT_EQ(load(&o, "--events", NULL), 0);
+    ASSERT(o.events);
+    wd_options_free(&o);
+    set_env("WORKERD_EVENTS=yes", NULL);
+    ASSERT_EQ(load(&o, NULL), 0);
+    ASSERT(o.events);
+    wd_options_free(&o);
+    set_env("WORKERD_EVENTS=OFF", NULL);
+    ASSERT_EQ(load(&o, NULL), 0);
+    ASSERT(!o.events);
+    wd_options_free(&o);
+    set_env("WORKERD_EVENTS=maybe", NULL);
+    ASSERT_LOAD_FAILS("workerd: WORKERD_EVENTS: 'maybe' is neither on nor off (from the "
+                      "environment)",
+                      NULL);
+    set_env(NULL);
+    ASSERT_LOAD_FAILS("workerd: option '--events' takes no value", "--events=1");
+}
+
+TEST(processes_and_recycling_limits_are_checked) {
+    set_env(NULL);
+    struct wd_options o;
+    ASSERT_EQ(load(&o, "--processes", "4", "--max-tasks-per-child", "1000",
+                   "--max-memory-per-child", "204800", NULL),
+              0);
+    ASSERT_EQ(o.processes, 4);
+    ASSERT_EQ(o.max_tasks_per_child, 1000);
+    ASSERT_EQ(o.max_memory_per_child, 204800);
+    wd_options_free(&o);
+    ASSERT_LOAD_FAILS("workerd: --processes: '0' is out of range, expected 1..1024 (from the "
+                      "command line)",
+                      "--processes", "0");
+    ASSERT_LOAD_FAILS("workerd: --max-tasks-per-child: '-1' is out of range, expected "
+                      "0..1000000000 (from the command line)",
+                      "--max-tasks-per-child", "-1");
+    ASSERT_LOAD_FAILS("workerd: --max-memory-per-child: '200M' is not a number (from the "
+                      "command line)",
+                      "--max-memory-per-child", "200M");
 }

@@ -1,0 +1,254 @@
+/*
+ * test_supervisor.c - workerd --processes N as an operator meets it: N workers that each
+ * take tasks, a SIGKILLed child replaced without losing a task, SIGTERM reaching every
+ * child, children recycled by --max-tasks-per-child and --max-memory-per-child without
+ * losing a task, one --http port per child, and READY=1 sent to systemd only once every
+ * child is ready.
+ *
+ * The real binary on a real redis-server; child pids are read from the supervisor's log
+ * lines "supervisor: started child K (pid P)".
+ */
+#include "e2e.h"
+#include "httpc.h"
+#include "testlib.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+typedef struct env {
+    test_redis redis;
+    redisContext *c;
+    e2e_worker w;
+} env;
+
+static void env_redis(env *e) {
+    memset(e, 0, sizeof *e);
+    test_redis_start(&e->redis, NULL);
+    e->c = e2e_redis(e->redis.port);
+}
+
+/* SIGTERM the supervisor: it must exit 0 within the bound, having stopped its children. */
+static void env_end(env *e) {
+    if (e->w.pid > 0) {
+        e2e_worker_signal(&e->w, SIGTERM);
+        int code = e2e_worker_wait(&e->w, 30.0);
+        if (code != 0)
+            e2e_log_dump(&e->w);
+        ASSERT_EQ(code, 0);
+    }
+    e2e_worker_stop(&e->w);
+    redisFree(e->c);
+    test_redis_stop(&e->redis);
+}
+
+/* The pids of every child started so far, in order; returns how many. */
+static int child_pids(const e2e_worker *w, int *pids, int max) {
+    char *log = e2e_log_read(w);
+    int n = 0;
+    for (const char *p = strstr(log, "started child "); p && n < max;
+         p = strstr(p + 1, "started child ")) {
+        int slot, pid;
+        if (sscanf(p, "started child %d (pid %d)", &slot, &pid) == 2)
+            pids[n++] = pid;
+    }
+    free(log);
+    return n;
+}
+
+static void push_sleeps(env *e, const char *prefix, int from, int to, const char *secs) {
+    for (int i = from; i < to; i++) {
+        char id[64], args[32];
+        snprintf(id, sizeof id, "%s-%d", prefix, i);
+        snprintf(args, sizeof args, "[%s]", secs);
+        e2e_push_task(e->c, "default", id, "sleep", args);
+    }
+}
+
+/* Every task prefix-0 .. prefix-(n-1) has a SUCCESS result within timeout; returns how
+ * many distinct workers ran them. */
+static int wait_all_success(env *e, const char *prefix, int n, double timeout) {
+    char workers[64][160];
+    int nworkers = 0;
+    for (int i = 0; i < n; i++) {
+        char id[64];
+        snprintf(id, sizeof id, "%s-%d", prefix, i);
+        json_t *res = e2e_wait_result(e->c, id, "SUCCESS", timeout);
+        if (!res) {
+            e2e_log_dump(&e->w);
+            test__fail(__FILE__, __LINE__, "no SUCCESS result for %s", id);
+        }
+        const char *wid = e2e_jstr(res, "worker");
+        ASSERT(wid != NULL);
+        bool seen = false;
+        for (int k = 0; k < nworkers; k++)
+            seen = seen || strcmp(workers[k], wid) == 0;
+        if (!seen && nworkers < 64)
+            snprintf(workers[nworkers++], sizeof workers[0], "%s", wid);
+        json_decref(res);
+    }
+    return nworkers;
+}
+
+static bool alive(pid_t pid) {
+    return kill(pid, 0) == 0 || errno != ESRCH;
+}
+
+TEST(two_processes_each_consume) {
+    env e;
+    env_redis(&e);
+    E2E_START(&e.w, e.redis.port, "--processes", "2", "-c", "2");
+    ASSERT(e2e_log_wait_n(&e.w, "ready: consuming", 2, 10.0));
+    ASSERT(e2e_log_wait(&e.w, "supervisor: all 2 children ready", 5.0));
+    /* Slow tasks, two slots each: both processes must take some. */
+    push_sleeps(&e, "t", 0, 8, "0.3");
+    ASSERT_EQ(wait_all_success(&e, "t", 8, 15.0), 2);
+    ASSERT_EQ(e2e_int(e.c, "HLEN workerd:workers"), 2);
+    env_end(&e);
+}
+
+TEST(killed_child_is_replaced_and_no_task_is_lost) {
+    env e;
+    env_redis(&e);
+    /* --heartbeat 1: the killed child's messages come back within 3 s. */
+    E2E_START(&e.w, e.redis.port, "--processes", "2", "-c", "5", "--heartbeat", "1");
+    ASSERT(e2e_log_wait_n(&e.w, "ready: consuming", 2, 10.0));
+    int pids[16];
+    ASSERT_EQ(child_pids(&e.w, pids, 16), 2);
+    /* The first ten are long enough that the victim surely holds some when it dies. */
+    push_sleeps(&e, "k", 0, 10, "0.5");
+    push_sleeps(&e, "k", 10, 25, "0.05");
+    usleep(150000);
+    kill(pids[0], SIGKILL);
+    push_sleeps(&e, "k", 25, 50, "0.05");
+    ASSERT(e2e_log_wait(&e.w, "was killed by signal 9", 5.0));
+    ASSERT(e2e_log_wait_n(&e.w, "started child", 3, 5.0));
+    int now[16];
+    ASSERT_EQ(child_pids(&e.w, now, 16), 3);
+    ASSERT(now[2] != pids[0] && now[2] != pids[1]);
+    ASSERT(alive(now[2]));
+    wait_all_success(&e, "k", 50, 20.0);
+    ASSERT(e2e_log_count(&e.w, "recovered the messages of dead workers") >= 1);
+    /* The replacement registered as a worker of its own. */
+    char key[128];
+    snprintf(key, sizeof key, "workerd:worker:*:%d:*", now[2]);
+    double deadline = test_now() + 10;
+    while (e2e_count_keys(e.c, key) != 1 && test_now() < deadline)
+        usleep(50000);
+    ASSERT_EQ(e2e_count_keys(e.c, key), 1);
+    env_end(&e);
+    ASSERT(!alive(pids[1]) && !alive(now[2]));
+}
+
+TEST(sigterm_stops_every_child_and_exits_zero) {
+    env e;
+    env_redis(&e);
+    E2E_START(&e.w, e.redis.port, "--processes", "3");
+    ASSERT(e2e_log_wait_n(&e.w, "ready: consuming", 3, 10.0));
+    int pids[16];
+    ASSERT_EQ(child_pids(&e.w, pids, 16), 3);
+    /* A running task is finished by the warm shutdown, not abandoned. */
+    push_sleeps(&e, "s", 0, 1, "0.5");
+    usleep(250000); /* taken and running */
+    e2e_worker_signal(&e.w, SIGTERM);
+    ASSERT_EQ(e2e_worker_wait(&e.w, 20.0), 0);
+    for (int i = 0; i < 3; i++)
+        ASSERT(!alive(pids[i]));
+    ASSERT_EQ(e2e_log_count(&e.w, "stopped: "), 3);
+    wait_all_success(&e, "s", 1, 1.0);
+    ASSERT_EQ(e2e_int(e.c, "HLEN workerd:workers"), 0);
+    e2e_worker_stop(&e.w);
+    redisFree(e.c);
+    test_redis_stop(&e.redis);
+}
+
+TEST(max_tasks_per_child_recycles_without_losing_tasks) {
+    env e;
+    env_redis(&e);
+    E2E_START(&e.w, e.redis.port, "--max-tasks-per-child", "5", "-c", "2");
+    ASSERT(e2e_log_wait(&e.w, "ready: consuming", 10.0));
+    push_sleeps(&e, "r", 0, 12, "0.02");
+    /* 12 tasks, 5 per child: three children ran them, none more than 5. */
+    ASSERT_EQ(wait_all_success(&e, "r", 12, 20.0), 3);
+    ASSERT_EQ(e2e_log_count(&e.w, "(recycled); starting a new one"), 2);
+    ASSERT_EQ(e2e_log_count(&e.w, "was killed"), 0);
+    ASSERT_EQ(e2e_log_count(&e.w, "stopped: 5 received, 5 succeeded"), 2);
+    env_end(&e);
+}
+
+TEST(max_memory_per_child_recycles_after_a_task) {
+    env e;
+    env_redis(&e);
+    /* 1 KiB: always exceeded, so every child runs one task and is replaced. */
+    E2E_START(&e.w, e.redis.port, "--max-memory-per-child", "1", "-c", "1");
+    ASSERT(e2e_log_wait(&e.w, "ready: consuming", 10.0));
+    push_sleeps(&e, "m", 0, 3, "0.01");
+    ASSERT_EQ(wait_all_success(&e, "m", 3, 20.0), 3);
+    ASSERT(e2e_log_wait_n(&e.w, "exceeds --max-memory-per-child", 3, 5.0));
+    env_end(&e);
+}
+
+TEST(each_child_serves_http_on_its_own_port) {
+    env e;
+    env_redis(&e);
+    int port = test_free_port();
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+    E2E_START(&e.w, e.redis.port, "--processes", "2", "--http", addr);
+    ASSERT(e2e_log_wait_n(&e.w, "ready: consuming", 2, 10.0));
+    int pids[16];
+    ASSERT_EQ(child_pids(&e.w, pids, 16), 2);
+    for (int k = 0; k < 2; k++) {
+        httpc_response r;
+        ASSERT_EQ(httpc_get(port + k, "/workers", &r), 200);
+        json_t *all = json_loads(r.body, 0, NULL);
+        double pid = e2e_jnum(json_array_get(all, 0), "pid");
+        ASSERT(pid == pids[0] || pid == pids[1]);
+        json_decref(all);
+        httpc_free(&r);
+    }
+    env_end(&e);
+}
+
+/* Under systemd: READY=1 only once both children are ready, with a STATUS counting them;
+ * the children's own READY=1 never reaches systemd. */
+TEST(supervisor_tells_systemd_ready_once_all_children_are) {
+    char *dir = test_tmpdir("supnotify");
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    snprintf(a.sun_path, sizeof a.sun_path, "%s/notify", dir);
+    ASSERT_EQ(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    setenv("NOTIFY_SOCKET", a.sun_path, 1);
+    env e;
+    env_redis(&e);
+    E2E_START(&e.w, e.redis.port, "--processes", "2");
+    unsetenv("NOTIFY_SOCKET");
+    int readies = 0;
+    bool counted = false;
+    double deadline = test_now() + 10;
+    while (test_now() < deadline && !counted) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 100) != 1)
+            continue;
+        char buf[1024];
+        ssize_t n = recv(fd, buf, sizeof buf - 1, 0);
+        buf[n > 0 ? n : 0] = '\0';
+        if (strstr(buf, "READY=1")) {
+            readies++;
+            counted = strstr(buf, "STATUS=2/2 children running") != NULL;
+        }
+    }
+    ASSERT(counted);
+    ASSERT_EQ(readies, 1);
+    ASSERT_EQ(e2e_log_count(&e.w, "ready: consuming"), 2);
+    env_end(&e);
+    close(fd);
+    test_rmtree(dir);
+    free(dir);
+}
