@@ -15,7 +15,9 @@
 #include "wd_supervisor.h"
 #include "wd_worker.h"
 
+#include <errno.h>
 #include <signal.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -25,6 +27,7 @@ struct run {
     const struct wd_options *opts;
     int argc;
     char **argv;
+    bool supervised; /* a child of --processes: its supervisor owns restarts */
     int code;
 };
 
@@ -43,31 +46,42 @@ static bool same_text(const char *a, const char *b) {
 }
 
 /* SIGHUP: read the settings again, the same way as at start. The log level and the log
- * file apply at once; a change to what the running worker is built on (queues, broker,
- * concurrency, ...) is reported as needing a restart rather than applied halfway. A bad
- * new configuration is refused and the old one kept. */
-static void reload(void *arg) {
+ * file apply at once. A change to what the running worker is built on (queues, broker,
+ * concurrency, ...) is not applied halfway: the worker shuts down warm and main execs
+ * itself with the same arguments, so it starts again on the new settings as the same
+ * process (systemd's MAINPID stays). A supervised child leaves that to its supervisor.
+ * A bad new configuration is refused and the running one kept. */
+static bool reload(void *arg) {
     struct run *r = arg;
     struct wd_options fresh;
     char err[1024];
     if (wd_options_load(&fresh, r->argc, r->argv, getenv, err, sizeof err) != 0) {
         wd_log(WD_LOG_ERROR, "reload refused, keeping the running settings: %s", err);
-        return;
+        return false;
     }
     wd_log_set_level(fresh.loglevel);
     wd_log_reopen();
     const struct wd_options *old = r->opts;
-    if (!same_queues(old, &fresh) || strcmp(old->broker, fresh.broker) != 0 ||
-        strcmp(old->result_backend, fresh.result_backend) != 0 ||
-        strcmp(old->prefix, fresh.prefix) != 0 || old->concurrency != fresh.concurrency ||
-        old->prefetch != fresh.prefetch || old->pool != fresh.pool ||
-        !same_text(old->http_deny, fresh.http_deny) ||
-        !same_text(old->http_allow, fresh.http_allow))
-        wd_log(WD_LOG_WARNING, "reload: queues, broker, prefix, pool, concurrency, prefetch and "
-                               "HTTP address policy changes take effect at the next restart");
-    wd_log(WD_LOG_INFO, "reloaded the configuration: log level %s",
-           wd_log_level_name(fresh.loglevel));
+    bool restart = !same_queues(old, &fresh) || strcmp(old->broker, fresh.broker) != 0 ||
+                   strcmp(old->result_backend, fresh.result_backend) != 0 ||
+                   strcmp(old->prefix, fresh.prefix) != 0 ||
+                   old->concurrency != fresh.concurrency || old->prefetch != fresh.prefetch ||
+                   old->pool != fresh.pool || !same_text(old->http_deny, fresh.http_deny) ||
+                   !same_text(old->http_allow, fresh.http_allow) ||
+                   old->result_expires != fresh.result_expires ||
+                   old->shutdown_timeout != fresh.shutdown_timeout ||
+                   old->max_message_size != fresh.max_message_size ||
+                   old->heartbeat != fresh.heartbeat ||
+                   old->max_redeliveries != fresh.max_redeliveries;
+    if (restart && r->supervised) {
+        wd_log(WD_LOG_WARNING, "reload: changes beyond the log level take effect when the "
+                               "supervisor restarts this child");
+        restart = false;
+    }
+    wd_log(WD_LOG_INFO, "reloaded the configuration: log level %s%s",
+           wd_log_level_name(fresh.loglevel), restart ? "; the rest needs a restart" : "");
     wd_options_free(&fresh);
+    return restart;
 }
 
 static void *worker_greenlet(void *arg) {
@@ -88,10 +102,12 @@ int main(int argc, char **argv) {
         return 2;
     }
     wd_log_set_level(opts.loglevel);
+    bool supervised = false;
     if (wd_supervisor_wanted(&opts)) {
         /* The parent supervises until every child is gone; each child comes back here
          * and carries on as an ordinary worker, child k serving --http on PORT+k. */
         int slot = 0, code = wd_supervisor_run(&opts, &slot);
+        supervised = true;
         if (code >= 0) {
             wd_options_free(&opts);
             return code;
@@ -105,12 +121,20 @@ int main(int argc, char **argv) {
         wd_options_free(&opts);
         return 1;
     }
-    struct run r = {&opts, argc, argv, 1};
+    struct run r = {&opts, argc, argv, supervised, 1};
     rc = green_run(NULL, NULL, worker_greenlet, &r, NULL);
     if (rc != 0)
         wd_log(WD_LOG_ERROR, "cannot start the green runtime: error %d", rc);
     task_http_cleanup();
     green_http_global_cleanup();
     wd_options_free(&opts);
+    if (rc == 0 && r.code == WD_WORKER_RESTART) {
+        /* Start again as the same process (systemd's MAINPID stays), reading the settings
+         * afresh. Everything was finished or put back by the warm shutdown. */
+        wd_log(WD_LOG_INFO, "restarting with the new settings");
+        execv("/proc/self/exe", argv);
+        wd_log(WD_LOG_ERROR, "cannot restart (%s): exiting; start workerd again", strerror(errno));
+        return 1;
+    }
     return rc != 0 ? 1 : r.code;
 }

@@ -99,8 +99,17 @@ static void on_hup(struct ev_loop *loop, ev_signal *sig, int revents) {
     (void)sig;
     (void)revents;
     wd_notify("RELOADING=1\nSTATUS=reloading the configuration");
-    if (w->reload)
-        w->reload(w->reload_arg);
+    if (w->reload && w->reload(w->reload_arg) && w->stop == WD_RUNNING) {
+        /* A warm shutdown, then the caller starts again with the new settings; the new
+         * start says READY=1. Nothing is lost: what does not finish goes back. */
+        wd_log(WD_LOG_INFO, "reload: restarting gracefully to apply the new settings "
+               "(finishing %zu running tasks, for up to %ld s)", green_pool_running(&w->pool),
+               w->opts->shutdown_timeout);
+        w->restart = true;
+        w->stop = WD_WARM;
+        green_event_set(&w->stop_ev);
+        return;
+    }
     wd_notify("READY=1\nSTATUS=consuming");
 }
 
@@ -535,7 +544,8 @@ out:
     green_event_destroy(&w->work_landed);
     green_event_destroy(&w->stop_ev);
     green_event_destroy(&w->acked);
+    bool restart = w->restart;
     wd_metrics_free(w->metrics);
     free(w);
-    return code;
+    return code == 0 && restart ? WD_WORKER_RESTART : code;
 }

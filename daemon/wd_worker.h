@@ -14,9 +14,17 @@
 
 #include "wd_options.h"
 
+#include <stdbool.h>
+
 /* Called on SIGHUP, on the hub (it must not yield): re-read the settings and apply what
- * can change while running. */
-typedef void (*wd_reload_fn)(void *arg);
+ * can change while running. Returns true when the new settings need a restart (queues,
+ * broker, concurrency, ...): the worker then shuts down warm and wd_worker_run returns
+ * WD_WORKER_RESTART, for the caller to start again with the new settings. */
+typedef bool (*wd_reload_fn)(void *arg);
+
+/* wd_worker_run's return after a reload that asked for a restart: every message was
+ * finished or put back, as in a warm shutdown. */
+#define WD_WORKER_RESTART 100
 
 /* Run the worker with opts (borrowed for the whole run). reload (may be NULL) is called
  * on SIGHUP with reload_arg. Returns the process exit code: 0 after a clean shutdown, 1

@@ -37,6 +37,7 @@ struct wd_worker {
     green_event work_landed;   /* a blocking BLMOVE brought a message */
     green_event stop_ev;       /* a shutdown was asked for */
     enum wd_stop stop;
+    bool restart;              /* the stop is a restart asked for by a reload */
     bool fetching;             /* false once shutdown began: no new tasks */
     double give_up_at;         /* 0 until a shutdown has stopped its tasks; then the unix
                                   time after which the acker and the put-back stop

@@ -4,6 +4,7 @@
  * watchdog from its loop, says RELOADING=1 then READY=1 on SIGHUP, and STOPPING=1 on
  * SIGTERM before it exits 0.
  */
+#include "e2e.h"
 #include "testlib.h"
 
 #include <fcntl.h>
@@ -135,6 +136,51 @@ TEST(test_sighup_with_a_broken_config_keeps_running) {
     int st;
     ASSERT_EQ(waitpid(pid, &st, 0), pid);
     ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    test_rmtree(dir);
+    free(dir);
+    test_redis_stop(&redis);
+}
+
+/* A reload that changes what the worker is built on (here its queues) restarts it
+ * gracefully in place: the running task finishes, the process (and so systemd's MAINPID)
+ * stays, and it consumes the new queue afterwards. */
+TEST(test_sighup_with_new_queues_restarts_in_place_without_losing_a_task) {
+    test_redis redis;
+    test_redis_start(&redis, NULL);
+    char *dir = test_tmpdir("hupq");
+    char conf[512];
+    snprintf(conf, sizeof conf, "%s/workerd.conf", dir);
+    FILE *f = fopen(conf, "w");
+    fprintf(f, "WORKERD_QUEUES=first\n");
+    fclose(f);
+    e2e_worker w;
+    E2E_START_READY(&w, redis.port, "--config", conf);
+    pid_t pid = w.pid;
+    redisContext *c = e2e_redis(redis.port);
+    e2e_push_task(c, "first", "during-reload", "sleep", "[0.5]");
+    json_t *started = e2e_wait_result(c, "during-reload", "STARTED", 10.0);
+    ASSERT(started != NULL);
+    json_decref(started);
+
+    f = fopen(conf, "w");
+    fprintf(f, "WORKERD_QUEUES=second\n");
+    fclose(f);
+    kill(pid, SIGHUP);
+    ASSERT(e2e_log_wait_n(&w, "ready: consuming second", 1, 10.0));
+    ASSERT_EQ(kill(pid, 0), 0); /* the same process */
+    json_t *done = e2e_result(c, "during-reload");
+    ASSERT(done != NULL);
+    ASSERT_STREQ(e2e_jstr(done, "status"), "SUCCESS");
+    json_decref(done);
+    e2e_push_task(c, "second", "after-reload", "echo", "[1]");
+    json_t *res = e2e_wait_result(c, "after-reload", "SUCCESS", 10.0);
+    ASSERT(res != NULL);
+    json_decref(res);
+
+    e2e_worker_signal(&w, SIGTERM);
+    ASSERT_EQ(e2e_worker_wait(&w, 10.0), 0);
+    e2e_worker_stop(&w);
+    redisFree(c);
     test_rmtree(dir);
     free(dir);
     test_redis_stop(&redis);
