@@ -12,6 +12,10 @@
 #include "httpc.h"
 #include "testlib.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -194,10 +198,27 @@ TEST(max_memory_per_child_recycles_after_a_task) {
     env_end(&e);
 }
 
+/* Child k listens on PORT+k: find a port whose next one is free too (other tests take
+ * free ports concurrently, so PORT+1 is not free just because PORT was). */
+static int two_free_ports(void) {
+    for (int tries = 0; tries < 100; tries++) {
+        int port = test_free_port();
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET,
+                                .sin_port = htons((uint16_t)(port + 1)),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        bool ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+        close(fd);
+        if (ok)
+            return port;
+    }
+    test__fail(__FILE__, __LINE__, "no two consecutive free ports");
+}
+
 TEST(each_child_serves_http_on_its_own_port) {
     env e;
     env_redis(&e);
-    int port = test_free_port();
+    int port = two_free_ports();
     char addr[64];
     snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
     E2E_START(&e.w, e.redis.port, "--processes", "2", "--http", addr);
