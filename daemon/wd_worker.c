@@ -527,6 +527,10 @@ int wd_worker_run(const struct wd_options *opts, wd_reload_fn reload, void *relo
            (unsigned long long)w->put_back);
     for (int i = 0; i < 4; i++)
         ev_signal_stop(green_loop(), &sigs[i]);
+    /* ev_signal_stop gives the signals back their default action, which is to die: a
+     * shutdown signal arriving now (a supervisor forwarding SIGTERM to a child that is
+     * already on its way out) must not turn a clean exit into a death by signal. */
+    sigprocmask(SIG_BLOCK, &mask, NULL);
     ev_timer_stop(green_loop(), &watchdog);
     signal_worker = NULL;
 out:

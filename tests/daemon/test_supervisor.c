@@ -53,7 +53,10 @@ static void env_end(env *e) {
 }
 
 /* The pids of every child started so far, in order; returns how many. */
-static int child_pids(const e2e_worker *w, int *pids, int max) {
+static int child_pids(e2e_worker *w, int *pids, int max) {
+    /* The parent logs "started child" after fork returns: a child may say it is ready
+     * before its parent has said it started it. */
+    e2e_log_wait_n(w, "started child ", 2, 5.0);
     char *log = e2e_log_read(w);
     int n = 0;
     for (const char *p = strstr(log, "started child "); p && n < max;
