@@ -320,22 +320,37 @@ int broker_ack(broker_worker *w, const broker_ack_entry *acks, size_t n, bool *o
     if (rc)
         goto out;
     argv_buf a = {0};
-    char (*keys)[BROKER_KEY_MAX] = calloc(n ? n : 1, BROKER_KEY_MAX);
-    size_t acked = 0;
+    /* The result keys, packed one after another in one block sized for them: a slot of
+     * BROKER_KEY_MAX each (600 KB for a batch of 1024) was an mmap, page faults and a
+     * malloc_consolidate per batch, 6 % of the worker's CPU on echo tasks. The ttl is the
+     * same text for every entry: formatted once, not asprintf'd per entry. */
+    size_t space = 0;
+    for (size_t i = 0; i < n; i++)
+        if (acks[i].id && !separate && in_script(&acks[i], separate))
+            space += strlen(w->keys.prefix) + strlen(acks[i].id) + 16;
+    char *keys = malloc(space ? space : 1);
+    size_t used = 0, acked = 0;
+    char ttl[32];
+    snprintf(ttl, sizeof ttl, "%ld", separate ? 0L : result_ttl(w));
     rc = keys ? argv_str(&a, w->keys.prefix) || argv_str(&a, w->wid) : -ENOMEM;
-    long ttl = separate ? 0 : result_ttl(w);
     for (size_t i = 0; rc == 0 && i < n; i++) {
         if (!in_script(&acks[i], separate))
             continue;
         bool store = acks[i].id && !separate;
-        if (store && broker_key_result(&w->keys, acks[i].id, keys[i]) < 0) {
-            rc = -EINVAL;
-            break;
+        const char *key = "";
+        if (store) {
+            char buf[BROKER_KEY_MAX];
+            int len = broker_key_result(&w->keys, acks[i].id, buf);
+            if (len < 0 || used + (size_t)len + 1 > space) {
+                rc = -EINVAL;
+                break;
+            }
+            key = memcpy(keys + used, buf, (size_t)len + 1);
+            used += (size_t)len + 1;
         }
         rc = (acks[i].if_owned ? argv_if_owned(&a, acks[i].tag) : argv_str(&a, acks[i].tag)) ||
-             argv_str(&a, store ? keys[i] : "") ||
-             argv_str(&a, store ? acks[i].json : "") || argv_num(&a, store ? ttl : 0) ||
-             argv_str(&a, store ? keys[i] : "");
+             argv_str(&a, key) || argv_str(&a, store ? acks[i].json : "") ||
+             argv_str(&a, store ? ttl : "0") || argv_str(&a, key);
         acked++;
     }
     if (rc == 0 && acked > 0) {

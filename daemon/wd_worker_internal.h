@@ -64,7 +64,8 @@ enum wd_ack_kind { WD_ACK_STARTED, WD_ACK_FINAL, WD_ACK_RELEASE };
 struct wd_ack_item {
     enum wd_ack_kind kind;
     struct wd_job *job;
-    char *json; /* the result document; NULL: ack without storing a result */
+    char *json; /* the result document; NULL: ack without storing a result (a STARTED item:
+                   the acker encodes it when it sends it) */
 };
 
 /* Run one delivery as a task in the pool (takes ownership of *d's strings). Called by the

@@ -150,3 +150,62 @@ TEST(dead_letter_of_invalid_utf8_uses_replacement_characters) {
     ASSERT_STREQ(str(j, "reason"), "bad \xef\xbf\xbd");
     json_decref(j);
 }
+
+/* broker_result_encode writes the text directly (the hot path); it must decode to exactly
+ * what the jansson object broker_result_json builds, escapes and bad bytes included. */
+static void assert_text_matches_object(const broker_result *r) {
+    json_t *o = broker_result_json(r);
+    json_t *j = decode(broker_result_encode(r));
+    if (!json_equal(o, j)) {
+        char *a = json_dumps(o, JSON_COMPACT), *b = json_dumps(j, JSON_COMPACT);
+        test__fail(__FILE__, __LINE__, "object %s != text %s", a, b);
+    }
+    json_decref(o);
+    json_decref(j);
+}
+
+TEST(encoded_text_matches_the_object_for_awkward_strings) {
+    json_t *value = json_pack("{s:[i,f,s,n,b]}", "k\"\\", 1, 0.5, "\xc3\xa9\n", 1);
+    broker_result r = {.id = "a\"b\\c\n\t\x01/\xc3\xa9\xff\xe2\x82", .task = "t\x7f",
+                       .status = BROKER_SUCCESS, .result = value, .retries = -3,
+                       .worker = "w\xc0\xaf", .started_at = 1700000000.000001,
+                       .finished_at = 1700000001.1};
+    assert_text_matches_object(&r);
+    r.status = BROKER_FAILURE;
+    r.error_type = "E\b\f\r";
+    r.error_message = NULL;
+    assert_text_matches_object(&r);
+    r.error_type = NULL;
+    r.error_message = "m\xed\xa0\x80"; /* a surrogate: invalid, replaced */
+    assert_text_matches_object(&r);
+    json_decref(value);
+}
+
+TEST(encoded_timestamps_are_reals_rounded_to_the_microsecond) {
+    double times[] = {5.0, 0.25, 1e-7, 1795663852.8612345, 1700000000.9999996, 123456.000010};
+    for (size_t i = 0; i < sizeof times / sizeof *times; i++) {
+        broker_result r = {.id = "j", .status = BROKER_SUCCESS, .started_at = times[i],
+                           .finished_at = times[i] + 0.5};
+        assert_text_matches_object(&r);
+        json_t *j = decode(broker_result_encode(&r));
+        ASSERT(json_is_real(json_object_get(j, "started_at")));
+        ASSERT(json_is_real(json_object_get(j, "runtime")));
+        ASSERT(json_real_value(json_object_get(j, "started_at")) ==
+               round(times[i] * 1e6) / 1e6);
+        json_decref(j);
+    }
+}
+
+TEST(a_non_finite_timestamp_is_refused) {
+    broker_result r = {.id = "j", .status = BROKER_SUCCESS, .started_at = INFINITY};
+    ASSERT(broker_result_encode(&r) == NULL);
+}
+
+/* Found by tests/fuzz/fuzz_result: a finite timestamp beyond 1.8e302 s has no finite number
+ * of microseconds; the hand-written encoder wrote "inf.0" (not JSON) where jansson's
+ * json_real refuses. Both now refuse it. */
+TEST(a_timestamp_too_large_for_microseconds_is_refused_not_garbled) {
+    broker_result r = {.id = "j", .status = BROKER_FAILURE, .started_at = 1e303};
+    ASSERT(broker_result_json(&r) == NULL);
+    ASSERT(broker_result_encode(&r) == NULL);
+}
