@@ -68,7 +68,7 @@ TEST(random_sigkills_under_load_lose_nothing) {
     e2e_worker w[KILL_WORKERS + KILLS];
     int logs[KILL_WORKERS + KILLS], live[KILL_WORKERS], started = 0;
     for (int i = 0; i < KILL_WORKERS; i++) {
-        E2E_START(&w[started], r.port, "-c", "10", "--heartbeat", "1", "-l", "debug");
+        E2E_START(&w[started], r.port, "-c", "6", "--heartbeat", "1", "-l", "debug");
         logs[started] = books_log(b, w[started].log);
         live[i] = started++;
     }
@@ -82,7 +82,7 @@ TEST(random_sigkills_under_load_lose_nothing) {
         ASSERT_EQ(e2e_worker_wait(&w[victim], 5.0), 128 + SIGKILL);
         books_log_fault(b, logs[victim], "SIGKILL", books_now());
         printf("faults: %.2f s: SIGKILLed worker %d\n", test_now() - t0, victim);
-        E2E_START(&w[started], r.port, "-c", "10", "--heartbeat", "1", "-l", "debug");
+        E2E_START(&w[started], r.port, "-c", "6", "--heartbeat", "1", "-l", "debug");
         logs[started] = books_log(b, w[started].log);
         live[slot] = started++;
     }
