@@ -99,6 +99,15 @@ static void argv_free(argv_buf *a) {
     *a = (argv_buf){0};
 }
 
+/* Run script id with the arguments built in a (build: 0 when building them succeeded),
+ * then free a. *r is the caller's on 0. */
+static int eval_args(broker_worker *w, broker_script_id id, argv_buf *a, int build,
+                     double timeout, redisReply **r) {
+    int rc = build ? -ENOMEM : broker_conn_eval(w->main, r, timeout, id, a->n, a->v, a->len);
+    argv_free(a);
+    return rc;
+}
+
 static double unix_now(void) {
     struct timeval tv;
     gettimeofday(&tv, NULL);
@@ -180,14 +189,8 @@ int broker_fetch(broker_worker *w, size_t n, broker_delivery **out, size_t *coun
     int rc = argv_str(&a, w->keys.prefix) || argv_str(&a, w->wid) || argv_num(&a, (long long)n);
     for (size_t i = 0; rc == 0 && i < w->nqueues; i++)
         rc = argv_str(&a, w->queues[i]);
-    if (rc) {
-        argv_free(&a);
-        return -ENOMEM;
-    }
     redisReply *r = NULL;
-    rc = broker_conn_eval(w->main, &r, timeout, BROKER_SCRIPT_FETCH, a.n, a.v, a.len);
-    argv_free(&a);
-    if (rc)
+    if ((rc = eval_args(w, BROKER_SCRIPT_FETCH, &a, rc, timeout, &r)) != 0)
         return rc;
     if ((rc = reply_error(r)) != 0 || r->type != REDIS_REPLY_ARRAY || r->elements % 3) {
         freeReplyObject(r);
@@ -454,14 +457,8 @@ int broker_requeue(broker_worker *w, const char *const *tags, size_t ntags, size
     for (size_t i = 0; rc == 0 && i < w->nqueues; i++)
         rc = argv_str(&a, w->queues[i]);
     *moved = 0;
-    if (rc) {
-        argv_free(&a);
-        return -ENOMEM;
-    }
     redisReply *r = NULL;
-    rc = broker_conn_eval(w->main, &r, timeout, BROKER_SCRIPT_REQUEUE, a.n, a.v, a.len);
-    argv_free(&a);
-    if (rc)
+    if ((rc = eval_args(w, BROKER_SCRIPT_REQUEUE, &a, rc, timeout, &r)) != 0)
         return rc;
     if (r->type == REDIS_REPLY_INTEGER)
         *moved = (size_t)r->integer;

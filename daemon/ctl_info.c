@@ -121,19 +121,27 @@ static json_t *beat_number(const worker *w, const char *field, bool integer) {
 
 /* ---- workers ------------------------------------------------------------------------- */
 
-int ctl_cmd_workers(ctl *c, int argc, char **argv) {
+/* The start of `workers` and `inspect`: no arguments but options, then the broker and
+ * every registered worker. */
+static int begin_workers(ctl *c, int argc, char **argv, redisContext **rc, worker **w,
+                         size_t *n) {
     ctl_args a;
     int code = ctl_parse(c, argc, argv, NULL, &a);
     if (code != CTL_OK)
         return code;
     if (a.npos > 0)
         return ctl_usage(c, "unexpected argument '%s'", a.pos[0]);
-    redisContext *rc = ctl_broker(c);
+    if ((*rc = ctl_broker(c)) == NULL)
+        return CTL_UNREACHABLE;
+    return load_workers(c, *rc, w, n);
+}
+
+int ctl_cmd_workers(ctl *c, int argc, char **argv) {
+    redisContext *rc;
     worker *w;
     size_t n;
-    if (rc == NULL)
-        return CTL_UNREACHABLE;
-    if ((code = load_workers(c, rc, &w, &n)) != CTL_OK)
+    int code = begin_workers(c, argc, argv, &rc, &w, &n);
+    if (code != CTL_OK)
         return code;
     if (c->json) {
         json_t *list = json_array();
@@ -217,18 +225,11 @@ static int inspect_one(ctl *c, redisContext *rc, const worker *w, json_t *list) 
 }
 
 int ctl_cmd_inspect(ctl *c, int argc, char **argv) {
-    ctl_args a;
-    int code = ctl_parse(c, argc, argv, NULL, &a);
-    if (code != CTL_OK)
-        return code;
-    if (a.npos > 0)
-        return ctl_usage(c, "unexpected argument '%s'", a.pos[0]);
-    redisContext *rc = ctl_broker(c);
+    redisContext *rc;
     worker *w;
     size_t n;
-    if (rc == NULL)
-        return CTL_UNREACHABLE;
-    if ((code = load_workers(c, rc, &w, &n)) != CTL_OK)
+    int code = begin_workers(c, argc, argv, &rc, &w, &n);
+    if (code != CTL_OK)
         return code;
     json_t *list = json_array();
     for (size_t i = 0; i < n && code == CTL_OK; i++)
