@@ -9,7 +9,8 @@
  * When a message is rejected, its id is still wanted (a FAILURE result is written under
  * it). If the JSON parsed, the id comes from the object. Otherwise salvage_id walks the
  * top level of the text with a tiny non-recursive lexer over at most SALVAGE_SCAN bytes,
- * remembering the last "id" member whose value is a string (last wins, as in the parser).
+ * remembering the last "id" member whose value is a string (last wins, as in the parser;
+ * an escaped spelling of the key, "\u0069d", counts as "id" there too).
  *
  * Pure computation on the caller's stack; never yields; no global state.
  */
@@ -39,7 +40,8 @@ void broker_limits_default(broker_limits *lim) {
     lim->max_task_bytes = BROKER_MAX_TASK_BYTES_DEFAULT;
 }
 
-/* The caller's limits with zero fields replaced by defaults and the id cap enforced. */
+/* The caller's limits with zero fields replaced by defaults and the id cap enforced
+ * (between the length of a generated id and BROKER_ID_MAX). */
 static broker_limits effective_limits(const broker_limits *given) {
     broker_limits lim;
     broker_limits_default(&lim);
@@ -55,6 +57,10 @@ static broker_limits effective_limits(const broker_limits *given) {
         lim.max_kwargs = given->max_kwargs;
     if (given->max_id_bytes && given->max_id_bytes < BROKER_ID_MAX)
         lim.max_id_bytes = given->max_id_bytes;
+    /* A generated id (36 bytes) is stored into root and becomes the message's own id when
+     * it is re-encoded for a retry; a smaller cap would reject that retry. */
+    if (lim.max_id_bytes < BROKER_GENERATED_ID_BYTES)
+        lim.max_id_bytes = BROKER_GENERATED_ID_BYTES;
     if (given->max_task_bytes)
         lim.max_task_bytes = given->max_task_bytes;
     return lim;
@@ -163,6 +169,21 @@ static void note_id(broker_msg_error *err, const char *s, size_t n, const broker
     }
 }
 
+/* Whether a key token (quotes included) is "id" once its escapes are undone: jansson reads
+ * "\u0069d" as the key id too, and the last such member is the message's id. The longest
+ * spelling is "\u0069\u0064", 14 bytes, so longer tokens are not decoded at all. */
+static bool key_is_id(const char *tok, size_t n) {
+    if (n == 4)
+        return memcmp(tok, "\"id\"", 4) == 0;
+    if (n > 14 || memchr(tok, '\\', n) == NULL)
+        return false;
+    json_t *s = json_loadb(tok, n, JSON_DECODE_ANY, NULL);
+    bool is = json_is_string(s) && json_string_length(s) == 2 &&
+              memcmp(json_string_value(s), "id", 2) == 0;
+    json_decref(s);
+    return is;
+}
+
 static void salvage_id(const char *raw, size_t len, const broker_limits *lim,
                        broker_msg_error *err) {
     const char *end = raw + (len < SALVAGE_SCAN ? len : SALVAGE_SCAN);
@@ -178,7 +199,7 @@ static void salvage_id(const char *raw, size_t len, const broker_limits *lim,
         p = skip_string(p, end);
         if (p == NULL)
             return;
-        bool is_id = (p - key == 4 && memcmp(key, "\"id\"", 4) == 0);
+        bool is_id = key_is_id(key, (size_t)(p - key));
         p = skip_ws(p, end);
         if (p >= end || *p != ':')
             return;

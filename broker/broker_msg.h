@@ -57,7 +57,9 @@ typedef struct broker_limits {
     int max_depth;            /* nesting of arrays/objects; the message is level 1 [64] */
     size_t max_args;          /* items in args [1024] */
     size_t max_kwargs;        /* keys in kwargs [1024] */
-    size_t max_id_bytes;      /* bytes in id [255]; never more than BROKER_ID_MAX */
+    size_t max_id_bytes;      /* bytes in id [255]; never more than BROKER_ID_MAX, never
+                                 less than BROKER_GENERATED_ID_BYTES (so that a generated
+                                 id still parses after the message is re-encoded) */
     size_t max_task_bytes;    /* bytes in task [255] */
 } broker_limits;
 
@@ -67,6 +69,7 @@ typedef struct broker_limits {
 #define BROKER_MAX_KWARGS_DEFAULT 1024
 #define BROKER_MAX_TASK_BYTES_DEFAULT 255
 #define BROKER_MAX_RETRIES_DEFAULT 3
+#define BROKER_GENERATED_ID_BYTES 36 /* a UUID-4 text, broker_msg_new_id */
 
 /* Fills every field with its default. */
 void broker_limits_default(broker_limits *lim);

@@ -28,6 +28,9 @@ step "tests under ASan + UBSan"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan -LE valgrind -j"$jobs" --output-on-failure
 
+step "fuzzing the message parser, the result writers and the config parser (30 s each)"
+tests/fuzz/run.sh 30
+
 step "build (ucontext fallback)"
 cmake -S . -B build-ucontext -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWORKERD_CONTEXT=ucontext >/dev/null
 cmake --build build-ucontext -j"$jobs" --target test_core

@@ -216,6 +216,42 @@ TEST(too_many_args_are_rejected_by_the_limit) {
     ASSERT_STREQ(e.reason, "field \"kwargs\" has 2 keys, more than the limit of 1");
 }
 
+/* Found by tests/fuzz/fuzz_msg: with an id cap below 36 bytes, a message without an id got
+ * a 36-byte generated id, and the same message re-encoded for its retry was then rejected.
+ * The cap is now never below the length of a generated id. */
+TEST(generated_id_survives_re_encoding_under_a_small_id_cap) {
+    broker_limits lim = {.max_id_bytes = 8};
+    broker_msg m, again;
+    const char *raw = "{\"task\":\"t\"}";
+    ASSERT_EQ(broker_msg_parse(raw, strlen(raw), &lim, 0, &m, NULL), 0);
+    ASSERT(m.id_generated);
+    ASSERT_EQ(strlen(m.id), BROKER_GENERATED_ID_BYTES);
+    char *text = json_dumps(m.root, JSON_COMPACT);
+    ASSERT(text != NULL);
+    ASSERT_EQ(broker_msg_parse(text, strlen(text), &lim, 0, &again, NULL), 0);
+    ASSERT_STREQ(again.id, m.id);
+    free(text);
+    broker_msg_free(&again);
+    broker_msg_free(&m);
+}
+
+/* Found by tests/fuzz/fuzz_msg: the id salvage of an oversized message compared key text
+ * byte for byte, so "\u0069d" (the key id to jansson) was missed, or lost to an earlier
+ * plain "id". */
+TEST(salvaged_id_honours_an_escaped_id_key) {
+    broker_limits lim = {.max_message_bytes = 8};
+    broker_msg m;
+    broker_msg_error e;
+    const char *raw = "{\"id\":\"first\",\"task\":\"t\",\"\\u0069d\":\"last\"}";
+    ASSERT_EQ(broker_msg_parse(raw, strlen(raw), &lim, 0, &m, &e), -EINVAL);
+    ASSERT(e.has_id);
+    ASSERT_STREQ(e.id, "last");
+    const char *both = "{\"\\u0069\\u0064\":\"esc\",\"task\":\"t\"}";
+    ASSERT_EQ(broker_msg_parse(both, strlen(both), &lim, 0, &m, &e), -EINVAL);
+    ASSERT(e.has_id);
+    ASSERT_STREQ(e.id, "esc");
+}
+
 TEST(hundred_megabyte_message_is_rejected_by_size_without_parsing) {
     size_t len = 100u * 1024 * 1024;
     char *raw = malloc(len);
