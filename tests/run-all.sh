@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs what is missing, then builds and runs
-# every test three ways: a -Werror build, an AddressSanitizer+UBSan build, and the
-# runtime and broker tests under valgrind memcheck (plus the core tests on the ucontext
-# fallback). Every test starts the servers it needs (redis-server, nginx) on free
+# every test in a -Werror build and in an AddressSanitizer+UBSan build, fuzzes the parsers
+# for 30 s each, runs the core tests on the ucontext fallback and the aarch64 context
+# switch under qemu, and the runtime and broker tests under valgrind memcheck. Every test
+# starts the servers it needs (redis-server, nginx) on free
 # loopback ports and stops them. Usage: tests/run-all.sh [fast]  (fast: first build only)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
