@@ -3,8 +3,13 @@
  * curl's docs/examples/evhiperfifo.c, with greenlets parked on their transfers.
  *
  * Per hub there is one http_hub (stored in the GREEN__SLOT_HTTP slot, created on first use):
- * a CURLM, one ev_timer for libcurl's single timeout, and one http_sock (an ev_io) per socket
- * libcurl asks us to watch, attached to the socket with curl_multi_assign. The flow:
+ * a list of shards, each a CURLM with one ev_timer for that multi's single timeout, and one
+ * http_sock (an ev_io) per socket a multi asks us to watch, attached to the socket with
+ * curl_multi_assign. A transfer goes to the first shard carrying fewer than SHARD_TRANSFERS
+ * transfers (a new shard when all are full): libcurl 7.88's connection-cache walks are
+ * linear in the cache, so one multi for 10,000 transfers is quadratic (see SHARD_TRANSFERS).
+ * Each shard has its own connection cache; transfers in one shard reuse its connections.
+ * The flow:
  *
  *   greenlet: green_http_perform   adds the easy handle (libcurl's timer callback asks for a
  *                                  0 ms timeout), parks.
@@ -25,9 +30,11 @@
  *     runs, so the http_waiter its CURLOPT_PRIVATE points to (on the greenlet's stack) is
  *     alive whenever drain_done can see the handle.
  *   - Every live socket watcher is on hub->socks, so that the destroy hook can free any that
- *     libcurl did not remove. The hook runs curl_multi_cleanup first, with the loop and the
- *     socket table still alive, because cleanup closes cached connections and may call the
- *     socket callback.
+ *     libcurl did not remove. The hook runs curl_multi_cleanup of every shard first, with the
+ *     loop and the socket table still alive, because cleanup closes cached connections and
+ *     may call the socket callback.
+ *   - shard->attached counts the transfers green_http_perform has added to that multi and
+ *     not yet removed; a transfer is removed from the shard it was added to.
  *
  * Stacks: green_http_perform and green_http_get run on the calling greenlet; sock_cb and
  * timer_cb run on whichever stack called into libcurl (a greenlet adding or removing a
@@ -45,17 +52,38 @@
 #include <string.h>
 
 typedef struct http_sock http_sock;
+typedef struct http_hub http_hub;
 
-typedef struct http_hub {
+/* Transfers one multi handle carries at most; the next transfer goes to another multi.
+ * libcurl 7.88 walks every connection to the host when a transfer looks for one to reuse,
+ * and every cached connection when a transfer is removed (curl_multi_remove_handle's
+ * close_connect_only pass): both linear in the cache, so quadratic with one multi at
+ * 10,000 concurrent transfers (80 % of the worker's CPU). Capping each multi bounds both
+ * walks; transfers are put in the first multi with room, so the slots a finished round
+ * frees are taken by the next round in the same multi, where its idle connections are. */
+#define SHARD_TRANSFERS 128
+
+/* One multi handle with its timer. The connection cache is per multi, so idle connections
+ * are kept for as many transfers as the multi may carry, plus as many again (libcurl's
+ * default keeps 4 per attached transfer at that moment, and closes good connections
+ * whenever fewer transfers happen to be attached). */
+typedef struct http_shard {
     CURLM *multi;
+    http_hub *hub;
+    ev_timer timer; /* libcurl's one timeout; stopped when libcurl says -1 */
+    int attached;   /* transfers added by green_http_perform and not yet removed */
+} http_shard;
+
+struct http_hub {
     struct ev_loop *loop;
-    ev_timer timer;   /* libcurl's one timeout; stopped when libcurl says -1 */
     http_sock *socks; /* every live socket watcher, for the destroy hook */
-} http_hub;
+    http_shard **shards;
+    size_t nshards, cap;
+};
 
 struct http_sock {
     ev_io io;
-    http_hub *hub;
+    http_shard *shard;
     curl_socket_t fd;
     int events; /* EV_READ | EV_WRITE as last armed */
     http_sock *prev, *next;
@@ -102,7 +130,7 @@ void green_http_global_cleanup(void) {
 /* ---- libcurl's callbacks: they only arm watchers ------------------------------------ */
 
 static void sock_free(http_sock *s) {
-    http_hub *hub = s->hub;
+    http_hub *hub = s->shard->hub;
     ev_io_stop(hub->loop, &s->io);
     if (s->prev)
         s->prev->next = s->next;
@@ -119,7 +147,8 @@ static void on_io(struct ev_loop *loop, ev_io *w, int revents);
  * always called before libcurl closes the fd). */
 static int sock_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp) {
     (void)easy;
-    http_hub *hub = userp;
+    http_shard *shard = userp;
+    http_hub *hub = shard->hub;
     http_sock *s = socketp;
 
     if (what == CURL_POLL_REMOVE) {
@@ -134,7 +163,7 @@ static int sock_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *so
          * the multi stays failed until the hub ends. Only out of memory gets here. */
         if (!s)
             return -1;
-        s->hub = hub;
+        s->shard = shard;
         s->fd = CURL_SOCKET_BAD;
         s->next = hub->socks;
         if (hub->socks)
@@ -142,7 +171,7 @@ static int sock_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *so
         hub->socks = s;
         ev_init(&s->io, on_io);
         s->io.data = s;
-        curl_multi_assign(hub->multi, fd, s);
+        curl_multi_assign(shard->multi, fd, s);
     }
     int events = ((what & CURL_POLL_IN) ? EV_READ : 0) | ((what & CURL_POLL_OUT) ? EV_WRITE : 0);
     /* Re-arm only on a change: ev_io_set is only legal on a stopped watcher, and a new fd
@@ -162,15 +191,16 @@ static int sock_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *so
 /* CURLMOPT_TIMERFUNCTION: libcurl's single timeout changed. -1 removes it. */
 static int timer_cb(CURLM *multi, long timeout_ms, void *userp) {
     (void)multi;
-    http_hub *hub = userp;
-    ev_timer_stop(hub->loop, &hub->timer);
+    http_shard *shard = userp;
+    struct ev_loop *loop = shard->hub->loop;
+    ev_timer_stop(loop, &shard->timer);
     if (timeout_ms >= 0) {
         /* Floating-point division: timeout_ms / 1000 in integers turns every sub-second
          * timeout into 0 and makes the loop spin. A 0 ms timeout becomes a 0 s timer that
          * fires on the next loop iteration: calling socket_action from here would re-enter
          * libcurl from its own callback. */
-        ev_timer_set(&hub->timer, (double)timeout_ms / 1000.0, 0.0);
-        ev_timer_start(hub->loop, &hub->timer);
+        ev_timer_set(&shard->timer, (double)timeout_ms / 1000.0, 0.0);
+        ev_timer_start(loop, &shard->timer);
     }
     return 0;
 }
@@ -179,10 +209,10 @@ static int timer_cb(CURLM *multi, long timeout_ms, void *userp) {
 
 /* Wake the greenlet of every finished transfer. A drop in running handles does not say
  * which transfer ended, so the message queue is always read to the end. */
-static void drain_done(http_hub *hub) {
+static void drain_done(http_shard *shard) {
     CURLMsg *msg;
     int left;
-    while ((msg = curl_multi_info_read(hub->multi, &left))) {
+    while ((msg = curl_multi_info_read(shard->multi, &left))) {
         if (msg->msg != CURLMSG_DONE)
             continue;
         char *priv = NULL;
@@ -201,16 +231,16 @@ static void drain_done(http_hub *hub) {
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents) {
     (void)loop;
     (void)revents;
-    http_hub *hub = w->data;
+    http_shard *shard = w->data;
     int running;
-    curl_multi_socket_action(hub->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    drain_done(hub);
+    curl_multi_socket_action(shard->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    drain_done(shard);
 }
 
 static void on_io(struct ev_loop *loop, ev_io *w, int revents) {
     (void)loop;
     http_sock *s = w->data;
-    http_hub *hub = s->hub;
+    http_shard *shard = s->shard;
     curl_socket_t fd = s->fd;
     if (revents & EV_ERROR)
         s->events = 0; /* libev stopped the watcher: let the next sock_cb re-arm it */
@@ -219,8 +249,8 @@ static void on_io(struct ev_loop *loop, ev_io *w, int revents) {
                  ((revents & EV_ERROR) ? CURL_CSELECT_ERR : 0);
     int running;
     /* s may be freed by sock_cb during this call: nothing below touches it. */
-    curl_multi_socket_action(hub->multi, fd, action, &running);
-    drain_done(hub);
+    curl_multi_socket_action(shard->multi, fd, action, &running);
+    drain_done(shard);
 }
 
 /* The slot's destroy hook: runs on the hub when it ends, after every greenlet has ended, so
@@ -229,10 +259,15 @@ static void hub_destroy(void *value) {
     http_hub *hub = value;
     /* First, while the loop and the socket table are alive: closing the cached connections
      * may call sock_cb with CURL_POLL_REMOVE. */
-    curl_multi_cleanup(hub->multi);
+    for (size_t i = 0; i < hub->nshards; i++)
+        curl_multi_cleanup(hub->shards[i]->multi);
     while (hub->socks)
         sock_free(hub->socks);
-    ev_timer_stop(hub->loop, &hub->timer);
+    for (size_t i = 0; i < hub->nshards; i++) {
+        ev_timer_stop(hub->loop, &hub->shards[i]->timer);
+        free(hub->shards[i]);
+    }
+    free(hub->shards);
     free(hub);
 }
 
@@ -247,20 +282,45 @@ static http_hub *hub_get(int *err) {
         return NULL;
     }
     hub = calloc(1, sizeof *hub);
-    if (!hub || !(hub->multi = curl_multi_init())) {
-        free(hub);
+    if (!hub) {
         *err = -ENOMEM;
         return NULL;
     }
     hub->loop = green_loop();
-    ev_init(&hub->timer, on_timer);
-    hub->timer.data = hub;
-    curl_multi_setopt(hub->multi, CURLMOPT_SOCKETFUNCTION, sock_cb);
-    curl_multi_setopt(hub->multi, CURLMOPT_SOCKETDATA, hub);
-    curl_multi_setopt(hub->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
-    curl_multi_setopt(hub->multi, CURLMOPT_TIMERDATA, hub);
     green__slot_set(GREEN__SLOT_HTTP, hub, hub_destroy);
     return hub;
+}
+
+/* The multi a new transfer goes to: the first one with room, or a new one. NULL when out
+ * of memory. Runs on the calling greenlet; creating a multi does not yield. */
+static http_shard *shard_pick(http_hub *hub) {
+    for (size_t i = 0; i < hub->nshards; i++) {
+        if (hub->shards[i]->attached < SHARD_TRANSFERS)
+            return hub->shards[i];
+    }
+    if (hub->nshards == hub->cap) {
+        size_t cap = hub->cap ? hub->cap * 2 : 4;
+        http_shard **grown = realloc(hub->shards, cap * sizeof *grown);
+        if (!grown)
+            return NULL;
+        hub->shards = grown;
+        hub->cap = cap;
+    }
+    http_shard *shard = calloc(1, sizeof *shard);
+    if (!shard || !(shard->multi = curl_multi_init())) {
+        free(shard);
+        return NULL;
+    }
+    shard->hub = hub;
+    ev_init(&shard->timer, on_timer);
+    shard->timer.data = shard;
+    curl_multi_setopt(shard->multi, CURLMOPT_SOCKETFUNCTION, sock_cb);
+    curl_multi_setopt(shard->multi, CURLMOPT_SOCKETDATA, shard);
+    curl_multi_setopt(shard->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+    curl_multi_setopt(shard->multi, CURLMOPT_TIMERDATA, shard);
+    curl_multi_setopt(shard->multi, CURLMOPT_MAXCONNECTS, (long)(2 * SHARD_TRANSFERS));
+    hub->shards[hub->nshards++] = shard;
+    return shard;
 }
 
 /* ---- greenlet side ------------------------------------------------------------------- */
@@ -289,14 +349,18 @@ int green_http_perform(CURL *easy, CURLcode *result, double timeout) {
     http_hub *hub = hub_get(&rc);
     if (!hub)
         return rc;
+    http_shard *shard = shard_pick(hub);
+    if (!shard)
+        return -ENOMEM;
 
     /* Add before touching CURLOPT_PRIVATE: a handle that another greenlet is performing is
      * refused here and must keep pointing at that greenlet's waiter. */
     char *caller_private = NULL;
     curl_easy_getinfo(easy, CURLINFO_PRIVATE, &caller_private);
-    CURLMcode mc = curl_multi_add_handle(hub->multi, easy);
+    CURLMcode mc = curl_multi_add_handle(shard->multi, easy);
     if (mc != CURLM_OK)
         return add_error(mc);
+    shard->attached++;
     http_waiter w = {.g = green__current(), .result = CURLE_OK, .done = false};
     curl_easy_setopt(easy, CURLOPT_PRIVATE, (void *)&w);
 
@@ -312,7 +376,8 @@ int green_http_perform(CURL *easy, CURLcode *result, double timeout) {
     /* On our own stack, outside any libcurl callback. For an unfinished transfer this
      * closes its connection; for a finished one it only detaches the handle (the
      * connection already went back to the multi's cache). */
-    curl_multi_remove_handle(hub->multi, easy);
+    curl_multi_remove_handle(shard->multi, easy);
+    shard->attached--;
     curl_easy_setopt(easy, CURLOPT_PRIVATE, (void *)caller_private);
     if (rc == 0)
         *result = w.result;

@@ -11,14 +11,13 @@
  *     if (rc == 0 && res == CURLE_OK) ... CURLINFO_RESPONSE_CODE, the body you collected ...
  *     curl_easy_cleanup(easy);                         // or reuse it for the next transfer
  *
- * The multi handle of a hub is created on first use and destroyed when the hub ends; it
- * holds the connection cache (and DNS cache) shared by every transfer of that hub, so a
- * later transfer to the same host reuses an idle connection even from another easy handle.
- * The number of connections is not limited (CURLMOPT_MAX_TOTAL_CONNECTIONS stays 0): the
- * caller bounds concurrency, e.g. with a green_pool. With thousands of transfers in flight
- * to one host, libcurl 7.88 scans that host's connections for a reusable one at the start
- * of every transfer: quadratic, but cheap enough at 10,000 (measured here: 10,000
- * concurrent GETs of a 100 ms URL take about 5 s, 2 s with CURLOPT_FRESH_CONNECT).
+ * A hub's multi handles are created on first use and destroyed when the hub ends; each
+ * carries up to 128 transfers at once, with its own connection and DNS caches (libcurl
+ * 7.88 walks the whole cache when a transfer starts and when it is removed, so one multi
+ * for 10,000 transfers is quadratic), so a later transfer to the same host reuses an idle
+ * connection of its shard even from another easy handle. The number of connections is not
+ * limited (CURLMOPT_MAX_TOTAL_CONNECTIONS stays 0): the caller bounds concurrency, e.g.
+ * with a green_pool.
  *
  * THE SPECIAL PROBLEM OF CALLBACKS ON THE HUB STACK. The easy handle's own callbacks
  * (CURLOPT_WRITEFUNCTION, CURLOPT_HEADERFUNCTION, CURLOPT_READFUNCTION, progress, debug...)
