@@ -13,49 +13,13 @@
 #include <string.h>
 #include <unistd.h>
 
-/* One running worker on its own Redis, with a client for the test. */
-typedef struct env {
-    test_redis redis;
-    redisContext *c;
-    e2e_worker w;
-} env;
-
-static void env_redis(env *e) {
-    memset(e, 0, sizeof *e);
-    test_redis_start(&e->redis, NULL);
-    e->c = e2e_redis(e->redis.port);
-}
-
-static void env_end(env *e) {
-    if (e->w.pid > 0) {
-        e2e_worker_signal(&e->w, SIGTERM);
-        int code = e2e_worker_wait(&e->w, 10.0);
-        if (code != 0)
-            e2e_log_dump(&e->w);
-        ASSERT_EQ(code, 0);
-    }
-    e2e_worker_stop(&e->w);
-    redisFree(e->c);
-    test_redis_stop(&e->redis);
-}
-
-/* A final result within 10 s, or the test fails with the worker's log. */
-static json_t *must_result(env *e, const char *id) {
-    json_t *res = e2e_wait_result(e->c, id, NULL, 10.0);
-    if (!res) {
-        e2e_log_dump(&e->w);
-        test__fail(__FILE__, __LINE__, "no final result for %s within 10 s", id);
-    }
-    return res;
-}
-
 TEST(echo_task_result_is_its_args) {
-    env e;
-    env_redis(&e);
+    e2e_env e;
+    e2e_env_start(&e);
     E2E_START_READY(&e.w, e.redis.port);
     e2e_push(e.c, "default",
              "{\"id\":\"job-1\",\"task\":\"echo\",\"args\":[\"a\",1,{\"b\":[true,null]}]}");
-    json_t *res = must_result(&e, "job-1");
+    json_t *res = e2e_must_result(&e, "job-1");
     ASSERT_STREQ(e2e_jstr(res, "status"), "SUCCESS");
     json_t *want = json_loads("[\"a\",1,{\"b\":[true,null]}]", 0, NULL);
     ASSERT(json_equal(json_object_get(res, "result"), want));
@@ -64,12 +28,12 @@ TEST(echo_task_result_is_its_args) {
     /* Acked: nothing left in the queue or in flight. */
     ASSERT_EQ(e2e_int(e.c, "LLEN workerd:queue:default"), 0);
     ASSERT_EQ(e2e_count_keys(e.c, "workerd:inflight:*"), 0);
-    env_end(&e);
+    e2e_env_end(&e);
 }
 
 TEST(message_without_id_is_run) {
-    env e;
-    env_redis(&e);
+    e2e_env e;
+    e2e_env_start(&e);
     E2E_START_READY(&e.w, e.redis.port);
     e2e_push(e.c, "default", "{\"task\":\"echo\",\"args\":[7]}");
     /* The id is generated, so look for the one result key that appears. */
@@ -77,12 +41,12 @@ TEST(message_without_id_is_run) {
     while (e2e_count_keys(e.c, "workerd:result:*") == 0 && test_now() < deadline)
         usleep(10000);
     ASSERT_EQ(e2e_count_keys(e.c, "workerd:result:*"), 1);
-    env_end(&e);
+    e2e_env_end(&e);
 }
 
 TEST(http_get_of_nginx_fast_is_200_ok) {
-    env e;
-    env_redis(&e);
+    e2e_env e;
+    e2e_env_start(&e);
     test_nginx n;
     test_nginx_start(&n);
     E2E_START_READY(&e.w, e.redis.port);
@@ -91,22 +55,22 @@ TEST(http_get_of_nginx_fast_is_200_ok) {
              "{\"id\":\"get-1\",\"task\":\"http.get\",\"args\":[\"http://127.0.0.1:%d/fast\"]}",
              n.port);
     e2e_push(e.c, "default", msg);
-    json_t *res = must_result(&e, "get-1");
+    json_t *res = e2e_must_result(&e, "get-1");
     ASSERT_STREQ(e2e_jstr(res, "status"), "SUCCESS");
     json_t *body = json_object_get(res, "result");
     ASSERT_EQ(e2e_jnum(body, "status"), 200);
     ASSERT_STREQ(e2e_jstr(body, "body"), "ok\n");
     json_decref(res);
     test_nginx_stop(&n);
-    env_end(&e);
+    e2e_env_end(&e);
 }
 
 TEST(fail_task_stores_failure_with_its_message) {
-    env e;
-    env_redis(&e);
+    e2e_env e;
+    e2e_env_start(&e);
     E2E_START_READY(&e.w, e.redis.port);
     e2e_push_task(e.c, "default", "fail-1", "fail", "[\"the disk is full\"]");
-    json_t *res = must_result(&e, "fail-1");
+    json_t *res = e2e_must_result(&e, "fail-1");
     ASSERT_STREQ(e2e_jstr(res, "status"), "FAILURE");
     ASSERT_STREQ(e2e_jstr(json_object_get(res, "error"), "type"), "TaskError");
     ASSERT_STREQ(e2e_jerror(res), "the disk is full");
@@ -114,23 +78,23 @@ TEST(fail_task_stores_failure_with_its_message) {
     json_decref(res);
     /* A task failure is not a bad message: no dead letter. */
     ASSERT_EQ(e2e_int(e.c, "LLEN workerd:dead"), 0);
-    env_end(&e);
+    e2e_env_end(&e);
 }
 
 TEST(sleep_task_sleeps_and_returns_seconds) {
-    env e;
-    env_redis(&e);
+    e2e_env e;
+    e2e_env_start(&e);
     E2E_START_READY(&e.w, e.redis.port);
     e2e_push_task(e.c, "default", "sleep-1", "sleep", "[0.3]");
     json_t *started = e2e_wait_result(e.c, "sleep-1", "STARTED", 5.0);
     ASSERT(started != NULL); /* a 0.3 s task is seen running first */
     json_decref(started);
-    json_t *res = must_result(&e, "sleep-1");
+    json_t *res = e2e_must_result(&e, "sleep-1");
     ASSERT_STREQ(e2e_jstr(res, "status"), "SUCCESS");
     ASSERT(fabs(e2e_jnum(res, "result") - 0.3) < 1e-9);
     ASSERT_RANGE(e2e_jnum(res, "runtime"), 0.29, 1.5);
     json_decref(res);
-    env_end(&e);
+    e2e_env_end(&e);
 }
 
 /* Intervals [start, end) from the results: the most that overlap at any instant. */
@@ -148,8 +112,8 @@ static int max_overlap(const double *start, const double *end, int n) {
 }
 
 TEST(concurrency_3_never_runs_a_fourth_task) {
-    env e;
-    env_redis(&e);
+    e2e_env e;
+    e2e_env_start(&e);
     E2E_START_READY(&e.w, e.redis.port, "-c", "3");
     for (int i = 0; i < 10; i++) {
         char id[32];
@@ -160,7 +124,7 @@ TEST(concurrency_3_never_runs_a_fourth_task) {
     for (int i = 0; i < 10; i++) {
         char id[32];
         snprintf(id, sizeof id, "c-%d", i);
-        json_t *res = must_result(&e, id);
+        json_t *res = e2e_must_result(&e, id);
         ASSERT_STREQ(e2e_jstr(res, "status"), "SUCCESS");
         start[i] = e2e_jnum(res, "started_at");
         end[i] = e2e_jnum(res, "finished_at");
@@ -171,25 +135,25 @@ TEST(concurrency_3_never_runs_a_fourth_task) {
     ASSERT_EQ(max_overlap(start, end, 10), 3);
     /* Four rounds of 0.3 s: about 1.2 s, not 0.3 (unbounded) nor 3 (serial). */
     ASSERT_RANGE(last - first, 1.15, 2.5);
-    env_end(&e);
+    e2e_env_end(&e);
 }
 
 TEST(solo_pool_runs_one_task_at_a_time) {
-    env e;
-    env_redis(&e);
+    e2e_env e;
+    e2e_env_start(&e);
     E2E_START_READY(&e.w, e.redis.port, "-P", "solo", "-c", "50");
     e2e_push_task(e.c, "default", "s-1", "sleep", "[0.3]");
     e2e_push_task(e.c, "default", "s-2", "sleep", "[0.3]");
-    json_t *a = must_result(&e, "s-1"), *b = must_result(&e, "s-2");
+    json_t *a = e2e_must_result(&e, "s-1"), *b = e2e_must_result(&e, "s-2");
     ASSERT(e2e_jnum(b, "started_at") >= e2e_jnum(a, "finished_at"));
     json_decref(a);
     json_decref(b);
-    env_end(&e);
+    e2e_env_end(&e);
 }
 
 TEST(high_queue_is_served_before_default) {
-    env e;
-    env_redis(&e);
+    e2e_env e;
+    e2e_env_start(&e);
     /* Loaded before the worker starts, so both queues are full from its first fetch. */
     for (int i = 0; i < 5; i++) {
         char id[32];
@@ -203,24 +167,24 @@ TEST(high_queue_is_served_before_default) {
     for (int i = 0; i < 5; i++) {
         char id[32];
         snprintf(id, sizeof id, "h-%d", i);
-        json_t *res = must_result(&e, id);
+        json_t *res = e2e_must_result(&e, id);
         high_done = fmax(high_done, e2e_jnum(res, "finished_at"));
         json_decref(res);
     }
     for (int i = 0; i < 5; i++) {
         char id[32];
         snprintf(id, sizeof id, "d-%d", i);
-        json_t *res = must_result(&e, id);
+        json_t *res = e2e_must_result(&e, id);
         default_first = fmin(default_first, e2e_jnum(res, "started_at"));
         json_decref(res);
     }
     ASSERT(high_done <= default_first);
-    env_end(&e);
+    e2e_env_end(&e);
 }
 
 TEST(fifo_order_within_one_queue) {
-    env e;
-    env_redis(&e);
+    e2e_env e;
+    e2e_env_start(&e);
     for (int i = 0; i < 5; i++) {
         char id[32];
         snprintf(id, sizeof id, "f-%d", i);
@@ -231,20 +195,20 @@ TEST(fifo_order_within_one_queue) {
     for (int i = 0; i < 5; i++) {
         char id[32];
         snprintf(id, sizeof id, "f-%d", i);
-        json_t *res = must_result(&e, id);
+        json_t *res = e2e_must_result(&e, id);
         ASSERT(e2e_jnum(res, "started_at") >= prev);
         prev = e2e_jnum(res, "finished_at");
         json_decref(res);
     }
-    env_end(&e);
+    e2e_env_end(&e);
 }
 
 TEST(result_has_every_field_and_the_ttl) {
-    env e;
-    env_redis(&e);
+    e2e_env e;
+    e2e_env_start(&e);
     E2E_START_READY(&e.w, e.redis.port, "--result-expires", "120", "-n", "node7");
     e2e_push_task(e.c, "default", "r-1", "sleep", "[0.1]");
-    json_t *res = must_result(&e, "r-1");
+    json_t *res = e2e_must_result(&e, "r-1");
     ASSERT_STREQ(e2e_jstr(res, "id"), "r-1");
     ASSERT_STREQ(e2e_jstr(res, "task"), "sleep");
     ASSERT_STREQ(e2e_jstr(res, "status"), "SUCCESS");
@@ -258,22 +222,22 @@ TEST(result_has_every_field_and_the_ttl) {
     ASSERT_RANGE(runtime, 0.09, 1.0);
     json_decref(res);
     ASSERT_RANGE(e2e_int(e.c, "TTL workerd:result:r-1"), 100, 120);
-    env_end(&e);
+    e2e_env_end(&e);
 }
 
 TEST(result_expires_0_keeps_results_forever) {
-    env e;
-    env_redis(&e);
+    e2e_env e;
+    e2e_env_start(&e);
     E2E_START_READY(&e.w, e.redis.port, "--result-expires", "0");
     e2e_push_task(e.c, "default", "r-2", "echo", "[]");
-    json_decref(must_result(&e, "r-2"));
+    json_decref(e2e_must_result(&e, "r-2"));
     ASSERT_EQ(e2e_int(e.c, "TTL workerd:result:r-2"), -1);
-    env_end(&e);
+    e2e_env_end(&e);
 }
 
 TEST(worker_registers_and_heartbeats_while_running) {
-    env e;
-    env_redis(&e);
+    e2e_env e;
+    e2e_env_start(&e);
     E2E_START_READY(&e.w, e.redis.port, "--heartbeat", "1");
     ASSERT_EQ(e2e_count_keys(e.c, "workerd:worker:*"), 1);
     long long ttl = -2;
@@ -287,12 +251,12 @@ TEST(worker_registers_and_heartbeats_while_running) {
     /* Still there after more than one TTL: the heartbeat refreshes it. */
     usleep(3500000);
     ASSERT_EQ(e2e_int(e.c, "EXISTS %s", key), 1);
-    env_end(&e);
+    e2e_env_end(&e);
 }
 
 TEST(idle_worker_picks_up_each_new_message_at_once) {
-    env e;
-    env_redis(&e);
+    e2e_env e;
+    e2e_env_start(&e);
     E2E_START_READY(&e.w, e.redis.port);
     /* Two pushes in a row, to an idle worker, twenty times: the second one lands while
      * the worker is fetching the first, the window where a wake-up can get lost (and the
@@ -305,11 +269,11 @@ TEST(idle_worker_picks_up_each_new_message_at_once) {
         double t0 = test_now();
         e2e_push_task(e.c, "default", a, "echo", "[]");
         e2e_push_task(e.c, "default", b, "echo", "[]");
-        json_decref(must_result(&e, a));
-        json_decref(must_result(&e, b));
+        json_decref(e2e_must_result(&e, a));
+        json_decref(e2e_must_result(&e, b));
         worst = fmax(worst, test_now() - t0);
         usleep(20000); /* idle again: the worker is back in its blocking wait */
     }
     ASSERT_RANGE(worst, 0, 0.5);
-    env_end(&e);
+    e2e_env_end(&e);
 }

@@ -12,41 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct env {
-    test_redis redis;
-    redisContext *c;
-    e2e_worker w;
-} env;
-
-static void env_redis(env *e) {
-    memset(e, 0, sizeof *e);
-    test_redis_start(&e->redis, NULL);
-    e->c = e2e_redis(e->redis.port);
-}
-
-static void env_end(env *e) {
-    e2e_worker_signal(&e->w, SIGTERM);
-    int code = e2e_worker_wait(&e->w, 10.0);
-    if (code != 0)
-        e2e_log_dump(&e->w);
-    ASSERT_EQ(code, 0);
-    e2e_worker_stop(&e->w);
-    redisFree(e->c);
-    test_redis_stop(&e->redis);
-}
-
-static json_t *must_result(env *e, const char *id) {
-    json_t *res = e2e_wait_result(e->c, id, NULL, 10.0);
-    if (!res) {
-        e2e_log_dump(&e->w);
-        test__fail(__FILE__, __LINE__, "no final result for %s within 10 s", id);
-    }
-    return res;
-}
-
 TEST(result_backend_on_another_redis_gets_the_results) {
-    env e;
-    env_redis(&e);
+    e2e_env e;
+    e2e_env_start(&e);
     test_redis results;
     test_redis_start(&results, NULL);
     redisContext *rc = e2e_redis(results.port);
@@ -67,12 +35,12 @@ TEST(result_backend_on_another_redis_gets_the_results) {
     ASSERT_EQ(e2e_count_keys(e.c, "workerd:inflight:*"), 0);
     redisFree(rc);
     test_redis_stop(&results);
-    env_end(&e);
+    e2e_env_end(&e);
 }
 
 TEST(prefix_names_every_key) {
-    env e;
-    env_redis(&e);
+    e2e_env e;
+    e2e_env_start(&e);
     E2E_START_READY(&e.w, e.redis.port, "--prefix", "acme");
     const char *msg = "{\"id\":\"p-1\",\"task\":\"echo\",\"args\":[]}";
     redisReply *r = redisCommand(e.c, "LPUSH acme:queue:default %s", msg);
@@ -83,12 +51,12 @@ TEST(prefix_names_every_key) {
     ASSERT_EQ(e2e_int(e.c, "EXISTS acme:result:p-1"), 1);
     ASSERT_EQ(e2e_count_keys(e.c, "workerd:*"), 0);
     ASSERT_EQ(e2e_int(e.c, "HLEN acme:workers"), 1);
-    env_end(&e);
+    e2e_env_end(&e);
 }
 
 TEST(config_file_and_environment_set_the_queues) {
-    env e;
-    env_redis(&e);
+    e2e_env e;
+    e2e_env_start(&e);
     char *dir = test_tmpdir("conf");
     char path[512];
     snprintf(path, sizeof path, "%s/workerd.conf", dir);
@@ -102,63 +70,63 @@ TEST(config_file_and_environment_set_the_queues) {
     unsetenv("WORKERD_CONCURRENCY");
     ASSERT_EQ(e2e_log_count(&e.w, "concurrency 2, queues fromfile"), 1);
     e2e_push_task(e.c, "fromfile", "cf-1", "echo", "[]");
-    json_decref(must_result(&e, "cf-1"));
-    env_end(&e);
+    json_decref(e2e_must_result(&e, "cf-1"));
+    e2e_env_end(&e);
     test_rmtree(dir);
     free(dir);
 }
 
 TEST(time_limit_stops_a_long_task_with_a_failure) {
-    env e;
-    env_redis(&e);
+    e2e_env e;
+    e2e_env_start(&e);
     E2E_START_READY(&e.w, e.redis.port);
     double t0 = test_now();
     e2e_push(e.c, "default",
              "{\"id\":\"tl-1\",\"task\":\"sleep\",\"args\":[10],\"time_limit\":0.3}");
-    json_t *res = must_result(&e, "tl-1");
+    json_t *res = e2e_must_result(&e, "tl-1");
     ASSERT_RANGE(test_now() - t0, 0.25, 3.0);
     ASSERT_STREQ(e2e_jstr(res, "status"), "FAILURE");
     ASSERT_STREQ(e2e_jstr(json_object_get(res, "error"), "type"), "TimeLimitExceeded");
     json_decref(res);
     ASSERT_EQ(e2e_count_keys(e.c, "workerd:inflight:*"), 0);
-    env_end(&e);
+    e2e_env_end(&e);
 }
 
 TEST(expired_message_is_revoked_not_run) {
-    env e;
-    env_redis(&e);
+    e2e_env e;
+    e2e_env_start(&e);
     E2E_START_READY(&e.w, e.redis.port);
     e2e_push(e.c, "default", "{\"id\":\"ex-1\",\"task\":\"sleep\",\"args\":[5],\"expires\":1000}");
     double t0 = test_now();
-    json_t *res = must_result(&e, "ex-1");
+    json_t *res = e2e_must_result(&e, "ex-1");
     ASSERT_RANGE(test_now() - t0, 0, 2.0); /* not slept */
     ASSERT_STREQ(e2e_jstr(res, "status"), "REVOKED");
     ASSERT_STREQ(e2e_jstr(json_object_get(res, "error"), "type"), "TaskExpired");
     json_decref(res);
-    env_end(&e);
+    e2e_env_end(&e);
 }
 
 TEST(ignore_result_stores_nothing_but_acks) {
-    env e;
-    env_redis(&e);
+    e2e_env e;
+    e2e_env_start(&e);
     E2E_START_READY(&e.w, e.redis.port, "-c", "1");
     e2e_push(e.c, "default",
              "{\"id\":\"ig-1\",\"task\":\"echo\",\"args\":[],\"ignore_result\":true}");
     e2e_push_task(e.c, "default", "ig-2", "echo", "[]"); /* after it, on one slot */
-    json_decref(must_result(&e, "ig-2"));
+    json_decref(e2e_must_result(&e, "ig-2"));
     ASSERT(e2e_result(e.c, "ig-1") == NULL);
     ASSERT_EQ(e2e_int(e.c, "LLEN workerd:queue:default"), 0);
     ASSERT_EQ(e2e_count_keys(e.c, "workerd:inflight:*"), 0);
-    env_end(&e);
+    e2e_env_end(&e);
 }
 
 TEST(retries_field_is_reported_in_the_result) {
-    env e;
-    env_redis(&e);
+    e2e_env e;
+    e2e_env_start(&e);
     E2E_START_READY(&e.w, e.redis.port);
     e2e_push(e.c, "default", "{\"id\":\"rt-1\",\"task\":\"echo\",\"args\":[],\"retries\":2}");
-    json_t *res = must_result(&e, "rt-1");
+    json_t *res = e2e_must_result(&e, "rt-1");
     ASSERT_EQ(e2e_jnum(res, "retries"), 2);
     json_decref(res);
-    env_end(&e);
+    e2e_env_end(&e);
 }

@@ -26,32 +26,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-typedef struct env {
-    test_redis redis;
-    redisContext *c;
-    e2e_worker w;
-} env;
-
-static void env_redis(env *e) {
-    memset(e, 0, sizeof *e);
-    test_redis_start(&e->redis, NULL);
-    e->c = e2e_redis(e->redis.port);
-}
-
 /* SIGTERM the supervisor: it must exit 0 within the bound, having stopped its children. */
-static void env_end(env *e) {
-    if (e->w.pid > 0) {
-        e2e_worker_signal(&e->w, SIGTERM);
-        int code = e2e_worker_wait(&e->w, 30.0);
-        if (code != 0)
-            e2e_log_dump(&e->w);
-        ASSERT_EQ(code, 0);
-    }
-    e2e_worker_stop(&e->w);
-    redisFree(e->c);
-    test_redis_stop(&e->redis);
-}
-
 /* The pids of every child started so far, in order; returns how many. */
 static int child_pids(e2e_worker *w, int *pids, int max) {
     /* The parent logs "started child" after fork returns: a child may say it is ready
@@ -69,7 +44,7 @@ static int child_pids(e2e_worker *w, int *pids, int max) {
     return n;
 }
 
-static void push_sleeps(env *e, const char *prefix, int from, int to, const char *secs) {
+static void push_sleeps(e2e_env *e, const char *prefix, int from, int to, const char *secs) {
     for (int i = from; i < to; i++) {
         char id[64], args[32];
         snprintf(id, sizeof id, "%s-%d", prefix, i);
@@ -80,7 +55,7 @@ static void push_sleeps(env *e, const char *prefix, int from, int to, const char
 
 /* Every task prefix-0 .. prefix-(n-1) has a SUCCESS result within timeout; returns how
  * many distinct workers ran them. */
-static int wait_all_success(env *e, const char *prefix, int n, double timeout) {
+static int wait_all_success(e2e_env *e, const char *prefix, int n, double timeout) {
     char workers[64][160];
     int nworkers = 0;
     for (int i = 0; i < n; i++) {
@@ -108,8 +83,8 @@ static bool alive(pid_t pid) {
 }
 
 TEST(two_processes_each_consume) {
-    env e;
-    env_redis(&e);
+    e2e_env e;
+    e2e_env_start(&e);
     E2E_START(&e.w, e.redis.port, "--processes", "2", "-c", "2");
     ASSERT(e2e_log_wait_n(&e.w, "ready: consuming", 2, 10.0));
     ASSERT(e2e_log_wait(&e.w, "supervisor: all 2 children ready", 5.0));
@@ -117,12 +92,12 @@ TEST(two_processes_each_consume) {
     push_sleeps(&e, "t", 0, 8, "0.3");
     ASSERT_EQ(wait_all_success(&e, "t", 8, 15.0), 2);
     ASSERT_EQ(e2e_int(e.c, "HLEN workerd:workers"), 2);
-    env_end(&e);
+    e2e_env_end(&e);
 }
 
 TEST(killed_child_is_replaced_and_no_task_is_lost) {
-    env e;
-    env_redis(&e);
+    e2e_env e;
+    e2e_env_start(&e);
     /* --heartbeat 1: the killed child's messages come back within 3 s. */
     E2E_START(&e.w, e.redis.port, "--processes", "2", "-c", "5", "--heartbeat", "1");
     ASSERT(e2e_log_wait_n(&e.w, "ready: consuming", 2, 10.0));
@@ -149,13 +124,13 @@ TEST(killed_child_is_replaced_and_no_task_is_lost) {
     while (e2e_count_keys(e.c, key) != 1 && test_now() < deadline)
         usleep(50000);
     ASSERT_EQ(e2e_count_keys(e.c, key), 1);
-    env_end(&e);
+    e2e_env_end(&e);
     ASSERT(!alive(pids[1]) && !alive(now[2]));
 }
 
 TEST(sigterm_stops_every_child_and_exits_zero) {
-    env e;
-    env_redis(&e);
+    e2e_env e;
+    e2e_env_start(&e);
     E2E_START(&e.w, e.redis.port, "--processes", "3");
     ASSERT(e2e_log_wait_n(&e.w, "ready: consuming", 3, 10.0));
     int pids[16];
@@ -176,8 +151,8 @@ TEST(sigterm_stops_every_child_and_exits_zero) {
 }
 
 TEST(max_tasks_per_child_recycles_without_losing_tasks) {
-    env e;
-    env_redis(&e);
+    e2e_env e;
+    e2e_env_start(&e);
     E2E_START(&e.w, e.redis.port, "--max-tasks-per-child", "5", "-c", "2");
     ASSERT(e2e_log_wait(&e.w, "ready: consuming", 10.0));
     push_sleeps(&e, "r", 0, 12, "0.02");
@@ -186,19 +161,19 @@ TEST(max_tasks_per_child_recycles_without_losing_tasks) {
     ASSERT_EQ(e2e_log_count(&e.w, "(recycled); starting a new one"), 2);
     ASSERT_EQ(e2e_log_count(&e.w, "was killed"), 0);
     ASSERT_EQ(e2e_log_count(&e.w, "stopped: 5 received, 5 succeeded"), 2);
-    env_end(&e);
+    e2e_env_end(&e);
 }
 
 TEST(max_memory_per_child_recycles_after_a_task) {
-    env e;
-    env_redis(&e);
+    e2e_env e;
+    e2e_env_start(&e);
     /* 1 KiB: always exceeded, so every child runs one task and is replaced. */
     E2E_START(&e.w, e.redis.port, "--max-memory-per-child", "1", "-c", "1");
     ASSERT(e2e_log_wait(&e.w, "ready: consuming", 10.0));
     push_sleeps(&e, "m", 0, 3, "0.01");
     ASSERT_EQ(wait_all_success(&e, "m", 3, 20.0), 3);
     ASSERT(e2e_log_wait_n(&e.w, "exceeds --max-memory-per-child", 3, 5.0));
-    env_end(&e);
+    e2e_env_end(&e);
 }
 
 /* Child k listens on PORT+k: find a port whose next one is free too (other tests take
@@ -219,8 +194,8 @@ static int two_free_ports(void) {
 }
 
 TEST(each_child_serves_http_on_its_own_port) {
-    env e;
-    env_redis(&e);
+    e2e_env e;
+    e2e_env_start(&e);
     int port = two_free_ports();
     char addr[64];
     snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
@@ -237,7 +212,7 @@ TEST(each_child_serves_http_on_its_own_port) {
         json_decref(all);
         httpc_free(&r);
     }
-    env_end(&e);
+    e2e_env_end(&e);
 }
 
 /* Under systemd: READY=1 only once both children are ready, with a STATUS counting them;
@@ -249,8 +224,8 @@ TEST(supervisor_tells_systemd_ready_once_all_children_are) {
     snprintf(a.sun_path, sizeof a.sun_path, "%s/notify", dir);
     ASSERT_EQ(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
     setenv("NOTIFY_SOCKET", a.sun_path, 1);
-    env e;
-    env_redis(&e);
+    e2e_env e;
+    e2e_env_start(&e);
     E2E_START(&e.w, e.redis.port, "--processes", "2");
     unsetenv("NOTIFY_SOCKET");
     int readies = 0;
@@ -271,7 +246,7 @@ TEST(supervisor_tells_systemd_ready_once_all_children_are) {
     ASSERT(counted);
     ASSERT_EQ(readies, 1);
     ASSERT_EQ(e2e_log_count(&e.w, "ready: consuming"), 2);
-    env_end(&e);
+    e2e_env_end(&e);
     close(fd);
     test_rmtree(dir);
     free(dir);

@@ -333,3 +333,31 @@ double e2e_jnum(const json_t *obj, const char *key) {
 const char *e2e_jerror(const json_t *result) {
     return e2e_jstr(result ? json_object_get(result, "error") : NULL, "message");
 }
+
+void e2e_env_start(e2e_env *e) {
+    memset(e, 0, sizeof *e);
+    test_redis_start(&e->redis, NULL);
+    e->c = e2e_redis(e->redis.port);
+}
+
+void e2e_env_end(e2e_env *e) {
+    if (e->w.pid > 0) {
+        e2e_worker_signal(&e->w, SIGTERM);
+        int code = e2e_worker_wait(&e->w, 30.0);
+        if (code != 0)
+            e2e_log_dump(&e->w);
+        ASSERT_EQ(code, 0);
+    }
+    e2e_worker_stop(&e->w);
+    redisFree(e->c);
+    test_redis_stop(&e->redis);
+}
+
+json_t *e2e_must_result(e2e_env *e, const char *id) {
+    json_t *res = e2e_wait_result(e->c, id, NULL, 10.0);
+    if (!res) {
+        e2e_log_dump(&e->w);
+        test__fail(__FILE__, __LINE__, "no final result for %s within 10 s", id);
+    }
+    return res;
+}

@@ -24,6 +24,8 @@
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 
+#include "testlib.h"
+
 /* A workerd child process. */
 typedef struct e2e_worker {
     pid_t pid;    /* 0 once reaped */
@@ -123,5 +125,24 @@ double e2e_jnum(const json_t *obj, const char *key);
 
 /* The result's error message (error.message) or NULL. */
 const char *e2e_jerror(const json_t *result);
+
+
+/* One worker on its own Redis, with a client for the test: the set-up most end-to-end
+ * tests share. */
+typedef struct e2e_env {
+    test_redis redis;
+    redisContext *c;
+    e2e_worker w; /* started by the test (E2E_START(&e.w, e.redis.port, ...)) */
+} e2e_env;
+
+/* Start a private redis-server and connect a client; no worker yet. */
+void e2e_env_start(e2e_env *e);
+
+/* Stop the worker if one was started (SIGTERM, and ASSERT it exits 0 within 30 s, its log
+ * printed otherwise), then the client and Redis. */
+void e2e_env_end(e2e_env *e);
+
+/* The final result of id within 10 s, or the test fails with the worker's log. */
+json_t *e2e_must_result(e2e_env *e, const char *id);
 
 #endif
