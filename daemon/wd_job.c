@@ -312,19 +312,23 @@ static int cmp_u64(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-unsigned long long *wd_job_live_tags(struct wd_worker *w, size_t *n) {
-    size_t count = 0;
+int wd_job_orphans(struct wd_worker *w, char *const *tags, size_t ntags, const char **orphans,
+                   size_t *norphans) {
+    unsigned long long *live = malloc((w->live_count ? w->live_count : 1) * sizeof *live);
+    if (!live)
+        return -ENOMEM;
+    size_t nlive = 0;
     for (struct wd_job *j = w->live; j; j = j->live_next)
-        count++;
-    unsigned long long *tags = malloc((count ? count : 1) * sizeof *tags);
-    if (!tags)
-        return NULL;
-    size_t i = 0;
-    for (struct wd_job *j = w->live; j; j = j->live_next)
-        tags[i++] = strtoull(j->d.tag, NULL, 10);
-    qsort(tags, count, sizeof *tags, cmp_u64);
-    *n = count;
-    return tags;
+        live[nlive++] = strtoull(j->d.tag, NULL, 10);
+    qsort(live, nlive, sizeof *live, cmp_u64);
+    *norphans = 0;
+    for (size_t i = 0; i < ntags; i++) {
+        unsigned long long t = strtoull(tags[i], NULL, 10);
+        if (!bsearch(&t, live, nlive, sizeof *live, cmp_u64))
+            orphans[(*norphans)++] = tags[i];
+    }
+    free(live);
+    return 0;
 }
 
 /* ---- the acker ------------------------------------------------------------------------ */

@@ -124,11 +124,6 @@ static void on_watchdog(struct ev_loop *loop, ev_timer *t, int revents) {
 
 /* ---- the consuming greenlets ---------------------------------------------------------- */
 
-static int cmp_u64(const void *a, const void *b) {
-    unsigned long long x = *(const unsigned long long *)a, y = *(const unsigned long long *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* The special problem of a lost fetch reply: when a fetch fails after reaching Redis
  * (a time-out, the link dropping mid-reply), the script may have moved messages into this
  * worker's in-flight hash without the worker ever hearing of them. Recovery would only
@@ -139,30 +134,19 @@ static int cmp_u64(const void *a, const void *b) {
  * same every heartbeat TTL, as a safety net. */
 static int reconcile(struct wd_worker *w) {
     char **tags = NULL;
-    size_t ntags = 0, nlive = 0, norphans = 0, moved = 0;
+    size_t ntags = 0, norphans = 0, moved = 0;
     int rc = broker_inflight_tags(w->bw, &tags, &ntags, FETCH_TIMEOUT);
     if (rc)
         return rc;
-    unsigned long long *live = wd_job_live_tags(w, &nlive);
     const char **orphans = calloc(ntags ? ntags : 1, sizeof *orphans);
-    if (!live || !orphans) {
-        rc = -ENOMEM;
-        goto out;
-    }
-    for (size_t i = 0; i < ntags; i++) {
-        unsigned long long t = strtoull(tags[i], NULL, 10);
-        if (!bsearch(&t, live, nlive, sizeof *live, cmp_u64))
-            orphans[norphans++] = tags[i];
-    }
-    if (norphans) {
+    rc = orphans ? wd_job_orphans(w, tags, ntags, orphans, &norphans) : -ENOMEM;
+    if (rc == 0 && norphans) {
         rc = broker_requeue(w->bw, orphans, norphans, &moved, FETCH_TIMEOUT);
         if (rc == 0 && moved)
             wd_log(WD_LOG_WARNING, "put back %zu messages that a failed fetch had moved into "
                    "this worker's in-flight list unseen", moved);
     }
-out:
     free(orphans);
-    free(live);
     broker_tags_free(tags, ntags);
     return rc;
 }

@@ -77,9 +77,11 @@ int wd_job_start(struct wd_worker *w, broker_delivery *d);
  * Call before the acker's final flush. */
 void wd_job_discard_unstarted(struct wd_worker *w);
 
-/* The delivery tags of every job not yet freed (running, or waiting for its ack), as
- * numbers, sorted: a new array of *n (free it), or NULL when out of memory. */
-unsigned long long *wd_job_live_tags(struct wd_worker *w, size_t *n);
+/* Of the ntags delivery tags (this worker's in-flight hash), put in orphans[] (room for
+ * ntags) those that no job holds (running, or waiting for its ack); *norphans says how
+ * many. Returns 0 or -ENOMEM. The strings are borrowed from tags. */
+int wd_job_orphans(struct wd_worker *w, char *const *tags, size_t ntags, const char **orphans,
+                   size_t *norphans);
 
 /* The acker greenlet: batches wd_ack_items and sends each batch in one round trip, until
  * it gets the NULL item that wd_worker puts at the end of a shutdown. */
