@@ -338,16 +338,21 @@ static bool past_give_up(const struct wd_worker *w) {
     return w->give_up_at > 0 && wd_unix_now() >= w->give_up_at;
 }
 
-static void send_batch(struct wd_worker *w, struct wd_ack_item **items, size_t n) {
-    broker_ack_entry *acks = calloc(n, sizeof *acks);
-    bool *owned = calloc(n, sizeof *owned);
-    struct wd_ack_item **sent = calloc(n, sizeof *sent);
+/* The acker's arrays, allocated once: per batch, their calloc (over 1 KiB, so a
+ * malloc_consolidate each time) cost more than the rest of the acker's bookkeeping. */
+struct ack_batch {
+    struct wd_ack_item *items[ACK_BATCH];
+    broker_ack_entry acks[ACK_BATCH];
+    bool owned[ACK_BATCH];
+    struct wd_ack_item *sent[ACK_BATCH];
+};
+
+static void send_batch(struct wd_worker *w, struct ack_batch *b, size_t n) {
+    struct wd_ack_item **items = b->items, **sent = b->sent;
+    broker_ack_entry *acks = b->acks;
+    bool *owned = b->owned;
     size_t m = 0;
-    if (!acks || !owned || !sent) {
-        wd_log(WD_LOG_ERROR, "out of memory sending %zu results; the messages will be "
-                             "redelivered", n);
-        goto out;
-    }
+    memset(owned, 0, n * sizeof *owned);
     for (size_t i = 0; i < n; i++) {
         struct wd_ack_item *it = items[i];
         if (it->kind == WD_ACK_RELEASE || (it->kind == WD_ACK_STARTED && it->job->finished))
@@ -412,23 +417,21 @@ static void send_batch(struct wd_worker *w, struct wd_ack_item **items, size_t n
                         "worker meanwhile: its result here was not stored");
         }
     }
-out:
     for (size_t i = 0; i < n; i++) {
         if (items[i]->kind != WD_ACK_STARTED)
             job_free(items[i]->job);
         free(items[i]->json);
         free(items[i]);
     }
-    free(acks);
-    free(owned);
-    free(sent);
 }
 
 void *wd_acker_main(void *arg) {
     struct wd_worker *w = arg;
-    struct wd_ack_item **items = calloc(ACK_BATCH, sizeof *items);
+    struct ack_batch *b = malloc(sizeof *b);
+    if (b == NULL)
+        wd_log(WD_LOG_ERROR, "out of memory starting the acker; no result can be stored");
     bool end = false;
-    while (items && !end) {
+    while (b && !end) {
         void *it;
         if (green_queue_get(&w->acks, &it, -1) != 0)
             break;
@@ -438,11 +441,11 @@ void *wd_acker_main(void *arg) {
                 end = true;
                 break;
             }
-            items[n++] = it;
+            b->items[n++] = it;
         } while (n < ACK_BATCH && green_queue_try_get(&w->acks, &it) == 0);
-        send_batch(w, items, n);
+        send_batch(w, b, n);
         green_event_set(&w->acked);
     }
-    free(items);
+    free(b);
     return NULL;
 }
