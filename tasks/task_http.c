@@ -43,10 +43,13 @@
  * green_http_perform. The write and header callbacks run on the hub's stack
  * (green_http.h): they only append to buffers and set flags, never yield or call curl.
  *
- * Easy handles are kept in a small per-thread free list and reset before reuse; the
- * connection and DNS caches live in the hub's multi handle, so they are shared anyway,
- * and the list saves the allocation and set-up of a handle per task. task_http_cleanup
- * frees the list.
+ * Easy handles are kept in a per-thread free list and reset before reuse; the connection
+ * and DNS caches live in the hub's multi handles, so they are shared anyway, and the list
+ * saves the creation of a handle per task (curl_easy_init allocates some 20 KB, and it
+ * and its cleanup were a tenth of the worker's time per http.get with a list of 16 at
+ * -c 100). The list keeps every handle given back, so it holds as many as the most
+ * transfers this thread has had at once (bounded by the worker's concurrency): after a
+ * burst, their memory stays for the next one. task_http_cleanup frees the list.
  */
 #include "task.h"
 #include "task_http_policy.h"
@@ -71,7 +74,6 @@
 #define DEFAULT_MAX_SIZE ((long long)10 << 20)
 #define DEFAULT_MAX_REDIRECTS 5LL
 #define MIN_TIMEOUT 0.001
-#define HANDLE_CACHE_MAX 16
 #define METHOD_MAX 32
 
 static const task_http_limits default_limits = {
@@ -87,13 +89,17 @@ static const task_http_limits default_limits = {
 static task_http_limits limits = default_limits;
 
 /* The address policy of the process: built at configuration, read-only afterwards; the
- * built-in deny list alone until then. */
+ * built-in deny list alone until then. policy_needs_host: it has host-name rules, so the
+ * checks need the URL's host (parsing it costs a few allocations per request). */
 static task_http_policy *policy;
+static bool policy_needs_host;
 
-/* The free list of easy handles of this thread (handles never cross threads). */
-static _Thread_local CURL *handle_cache[HANDLE_CACHE_MAX];
-static _Thread_local size_t handle_cached;
-static _Thread_local size_t handles_created;
+/* The free list of easy handles of this thread (handles never cross threads); its array
+ * grows with handles_live (handles created and not yet freed), so giving a handle back
+ * never needs memory. */
+static _Thread_local CURL **handle_cache;
+static _Thread_local size_t handle_cached, handle_cache_cap;
+static _Thread_local size_t handles_live;
 
 /* What one request asks for, after argument checking. Strings borrow from the call. */
 typedef struct request {
@@ -153,19 +159,27 @@ static CURL *handle_get(void) {
         return handle_cache[--handle_cached];
     if (green_http_global_init() != 0)
         return NULL;
+    if (handles_live == handle_cache_cap) {
+        size_t cap = handle_cache_cap ? 2 * handle_cache_cap : 64;
+        CURL **grown = realloc(handle_cache, cap * sizeof *grown);
+        if (grown == NULL)
+            return NULL;
+        handle_cache = grown;
+        handle_cache_cap = cap;
+    }
     CURL *easy = curl_easy_init();
     if (easy != NULL)
-        handles_created++;
+        handles_live++;
     return easy;
 }
 
 /* green_http_perform has detached the handle from the multi by the time it returns, so a
  * reset handle is as good as new (its connection stays in the multi's cache). */
 static void handle_put(CURL *easy) {
-    if (handle_cached < HANDLE_CACHE_MAX) {
+    if (handle_cached < handle_cache_cap) {
         curl_easy_reset(easy);
         handle_cache[handle_cached++] = easy;
-    } else {
+    } else { /* only after a task_http_cleanup with transfers still running */
         curl_easy_cleanup(easy);
     }
 }
@@ -173,18 +187,27 @@ static void handle_put(CURL *easy) {
 void task_http_cleanup(void) {
     while (handle_cached > 0)
         curl_easy_cleanup(handle_cache[--handle_cached]);
+    free(handle_cache);
+    handle_cache = NULL;
+    handle_cache_cap = 0;
+    handles_live = 0;
 }
 
-void task__http_stats(size_t *created, size_t *cached) {
-    *created = handles_created;
+void task__http_stats(size_t *live, size_t *cached) {
+    *live = handles_live;
     *cached = handle_cached;
 }
 
 /* ---- callbacks (hub stack: append only) --------------------------------------------- */
 
+/* The first allocation is small: most responses of API calls are, and glibc serves a
+ * request under 1 KiB from its small bins, where 1 KiB or more first consolidates the
+ * fast bins (a tenth of a small task's time in malloc_consolidate). */
+#define BUFFER_FIRST 256
+
 static bool buffer_append(buffer *b, const char *data, size_t n) {
     if (b->cap - b->len < n + 1) {
-        size_t cap = b->cap ? b->cap : 1024;
+        size_t cap = b->cap ? b->cap : BUFFER_FIRST;
         while (cap - b->len < n + 1)
             cap *= 2;
         char *grown = realloc(b->data, cap);
@@ -287,10 +310,13 @@ static curl_socket_t on_open_socket(void *clientp, curlsocktype purpose,
                                     struct curl_sockaddr *address) {
     transfer *t = clientp;
     (void)purpose;
-    char host[256];
+    char host[256] = "";
     task_http_verdict v;
-    current_host(t->easy, host, sizeof host);
+    if (policy_needs_host)
+        current_host(t->easy, host, sizeof host);
     if (!task_http_policy_check(policy, host, &address->addr, address->addrlen, &v)) {
+        if (!policy_needs_host)
+            current_host(t->easy, host, sizeof host); /* for the message */
         char addr[INET6_ADDRSTRLEN] = "?";
         const void *bytes = NULL;
         if (address->family == AF_INET)
@@ -311,10 +337,13 @@ static int on_prereq(void *clientp, char *primary_ip, char *local_ip, int primar
                      int local_port) {
     transfer *t = clientp;
     (void)local_ip, (void)primary_port, (void)local_port;
-    char host[256];
+    char host[256] = "";
     task_http_verdict v;
-    current_host(t->easy, host, sizeof host);
+    if (policy_needs_host)
+        current_host(t->easy, host, sizeof host);
     if (!task_http_policy_check_text(policy, host, primary_ip, &v)) {
+        if (!policy_needs_host)
+            current_host(t->easy, host, sizeof host); /* for the message */
         refuse(t, host, primary_ip, &v);
         return CURL_PREREQFUNC_ABORT;
     }
@@ -338,11 +367,20 @@ static bool token_valid(const char *s) {
     return true;
 }
 
+/* The header list when the task gives none: the same for every request, never freed
+ * (curl only reads the list). */
+static struct curl_slist expect_only = {.data = (char *)"Expect:", .next = NULL};
+
 /* The header list for the request, validated against the limits, or NULL with err filled
- * (rc TASK_EINVAL, or TASK_EFAIL for out of memory). "Expect:" turns off curl's
- * 100-continue wait for larger bodies, a pointless round trip with most servers. */
+ * (rc TASK_EINVAL, or TASK_EFAIL for out of memory); &expect_only when headers is empty.
+ * "Expect:" turns off curl's 100-continue wait for larger bodies, a pointless round trip
+ * with most servers. */
 static int header_list(const task_call *call, const json_t *headers, struct curl_slist **out,
                        task_error *err) {
+    if (json_object_size(headers) == 0) {
+        *out = &expect_only;
+        return 0;
+    }
     struct curl_slist *list = NULL;
     size_t count = 0, bytes = 0;
     bool has_expect = false;
@@ -522,7 +560,8 @@ static int perform(const task_call *call, const request *req, json_t **result, t
         return rc;
     CURL *easy = handle_get();
     if (easy == NULL) {
-        curl_slist_free_all(headers);
+        if (headers != &expect_only)
+            curl_slist_free_all(headers);
         return task_error_set(err, "MemoryError", "%s: could not create a curl handle", call->name);
     }
     transfer t = {.easy = easy, .max_size = (size_t)req->max_size};
@@ -555,7 +594,8 @@ static int perform(const task_call *call, const request *req, json_t **result, t
         }
     }
     handle_put(easy);
-    curl_slist_free_all(headers);
+    if (headers != &expect_only)
+        curl_slist_free_all(headers);
     free(t.body.data);
     free(t.headers.data);
     return rc;
@@ -644,6 +684,7 @@ int task__http_register(const task_http_limits *in) {
         return rc;
     task_http_policy_free(policy);
     policy = fresh;
+    policy_needs_host = task_http_policy_has_host_rules(fresh);
     limits_set(in);
     rc = task_registry_add("http.get", task_http_get);
     if (rc == 0)

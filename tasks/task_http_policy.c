@@ -49,6 +49,14 @@ static const char *const builtin_deny[] = {
     "240.0.0.0/4", "ff00::/8", "fd00:ec2::254/128", "100.100.100.200/32",
 };
 
+bool task_http_policy_has_host_rules(const task_http_policy *p) {
+    for (size_t i = 0; p != NULL && i < p->n; i++) {
+        if (p->rules[i].is_host)
+            return true;
+    }
+    return false;
+}
+
 const char *task_http_rule_origin_name(enum task_http_rule_origin origin) {
     switch (origin) {
     case TASK_HTTP_RULE_BUILTIN:

@@ -95,6 +95,10 @@ bool task_http_policy_check(const task_http_policy *p, const char *host,
 bool task_http_policy_check_text(const task_http_policy *p, const char *host, const char *addr,
                                  task_http_verdict *v);
 
+/* Whether any rule is a host-name rule: without one, the host passed to the checks makes
+ * no difference, and a caller may pass NULL rather than work it out. */
+bool task_http_policy_has_host_rules(const task_http_policy *p);
+
 /* How origin reads in a message: "--http-deny", "--http-allow", "the built-in deny list",
  * or "no rule". A static string. */
 const char *task_http_rule_origin_name(enum task_http_rule_origin origin);

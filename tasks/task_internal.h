@@ -13,9 +13,9 @@
  * process and register http.get and http.request. Returns 0 or task_registry_add's error. */
 int task__http_register(const task_http_limits *limits);
 
-/* For tests: how many easy handles this thread has created so far, and how many sit in
- * its free list now. */
-void task__http_stats(size_t *created, size_t *cached);
+/* For tests: how many easy handles this thread has (created and not freed: in use or in
+ * its free list), and how many sit in its free list now. */
+void task__http_stats(size_t *live, size_t *cached);
 
 /* task_http_json.c. Each returns a new reference, or NULL when out of memory. */
 

@@ -317,3 +317,20 @@ TEST(test_an_overlong_entry_is_refused) {
     strcpy(label + 64, ".example");
     ASSERT_EQ(task_http_policy_validate(label, why, sizeof why), -EINVAL);
 }
+
+/* Callers skip working out the URL's host when no rule could use it. */
+TEST(test_has_host_rules_only_with_a_host_name_rule) {
+    task_http_policy *p = make(NULL, NULL);
+    ASSERT(!task_http_policy_has_host_rules(p));
+    task_http_policy_free(p);
+    p = make("10.0.0.0/8", "10.1.0.0/16,::1");
+    ASSERT(!task_http_policy_has_host_rules(p));
+    task_http_policy_free(p);
+    p = make("10.0.0.0/8", "*.example.com");
+    ASSERT(task_http_policy_has_host_rules(p));
+    task_http_policy_free(p);
+    p = make("internal.example.com", NULL);
+    ASSERT(task_http_policy_has_host_rules(p));
+    task_http_policy_free(p);
+    ASSERT(!task_http_policy_has_host_rules(NULL));
+}
