@@ -151,7 +151,8 @@ json_t *broker_result_json(const broker_result *r) {
  * of the worker's CPU in encoding, a third of that in printf's "%.17g" for the three
  * timestamps). So the document is written straight into one growing buffer, with the same
  * fields in the same order and the same escaping as json_dumps(broker_result_json(r),
- * JSON_COMPACT); only the task's own value goes through jansson. Timestamps are written
+ * JSON_COMPACT), except for reals (shortest round-trip text, tb_real) and \u escapes
+ * (lower-case hex); the task's own value too (tb_value). Timestamps are written
  * from whole microseconds with integer arithmetic: the same double as seconds() gives,
  * always with a decimal point so that a reader sees a real, not an integer. */
 
@@ -290,10 +291,75 @@ static void tb_seconds(text_buf *b, double t) {
     tb_put(b, f, (size_t)n + 1);
 }
 
-static int tb_dump_cb(const char *buffer, size_t size, void *data) {
-    text_buf *b = data;
-    tb_put(b, buffer, size);
-    return b->failed ? -1 : 0;
+/* A real as the shortest text that reads back as the same double (15, 16 or 17
+ * significant digits), always with a point or an exponent so that it reads as a real:
+ * 0.1 is "0.1", where jansson's "%.17g" writes "0.10000000000000001". */
+static void tb_real(text_buf *b, double x) {
+    char d[40];
+    for (int precision = 15; precision <= 17; precision++) {
+        snprintf(d, sizeof d, "%.*g", precision, x);
+        if (precision == 17 || strtod(d, NULL) == x)
+            break;
+    }
+    tb_lit(b, d);
+    if (strpbrk(d, ".eEn") == NULL) /* n: no "inf.0"; jansson holds no such value anyway */
+        tb_lit(b, ".0");
+}
+
+#define VALUE_MAX_DEPTH 1024 /* deeper (or a cycle a task made by mistake): refused */
+
+/* A task's value, compact, keys in jansson's order (insertion order): what
+ * json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) means, without its callback per token and
+ * the hash table per container it keeps against cycles. */
+static void tb_value(text_buf *b, const json_t *v, int depth) {
+    if (depth > VALUE_MAX_DEPTH) {
+        b->failed = true;
+        return;
+    }
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: {
+        tb_put(b, "{", 1);
+        bool first = true;
+        for (void *it = json_object_iter((json_t *)v); it && !b->failed;
+             it = json_object_iter_next((json_t *)v, it)) {
+            if (!first)
+                tb_put(b, ",", 1);
+            first = false;
+            tb_string(b, json_object_iter_key(it), json_object_iter_key_len(it));
+            tb_put(b, ":", 1);
+            tb_value(b, json_object_iter_value(it), depth + 1);
+        }
+        tb_put(b, "}", 1);
+        break;
+    }
+    case JSON_ARRAY:
+        tb_put(b, "[", 1);
+        for (size_t i = 0; i < json_array_size(v) && !b->failed; i++) {
+            if (i > 0)
+                tb_put(b, ",", 1);
+            tb_value(b, json_array_get(v, i), depth + 1);
+        }
+        tb_put(b, "]", 1);
+        break;
+    case JSON_STRING:
+        tb_string(b, json_string_value(v), json_string_length(v));
+        break;
+    case JSON_INTEGER:
+        tb_long(b, json_integer_value(v));
+        break;
+    case JSON_REAL:
+        tb_real(b, json_real_value(v));
+        break;
+    case JSON_TRUE:
+        tb_lit(b, "true");
+        break;
+    case JSON_FALSE:
+        tb_lit(b, "false");
+        break;
+    case JSON_NULL:
+        tb_lit(b, "null");
+        break;
+    }
 }
 
 char *broker_result_encode(const broker_result *r) {
@@ -313,9 +379,8 @@ char *broker_result_encode(const broker_result *r) {
         tb_lit(&b, ",\"result\":");
         if (r->result == NULL)
             tb_lit(&b, "null");
-        else if (!b.failed &&
-                 json_dump_callback(r->result, tb_dump_cb, &b, JSON_COMPACT | JSON_ENCODE_ANY))
-            b.failed = true;
+        else
+            tb_value(&b, r->result, 1);
     }
     if (r->error_type != NULL || r->error_message != NULL) {
         tb_lit(&b, ",\"error\":{");

@@ -5,6 +5,7 @@
 #include "broker_result.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "testlib.h"
@@ -208,4 +209,66 @@ TEST(a_timestamp_too_large_for_microseconds_is_refused_not_garbled) {
     broker_result r = {.id = "j", .status = BROKER_FAILURE, .started_at = 1e303};
     ASSERT(broker_result_json(&r) == NULL);
     ASSERT(broker_result_encode(&r) == NULL);
+}
+
+/* What a consumer reads for a task's reals: the shortest text that is the same double
+ * (0.1, not jansson's 0.10000000000000001), still a real (100.0, not 100). */
+TEST(result_reals_are_the_shortest_text_of_the_same_double) {
+    struct {
+        double x;
+        const char *text;
+    } cases[] = {{0.1, "0.1"},       {0.707, "0.707"},   {100.0, "100.0"},
+                 {-0.0, "-0.0"},     {1e300, "1e+300"},  {1.5e-7, "1.5e-07"},
+                 {2.0 / 3.0, "0.6666666666666666"},      {0.1 + 0.2, "0.30000000000000004"},
+                 {5e-324, "4.94065645841247e-324"}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        json_t *value = json_pack("[f]", cases[i].x);
+        broker_result r = {.id = "j", .status = BROKER_SUCCESS, .result = value};
+        char *text = broker_result_encode(&r);
+        ASSERT(text != NULL);
+        char want[80];
+        snprintf(want, sizeof want, "\"result\":[%s]", cases[i].text);
+        if (strstr(text, want) == NULL)
+            test__fail(__FILE__, __LINE__, "%.17g: want %s in %s", cases[i].x, want, text);
+        json_t *j = decode(text);
+        json_t *back = json_array_get(json_object_get(j, "result"), 0);
+        ASSERT(json_is_real(back));
+        ASSERT(memcmp(&(double){json_real_value(back)}, &cases[i].x, sizeof(double)) == 0);
+        json_decref(j);
+        json_decref(value);
+    }
+}
+
+/* Values as tasks build them: nested containers, non-ASCII and escaped bytes, every scalar
+ * type; the text means the same value, keys in insertion order. A key with a NUL (jansson
+ * allows one; json_loads does not read it back, Python's json does) is escaped. */
+TEST(result_values_of_every_type_round_trip) {
+    json_t *value = json_pack("{s:{s:[i,I,f,b,b,n,s,[],{}]},s:s}", "outer", "in", -7,
+                              (json_int_t)INT64_MIN, 2.5, 1, 0, "\xe2\x82\xac\"x", "z", "last");
+    broker_result r = {.id = "j", .status = BROKER_SUCCESS, .result = value};
+    char *text = broker_result_encode(&r);
+    ASSERT(strstr(text, "\"result\":{\"outer\":{\"in\":[-7,-9223372036854775808,2.5,true,false,"
+                        "null,\"\xe2\x82\xac\\\"x\",[],{}]},\"z\":\"last\"}") != NULL);
+    json_t *j = decode(text);
+    ASSERT(json_equal(json_object_get(j, "result"), value));
+    json_decref(j);
+    json_object_setn_new(value, "a\0b", 3, json_string("nul key"));
+    text = broker_result_encode(&r);
+    ASSERT(strstr(text, ",\"a\\u0000b\":\"nul key\"}") != NULL);
+    free(text);
+    json_decref(value);
+}
+
+/* A result nested deeper than the encoder goes (or a cycle a task made by mistake) is
+ * refused, not a crash: the worker stores the failure instead. */
+TEST(a_result_nested_too_deep_is_refused) {
+    json_t *value = json_array(), *inner = value;
+    for (int i = 0; i < 1100; i++) {
+        json_t *next = json_array();
+        json_array_append_new(inner, next);
+        inner = next;
+    }
+    broker_result r = {.id = "j", .status = BROKER_SUCCESS, .result = value};
+    ASSERT(broker_result_encode(&r) == NULL);
+    json_decref(value);
 }
