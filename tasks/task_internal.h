@@ -7,6 +7,7 @@
 
 #include "task.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Store limits (NULL: defaults; zero fields: defaults) for every later http.* call of the
@@ -16,6 +17,22 @@ int task__http_register(const task_http_limits *limits);
 /* For tests: how many easy handles this thread has (created and not freed: in use or in
  * its free list), and how many sit in its free list now. */
 void task__http_stats(size_t *live, size_t *cached);
+
+/* task_http_headers.c. */
+
+struct curl_slist;
+
+/* Whether s is a non-empty HTTP token (RFC 9110: header names, methods). */
+bool task__http_token_valid(const char *s);
+
+/* The curl header list for a task's headers object (NULL or {} for none), checked: names
+ * are tokens, values strings without CR, LF or NUL, at most limits->max_headers headers
+ * and limits->max_header_bytes bytes. 0 and the list in *out (free it with
+ * task__http_header_list_free), or TASK_EINVAL / TASK_EFAIL with err filled. */
+int task__http_header_list(const task_call *call, const json_t *headers,
+                           const task_http_limits *limits, struct curl_slist **out,
+                           task_error *err);
+void task__http_header_list_free(struct curl_slist *list);
 
 /* task_http_json.c. Each returns a new reference, or NULL when out of memory. */
 
