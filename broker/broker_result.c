@@ -250,6 +250,21 @@ static void tb_long(text_buf *b, long long x) {
     tb_put(b, o, (size_t)(d + 24 - o));
 }
 
+/* A real as the shortest text that reads back as the same double (15, 16 or 17
+ * significant digits), always with a point or an exponent so that it reads as a real:
+ * 0.1 is "0.1", where jansson's "%.17g" writes "0.10000000000000001". */
+static void tb_real(text_buf *b, double x) {
+    char d[40];
+    for (int precision = 15; precision <= 17; precision++) {
+        snprintf(d, sizeof d, "%.*g", precision, x);
+        if (precision == 17 || strtod(d, NULL) == x)
+            break;
+    }
+    tb_lit(b, d);
+    if (strpbrk(d, ".eEn") == NULL) /* n: no "inf.0"; jansson holds no such value anyway */
+        tb_lit(b, ".0");
+}
+
 /* seconds(t) as text: whole microseconds, then "s.ffffff" with trailing zeros dropped
  * (at least one digit after the point). Not finite in microseconds: refused, as json_real
  * refuses it. */
@@ -260,11 +275,7 @@ static void tb_seconds(text_buf *b, double t) {
         return;
     }
     if (fabs(us) >= 9e18) { /* beyond a long long: no timestamp is, but stay correct */
-        char d[40];
-        snprintf(d, sizeof d, "%.17g", us / 1e6);
-        tb_lit(b, d);
-        if (strpbrk(d, ".eE") == NULL)
-            tb_lit(b, ".0");
+        tb_real(b, us / 1e6);
         return;
     }
     long long v = (long long)us;
@@ -289,21 +300,6 @@ static void tb_seconds(text_buf *b, double t) {
     for (int i = n; i >= 1; i--, frac /= 10)
         f[i] = (char)('0' + frac % 10);
     tb_put(b, f, (size_t)n + 1);
-}
-
-/* A real as the shortest text that reads back as the same double (15, 16 or 17
- * significant digits), always with a point or an exponent so that it reads as a real:
- * 0.1 is "0.1", where jansson's "%.17g" writes "0.10000000000000001". */
-static void tb_real(text_buf *b, double x) {
-    char d[40];
-    for (int precision = 15; precision <= 17; precision++) {
-        snprintf(d, sizeof d, "%.*g", precision, x);
-        if (precision == 17 || strtod(d, NULL) == x)
-            break;
-    }
-    tb_lit(b, d);
-    if (strpbrk(d, ".eEn") == NULL) /* n: no "inf.0"; jansson holds no such value anyway */
-        tb_lit(b, ".0");
 }
 
 #define VALUE_MAX_DEPTH 1024 /* deeper (or a cycle a task made by mistake): refused */

@@ -281,11 +281,28 @@ static void current_host(CURL *easy, char *host, size_t cap) {
     curl_url_cleanup(u);
 }
 
-/* Record a refusal (the first one: with several addresses, curl tries each). */
+#define HOST_BUF 256
+
+/* The URL's host for the policy checks, in host; NULL when no rule uses it (the checks take
+ * NULL as unknown), which saves parsing the URL on every request. */
+static const char *checked_host(transfer *t, char host[HOST_BUF]) {
+    if (!policy_needs_host)
+        return NULL;
+    current_host(t->easy, host, HOST_BUF);
+    return host;
+}
+
+/* Record a refusal (the first one: with several addresses, curl tries each). host is what
+ * the check was given; NULL: looked up here, for the message. */
 static void refuse(transfer *t, const char *host, const char *addr, const task_http_verdict *v) {
     if (t->refused)
         return;
     t->refused = true;
+    char looked_up[HOST_BUF];
+    if (host == NULL) {
+        current_host(t->easy, looked_up, sizeof looked_up);
+        host = looked_up;
+    }
     /* The host is worth naming unless it is the address itself ("[::1]" for "::1"). */
     size_t alen = strlen(addr);
     bool literal =
@@ -309,13 +326,10 @@ static curl_socket_t on_open_socket(void *clientp, curlsocktype purpose,
                                     struct curl_sockaddr *address) {
     transfer *t = clientp;
     (void)purpose;
-    char host[256] = "";
+    char buf[HOST_BUF];
+    const char *host = checked_host(t, buf);
     task_http_verdict v;
-    if (policy_needs_host)
-        current_host(t->easy, host, sizeof host);
     if (!task_http_policy_check(policy, host, &address->addr, address->addrlen, &v)) {
-        if (!policy_needs_host)
-            current_host(t->easy, host, sizeof host); /* for the message */
         char addr[INET6_ADDRSTRLEN] = "?";
         const void *bytes = NULL;
         if (address->family == AF_INET)
@@ -336,13 +350,10 @@ static int on_prereq(void *clientp, char *primary_ip, char *local_ip, int primar
                      int local_port) {
     transfer *t = clientp;
     (void)local_ip, (void)primary_port, (void)local_port;
-    char host[256] = "";
+    char buf[HOST_BUF];
+    const char *host = checked_host(t, buf);
     task_http_verdict v;
-    if (policy_needs_host)
-        current_host(t->easy, host, sizeof host);
     if (!task_http_policy_check_text(policy, host, primary_ip, &v)) {
-        if (!policy_needs_host)
-            current_host(t->easy, host, sizeof host); /* for the message */
         refuse(t, host, primary_ip, &v);
         return CURL_PREREQFUNC_ABORT;
     }
