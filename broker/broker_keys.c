@@ -3,18 +3,21 @@
  *
  * Keys are formatted with snprintf into a caller's BROKER_KEY_MAX buffer. The limits on
  * every part (broker_keys.h) guarantee that the buffer is large enough, so truncation is
- * impossible for validated parts; it is still asserted, because a truncated key would
- * silently address some other key.
+ * impossible for validated parts; it is still checked, in every build (GREEN_CHECK, not
+ * assert), because a truncated key would silently address some other key.
  *
- * Pure functions: no I/O, no allocation, never yield; safe on any stack and any thread.
+ * Pure functions: no I/O, never yield; safe on any stack and any thread. Only
+ * broker_queue_list_join allocates.
  */
 #include "broker_keys.h"
 
-#include <assert.h>
+#include "green_check.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* True when s has a space, tab, newline or any other ASCII control byte (or DEL). Bytes
@@ -84,7 +87,7 @@ static int format_key(char *buf, const char *fmt, ...) {
     va_start(ap, fmt);
     int n = vsnprintf(buf, BROKER_KEY_MAX, fmt, ap);
     va_end(ap);
-    assert(n >= 0 && n < BROKER_KEY_MAX && "broker_keys: key does not fit BROKER_KEY_MAX");
+    GREEN_CHECK(n >= 0 && n < BROKER_KEY_MAX, "a key cut to BROKER_KEY_MAX names another key");
     return n;
 }
 
@@ -132,6 +135,12 @@ int broker_key_result(const broker_keys *k, const char *id, char buf[BROKER_KEY_
     return format_key(buf, "%s:result:%s", k->prefix, id);
 }
 
+int broker_key_revoked(const broker_keys *k, const char *id, char buf[BROKER_KEY_MAX]) {
+    if (broker_check_task_id(id) != NULL)
+        return reject(buf);
+    return format_key(buf, "%s:revoked:%s", k->prefix, id);
+}
+
 int broker_key_dead(const broker_keys *k, char buf[BROKER_KEY_MAX]) {
     return format_key(buf, "%s:dead", k->prefix);
 }
@@ -142,4 +151,76 @@ int broker_key_events(const broker_keys *k, char buf[BROKER_KEY_MAX]) {
 
 int broker_key_seq(const broker_keys *k, char buf[BROKER_KEY_MAX]) {
     return format_key(buf, "%s:seq", k->prefix);
+}
+
+/* ---- Key names read back ------------------------------------------------------------- */
+
+int broker_key_queue_pattern(const broker_keys *k, char buf[BROKER_KEY_MAX]) {
+    /* SCAN's MATCH reads the prefix as a glob: escape what it would take as one. At most
+     * twice the prefix, well inside the buffer. */
+    char escaped[2 * BROKER_PREFIX_MAX + 1];
+    size_t n = 0;
+    for (const char *p = k->prefix; *p; p++) {
+        if (strchr("*?[]\\", *p) != NULL)
+            escaped[n++] = '\\';
+        escaped[n++] = *p;
+    }
+    escaped[n] = '\0';
+    return format_key(buf, "%s:queue:*", escaped);
+}
+
+const char *broker_key_queue_name(const broker_keys *k, const char *key, size_t len) {
+    size_t plen = strlen(k->prefix);
+    static const char kind[] = ":queue:";
+    if (strlen(key) != len || len <= plen + sizeof kind - 1 || memcmp(key, k->prefix, plen) != 0 ||
+        memcmp(key + plen, kind, sizeof kind - 1) != 0)
+        return NULL;
+    const char *name = key + plen + sizeof kind - 1;
+    return broker_check_queue_name(name) == NULL ? name : NULL;
+}
+
+/* ---- Values -------------------------------------------------------------------------- */
+
+char *broker_queue_list_join(const char *const *queues, size_t n) {
+    size_t total = 1;
+    for (size_t i = 0; i < n; i++)
+        total += strlen(queues[i]) + 1;
+    char *list = malloc(total), *p = list;
+    if (list == NULL)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(queues[i]);
+        if (i > 0)
+            *p++ = ',';
+        memcpy(p, queues[i], len);
+        p += len;
+    }
+    *p = '\0';
+    return list;
+}
+
+char *broker_queue_list_next(char **cursor) {
+    char *p = *cursor;
+    while (*p == ',')
+        p++;
+    if (*p == '\0') {
+        *cursor = p;
+        return NULL;
+    }
+    char *name = p;
+    p += strcspn(p, ",");
+    if (*p == ',')
+        *p++ = '\0';
+    *cursor = p;
+    return name;
+}
+
+bool broker_inflight_split(const char *value, size_t len, const char **queue, size_t *qlen,
+                           const char **raw, size_t *rawlen) {
+    const char *nl = memchr(value, '\n', len);
+    *queue = value;
+    *qlen = nl ? (size_t)(nl - value) : 0;
+    *raw = nl ? nl + 1 : value;
+    *rawlen = len - (size_t)(*raw - value);
+    return nl != NULL;
 }

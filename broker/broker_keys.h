@@ -3,18 +3,20 @@
  * and the validation of the names that go into them (prefix, queue names, worker ids,
  * task ids).
  *
- * Every key is "<prefix>:<kind>[:<part>...]" (DESIGN.md "Redis keys"):
+ * Every key is "<prefix>:<kind>[:<part>...]" (docs/design.md "Redis keys"):
  *
  *   <prefix>:queue:<name>            list    pending messages (producers LPUSH, we RPOP)
  *   <prefix>:scheduled               zset    messages with an ETA, scored by due time
  *   <prefix>:worker:<wid>            hash    a live worker's heartbeat (with a TTL)
  *   <prefix>:workers                 hash    wid -> comma-separated queue names of every
  *                                            worker that may hold in-flight messages (a
- *                                            hash, not DESIGN's set: recovery needs the
- *                                            queue list to find the landing lists)
+ *                                            hash, not a set: recovery needs the queue
+ *                                            list to find the landing lists)
  *   <prefix>:inflight:<wid>          hash    delivery tag -> "<queue>\n<raw message>"
  *   <prefix>:landing:<wid>:<queue>   list    where a blocking BLMOVE drops a message
- *   <prefix>:result:<id>             string  the result document (with a TTL)
+ *   <prefix>:result:<id>             string  the result document (with a TTL); also the
+ *                                            pub/sub channel its waiters listen on
+ *   <prefix>:revoked:<id>            string  "1": workerctl revoked the id (TTL as results)
  *   <prefix>:dead                    list    dead letters
  *   <prefix>:events                  stream  task events for monitors
  *   <prefix>:seq                     string  the delivery-tag counter (INCRBY)
@@ -29,12 +31,17 @@
  * name may contain whitespace or control characters (the in-flight value separates the
  * queue from the message with '\n'; log lines stay one line).
  *
+ * Values with a structure of their own are written and read here too: the comma list of
+ * a worker's queues (the <prefix>:workers hash) and the "<queue>\n<raw>" in-flight value.
+ * The other commands and their replies are in broker_cmds.h.
+ *
  * Everything here is pure computation: no I/O, never yields, callable from anywhere
  * (hub callbacks included), thread-safe on distinct buffers.
  */
 #ifndef WORKERD_BROKER_KEYS_H
 #define WORKERD_BROKER_KEYS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #define BROKER_PREFIX_DEFAULT "workerd"
@@ -76,8 +83,37 @@ int broker_key_inflight(const broker_keys *k, const char *wid, char buf[BROKER_K
 int broker_key_landing(const broker_keys *k, const char *wid, const char *queue,
                        char buf[BROKER_KEY_MAX]);
 int broker_key_result(const broker_keys *k, const char *id, char buf[BROKER_KEY_MAX]);
+int broker_key_revoked(const broker_keys *k, const char *id, char buf[BROKER_KEY_MAX]);
 int broker_key_dead(const broker_keys *k, char buf[BROKER_KEY_MAX]);
 int broker_key_events(const broker_keys *k, char buf[BROKER_KEY_MAX]);
 int broker_key_seq(const broker_keys *k, char buf[BROKER_KEY_MAX]);
+
+/* The SCAN MATCH pattern of every queue key of k's prefix, "<prefix>:queue:*", with the
+ * glob characters of the prefix (* ? [ ] \) escaped: prefix "a*" matches its own keys
+ * only. Writes buf (BROKER_KEY_MAX bytes) and returns its length. */
+int broker_key_queue_pattern(const broker_keys *k, char buf[BROKER_KEY_MAX]);
+
+/* The queue name in key (a NUL-terminated string of len bytes, as a reply's str and len)
+ * when it is a queue key of k's prefix, "<prefix>:queue:<name>": a pointer into key. NULL
+ * when it is not: another prefix or kind, a NUL inside, or a name broker_check_queue_name
+ * refuses (a key broker_key_queue would never make, so no queue of workerd's). */
+const char *broker_key_queue_name(const broker_keys *k, const char *key, size_t len);
+
+/* ---- Values -------------------------------------------------------------------------- */
+
+/* The <prefix>:workers value of a worker consuming queues[0..n): the names joined with
+ * ','. A new string (free it), or NULL when out of memory. */
+char *broker_queue_list_join(const char *const *queues, size_t n);
+
+/* The names of such a list one by one, as strtok_r does: *cursor starts at a writable copy
+ * of the list; each call NUL-terminates the next name in place and returns it, NULL at the
+ * end. Empty items are skipped. */
+char *broker_queue_list_next(char **cursor);
+
+/* Split an in-flight value, "<queue>\n<raw message>", at its first newline: *queue and
+ * *raw point into value. Returns false for a value without a newline (only a hand edit
+ * makes one): then the queue is empty and raw is the whole value. */
+bool broker_inflight_split(const char *value, size_t len, const char **queue, size_t *qlen,
+                           const char **raw, size_t *rawlen);
 
 #endif
