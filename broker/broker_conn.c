@@ -213,10 +213,6 @@ int broker_conn_pipeline(broker_conn *c, size_t n, const int *argcs, const char 
     return rc;
 }
 
-static bool is_noscript(const redisReply *r) {
-    return r->type == REDIS_REPLY_ERROR && r->str && strncmp(r->str, "NOSCRIPT", 8) == 0;
-}
-
 int broker_conn_eval(broker_conn *c, redisReply **reply, double timeout, broker_script_id id,
                      int argc, const char **argv, const size_t *argvlen) {
     const broker_script *s = broker_script_get(id);
@@ -239,7 +235,7 @@ int broker_conn_eval(broker_conn *c, redisReply **reply, double timeout, broker_
     green_timeout t;
     green_timeout_start(&t, timeout);
     int rc = broker_conn_call(c, reply, -1, argc + 3, v, l);
-    if (rc == 0 && is_noscript(*reply)) {
+    if (rc == 0 && broker_reply_is_noscript(*reply)) {
         freeReplyObject(*reply);
         *reply = NULL;
         const char *load[] = {"SCRIPT", "LOAD", s->text};

@@ -10,14 +10,15 @@
  */
 #include "broker_scripts.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 
 extern const char broker__lua_fetch[], broker__lua_ack[], broker__lua_recover[],
-    broker__lua_requeue[];
+    broker__lua_requeue[], broker__lua_dead_requeue[];
 extern const size_t broker__lua_fetch_len, broker__lua_ack_len, broker__lua_recover_len,
-    broker__lua_requeue_len;
+    broker__lua_requeue_len, broker__lua_dead_requeue_len;
 
 static broker_script scripts[BROKER_SCRIPT_COUNT];
 static pthread_once_t scripts_once = PTHREAD_ONCE_INIT;
@@ -104,6 +105,8 @@ static void init_scripts(void) {
     set(BROKER_SCRIPT_ACK, "ack", broker__lua_ack, broker__lua_ack_len);
     set(BROKER_SCRIPT_RECOVER, "recover", broker__lua_recover, broker__lua_recover_len);
     set(BROKER_SCRIPT_REQUEUE, "requeue", broker__lua_requeue, broker__lua_requeue_len);
+    set(BROKER_SCRIPT_DEAD_REQUEUE, "dead_requeue", broker__lua_dead_requeue,
+        broker__lua_dead_requeue_len);
 }
 
 const broker_script *broker_script_get(broker_script_id id) {
@@ -111,4 +114,39 @@ const broker_script *broker_script_get(broker_script_id id) {
         return NULL;
     pthread_once(&scripts_once, init_scripts);
     return &scripts[id];
+}
+
+/* ---- Running them -------------------------------------------------------------------- */
+
+int broker_batch_script(broker_batch *b, broker_script_id id) {
+    const broker_script *s = broker_script_get(id);
+    if (s == NULL)
+        return broker_batch_fail(b, -EINVAL);
+    broker_batch_cmd(b);
+    broker_batch_arg(b, "EVALSHA", 7);
+    broker_batch_arg(b, s->sha1, 40);
+    return broker_batch_arg(b, "0", 1);
+}
+
+bool broker_reply_is_noscript(const redisReply *r) {
+    return r != NULL && r->type == REDIS_REPLY_ERROR && r->str != NULL &&
+           strncmp(r->str, "NOSCRIPT", 8) == 0;
+}
+
+bool broker_script_retry(broker_batch *b, size_t i, const redisReply *r) {
+    if (!broker_reply_is_noscript(r) || i >= b->n || b->argcs[i] < 3)
+        return false;
+    /* broker_batch_script borrowed the digest from the table: compare pointers. */
+    const char *const *argv = b->argvs[i];
+    if (b->argvlens[i][0] != 7 || memcmp(argv[0], "EVALSHA", 7) != 0)
+        return false;
+    for (int id = 0; id < BROKER_SCRIPT_COUNT; id++) {
+        const broker_script *s = broker_script_get((broker_script_id)id);
+        if (argv[1] == s->sha1) {
+            broker_batch_set(b, i, 0, "EVAL", 4);
+            broker_batch_set(b, i, 1, s->text, s->len);
+            return true;
+        }
+    }
+    return false;
 }

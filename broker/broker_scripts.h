@@ -4,11 +4,12 @@
  *
  * The caller runs a script with EVALSHA <sha1> 0 <argv...>; on a NOSCRIPT error (Redis
  * restarted, SCRIPT FLUSH, a failover) it retries the same call as EVAL <text> 0 <argv...>,
- * which also caches the script again. The digests are computed here, the same way Redis
- * computes them (SHA1 of the exact text, lower-case hex), so no SCRIPT LOAD round trip is
- * needed before the first EVALSHA. All scripts take 0 KEYS: they build key names from
- * the prefix in ARGV[1] (broker_keys.h documents the names), which is why workerd is not
- * Redis Cluster compatible.
+ * which also caches the script again (broker_batch_script and broker_script_retry build
+ * both for either client; broker_conn_eval does it all for the green one). The digests
+ * are computed here, the same way Redis computes them (SHA1 of the exact text, lower-case
+ * hex), so no SCRIPT LOAD round trip is needed before the first EVALSHA. All scripts take
+ * 0 KEYS: they build key names from the prefix in ARGV[1] (broker_keys.h documents the
+ * names), which is why workerd is not Redis Cluster compatible.
  *
  * Arguments and replies (the .lua files say more):
  *
@@ -23,20 +24,28 @@
  *   REQUEUE  ARGV: prefix, wid, "all" | k, tag1..tagk, queue names whose landing lists
  *                  to drain as well
  *            -> integer: how many messages went back (no redelivery counted)
+ *   DEAD_REQUEUE  ARGV: prefix, dead-letter entry (its exact text), queue, message
+ *            -> integer: 1 the entry was removed and the message pushed, 0 it was gone
  *
- * broker_script_get is thread-safe (the digests are computed once, under pthread_once),
+ * Everything here is thread-safe (the digests are computed once, under pthread_once),
  * never yields and may be called from any stack.
  */
 #ifndef WORKERD_BROKER_SCRIPTS_H
 #define WORKERD_BROKER_SCRIPTS_H
 
+#include "broker_batch.h"
+
+#include <stdbool.h>
 #include <stddef.h>
+
+#include <hiredis/hiredis.h>
 
 typedef enum broker_script_id {
     BROKER_SCRIPT_FETCH,
     BROKER_SCRIPT_ACK,
     BROKER_SCRIPT_RECOVER,
     BROKER_SCRIPT_REQUEUE,
+    BROKER_SCRIPT_DEAD_REQUEUE,
     BROKER_SCRIPT_COUNT
 } broker_script_id;
 
@@ -49,6 +58,18 @@ typedef struct broker_script {
 
 /* The script id (static storage, never freed), or NULL when id is out of range. */
 const broker_script *broker_script_get(broker_script_id id);
+
+/* Start command "EVALSHA <sha1> 0" of script id in b; the script's ARGV follow, added with
+ * broker_batch_arg and friends. Returns 0 or the batch's error. */
+int broker_batch_script(broker_batch *b, broker_script_id id);
+
+/* True when r is Redis's NOSCRIPT error (it does not know the script's digest). */
+bool broker_reply_is_noscript(const redisReply *r);
+
+/* When r, the reply to command i of b, is NOSCRIPT and command i is an EVALSHA of one of
+ * these scripts, turn it into EVAL <text> 0 ... (which runs the script and caches it) and
+ * return true: send command i again. False otherwise, b unchanged. */
+bool broker_script_retry(broker_batch *b, size_t i, const redisReply *r);
 
 /* SHA1 of n bytes as 40 lower-case hex digits and a NUL. */
 void broker_sha1_hex(const void *data, size_t n, char out[41]);

@@ -2,9 +2,13 @@
  * test_scripts.c - the broker's Lua scripts against a real redis-server: fetch (priority,
  * batch limit, landing lists, FIFO, atomic moves), ack (owner check), recover (requeue to
  * the right end, redelivery count, poison pills, unparseable messages, live workers left
- * alone) and requeue (by tag, or everything). Plain synchronous hiredis; each test starts
+ * alone), requeue (by tag, or everything) and dead_requeue; and the shared commands of
+ * broker_cmds.h, built as broker_batch vectors and sent as workerctl sends them (a
+ * pipeline, EVAL when Redis answers NOSCRIPT). Plain synchronous hiredis; each test starts
  * its own server.
  */
+#include "broker_batch.h"
+#include "broker_cmds.h"
 #include "broker_keys.h"
 #include "broker_msg.h"
 #include "broker_scripts.h"
@@ -636,5 +640,310 @@ TEST(requeue_all_empties_inflight_and_landing_lists) {
     ASSERT_STREQ(cmd_str("RPOP %s", key_queue("high")), "h1");
     ASSERT_STREQ(cmd_str("RPOP %s", key_queue("low")), "l1");
     ASSERT_STREQ(cmd_str("RPOP %s", key_queue("low")), "l2");
+    stop();
+}
+
+/* ---- command vectors ------------------------------------------------------------------ */
+
+/* Send b as one pipeline, as workerctl does: replies[i] for command i (free them), an
+ * EVALSHA answered NOSCRIPT sent again as EVAL. Returns how many were sent again. */
+static int send_batch(broker_batch *b, redisReply **replies) {
+    ASSERT_EQ(b->err, 0);
+    for (size_t i = 0; i < b->n; i++)
+        ASSERT_EQ(redisAppendCommandArgv(rc, b->argcs[i], b->argvs[i], b->argvlens[i]), REDIS_OK);
+    for (size_t i = 0; i < b->n; i++) {
+        void *reply = NULL;
+        ASSERT(redisGetReply(rc, &reply) == REDIS_OK && reply != NULL);
+        replies[i] = reply;
+    }
+    int again = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        if (broker_script_retry(b, i, replies[i])) {
+            freeReplyObject(replies[i]);
+            replies[i] = redisCommandArgv(rc, b->argcs[i], b->argvs[i], b->argvlens[i]);
+            ASSERT(replies[i] != NULL);
+            again++;
+        }
+    }
+    return again;
+}
+
+/* Send a batch of one command and return its reply (free it). */
+static redisReply *send_one(broker_batch *b) {
+    ASSERT_EQ(b->n, 1);
+    redisReply *r = NULL;
+    send_batch(b, &r);
+    return r;
+}
+
+static void free_replies(redisReply **replies, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        freeReplyObject(replies[i]);
+}
+
+TEST(batch_arguments_survive_growth_and_copies_are_copies) {
+    broker_batch b = {0};
+    char text[16];
+    for (int i = 0; i < 1000; i++) {
+        ASSERT_EQ(broker_batch_cmd(&b), 0);
+        broker_batch_str(&b, "SET");
+        snprintf(text, sizeof text, "k%d", i);
+        broker_batch_copy(&b, text, strlen(text)); /* text is reused: the copy must stay */
+        ASSERT_EQ(broker_batch_num(&b, -i), 0);
+    }
+    ASSERT_EQ(b.n, 1000);
+    for (int i = 0; i < 1000; i++) {
+        snprintf(text, sizeof text, "k%d", i);
+        ASSERT_EQ(b.argcs[i], 3);
+        ASSERT_STREQ(b.argvs[i][0], "SET");
+        ASSERT_EQ(b.argvlens[i][1], strlen(text));
+        ASSERT_STREQ(b.argvs[i][1], text);
+        snprintf(text, sizeof text, "%d", -i);
+        ASSERT_STREQ(b.argvs[i][2], text);
+    }
+    char big[100000];
+    memset(big, 'b', sizeof big);
+    ASSERT_EQ(broker_batch_copy(&b, big, sizeof big), 0); /* larger than any block */
+    ASSERT_EQ(b.argcs[999], 4);
+    ASSERT(memcmp(b.argvs[999][3], big, sizeof big) == 0 && b.argvs[999][3][sizeof big] == 0);
+    broker_batch_clear(&b);
+    ASSERT(b.n == 0 && b.argcs == NULL && b.err == 0);
+}
+
+TEST(batch_errors_are_sticky) {
+    broker_batch b = {0};
+    broker_keys k;
+    broker_keys_init(&k, "wt");
+    const char *queues[] = {"good", "bad name", "also good"};
+    ASSERT_EQ(broker_cmd_queue_depths(&b, &k, queues, 3), -EINVAL);
+    ASSERT_EQ(b.err, -EINVAL);
+    size_t n = b.n;
+    ASSERT_EQ(broker_batch_cmd(&b), -EINVAL);
+    ASSERT_EQ(broker_batch_str(&b, "PING"), -EINVAL);
+    ASSERT_EQ(broker_cmd_revoke_mark(&b, &k, "x", 10), -EINVAL);
+    ASSERT_EQ(b.n, n); /* nothing added after the error */
+    ASSERT_EQ(broker_batch_fail(&b, -ENOMEM), -EINVAL);
+    broker_batch_clear(&b);
+    ASSERT_EQ(broker_cmd_revoke_mark(&b, &k, "", 10), -EINVAL);
+    broker_batch_clear(&b);
+    ASSERT_EQ(broker_cmd_dead_requeue(&b, &k, "e", 1, "a,b", "m", 1), -EINVAL);
+    broker_batch_clear(&b);
+}
+
+/* ---- the shared commands -------------------------------------------------------------- */
+
+TEST(enqueue_pushes_at_the_end_workers_take_last) {
+    start();
+    broker_batch b = {0};
+    ASSERT_EQ(broker_cmd_enqueue(&b, &keys, "default", "m1", 2), 0);
+    ASSERT_EQ(broker_cmd_enqueue(&b, &keys, "default", "m2\0x", 4), 0);
+    redisReply *r[2];
+    send_batch(&b, r);
+    ASSERT_EQ(r[1]->integer, 2);
+    free_replies(r, 2);
+    broker_batch_clear(&b);
+    redisReply *f = fetch("w1", 10, "default", NULL); /* first in, first out */
+    ASSERT_STREQ(raw_at(f, 0), "m1");
+    ASSERT_EQ(f->element[5]->len, 4);
+    freeReplyObject(f);
+    stop();
+}
+
+TEST(queue_depths_come_in_one_pipeline_in_order) {
+    start();
+    push("a", "1");
+    push("a", "2");
+    push("a", "3");
+    freeReplyObject(cmd("SET %s x", key_queue("c"))); /* not a list: someone else's key */
+    const char *queues[] = {"a", "b", "c"};
+    broker_batch b = {0};
+    ASSERT_EQ(broker_cmd_queue_depths(&b, &keys, queues, 3), 0);
+    ASSERT_EQ(b.n, 3);
+    redisReply *r[3];
+    send_batch(&b, r);
+    ASSERT_EQ(broker_reply_queue_depth(r[0]), 3);
+    ASSERT_EQ(broker_reply_queue_depth(r[1]), 0);
+    ASSERT_EQ(broker_reply_queue_depth(r[2]), -1);
+    ASSERT_EQ(broker_reply_queue_depth(NULL), -1);
+    free_replies(r, 3);
+    broker_batch_clear(&b);
+    stop();
+}
+
+/* Every queue of the prefix, whatever the prefix's glob characters, and nothing else. */
+TEST(scan_finds_the_queue_keys_of_its_prefix_only) {
+    start();
+    broker_keys glob;
+    ASSERT_EQ(broker_keys_init(&glob, "w*"), 0);
+    char qname[16], key[BROKER_KEY_MAX];
+    for (int i = 0; i < 300; i++) {
+        snprintf(qname, sizeof qname, "q%d", i);
+        broker_key_queue(&glob, qname, key);
+        freeReplyObject(cmd("LPUSH %s x", key));
+    }
+    freeReplyObject(cmd("LPUSH wx:queue:other x"));
+    freeReplyObject(cmd("SET w*:result:q1 x"));
+    freeReplyObject(cmd("SET w*:queue:a%s x", " b")); /* a key no queue name makes */
+    int found = 0;
+    char cursor[BROKER_SCAN_CURSOR_MAX] = "0", seen[300] = {0};
+    do {
+        broker_batch b = {0};
+        ASSERT_EQ(broker_cmd_scan_queues(&b, &glob, cursor), 0);
+        redisReply *r = send_one(&b);
+        const redisReply *batch;
+        ASSERT_EQ(broker_reply_scan(r, cursor, &batch), 0);
+        for (size_t i = 0; i < batch->elements; i++) {
+            const redisReply *k = batch->element[i];
+            const char *name = broker_key_queue_name(&glob, k->str, k->len);
+            if (name == NULL)
+                continue;
+            int n = atoi(name + 1);
+            ASSERT(name[0] == 'q' && n >= 0 && n < 300);
+            found += !seen[n];
+            seen[n] = 1;
+        }
+        freeReplyObject(r);
+        broker_batch_clear(&b);
+    } while (strcmp(cursor, "0") != 0);
+    ASSERT_EQ(found, 300);
+    redisReply *r = cmd("PING");
+    const redisReply *batch;
+    ASSERT_EQ(broker_reply_scan(r, cursor, &batch), -EPROTO);
+    freeReplyObject(r);
+    stop();
+}
+
+TEST(result_store_sets_with_the_ttl_and_publishes) {
+    start();
+    redisContext *sub = redisConnect("127.0.0.1", server.port);
+    ASSERT(sub != NULL && sub->err == 0);
+    char channel[BROKER_KEY_MAX];
+    broker_key_result(&keys, "r-1", channel);
+    redisReply *s = redisCommand(sub, "SUBSCRIBE %s", channel);
+    ASSERT(s != NULL);
+    freeReplyObject(s);
+    const char doc[] = "{\"id\":\"r-1\",\"status\":\"SUCCESS\"}";
+    broker_batch b = {0};
+    ASSERT_EQ(broker_cmd_result_store(&b, &keys, "r-1", doc, sizeof doc - 1, 100), 0);
+    ASSERT_EQ(broker_cmd_result_store(&b, &keys, "r-2", "{}", 2, 0), 0);
+    ASSERT_EQ(b.n, 4);
+    redisReply *r[4];
+    send_batch(&b, r);
+    long long subscribers = -1;
+    ASSERT_EQ(broker_reply_integer(r[1], &subscribers), 0);
+    ASSERT_EQ(subscribers, 1);
+    free_replies(r, 4);
+    broker_batch_clear(&b);
+    ASSERT_STREQ(cmd_str("GET %s", channel), doc);
+    ASSERT_RANGE(cmd_int("TTL %s", channel), 1, 100);
+    broker_key_result(&keys, "r-2", channel);
+    ASSERT_EQ(cmd_int("TTL %s", channel), -1); /* 0: kept for ever */
+    void *m = NULL;
+    ASSERT(redisGetReply(sub, &m) == REDIS_OK);
+    redisReply *msg = m;
+    ASSERT(msg->type == REDIS_REPLY_ARRAY && msg->elements == 3);
+    ASSERT_STREQ(msg->element[2]->str, doc);
+    freeReplyObject(msg);
+    redisFree(sub);
+    stop();
+}
+
+TEST(revoke_mark_lives_as_long_as_results) {
+    start();
+    broker_batch b = {0};
+    ASSERT_EQ(broker_cmd_revoke_mark(&b, &keys, "v-1", 500), 0);
+    ASSERT_EQ(broker_cmd_revoke_mark(&b, &keys, "v-2", 0), 0);
+    redisReply *r[2];
+    send_batch(&b, r);
+    free_replies(r, 2);
+    broker_batch_clear(&b);
+    char key[BROKER_KEY_MAX];
+    broker_key_revoked(&keys, "v-1", key);
+    ASSERT_STREQ(cmd_str("GET %s", key), "1");
+    ASSERT_RANGE(cmd_int("TTL %s", key), 1, 500);
+    broker_key_revoked(&keys, "v-2", key);
+    ASSERT_EQ(cmd_int("TTL %s", key), -1);
+    stop();
+}
+
+/* dead_requeue.lua through its builder; the first run of a script Redis does not know
+ * comes back NOSCRIPT and goes again as EVAL, the next ones are EVALSHA. */
+static long long dead_requeue(const char *entry, const char *queue, const char *msg, int *again) {
+    broker_batch b = {0};
+    ASSERT_EQ(broker_cmd_dead_requeue(&b, &keys, entry, strlen(entry), queue, msg, strlen(msg)), 0);
+    ASSERT_STREQ(b.argvs[0][0], "EVALSHA");
+    redisReply *r = NULL;
+    *again = send_batch(&b, &r);
+    long long v = -1;
+    ASSERT_EQ(broker_reply_integer(r, &v), 0);
+    freeReplyObject(r);
+    broker_batch_clear(&b);
+    return v;
+}
+
+TEST(dead_requeue_pushes_the_message_once_per_entry) {
+    start();
+    char dead[BROKER_KEY_MAX];
+    broker_key_dead(&keys, dead);
+    freeReplyObject(cmd("LPUSH %s E other E", dead)); /* the same entry twice */
+    int again = 0;
+    ASSERT_EQ(dead_requeue("E", "low", "m", &again), 1);
+    ASSERT_EQ(again, 1); /* a fresh Redis: NOSCRIPT, then EVAL */
+    ASSERT_EQ(cmd_int("LLEN %s", dead), 2);
+    ASSERT_EQ(dead_requeue("E", "low", "m", &again), 1);
+    ASSERT_EQ(again, 0);                                 /* cached by the EVAL */
+    ASSERT_EQ(dead_requeue("E", "low", "m", &again), 0); /* gone: nothing pushed */
+    ASSERT_EQ(cmd_int("LLEN %s", key_queue("low")), 2);
+    ASSERT_EQ(cmd_int("LLEN %s", dead), 1);
+    ASSERT_STREQ(cmd_str("LINDEX %s 0", dead), "other");
+    freeReplyObject(cmd("SCRIPT FLUSH"));
+    ASSERT_EQ(dead_requeue("other", "low", "m2", &again), 1);
+    ASSERT_EQ(again, 1);
+    ASSERT_STREQ(cmd_str("LINDEX %s 0", key_queue("low")), "m2");
+    stop();
+}
+
+TEST(dead_drop_removes_one_copy_of_the_entry) {
+    start();
+    char dead[BROKER_KEY_MAX];
+    broker_key_dead(&keys, dead);
+    freeReplyObject(cmd("LPUSH %s E E F", dead));
+    broker_batch b = {0};
+    ASSERT_EQ(broker_cmd_dead_drop(&b, &keys, "E", 1), 0);
+    ASSERT_EQ(broker_cmd_dead_drop(&b, &keys, "G", 1), 0);
+    redisReply *r[2];
+    ASSERT_EQ(send_batch(&b, r), 0);
+    long long n = -1;
+    ASSERT_EQ(broker_reply_integer(r[0], &n), 0);
+    ASSERT_EQ(n, 1);
+    ASSERT_EQ(broker_reply_integer(r[1], &n), 0);
+    ASSERT_EQ(n, 0);
+    free_replies(r, 2);
+    broker_batch_clear(&b);
+    ASSERT_EQ(cmd_int("LLEN %s", dead), 2);
+    stop();
+}
+
+/* Only an EVALSHA of one of the scripts is turned into an EVAL, and only on NOSCRIPT. */
+TEST(script_retry_touches_only_unknown_scripts) {
+    start();
+    broker_batch b = {0};
+    broker_cmd_dead_drop(&b, &keys, "E", 1);
+    broker_batch_script(&b, BROKER_SCRIPT_DEAD_REQUEUE);
+    broker_batch_str(&b, "wt");
+    redisReply *ok = cmd("PING");
+    ASSERT(!broker_script_retry(&b, 1, ok)); /* not an error */
+    freeReplyObject(ok);
+    redisReply *noscript =
+        redisCommand(rc, "EVALSHA %s 0", "0000000000000000000000000000000000000000");
+    ASSERT(broker_reply_is_noscript(noscript));
+    ASSERT(!broker_script_retry(&b, 0, noscript)); /* an LREM */
+    ASSERT(!broker_script_retry(&b, 7, noscript)); /* no such command */
+    ASSERT(broker_script_retry(&b, 1, noscript));
+    ASSERT_STREQ(b.argvs[1][0], "EVAL");
+    ASSERT_EQ(b.argvlens[1][1], broker_script_get(BROKER_SCRIPT_DEAD_REQUEUE)->len);
+    ASSERT(!broker_script_retry(&b, 1, noscript)); /* an EVAL already */
+    freeReplyObject(noscript);
+    broker_batch_clear(&b);
     stop();
 }
