@@ -1,5 +1,6 @@
 /*
- * broker_result.c - encoders for the result document and the dead-letter entry.
+ * broker_result.c - encoders for the result document and the dead-letter entry, and the
+ * reader of a dead-letter entry.
  *
  * Both are built as jansson objects and dumped compactly. jansson refuses strings that are
  * not valid UTF-8, and a dead letter exists precisely because some input was bad, so every
@@ -456,4 +457,55 @@ char *broker_dead_encode(const broker_dead *d) {
     char *text = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     return text;
+}
+
+/* ---- Reading a dead letter back ------------------------------------------------------ */
+
+void broker_dead_entry_clear(broker_dead_entry *e) {
+    free(e->message);
+    e->message = NULL;
+    e->message_len = 0;
+}
+
+/* Copy message m[0..n) into e, with ,"redelivered":0 before its final '}' when reset. */
+static const char *copy_message(broker_dead_entry *e, const char *m, size_t n, bool reset) {
+    static const char zero[] = ",\"redelivered\":0";
+    const char *close = reset ? memrchr(m, '}', n) : NULL;
+    size_t extra = close ? sizeof zero - 1 : 0;
+    if ((e->message = malloc(n + extra + 1)) == NULL)
+        return "out of memory";
+    size_t head = close ? (size_t)(close - m) : n;
+    memcpy(e->message, m, head);
+    memcpy(e->message + head, zero, extra);
+    memcpy(e->message + head + extra, m + head, n - head);
+    e->message_len = n + extra;
+    e->message[e->message_len] = '\0';
+    return NULL;
+}
+
+const char *broker_dead_parse(const char *raw, size_t len, broker_dead_entry *e) {
+    *e = (broker_dead_entry){0};
+    json_t *doc = json_loadb(raw, len, 0, NULL), *msg = NULL;
+    json_t *message = json_object_get(doc, "message");
+    const char *queue = json_string_value(json_object_get(doc, "queue"));
+    const char *id = json_string_value(json_object_get(doc, "id"));
+    const char *why = NULL;
+    snprintf(e->id, sizeof e->id, "%s", id ? id : "");
+    snprintf(e->queue, sizeof e->queue, "%s", queue ? queue : "default");
+    if (!json_is_string(message))
+        why = "the entry has no \"message\"";
+    else if (json_is_true(json_object_get(doc, "truncated")))
+        why = "the message was cut when it was dead-lettered";
+    else if (broker_check_queue_name(queue ? queue : "default") != NULL)
+        why = "the entry names an invalid queue";
+    if (why == NULL) {
+        const char *m = json_string_value(message);
+        size_t n = json_string_length(message);
+        msg = json_loadb(m, n, 0, NULL);
+        json_int_t redelivered = json_integer_value(json_object_get(msg, "redelivered"));
+        why = copy_message(e, m, n, json_is_object(msg) && redelivered > 0);
+    }
+    json_decref(msg);
+    json_decref(doc);
+    return why;
 }

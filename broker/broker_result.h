@@ -25,10 +25,13 @@
  *
  * Every string is made valid UTF-8 before encoding (each invalid byte becomes U+FFFD),
  * so a message with garbage bytes still yields a dead letter instead of an encoding
- * failure. Pure computation; never yields; callable from any stack; thread-safe.
+ * failure. A dead-letter entry is also read back here (broker_dead_parse), to requeue it.
+ * Pure computation; never yields; callable from any stack; thread-safe.
  */
 #ifndef WORKERD_BROKER_RESULT_H
 #define WORKERD_BROKER_RESULT_H
+
+#include "broker_keys.h"
 
 #include <stddef.h>
 
@@ -86,6 +89,25 @@ json_t *broker_dead_json(const broker_dead *d);
 
 /* The same, encoded compactly into a malloc'd string (free it), or NULL. */
 char *broker_dead_encode(const broker_dead *d);
+
+/* A dead-letter entry read back, to push its message back on its queue. */
+typedef struct broker_dead_entry {
+    char *message; /* malloc'd: what to push back (see broker_dead_parse); NULL if none */
+    size_t message_len;
+    char queue[BROKER_QUEUE_NAME_MAX + 1]; /* its "queue"; "default" when it names none */
+    char id[BROKER_ID_MAX + 1];            /* its "id"; "" when it has none */
+} broker_dead_entry;
+
+/* Read the dead-letter entry raw[0..len) (as broker_dead_encode, recover.lua or
+ * requeue.lua wrote it) for requeueing. The message is the original text, byte-exact,
+ * except that one which counted redeliveries ("redelivered": N > 0, as a poison pill has)
+ * gets ,"redelivered":0 appended before its final '}': the last key wins, as recover.lua
+ * counts, so a requeued message starts afresh. Returns NULL with *e filled (release it
+ * with broker_dead_entry_clear), or a static sentence saying why the entry cannot be
+ * requeued: no message (not an entry at all), a message cut when it was stored, an
+ * invalid queue name, out of memory. id and queue are filled in either case. */
+const char *broker_dead_parse(const char *raw, size_t len, broker_dead_entry *e);
+void broker_dead_entry_clear(broker_dead_entry *e);
 
 /* A JSON string from n arbitrary bytes: invalid UTF-8 bytes become U+FFFD, NUL bytes are
  * kept (jansson escapes them as \u0000). New reference, or NULL when out of memory. */

@@ -1,6 +1,7 @@
 /*
  * test_result.c - the result document and the dead-letter entry, decoded back and
- * checked field by field as a consumer (redis-cli GET, workerctl) would see them.
+ * checked field by field as a consumer (redis-cli GET, workerctl) would see them; and a
+ * dead-letter entry read back for requeueing (broker_dead_parse).
  */
 #include "broker_result.h"
 
@@ -276,4 +277,84 @@ TEST(a_result_nested_too_deep_is_refused) {
     broker_result r = {.id = "j", .status = BROKER_SUCCESS, .result = value};
     ASSERT(broker_result_encode(&r) == NULL);
     json_decref(value);
+}
+
+/* ---- dead letters read back ---------------------------------------------------------- */
+
+/* broker_dead_parse of the entry broker_dead_encode makes of d. */
+static const char *parse_encoded(const broker_dead *d, broker_dead_entry *e) {
+    char *text = broker_dead_encode(d);
+    ASSERT(text != NULL);
+    const char *why = broker_dead_parse(text, strlen(text), e);
+    free(text);
+    return why;
+}
+
+TEST(dead_entry_gives_back_the_message_byte_exact_and_where_it_goes) {
+    const char *raw = "{ \"id\":\"j-1\", \"task\":\"echo\",\"args\":[1.50] }";
+    broker_dead d = {.raw = raw, .raw_len = strlen(raw), .reason = "r", .id = "j-1",
+                     .queue = "high"};
+    broker_dead_entry e;
+    ASSERT(parse_encoded(&d, &e) == NULL);
+    ASSERT_EQ(e.message_len, strlen(raw));
+    ASSERT_STREQ(e.message, raw);
+    ASSERT_STREQ(e.queue, "high");
+    ASSERT_STREQ(e.id, "j-1");
+    broker_dead_entry_clear(&e);
+    ASSERT(e.message == NULL);
+}
+
+TEST(dead_entry_without_a_queue_goes_to_default) {
+    broker_dead d = {.raw = "{}", .raw_len = 2, .reason = "r"};
+    broker_dead_entry e;
+    ASSERT(parse_encoded(&d, &e) == NULL);
+    ASSERT_STREQ(e.message, "{}");
+    ASSERT_STREQ(e.queue, "default");
+    ASSERT_STREQ(e.id, "");
+    broker_dead_entry_clear(&e);
+}
+
+/* recover.lua counted the redeliveries in the message; a requeue starts again from 0. */
+TEST(dead_entry_of_a_poison_pill_has_its_count_reset) {
+    const char *raw = "{\"id\":\"p\",\"task\":\"sleep\",\"redelivered\":6}";
+    broker_dead d = {.raw = raw, .raw_len = strlen(raw), .reason = "poison pill"};
+    broker_dead_entry e;
+    ASSERT(parse_encoded(&d, &e) == NULL);
+    ASSERT_STREQ(e.message,
+                 "{\"id\":\"p\",\"task\":\"sleep\",\"redelivered\":6,\"redelivered\":0}");
+    ASSERT_EQ(e.message_len, strlen(e.message));
+    json_t *m = json_loads(e.message, 0, NULL);
+    ASSERT_EQ(json_integer_value(json_object_get(m, "redelivered")), 0);
+    json_decref(m);
+    broker_dead_entry_clear(&e);
+    raw = "{\"id\":\"q\",\"redelivered\":0}"; /* nothing counted: left as it is */
+    d.raw = raw;
+    d.raw_len = strlen(raw);
+    ASSERT(parse_encoded(&d, &e) == NULL);
+    ASSERT_STREQ(e.message, raw);
+    broker_dead_entry_clear(&e);
+}
+
+TEST(dead_entry_that_cannot_be_requeued_says_why) {
+    broker_dead_entry e;
+    ASSERT_STREQ(broker_dead_parse("not json", 8, &e), "the entry has no \"message\"");
+    ASSERT(e.message == NULL);
+    ASSERT_STREQ(broker_dead_parse("{\"id\":\"x\"}", 10, &e), "the entry has no \"message\"");
+    ASSERT_STREQ(e.id, "x"); /* said in the report of what was skipped */
+    char raw[100];
+    memset(raw, 'a', sizeof raw);
+    broker_dead cut = {.raw = raw, .raw_len = sizeof raw, .reason = "r", .id = "c",
+                       .max_message_bytes = 10};
+    ASSERT_STREQ(parse_encoded(&cut, &e), "the message was cut when it was dead-lettered");
+    ASSERT(e.message == NULL);
+    ASSERT_STREQ(e.id, "c");
+    broker_dead bad = {.raw = "{}", .raw_len = 2, .reason = "r", .queue = "a b"};
+    ASSERT_STREQ(parse_encoded(&bad, &e), "the entry names an invalid queue");
+    /* Too long for a queue name: refused whole, not cut to a valid one. */
+    char longq[BROKER_QUEUE_NAME_MAX + 20];
+    memset(longq, 'q', sizeof longq - 1);
+    longq[sizeof longq - 1] = '\0';
+    bad.queue = longq;
+    ASSERT_STREQ(parse_encoded(&bad, &e), "the entry names an invalid queue");
+    ASSERT(e.message == NULL);
 }
