@@ -1,5 +1,5 @@
 /*
- * broker_msg.h - parse and validate one raw task message (DESIGN.md "Task messages").
+ * broker_msg.h - parse and validate one raw task message (docs/design.md "Task messages").
  *
  * A message is a JSON object; only "task" is required:
  *

@@ -8,13 +8,14 @@
  */
 #include "broker_worker.h"
 
+#include "broker_cmds.h"
 #include "green.h"
+#include "green_check.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 struct broker_worker {
     broker_keys keys;
@@ -108,12 +109,6 @@ static int eval_args(broker_worker *w, broker_script_id id, argv_buf *a, int bui
     return rc;
 }
 
-static double unix_now(void) {
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
-}
-
 broker_worker *broker_worker_new(const broker_worker_cfg *cfg, broker_conn *main,
                                  broker_conn *results) {
     broker_worker *w = calloc(1, sizeof *w);
@@ -121,19 +116,13 @@ broker_worker *broker_worker_new(const broker_worker_cfg *cfg, broker_conn *main
         goto fail;
     w->wid = strdup(cfg->wid);
     w->queues = calloc(cfg->nqueues, sizeof *w->queues);
-    size_t total = 1;
-    for (size_t i = 0; i < cfg->nqueues; i++)
-        total += strlen(cfg->queues[i]) + 1;
-    w->queue_list = calloc(1, total);
+    w->queue_list = broker_queue_list_join(cfg->queues, cfg->nqueues);
     if (!w->wid || !w->queues || !w->queue_list)
         goto fail;
     for (size_t i = 0; i < cfg->nqueues; i++) {
         if (!(w->queues[i] = strdup(cfg->queues[i])))
             goto fail;
         w->nqueues++;
-        if (i)
-            strcat(w->queue_list, ",");
-        strcat(w->queue_list, cfg->queues[i]);
     }
     w->result_expires = cfg->result_expires;
     w->heartbeat_ttl = cfg->heartbeat_ttl;
@@ -249,60 +238,27 @@ static long result_ttl(const broker_worker *w) {
  * backend is another Redis): SET (EX ttl) + PUBLISH each, pipelined. */
 static int store_results(broker_worker *w, const broker_ack_entry *acks, size_t n, bool all,
                          double timeout) {
-    size_t m = 0;
-    for (size_t i = 0; i < n; i++)
+    broker_batch b = {0};
+    for (size_t i = 0; i < n && b.err == 0; i++)
         if (acks[i].id && (all || !acks[i].tag))
-            m++;
-    if (m == 0)
-        return 0;
-    size_t cmds = m * 2;
-    int *argcs = calloc(cmds, sizeof *argcs);
-    const char ***argvs = calloc(cmds, sizeof *argvs);
-    redisReply **replies = calloc(cmds, sizeof *replies);
-    char (*keys)[BROKER_KEY_MAX] = calloc(m, BROKER_KEY_MAX);
-    const char **store = calloc(cmds * 5, sizeof *store);
-    char ttl[32];
-    int rc = -ENOMEM;
-    if (!argcs || !argvs || !replies || !keys || !store)
-        goto out;
-    snprintf(ttl, sizeof ttl, "%ld", result_ttl(w));
-    size_t c = 0, j = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!acks[i].id || !(all || !acks[i].tag))
-            continue;
-        if (broker_key_result(&w->keys, acks[i].id, keys[j]) < 0) {
-            rc = -EINVAL;
-            goto out;
+            broker_cmd_result_store(&b, &w->keys, acks[i].id, acks[i].json, strlen(acks[i].json),
+                                    w->result_expires);
+    int rc = b.err;
+    redisReply **replies = NULL;
+    if (rc == 0 && b.n > 0) {
+        replies = calloc(b.n, sizeof *replies);
+        rc = replies ? broker_conn_pipeline(w->results, b.n, b.argcs, b.argvs, b.argvlens,
+                                            replies, timeout)
+                     : -ENOMEM;
+        for (size_t i = 0; replies && i < b.n; i++) {
+            if (rc == 0 && replies[i]->type == REDIS_REPLY_ERROR)
+                rc = -EPROTO;
+            if (replies[i])
+                freeReplyObject(replies[i]);
         }
-        const char **set = &store[c * 5];
-        set[0] = "SET";
-        set[1] = keys[j];
-        set[2] = acks[i].json;
-        set[3] = "EX";
-        set[4] = ttl;
-        argcs[c] = result_ttl(w) > 0 ? 5 : 3;
-        argvs[c++] = set;
-        const char **pub = &store[c * 5];
-        pub[0] = "PUBLISH";
-        pub[1] = keys[j];
-        pub[2] = acks[i].json;
-        argcs[c] = 3;
-        argvs[c++] = pub;
-        j++;
     }
-    rc = broker_conn_pipeline(w->results, cmds, argcs, argvs, NULL, replies, timeout);
-    for (size_t i = 0; rc == 0 && i < cmds; i++)
-        if (replies[i]->type == REDIS_REPLY_ERROR)
-            rc = -EPROTO;
-    for (size_t i = 0; i < cmds; i++)
-        if (replies[i])
-            freeReplyObject(replies[i]);
-out:
-    free(argcs);
-    free(argvs);
     free(replies);
-    free(keys);
-    free(store);
+    broker_batch_clear(&b);
     return rc;
 }
 
@@ -426,7 +382,7 @@ int broker_recover(broker_worker *w, size_t *requeued, size_t *dead, double time
             continue;
         char maxr[32], now[64];
         snprintf(maxr, sizeof maxr, "%d", w->max_redeliveries);
-        snprintf(now, sizeof now, "%.6f", unix_now());
+        snprintf(now, sizeof now, "%.6f", green_wallclock());
         const char *args[] = {w->keys.prefix, wid, maxr, now, w->wid};
         redisReply *r = NULL;
         rc = broker_conn_eval(w->main, &r, -1, BROKER_SCRIPT_RECOVER, 5, args, NULL);
@@ -542,5 +498,31 @@ int broker_unregister(broker_worker *w, double timeout) {
         }
     }
     green_timeout_end(&t);
+    return rc;
+}
+
+/* ---- what the metrics read ---------------------------------------------------------- */
+
+int broker_queue_depths(broker_worker *w, long long *depths, double timeout) {
+    for (size_t i = 0; i < w->nqueues; i++)
+        depths[i] = -1;
+    broker_batch b = {0};
+    redisReply **replies = NULL;
+    int rc = broker_cmd_queue_depths(&b, &w->keys, (const char *const *)w->queues, w->nqueues);
+    if (rc == 0 && b.n > 0) {
+        GREEN_CHECK(b.n == w->nqueues, "one LLEN per queue");
+        replies = calloc(b.n, sizeof *replies);
+        rc = replies ? broker_conn_pipeline(w->main, b.n, b.argcs, b.argvs, b.argvlens, replies,
+                                            timeout)
+                     : -ENOMEM;
+        for (size_t i = 0; replies && i < b.n; i++) {
+            if (rc == 0)
+                depths[i] = broker_reply_queue_depth(replies[i]);
+            if (replies[i])
+                freeReplyObject(replies[i]);
+        }
+    }
+    free(replies);
+    broker_batch_clear(&b);
     return rc;
 }

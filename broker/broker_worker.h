@@ -1,5 +1,5 @@
 /*
- * broker_worker.h - one worker's side of the delivery protocol (DESIGN.md "Delivery"):
+ * broker_worker.h - one worker's side of the delivery protocol (docs/design.md "Delivery"):
  * fetch a batch into the in-flight hash, wait for work with a blocking BLMOVE, ack with
  * results, heartbeat, recover dead workers, put messages back, dead-letter.
  *
@@ -99,6 +99,12 @@ void broker_tags_free(char **tags, size_t n);
 
 /* LPUSH a dead-letter entry (broker_dead_encode's document) onto <prefix>:dead. */
 int broker_dead_letter(broker_worker *w, const char *json, double timeout);
+
+/* The depth (LLEN) of each of this worker's queues, one round trip: depths[i] for
+ * cfg->queues[i], -1 where unknown (the reply was not a length, or the call failed: then
+ * its error is returned). Waits for the link within timeout: a caller that must not wait
+ * (a metrics scrape while Redis is away) checks broker_conn_is_up first. */
+int broker_queue_depths(broker_worker *w, long long *depths, double timeout);
 
 /* Remove this worker's heartbeat and registration, if its in-flight hash is empty
  * (otherwise leave it for recovery). */

@@ -9,7 +9,7 @@
 -- slow it is.
 --
 -- The worker's queue list comes from the <prefix>:workers HASH (wid -> comma-separated
--- queue names; DESIGN.md's set became a hash so that recovery can find the landing lists
+-- queue names; a hash rather than a set so that recovery can find the landing lists
 -- <prefix>:landing:<wid>:<queue> without KEYS or SCAN).
 --
 -- Every in-flight entry ("<queue>\n<raw>") goes back to the RIGHT end of its queue, so it
