@@ -26,6 +26,7 @@
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 
+#include "broker_batch.h"
 #include "broker_keys.h"
 
 enum ctl_exit {
@@ -145,15 +146,23 @@ redisReply *ctl_cmd(redisContext *rc, int *code, const char *fmt, ...)
 redisReply *ctl_cmd_argv(redisContext *rc, int *code, int argc, const char **argv,
                          const size_t *lens);
 
-/* Every key matching "<prefix>:<kind>:*" (SCAN, never KEYS; glob characters in the prefix
- * are escaped), sorted, as a NULL-terminated malloc'd array of malloc'd strings (free with
- * ctl_strv_free). NULL after printing why (*code set). */
-char **ctl_scan(ctl *c, redisContext *rc, const char *kind, int *code);
-void ctl_strv_free(char **v);
+/* Send the commands of b (built with broker_cmds.h) in one round trip; their replies go
+ * to replies[0..b->n), each to be freed with freeReplyObject. An EVALSHA that Redis does
+ * not know is sent again as EVAL (broker_script_retry). Error replies are replies, left
+ * to the caller's parser. Returns CTL_OK, or after printing why: CTL_FAIL when b failed
+ * to build (out of memory, a name no key may hold), CTL_UNREACHABLE when the link broke;
+ * replies are then all NULL. */
+int ctl_send(redisContext *rc, broker_batch *b, redisReply **replies);
 
-/* The result key / channel of id (they share the name), and the revocation mark. */
-void ctl_key_result(const ctl *c, const char *id, char buf[BROKER_KEY_MAX]);
-void ctl_key_revoked(const ctl *c, const char *id, char buf[BROKER_KEY_MAX]);
+/* Send b, a batch of one command, and check its reply as ctl_cmd does. Returns the reply
+ * (freeReplyObject it), or NULL after printing why (*code set; code may be NULL). */
+redisReply *ctl_send_one(redisContext *rc, broker_batch *b, int *code);
+
+/* The names of the queues that have a key, from SCAN over the queue keys (never KEYS),
+ * sorted, each once, as a NULL-terminated malloc'd array of malloc'd strings (free with
+ * ctl_strv_free). NULL after printing why (*code set). */
+char **ctl_queue_names(ctl *c, redisContext *rc, int *code);
+void ctl_strv_free(char **v);
 
 /* The "id" and "task" of a raw message (copied into the buffers; "" when unreadable). */
 void ctl_msg_fields(const char *raw, size_t len, char *id, size_t idlen, char *task,
@@ -177,7 +186,6 @@ void ctl_table_print(ctl_table *t);                /* prints and frees */
 
 /* "3h12m" style duration since unix time t, into buf. */
 const char *ctl_age(double t, char *buf, size_t len);
-double ctl_now(void);
 
 /* ---- Commands ------------------------------------------------------------------------ */
 

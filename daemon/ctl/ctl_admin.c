@@ -1,17 +1,17 @@
 /*
  * ctl_admin.c - the commands that change pending work: `workerctl purge` and `revoke`.
  *
- * purge QUEUE deletes <prefix>:queue:<QUEUE> (LLEN and DEL in one MULTI, so the count is
+ * purge QUEUE deletes the queue's key (LLEN and DEL in one MULTI, so the count is
  * exactly what was deleted); it refuses to do so without --yes, saying how many messages
  * it would delete.
  *
  * revoke ID does what can be done from outside the workers today:
- *   - it marks the id revoked: SET <prefix>:revoked:<ID> 1 EX <result expires>. Workers do
- *     NOT check this mark yet; it is there for when they do (and for monitors);
+ *   - it marks the id revoked (broker_cmd_revoke_mark), for as long as results are kept.
+ *     Workers do NOT check this mark yet; it is there for when they do (and for monitors);
  *   - it takes every pending copy of the message out of the queues: each queue (SCAN) is
- *     read in pages, the raw elements whose "id" is ID are collected, then each is LREMed
- *     by its exact bytes. Collect first, remove after: removing while paging would shift
- *     the pages. A worker may take a copy between the read and the LREM; then it runs;
+ *     read in pages; at a raw element whose "id" is ID, that exact text is LREMed and the
+ *     queue read again from its start (a removal shifts the pages). A worker may take a
+ *     copy between the read and the LREM; then it runs;
  *   - when it removed a copy, it stores and publishes a REVOKED result, as a worker does
  *     for an expired message, so that waiters see the end;
  *   - it says which workers hold the id in flight: those keep running it (--terminate is
@@ -26,7 +26,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "broker_cmds.h"
 #include "broker_result.h"
+#include "green_check.h"
 
 /* ---- purge --------------------------------------------------------------------------- */
 
@@ -155,9 +157,10 @@ static int held_by(ctl *c, redisContext *rc, const char *id, json_t *out) {
             break;
         for (size_t j = 0; j < r->elements; j++) {
             const redisReply *v = r->element[j];
-            const char *nl = memchr(v->str, '\n', v->len);
-            const char *raw = nl ? nl + 1 : v->str;
-            if (has_id(raw, v->len - (size_t)(raw - v->str), id, task, sizeof task)) {
+            const char *queue, *raw;
+            size_t qlen, rawlen;
+            broker_inflight_split(v->str, v->len, &queue, &qlen, &raw, &rawlen);
+            if (has_id(raw, rawlen, id, task, sizeof task)) {
                 json_array_append_new(out, json_string(all->element[i]->str));
                 break;
             }
@@ -173,7 +176,7 @@ static int write_revoked(ctl *c, const char *id, const char *task) {
     redisContext *rc = ctl_results(c);
     if (rc == NULL)
         return CTL_UNREACHABLE;
-    double now = ctl_now();
+    double now = green_wallclock();
     broker_result res = {.id = id,
                          .task = *task ? task : NULL,
                          .status = BROKER_REVOKED,
@@ -183,17 +186,17 @@ static int write_revoked(ctl *c, const char *id, const char *task) {
     char *doc = broker_result_encode(&res);
     if (doc == NULL)
         return ctl_error(CTL_FAIL, "out of memory");
-    char key[BROKER_KEY_MAX];
-    ctl_key_result(c, id, key);
-    int code = CTL_OK;
-    redisReply *r = c->result_expires > 0
-                        ? ctl_cmd(rc, &code, "SET %s %s EX %ld", key, doc, c->result_expires)
-                        : ctl_cmd(rc, &code, "SET %s %s", key, doc);
-    if (r != NULL) {
-        freeReplyObject(r);
-        if ((r = ctl_cmd(rc, &code, "PUBLISH %s %s", key, doc)) != NULL)
-            freeReplyObject(r);
-    }
+    broker_batch b = {0};
+    redisReply *r[2] = {NULL, NULL};
+    broker_cmd_result_store(&b, &c->keys, id, doc, strlen(doc), c->result_expires);
+    int code = ctl_send(rc, &b, r);
+    for (size_t i = 0; i < b.n && code == CTL_OK; i++)
+        if (r[i]->type == REDIS_REPLY_ERROR)
+            code = ctl_error(CTL_FAIL, "Redis error: %s", r[i]->str);
+    for (size_t i = 0; i < b.n && i < 2; i++)
+        if (r[i] != NULL)
+            freeReplyObject(r[i]);
+    broker_batch_clear(&b);
     free(doc);
     return code;
 }
@@ -213,27 +216,27 @@ int ctl_cmd_revoke(ctl *c, int argc, char **argv) {
     if (rc == NULL)
         return CTL_UNREACHABLE;
 
-    char key[BROKER_KEY_MAX];
-    ctl_key_revoked(c, id, key);
-    redisReply *r = c->result_expires > 0
-                        ? ctl_cmd(rc, &code, "SET %s 1 EX %ld", key, c->result_expires)
-                        : ctl_cmd(rc, &code, "SET %s 1", key);
+    broker_batch b = {0};
+    broker_cmd_revoke_mark(&b, &c->keys, id, c->result_expires);
+    redisReply *r = ctl_send_one(rc, &b, &code);
+    broker_batch_clear(&b);
     if (r == NULL)
         return code;
     freeReplyObject(r);
 
-    char **queues = ctl_scan(c, rc, "queue", &code);
+    char **queues = ctl_queue_names(c, rc, &code);
     if (queues == NULL)
         return code;
     long long removed = 0;
     char task[256] = "";
     json_t *from = json_array(), *holders = json_array();
-    size_t skip = strlen(c->keys.prefix) + strlen(":queue:");
     for (size_t i = 0; queues[i] != NULL && code == CTL_OK; i++) {
         long long before = removed;
-        code = remove_from(rc, queues[i], id, &removed, task, sizeof task);
+        char key[BROKER_KEY_MAX];
+        broker_key_queue(&c->keys, queues[i], key);
+        code = remove_from(rc, key, id, &removed, task, sizeof task);
         if (removed > before)
-            json_array_append_new(from, json_string(queues[i] + skip));
+            json_array_append_new(from, json_string(queues[i]));
     }
     ctl_strv_free(queues);
     if (code == CTL_OK && removed > 0)

@@ -2,13 +2,13 @@
  * ctl_call.c - `workerctl call` (send a task, optionally wait for its result) and
  * `workerctl result` (show or wait for a stored result).
  *
- * A message is what README.md's producers LPUSH: {"id", "task", "args", "kwargs"}, onto
- * <prefix>:queue:<queue>. Each word after the task name is one argument, read as JSON when
- * it is valid JSON (1, true, null, "text", [1,2], {"a":1}) and as a string otherwise, so
- * `call echo 1 two` sends [1,"two"]; --args gives the whole array at once.
+ * A message is what README.md's producers push, {"id", "task", "args", "kwargs"}, sent
+ * with broker_cmd_enqueue. Each word after the task name is one argument, read as JSON
+ * when it is valid JSON (1, true, null, "text", [1,2], {"a":1}) and as a string otherwise,
+ * so `call echo 1 two` sends [1,"two"]; --args gives the whole array at once.
  *
- * Waiting. Workers SET the result at <prefix>:result:<id> and PUBLISH it on a channel of
- * the same name. The waiter SUBSCRIBEs on a connection of its own BEFORE the message is
+ * Waiting. Workers SET the result at its key (broker_key_result) and PUBLISH it on a
+ * channel of the same name. The waiter SUBSCRIBEs on a connection of its own BEFORE the message is
  * pushed (a result published between a push and a late subscribe would be missed), then
  * GETs the key once (the result may be stored already: `result --wait` of a finished task)
  * and again every second (a fallback should a publication be lost, e.g. a worker that
@@ -30,7 +30,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "broker_cmds.h"
 #include "broker_msg.h"
+#include "green_check.h"
 
 /* ---- Results ------------------------------------------------------------------------- */
 
@@ -154,8 +156,8 @@ static redisContext *subscribe(ctl *c, const char *channel) {
  * Takes sub. */
 static int wait_result(ctl *c, redisContext *sub, const char *id, double seconds) {
     char key[BROKER_KEY_MAX];
-    ctl_key_result(c, id, key);
-    double start = ctl_now(), next_get = start;
+    broker_key_result(&c->keys, id, key);
+    double start = green_wallclock(), next_get = start;
     int code = CTL_TIMEOUT;
     for (;;) {
         void *reply = NULL;
@@ -174,7 +176,7 @@ static int wait_result(ctl *c, redisContext *sub, const char *id, double seconds
             code = ctl_error(CTL_UNREACHABLE, "lost the link to Redis: %s", sub->errstr);
             goto out;
         }
-        double now = ctl_now();
+        double now = green_wallclock();
         if (now >= next_get) {
             redisReply *r = NULL;
             code = get_result(c, key, &r);
@@ -329,16 +331,18 @@ int ctl_cmd_call(ctl *c, int argc, char **argv) {
     if (text == NULL)
         return ctl_error(CTL_FAIL, "out of memory");
 
-    char qkey[BROKER_KEY_MAX], channel[BROKER_KEY_MAX];
-    broker_key_queue(&c->keys, queue, qkey);
-    ctl_key_result(c, id, channel);
+    char channel[BROKER_KEY_MAX];
+    broker_key_result(&c->keys, id, channel);
     redisContext *sub = NULL;
     redisContext *rc = ctl_broker(c);
     if (rc == NULL || (wait && (sub = subscribe(c, channel)) == NULL)) {
         free(text);
         return CTL_UNREACHABLE;
     }
-    redisReply *r = ctl_cmd(rc, &code, "LPUSH %s %s", qkey, text);
+    broker_batch b = {0};
+    broker_cmd_enqueue(&b, &c->keys, queue, text, strlen(text));
+    redisReply *r = ctl_send_one(rc, &b, &code);
+    broker_batch_clear(&b);
     free(text);
     if (r == NULL) {
         if (sub)
@@ -380,7 +384,7 @@ int ctl_cmd_result(ctl *c, int argc, char **argv) {
     if (why != NULL)
         return ctl_usage(c, "%s", why);
     char key[BROKER_KEY_MAX];
-    ctl_key_result(c, id, key);
+    broker_key_result(&c->keys, id, key);
     if (wait) {
         redisContext *sub = subscribe(c, key);
         return sub ? wait_result(c, sub, id, seconds) : CTL_UNREACHABLE;

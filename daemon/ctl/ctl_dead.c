@@ -1,17 +1,15 @@
 /*
- * ctl_dead.c - `workerctl dead list | requeue | drop`: the dead-letter list <prefix>:dead.
+ * ctl_dead.c - `workerctl dead list | requeue | drop`: the dead-letter list.
  *
  * Entries are JSON documents (broker_result.h): {message, truncated, message_bytes, reason,
  * worker, time, id, queue}, LPUSHed by workers, so index 0 is the newest; the indices are
  * the ones `dead list` shows (LRANGE's).
  *
  * requeue puts an entry's original message back on its queue ("queue", else "default") and
- * removes the entry, both in one Lua script (LREM the entry's exact text, LPUSH the message
- * only if that removed it): two workerctls requeueing the same entry at once requeue it
- * once. A message that was cut when it was dead-lettered ("truncated") cannot be requeued.
- * A poison pill carries "redelivered":N; requeueing it is a fresh start, so the counter is
- * reset by appending ,"redelivered":0 before the final '}' (the last key wins, as
- * recover.lua counts redeliveries), without re-encoding the rest of the message.
+ * removes the entry, both in one Lua script (broker/dead_requeue.lua): two workerctls
+ * requeueing the same entry at once requeue it once. broker_dead_parse reads the entry:
+ * a message that was cut when it was dead-lettered cannot be requeued, and a poison pill's
+ * redelivery count starts over. drop removes entries by their exact text.
  *
  * Indices are resolved to entries before anything is changed (a removal shifts the indices
  * after it), and an index with no entry fails the whole command before it does anything.
@@ -24,12 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* LREM the entry; LPUSH the message only when the entry was still there. */
-static const char requeue_lua[] = "if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then\n"
-                                  "    redis.call('LPUSH', KEYS[2], ARGV[2])\n"
-                                  "    return 1\n"
-                                  "end\n"
-                                  "return 0\n";
+#include "broker_cmds.h"
+#include "broker_result.h"
 
 enum { O_LIMIT = 1, O_ALL };
 
@@ -180,51 +174,6 @@ static int pick(ctl *c, redisContext **rcp, char *key, int argc, char **argv, pi
 
 /* ---- requeue ------------------------------------------------------------------------- */
 
-/* The message to push back for a dead-letter entry: malloc'd text in *out, the queue in
- * queue; or a reason it cannot be requeued. */
-static const char *prepare(const char *raw, size_t len, char **out, size_t *outlen, char *queue,
-                           size_t qlen, char *id, size_t idlen) {
-    const char *why = NULL;
-    json_t *e = json_loadb(raw, len, 0, NULL), *m = NULL;
-    const char *msg = json_string_value(json_object_get(e, "message"));
-    const char *q = json_string_value(json_object_get(e, "queue"));
-    const char *i = json_string_value(json_object_get(e, "id"));
-    snprintf(id, idlen, "%s", i ? i : "");
-    snprintf(queue, qlen, "%s", q ? q : "default");
-    if (msg == NULL)
-        why = "the entry has no \"message\"";
-    else if (json_is_true(json_object_get(e, "truncated")))
-        why = "the message was cut when it was dead-lettered";
-    else if (broker_check_queue_name(queue) != NULL)
-        why = "the entry names an invalid queue";
-    if (why != NULL)
-        goto out;
-    size_t n = json_string_length(json_object_get(e, "message"));
-    m = json_loadb(msg, n, 0, NULL);
-    json_int_t redelivered = json_integer_value(json_object_get(m, "redelivered"));
-    const char *close = json_is_object(m) ? memrchr(msg, '}', n) : NULL;
-    const char reset[] = ",\"redelivered\":0";
-    *out = malloc(n + sizeof reset);
-    if (*out == NULL) {
-        why = "out of memory";
-        goto out;
-    }
-    if (redelivered > 0 && close != NULL) {
-        size_t head = (size_t)(close - msg);
-        memcpy(*out, msg, head);
-        memcpy(*out + head, reset, sizeof reset - 1);
-        memcpy(*out + head + sizeof reset - 1, close, n - head);
-        *outlen = n + sizeof reset - 1;
-    } else {
-        memcpy(*out, msg, n);
-        *outlen = n;
-    }
-out:
-    json_decref(m);
-    json_decref(e);
-    return why;
-}
-
 static int dead_requeue(ctl *c, int argc, char **argv) {
     char key[BROKER_KEY_MAX];
     picked p;
@@ -239,21 +188,19 @@ static int dead_requeue(ctl *c, int argc, char **argv) {
         size_t i = all ? p.n - 1 - k : k;
         const redisReply *e = picked_entry(&p, i);
         long index = all ? (long)i : p.idx[i];
-        char *msg = NULL, queue[BROKER_QUEUE_NAME_MAX + 1], id[BROKER_ID_MAX + 1];
-        char qkey[BROKER_KEY_MAX];
-        size_t msglen = 0;
-        const char *why =
-            prepare(e->str, e->len, &msg, &msglen, queue, sizeof queue, id, sizeof id);
+        broker_dead_entry d;
+        const char *why = broker_dead_parse(e->str, e->len, &d);
+        const char *id = d.id, *queue = d.queue;
         if (why == NULL) {
-            broker_key_queue(&c->keys, queue, qkey);
-            const char *args[] = {"EVAL", requeue_lua, "2", key, qkey, e->str, msg};
-            const size_t lens[] = {4,     strlen(requeue_lua), 1, strlen(key), strlen(qkey), e->len,
-                                   msglen};
-            redisReply *r = ctl_cmd_argv(rc, &code, 7, args, lens);
-            free(msg);
+            broker_batch b = {0};
+            broker_cmd_dead_requeue(&b, &c->keys, e->str, e->len, queue, d.message, d.message_len);
+            redisReply *r = ctl_send_one(rc, &b, &code);
+            broker_batch_clear(&b);
+            broker_dead_entry_clear(&d);
+            long long requeued = 0;
             if (r == NULL)
                 goto out;
-            if (r->integer != 1)
+            if (broker_reply_integer(r, &requeued) < 0 || requeued != 1)
                 why = "the entry was removed meanwhile";
             freeReplyObject(r);
         }
@@ -294,12 +241,15 @@ static int dead_drop(ctl *c, int argc, char **argv) {
         goto out;
     for (size_t i = 0; i < p.n; i++) {
         const redisReply *e = picked_entry(&p, i);
-        const char *args[] = {"LREM", key, "1", e->str};
-        const size_t lens[] = {4, strlen(key), 1, e->len};
-        redisReply *r = ctl_cmd_argv(rc, &code, 4, args, lens);
+        broker_batch b = {0};
+        broker_cmd_dead_drop(&b, &c->keys, e->str, e->len);
+        redisReply *r = ctl_send_one(rc, &b, &code);
+        broker_batch_clear(&b);
+        long long n = 0;
         if (r == NULL)
             goto out;
-        dropped += r->integer;
+        if (broker_reply_integer(r, &n) == 0)
+            dropped += n;
         freeReplyObject(r);
     }
     if (c->json)

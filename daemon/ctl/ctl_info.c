@@ -1,14 +1,10 @@
 /*
  * ctl_info.c - the read-only commands: `workerctl workers`, `inspect`, `queues`, `stats`.
  *
- * What they read (README.md "Redis keys"):
- *   <prefix>:workers          hash  wid -> comma-separated queues, every worker that may hold
- *                                   messages (a dead one stays until another recovers it)
- *   <prefix>:worker:<wid>     hash  the heartbeat (host, pid, queues, concurrency, pool,
- *                                   started, version, broker), with a TTL: alive while it exists
- *   <prefix>:inflight:<wid>   hash  delivery tag -> "<queue>\n<raw message>"
- *   <prefix>:queue:<name>     list  pending messages (found with SCAN, never KEYS)
- *   <prefix>:dead             list  dead letters
+ * What they read (broker_keys.h names each key and the shape of its value): the workers
+ * hash (every worker that may hold messages: a dead one stays until another recovers
+ * it), each one's heartbeat (alive while it exists) and in-flight hash, the queues (found
+ * with SCAN, never KEYS) and the dead-letter list.
  *
  * Nothing here is a snapshot: each key is read on its own while workers keep working, so
  * totals may be off by the messages that moved meanwhile. An empty queue has no key in
@@ -24,7 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* One entry of <prefix>:workers with what its other keys say. */
+#include "broker_cmds.h"
+
+/* One entry of the workers hash with what its other keys say. */
 typedef struct worker {
     char *wid;
     char *queues;   /* the registration's comma list */
@@ -147,8 +145,8 @@ int ctl_cmd_workers(ctl *c, int argc, char **argv) {
         json_t *list = json_array();
         for (size_t i = 0; i < n; i++) {
             json_t *queues = json_array();
-            for (char *save = NULL, *q = strtok_r(w[i].queues, ",", &save); q;
-                 q = strtok_r(NULL, ",", &save))
+            char *cursor = w[i].queues;
+            for (char *q; (q = broker_queue_list_next(&cursor)) != NULL;)
                 json_array_append_new(queues, json_string(q));
             json_t *o = json_pack("{s:s, s:b, s:o, s:I}", "id", w[i].wid, "alive", alive(&w[i]),
                                   "queues", queues, "held", (json_int_t)w[i].held);
@@ -204,14 +202,13 @@ static int inspect_one(ctl *c, redisContext *rc, const worker *w, json_t *list) 
     json_t **items = calloc(n + 1, sizeof *items);
     for (size_t i = 0; items != NULL && i < n; i++) {
         const redisReply *v = r->element[2 * i + 1];
-        const char *nl = memchr(v->str, '\n', v->len);
-        size_t qlen = nl ? (size_t)(nl - v->str) : 0;
-        const char *raw = nl ? nl + 1 : v->str;
-        size_t rawlen = v->len - (size_t)(raw - v->str);
+        const char *queue, *raw;
+        size_t qlen, rawlen;
+        broker_inflight_split(v->str, v->len, &queue, &qlen, &raw, &rawlen);
         char id[BROKER_ID_MAX + 1], task[256];
         ctl_msg_fields(raw, rawlen, id, sizeof id, task, sizeof task);
         items[i] = json_pack("{s:s, s:b, s:I, s:s%, s:s, s:s}", "worker", w->wid, "alive", alive(w),
-                             "tag", (json_int_t)atoll(r->element[2 * i]->str), "queue", v->str,
+                             "tag", (json_int_t)atoll(r->element[2 * i]->str), "queue", queue,
                              qlen, "id", id, "task", task);
     }
     if (items != NULL) {
@@ -279,31 +276,37 @@ static json_t *overview(ctl *c, int *code) {
         return NULL;
     }
     worker *w = NULL;
-    size_t n = 0;
-    char **keys = NULL;
+    size_t n = 0, nnames = 0;
+    char **names = NULL;
+    broker_batch b = {0};
+    redisReply **depths = NULL;
     json_t *queues = json_object(), *out = NULL;
     if ((*code = load_workers(c, rc, &w, &n)) != CTL_OK ||
-        (keys = ctl_scan(c, rc, "queue", code)) == NULL)
+        (names = ctl_queue_names(c, rc, code)) == NULL)
         goto done;
-    size_t skip = strlen(c->keys.prefix) + strlen(":queue:");
-    for (size_t i = 0; keys[i] != NULL; i++) {
-        redisReply *r = redisCommand(rc, "LLEN %s", keys[i]);
-        if (r == NULL) {
-            *code = ctl_error(CTL_UNREACHABLE, "lost the link to Redis: %s", rc->errstr);
-            goto done;
-        }
-        if (r->type == REDIS_REPLY_INTEGER) /* not a list: someone else's key */
-            json_object_set_new(
-                queues, keys[i] + skip,
-                json_pack("{s:I, s:i}", "pending", (json_int_t)r->integer, "workers", 0));
-        freeReplyObject(r);
+    while (names[nnames] != NULL)
+        nnames++;
+    /* Every depth in one round trip. */
+    broker_cmd_queue_depths(&b, &c->keys, (const char *const *)names, nnames);
+    if ((depths = calloc(nnames + 1, sizeof *depths)) == NULL) {
+        *code = ctl_error(CTL_FAIL, "out of memory");
+        goto done;
+    }
+    if ((*code = ctl_send(rc, &b, depths)) != CTL_OK)
+        goto done;
+    for (size_t i = 0; i < nnames; i++) {
+        long long pending = broker_reply_queue_depth(depths[i]);
+        if (pending < 0) /* not a list: someone else's key */
+            continue;
+        json_object_set_new(queues, names[i],
+                            json_pack("{s:I, s:i}", "pending", (json_int_t)pending, "workers", 0));
     }
     long long in_flight = 0, nalive = 0;
     for (size_t i = 0; i < n; i++) {
         in_flight += w[i].held;
         nalive += alive(&w[i]);
-        for (char *save = NULL, *q = strtok_r(w[i].queues, ",", &save); q;
-             q = strtok_r(NULL, ",", &save)) {
+        char *cursor = w[i].queues;
+        for (char *q; (q = broker_queue_list_next(&cursor)) != NULL;) {
             json_t *e = json_object_get(queues, q);
             if (e == NULL)
                 json_object_set_new(queues, q,
@@ -331,8 +334,13 @@ static json_t *overview(ctl *c, int *code) {
                     "workers_dead", (json_int_t)(n - (size_t)nalive));
     freeReplyObject(r);
 done:
+    for (size_t i = 0; depths != NULL && i < b.n; i++)
+        if (depths[i] != NULL)
+            freeReplyObject(depths[i]);
+    free(depths);
+    broker_batch_clear(&b);
     json_decref(queues);
-    ctl_strv_free(keys);
+    ctl_strv_free(names);
     workers_free(w, n);
     return out;
 }

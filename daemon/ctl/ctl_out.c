@@ -11,11 +11,12 @@
  */
 #include "ctl.h"
 
+#include "green_check.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 void ctl_print_json(json_t *v) {
     char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
@@ -80,18 +81,12 @@ void ctl_table_print(ctl_table *t) {
     memset(t, 0, sizeof *t);
 }
 
-double ctl_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 const char *ctl_age(double t, char *buf, size_t len) {
     if (!(t > 0)) {
         snprintf(buf, len, "-");
         return buf;
     }
-    double d = ctl_now() - t;
+    double d = green_wallclock() - t;
     long s = d > 0 ? (long)d : 0;
     if (s < 60)
         snprintf(buf, len, "%lds", s);

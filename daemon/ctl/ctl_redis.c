@@ -1,6 +1,7 @@
 /*
  * ctl_redis.c - workerctl's Redis: synchronous hiredis connections made from workerd's URLs,
- * commands that report their own failures, and SCAN over a kind of key.
+ * commands that report their own failures, the sending of broker_cmds.h's batches (with
+ * the EVAL fallback for scripts), and the SCAN for the queues.
  *
  * A connection is made on first use, with CTL_CONNECT_TIMEOUT to connect and
  * CTL_COMMAND_TIMEOUT per command; then AUTH (with the ACL user when the URL names one)
@@ -21,6 +22,8 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include "broker_cmds.h"
+#include "broker_scripts.h"
 #include "green_redis.h"
 
 static struct timeval tv_of(double seconds) {
@@ -126,6 +129,58 @@ redisReply *ctl_cmd_argv(redisContext *rc, int *code, int argc, const char **arg
     return checked(rc, redisCommandArgv(rc, argc, argv, lens), code);
 }
 
+/* Say that the link broke; returns CTL_UNREACHABLE. */
+static int link_lost(redisContext *rc) {
+    return ctl_error(CTL_UNREACHABLE, "lost the link to Redis: %s", rc->errstr);
+}
+
+int ctl_send(redisContext *rc, broker_batch *b, redisReply **replies) {
+    for (size_t i = 0; i < b->n; i++)
+        replies[i] = NULL;
+    if (b->err != 0)
+        return ctl_error(CTL_FAIL, "%s",
+                         b->err == -ENOMEM ? "out of memory" : "a name no Redis key may hold");
+    for (size_t i = 0; i < b->n; i++)
+        if (redisAppendCommandArgv(rc, b->argcs[i], b->argvs[i], b->argvlens[i]) != REDIS_OK)
+            return ctl_error(CTL_FAIL, "out of memory");
+    for (size_t i = 0; i < b->n; i++) {
+        void *reply = NULL;
+        if (redisGetReply(rc, &reply) != REDIS_OK || reply == NULL)
+            goto lost;
+        replies[i] = reply;
+    }
+    /* Scripts Redis has not seen yet (or forgot): run them by their text, which also
+     * caches them. The rest of the batch has run by then; the batches that hold a script
+     * hold nothing else. */
+    for (size_t i = 0; i < b->n; i++) {
+        if (broker_script_retry(b, i, replies[i])) {
+            freeReplyObject(replies[i]);
+            replies[i] = redisCommandArgv(rc, b->argcs[i], b->argvs[i], b->argvlens[i]);
+            if (replies[i] == NULL)
+                goto lost;
+        }
+    }
+    return CTL_OK;
+lost:
+    for (size_t i = 0; i < b->n; i++) {
+        if (replies[i] != NULL)
+            freeReplyObject(replies[i]);
+        replies[i] = NULL;
+    }
+    return link_lost(rc);
+}
+
+redisReply *ctl_send_one(redisContext *rc, broker_batch *b, int *code) {
+    redisReply *r = NULL;
+    int sent = b->n == 1 ? ctl_send(rc, b, &r) : ctl_error(CTL_FAIL, "not one command");
+    if (sent != CTL_OK) {
+        if (code)
+            *code = sent;
+        return NULL;
+    }
+    return checked(rc, r, code);
+}
+
 void ctl_strv_free(char **v) {
     for (size_t i = 0; v != NULL && v[i] != NULL; i++)
         free(v[i]);
@@ -136,74 +191,70 @@ static int cmp_str(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-char **ctl_scan(ctl *c, redisContext *rc, const char *kind, int *code) {
-    /* The prefix is literal text: escape what SCAN's MATCH would read as a pattern. */
-    char pattern[2 * BROKER_PREFIX_MAX + 64];
-    size_t n = 0;
-    for (const char *p = c->keys.prefix; *p; p++) {
-        if (strchr("*?[]\\", *p))
-            pattern[n++] = '\\';
-        pattern[n++] = *p;
+/* Add a copy of name to the NULL-terminated *v of *len names (room for *cap). */
+static int strv_add(char ***v, size_t *len, size_t *cap, const char *name) {
+    if (*len + 1 >= *cap) {
+        char **more = realloc(*v, 2 * *cap * sizeof **v);
+        if (more == NULL)
+            return -1;
+        *v = more;
+        *cap *= 2;
     }
-    snprintf(pattern + n, sizeof pattern - n, ":%s:*", kind);
+    if (((*v)[*len] = strdup(name)) == NULL)
+        return -1;
+    (*v)[++*len] = NULL;
+    return 0;
+}
 
+char **ctl_queue_names(ctl *c, redisContext *rc, int *code) {
     size_t len = 0, cap = 16;
-    char **keys = calloc(cap, sizeof *keys);
-    char cursor[32] = "0";
-    if (keys == NULL)
+    char **names = calloc(cap, sizeof *names);
+    char cursor[BROKER_SCAN_CURSOR_MAX] = "0";
+    if (names == NULL)
         goto oom;
     do {
-        redisReply *r = ctl_cmd(rc, code, "SCAN %s MATCH %s COUNT 1000", cursor, pattern);
+        broker_batch b = {0};
+        broker_cmd_scan_queues(&b, &c->keys, cursor);
+        redisReply *r = ctl_send_one(rc, &b, code);
+        broker_batch_clear(&b);
         if (r == NULL) {
-            ctl_strv_free(keys);
+            ctl_strv_free(names);
             return NULL;
         }
-        snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
-        redisReply *batch = r->element[1];
-        for (size_t i = 0; i < batch->elements; i++) {
-            if (len + 1 >= cap) {
-                char **more = realloc(keys, 2 * cap * sizeof *keys);
-                if (more == NULL) {
-                    freeReplyObject(r);
-                    goto oom;
-                }
-                keys = more;
-                cap *= 2;
-            }
-            if ((keys[len] = strdup(batch->element[i]->str)) == NULL) {
+        const redisReply *keys;
+        if (broker_reply_scan(r, cursor, &keys) < 0) {
+            freeReplyObject(r);
+            ctl_strv_free(names);
+            *code = ctl_error(CTL_FAIL, "unexpected reply to SCAN");
+            return NULL;
+        }
+        for (size_t i = 0; i < keys->elements; i++) {
+            const redisReply *k = keys->element[i];
+            const char *name = k->type == REDIS_REPLY_STRING
+                                   ? broker_key_queue_name(&c->keys, k->str, k->len)
+                                   : NULL;
+            if (name != NULL && strv_add(&names, &len, &cap, name) < 0) {
                 freeReplyObject(r);
                 goto oom;
             }
-            keys[++len] = NULL;
         }
         freeReplyObject(r);
     } while (strcmp(cursor, "0") != 0);
     /* SCAN may return a key twice (when the table is rehashed): keep one of each. */
-    qsort(keys, len, sizeof *keys, cmp_str);
+    qsort(names, len, sizeof *names, cmp_str);
     size_t kept = 0;
     for (size_t i = 0; i < len; i++) {
-        if (kept > 0 && strcmp(keys[kept - 1], keys[i]) == 0)
-            free(keys[i]);
+        if (kept > 0 && strcmp(names[kept - 1], names[i]) == 0)
+            free(names[i]);
         else
-            keys[kept++] = keys[i];
+            names[kept++] = names[i];
     }
-    keys[kept] = NULL;
-    return keys;
+    names[kept] = NULL;
+    return names;
 oom:
-    ctl_strv_free(keys);
-    if (code)
-        *code = CTL_FAIL;
-    ctl_error(CTL_FAIL, "out of memory");
+    ctl_strv_free(names);
+    *code = ctl_error(CTL_FAIL, "out of memory");
     return NULL;
-}
-
-void ctl_key_result(const ctl *c, const char *id, char buf[BROKER_KEY_MAX]) {
-    broker_key_result(&c->keys, id, buf);
-}
-
-void ctl_key_revoked(const ctl *c, const char *id, char buf[BROKER_KEY_MAX]) {
-    /* Not in broker_keys.h yet: workers do not read it. The same shape as the others. */
-    snprintf(buf, BROKER_KEY_MAX, "%s:revoked:%s", c->keys.prefix, id);
 }
 
 void ctl_msg_fields(const char *raw, size_t len, char *id, size_t idlen, char *task,

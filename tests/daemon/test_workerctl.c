@@ -624,3 +624,34 @@ TEST(help_and_version) {
     ASSERT(strncmp(r.out, "workerctl ", 10) == 0);
     ctlrun_free(&r);
 }
+
+/* ---- queues under a literal prefix --------------------------------------------------- */
+
+/* The prefix is literal text: its glob characters match only themselves when workerctl
+ * looks for the queues, so another prefix's queues are neither listed nor revoked from. */
+TEST(queues_of_a_prefix_with_glob_characters_are_its_own) {
+    ctlrun_env e;
+    ctlrun_env_start(&e);
+    ctlrun_redis(&e, "LPUSH %s %s", "a*:queue:mine", "{\"id\":\"g-1\",\"task\":\"echo\"}", NULL);
+    ctlrun_redis(&e, "LPUSH %s %s", "ab:queue:theirs", "{\"id\":\"g-1\",\"task\":\"echo\"}", NULL);
+    ctlrun r;
+    CTL_RUN(&r, "-b", e.url, "--prefix", "a*", "queues", "--json");
+    ASSERT_EQ(r.code, 0);
+    json_t *doc = ctlrun_json(&r);
+    json_t *queues = json_object_get(doc, "queues");
+    ASSERT_EQ(json_array_size(queues), 1);
+    ASSERT_STREQ(e2e_jstr(json_array_get(queues, 0), "name"), "mine");
+    ASSERT_EQ(e2e_jnum(json_array_get(queues, 0), "pending"), 1);
+    json_decref(doc);
+    ctlrun_free(&r);
+    CTL_RUN(&r, "-b", e.url, "--prefix", "a*", "revoke", "g-1", "--json");
+    ASSERT_EQ(r.code, 0);
+    doc = ctlrun_json(&r);
+    ASSERT_EQ(e2e_jnum(doc, "removed"), 1);
+    json_decref(doc);
+    ASSERT_EQ(e2e_int(e.c, "EXISTS a*:queue:mine"), 0);
+    ASSERT_EQ(e2e_int(e.c, "LLEN ab:queue:theirs"), 1);
+    ASSERT_EQ(e2e_int(e.c, "EXISTS a*:revoked:g-1"), 1);
+    ctlrun_free(&r);
+    ctlrun_env_end(&e);
+}
