@@ -14,8 +14,9 @@
  *     copy between the read and the LREM; then it runs;
  *   - when it removed a copy, it stores and publishes a REVOKED result, as a worker does
  *     for an expired message, so that waiters see the end;
- *   - it says which workers hold the id in flight: those keep running it (--terminate is
- *     accepted, but no worker acts on it yet).
+ *   - it says which workers hold the id in flight: those keep running it.
+ * --terminate (interrupt a running task, as Celery's) is refused as a usage error: no
+ * worker can act on it yet, and a flag that does nothing must not look accepted.
  *
  * Runs on the main thread; blocking Redis commands. Reading every queue is O(pending
  * messages); fine for an administrator's command, not for a hot path.
@@ -211,7 +212,9 @@ int ctl_cmd_revoke(ctl *c, int argc, char **argv) {
     const char *id = a.pos[0], *why = broker_check_task_id(id);
     if (why != NULL)
         return ctl_usage(c, "%s", why);
-    bool terminate = a.nopt > 0;
+    if (a.nopt > 0)
+        return ctl_usage(c, "--terminate is not supported yet: workers cannot interrupt a "
+                            "running task (without it, revoke removes a pending message)");
     redisContext *rc = ctl_broker(c);
     if (rc == NULL)
         return CTL_UNREACHABLE;
@@ -265,9 +268,6 @@ int ctl_cmd_revoke(ctl *c, int argc, char **argv) {
                    json_string_value(w));
         }
     }
-    if (terminate)
-        fprintf(stderr, "workerctl: note: --terminate is not supported by workers yet; "
-                        "a running task is not interrupted\n");
 out:
     json_decref(from);
     json_decref(holders);

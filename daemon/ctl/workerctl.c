@@ -105,16 +105,13 @@ static const ctl_command commands[] = {
      "  -y, --yes   really delete\n" SHARED_HELP EXIT_HELP,
      false},
     {"revoke", ctl_cmd_revoke, "cancel a task that has not started",
-     "Usage: workerctl revoke ID [--terminate]\n"
+     "Usage: workerctl revoke ID\n"
      "Revoke a task: mark the id revoked (PREFIX:revoked:ID, kept --result-expires\n"
      "seconds), take its message out of the queues if it is still pending and store\n"
      "a REVOKED result for it, and say which workers hold it in flight.\n"
      "\n"
      "Workers do not check the revocation mark yet: a message already taken by a\n"
-     "worker runs to its end.\n"
-     "\n"
-     "  --terminate   accepted for Celery's sake; not supported by workers yet (a\n"
-     "                running task is not interrupted)\n" SHARED_HELP EXIT_HELP,
+     "worker runs to its end.\n" SHARED_HELP EXIT_HELP,
      false},
     {"dead", ctl_cmd_dead, "list, requeue or drop dead letters",
      "Usage: workerctl dead list [--limit N]\n"
