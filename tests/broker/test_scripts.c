@@ -9,9 +9,12 @@
  */
 #include "broker_batch.h"
 #include "broker_cmds.h"
+#include "broker_conn.h"
 #include "broker_keys.h"
 #include "broker_msg.h"
 #include "broker_scripts.h"
+#include "broker_worker.h"
+#include "green.h"
 
 #include <errno.h>
 #include <hiredis/hiredis.h>
@@ -945,5 +948,77 @@ TEST(script_retry_touches_only_unknown_scripts) {
     ASSERT(!broker_script_retry(&b, 1, noscript)); /* an EVAL already */
     freeReplyObject(noscript);
     broker_batch_clear(&b);
+    stop();
+}
+
+/* ---- the same commands from the green worker ----------------------------------------- */
+
+typedef struct green_case {
+    void (*body)(broker_worker *w);
+} green_case;
+
+/* Run body on a hub with a broker_worker "wt"/"w1" on queues a and b of the test's Redis. */
+static void *green_main(void *arg) {
+    green_case *gc = arg;
+    char url[64];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", server.port);
+    broker_conn *conn = broker_conn_new(url, "broker", NULL, NULL);
+    ASSERT(conn != NULL);
+    ASSERT_EQ(broker_conn_wait_up(conn, 10), 0);
+    const char *queues[] = {"a", "b"};
+    broker_worker_cfg cfg = {.prefix = "wt",
+                             .wid = "w1",
+                             .queues = queues,
+                             .nqueues = 2,
+                             .result_expires = 100,
+                             .heartbeat_ttl = 15,
+                             .max_redeliveries = 5};
+    broker_worker *w = broker_worker_new(&cfg, conn, NULL);
+    ASSERT(w != NULL);
+    gc->body(w);
+    broker_worker_free(w);
+    broker_conn_close(conn);
+    return NULL;
+}
+
+static void run_green(void (*body)(broker_worker *w)) {
+    green_case gc = {body};
+    ASSERT_EQ(green_run(NULL, NULL, green_main, &gc, NULL), 0);
+}
+
+static void depths_body(broker_worker *w) {
+    long long depths[2] = {7, 7};
+    ASSERT_EQ(broker_queue_depths(w, depths, 5), 0);
+    ASSERT_EQ(depths[0], 2);
+    ASSERT_EQ(depths[1], -1); /* not a list */
+}
+
+TEST(worker_reads_the_depth_of_each_of_its_queues) {
+    start();
+    push("a", "1");
+    push("a", "2");
+    freeReplyObject(cmd("SET %s x", key_queue("b")));
+    run_green(depths_body);
+    stop();
+}
+
+static void store_body(broker_worker *w) {
+    broker_ack_entry acks[] = {{.id = "s-1", .json = "{\"n\":1}"},
+                               {.id = "s-2", .json = "{\"n\":2}"}};
+    bool owned[2] = {false, false};
+    ASSERT_EQ(broker_ack(w, acks, 2, owned, 5), 0);
+    ASSERT(owned[0] && owned[1]);
+}
+
+/* Results without a delivery tag are stored on their own, SET with the TTL + PUBLISH. */
+TEST(worker_stores_results_without_a_tag_with_their_ttl) {
+    start();
+    run_green(store_body);
+    char key[BROKER_KEY_MAX];
+    broker_key_result(&keys, "s-1", key);
+    ASSERT_STREQ(cmd_str("GET %s", key), "{\"n\":1}");
+    ASSERT_RANGE(cmd_int("TTL %s", key), 1, 100);
+    broker_key_result(&keys, "s-2", key);
+    ASSERT_STREQ(cmd_str("GET %s", key), "{\"n\":2}");
     stop();
 }
