@@ -225,7 +225,7 @@ TEST(prefix_with_blank_from_config_is_rejected) {
     char *path = write_config("WORKERD_PREFIX='my app'\n");
     char want[1200];
     snprintf(want, sizeof want,
-             "workerd: WORKERD_PREFIX: prefix 'my app' contains a blank or control character "
+             "workerd: WORKERD_PREFIX: key prefix contains whitespace or a control character "
              "(from %s line 1)",
              path);
     ASSERT_LOAD_FAILS(want, "--config", path);
@@ -346,11 +346,37 @@ TEST(bad_queue_names_are_rejected) {
                       "a,,b");
     ASSERT_LOAD_FAILS("workerd: --queues: empty queue name in 'a,' (from the command line)", "-Q",
                       "a,");
-    ASSERT_LOAD_FAILS("workerd: --queues: queue name 'my queue' contains a blank or control "
-                      "character (from the command line)",
-                      "-Q", "my queue");
+    ASSERT_LOAD_FAILS("workerd: --queues: queue name contains whitespace or a control character "
+                      "(from the command line)",
+                      "-Q", "a,my queue");
     ASSERT_LOAD_FAILS("workerd: --queues: queue 'a' is listed twice (from the command line)", "-Q",
                       "a,b,a");
+}
+
+/* The limits are the broker's (BROKER_PREFIX_MAX, BROKER_QUEUE_NAME_MAX): a name that
+ * passes here fits every key, so start-up cannot fail on it later. */
+TEST(names_longer_than_the_broker_allows_are_rejected) {
+    set_env(NULL);
+    char prefix[71], queue[141], list[160];
+    memset(prefix, 'p', 70);
+    prefix[70] = '\0';
+    memset(queue, 'q', 140);
+    queue[140] = '\0';
+    ASSERT_LOAD_FAILS("workerd: --prefix: key prefix is longer than 64 bytes (from the command "
+                      "line)",
+                      "--prefix", prefix);
+    snprintf(list, sizeof list, "a,%s", queue);
+    ASSERT_LOAD_FAILS("workerd: --queues: queue name is longer than 128 bytes (from the command "
+                      "line)",
+                      "-Q", list);
+    /* At the limits, they pass. */
+    struct wd_options o;
+    prefix[64] = '\0';
+    queue[128] = '\0';
+    ASSERT_EQ(load(&o, "--prefix", prefix, "-Q", queue, NULL), 0);
+    ASSERT_EQ(strlen(o.prefix), 64);
+    ASSERT_EQ(strlen(o.queues[0]), 128);
+    wd_options_free(&o);
 }
 
 TEST(hostname_expands_celery_escapes) {
@@ -760,3 +786,4 @@ TEST(processes_and_recycling_limits_are_checked) {
                       "command line)",
                       "--max-memory-per-child", "200M");
 }
+
