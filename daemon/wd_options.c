@@ -193,6 +193,12 @@ void wd_options_free(struct wd_options *o) {
     memset(o, 0, sizeof *o);
 }
 
+const char *wd_options_restart_needed(const struct wd_options *old,
+                                      const struct wd_options *fresh) {
+    int id = settings_first_change(&old->all, &fresh->all, SETTINGS_RESTART);
+    return id < 0 ? NULL : settings_opts[id].name;
+}
+
 void wd_options_usage(FILE *out) {
     fprintf(out, "Usage: workerd [OPTION]...\n"
                  "Run tasks from Redis queues on green threads, like celery worker -P gevent.\n"

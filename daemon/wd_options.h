@@ -91,6 +91,10 @@ void wd_options_free(struct wd_options *opts);
 /* Print the help text (every option, its variable, its default) to out. */
 void wd_options_usage(FILE *out);
 
+/* The first option whose new value needs a restart (settings_first_change over every
+ * SETTINGS_RESTART option), as its name without "--", or NULL when none changed. */
+const char *wd_options_restart_needed(const struct wd_options *old, const struct wd_options *fresh);
+
 /* "0.1.0": the version printed by --version as "workerd 0.1.0" (settings_version). A
  * static string. */
 const char *wd_version(void);

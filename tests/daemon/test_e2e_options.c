@@ -3,7 +3,7 @@
  * change where things go or how long they may take: --result-backend on another Redis,
  * --prefix, the config file and environment, and a message's time_limit, expires and
  * ignore_result. Also what workerd and workerctl both say of a name too long for Redis
- * keys.
+ * keys, and a SIGHUP that turns on an option a running worker is built on.
  */
 #include "ctlrun.h"
 #include "e2e.h"
@@ -213,3 +213,55 @@ TEST(names_too_long_for_redis_keys_are_refused_by_workerd_and_workerctl_alike) {
     free(dir);
 }
 
+/* ---- SIGHUP ------------------------------------------------------------------------------ */
+
+/* Entries of workerd:events about task id. */
+static int events_of(redisContext *c, const char *id) {
+    redisReply *r = redisCommand(c, "XRANGE workerd:events - +");
+    ASSERT(r != NULL && r->type == REDIS_REPLY_ARRAY);
+    int n = 0;
+    for (size_t i = 0; i < r->elements; i++) {
+        redisReply *fields = r->element[i]->element[1];
+        for (size_t k = 0; k + 1 < fields->elements; k += 2)
+            if (strcmp(fields->element[k]->str, "id") == 0 &&
+                strcmp(fields->element[k + 1]->str, id) == 0)
+                n++;
+    }
+    freeReplyObject(r);
+    return n;
+}
+
+/* SIGHUP used to compare a hand-written list of options and miss the rest: turning on
+ * WORKERD_EVENTS in the config file logged "reloaded" and changed nothing. Every option
+ * but the log level needs a restart, and the worker now does one and publishes events. */
+TEST(sighup_that_turns_events_on_restarts_the_worker_which_then_publishes_them) {
+    e2e_env e;
+    e2e_env_start(&e);
+    char *dir = test_tmpdir("hupev");
+    char conf[4200];
+    snprintf(conf, sizeof conf, "%s", write_file(dir, "workerd.conf", "WORKERD_CONCURRENCY=4\n"));
+    E2E_START_READY(&e.w, e.redis.port, "--config", conf);
+    e2e_push_task(e.c, "default", "before", "echo", "[1]");
+    json_decref(e2e_must_result(&e, "before"));
+    ASSERT_EQ(e2e_int(e.c, "EXISTS workerd:events"), 0); /* off */
+
+    write_file(dir, "workerd.conf", "WORKERD_CONCURRENCY=4\nWORKERD_EVENTS=on\n");
+    e2e_worker_signal(&e.w, SIGHUP);
+    if (!e2e_log_wait(&e.w, "the rest needs a restart (--events changed)", 10.0) ||
+        !e2e_log_wait_n(&e.w, "ready: consuming", 2, 20.0)) {
+        e2e_log_dump(&e.w);
+        test__fail(__FILE__, __LINE__, "no restart after SIGHUP turned events on");
+    }
+
+    e2e_push_task(e.c, "default", "after", "echo", "[2]");
+    json_decref(e2e_must_result(&e, "after"));
+    /* Events go out in batches of their own, after the result or not: wait for them. */
+    double deadline = test_now() + 10.0;
+    while (events_of(e.c, "after") < 3 && test_now() < deadline)
+        usleep(10000);
+    ASSERT_EQ(events_of(e.c, "after"), 3); /* received, started, succeeded */
+    ASSERT_EQ(events_of(e.c, "before"), 0);
+    e2e_env_end(&e);
+    test_rmtree(dir);
+    free(dir);
+}

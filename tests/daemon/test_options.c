@@ -787,3 +787,86 @@ TEST(processes_and_recycling_limits_are_checked) {
                       "--max-memory-per-child", "200M");
 }
 
+/* ---- reload: what a changed value needs ------------------------------------------------- */
+
+TEST(every_option_is_marked_live_or_restart) {
+    for (int id = 0; id < SETTINGS_COUNT; id++) {
+        const struct settings_opt *d = &settings_opts[id];
+        if (d->kind == SETTINGS_KIND_ACTION)
+            continue;
+        if (d->apply != SETTINGS_LIVE && d->apply != SETTINGS_RESTART)
+            test__fail(__FILE__, __LINE__, "--%s is neither live nor restart", d->name);
+        /* Only the log level can change under a running worker. */
+        ASSERT_EQ(d->apply == SETTINGS_LIVE, id == SETTINGS_LOGLEVEL);
+    }
+}
+
+/* A reload compares every option: a different value of any of them, from any layer, is
+ * noticed, and only the log level's applies without a restart. */
+TEST(a_reload_notices_a_change_to_any_option) {
+    char *path = write_config("\n");
+    char config[600];
+    snprintf(config, sizeof config, "WORKERD_CONFIG=%s", path);
+    const struct {
+        enum settings_id id;
+        const char *env;
+    } changes[] = {
+        {SETTINGS_POOL, "WORKERD_POOL=solo"},
+        {SETTINGS_CONCURRENCY, "WORKERD_CONCURRENCY=7"},
+        {SETTINGS_QUEUES, "WORKERD_QUEUES=default,low"},
+        {SETTINGS_BROKER, "WORKERD_BROKER=redis://127.0.0.1:6390/1"},
+        {SETTINGS_RESULT_BACKEND, "WORKERD_RESULT_BACKEND=redis://127.0.0.1:6390/2"},
+        {SETTINGS_PREFIX, "WORKERD_PREFIX=other"},
+        {SETTINGS_HOSTNAME, "WORKERD_HOSTNAME=elsewhere"},
+        {SETTINGS_PREFETCH, "WORKERD_PREFETCH=3"},
+        {SETTINGS_RESULT_EXPIRES, "WORKERD_RESULT_EXPIRES=60"},
+        {SETTINGS_SHUTDOWN_TIMEOUT, "WORKERD_SHUTDOWN_TIMEOUT=5"},
+        {SETTINGS_LOGLEVEL, "WORKERD_LOGLEVEL=debug"},
+        {SETTINGS_MAX_MESSAGE_SIZE, "WORKERD_MAX_MESSAGE_SIZE=2M"},
+        {SETTINGS_HEARTBEAT, "WORKERD_HEARTBEAT=2"},
+        {SETTINGS_MAX_REDELIVERIES, "WORKERD_MAX_REDELIVERIES=1"},
+        {SETTINGS_HTTP_DENY, "WORKERD_HTTP_DENY=10.0.0.0/8"},
+        {SETTINGS_HTTP_ALLOW, "WORKERD_HTTP_ALLOW=127.0.0.1"},
+        {SETTINGS_HTTP, "WORKERD_HTTP=127.0.0.1:0"},
+        {SETTINGS_EVENTS, "WORKERD_EVENTS=on"},
+        {SETTINGS_PROCESSES, "WORKERD_PROCESSES=2"},
+        {SETTINGS_MAX_TASKS_PER_CHILD, "WORKERD_MAX_TASKS_PER_CHILD=10"},
+        {SETTINGS_MAX_MEMORY_PER_CHILD, "WORKERD_MAX_MEMORY_PER_CHILD=1000"},
+        {SETTINGS_CONFIG, config},
+    };
+    size_t n = sizeof changes / sizeof *changes;
+    /* Every option with a value has its case here. */
+    for (int id = 0; id < SETTINGS_COUNT; id++) {
+        bool found = false;
+        for (size_t i = 0; i < n; i++)
+            found = found || changes[i].id == (enum settings_id)id;
+        if (!found && settings_opts[id].kind != SETTINGS_KIND_ACTION)
+            test__fail(__FILE__, __LINE__, "no change of --%s tried", settings_opts[id].name);
+    }
+    set_env(NULL);
+    struct wd_options before, same, after;
+    ASSERT_EQ(load(&before, NULL), 0);
+    /* The same values, from another layer, are no change. */
+    ASSERT_EQ(load(&same, "-c", "100", "--queues", " default ", "--http", "off", NULL), 0);
+    ASSERT(wd_options_restart_needed(&before, &same) == NULL);
+    ASSERT_EQ(settings_first_change(&before.all, &same.all, SETTINGS_LIVE), -1);
+    wd_options_free(&same);
+    for (size_t i = 0; i < n; i++) {
+        set_env(changes[i].env, NULL);
+        ASSERT_EQ(load(&after, NULL), 0);
+        const char *restart = wd_options_restart_needed(&before, &after);
+        int live = settings_first_change(&before.all, &after.all, SETTINGS_LIVE);
+        if (changes[i].id == SETTINGS_LOGLEVEL) {
+            ASSERT(restart == NULL);
+            ASSERT_EQ(live, SETTINGS_LOGLEVEL);
+        } else if (restart == NULL || strcmp(restart, settings_opts[changes[i].id].name) != 0) {
+            test__fail(__FILE__, __LINE__, "%s: restart needed for %s", changes[i].env,
+                       restart ? restart : "nothing");
+        } else {
+            ASSERT_EQ(live, -1);
+        }
+        wd_options_free(&after);
+    }
+    wd_options_free(&before);
+    remove_config();
+}
