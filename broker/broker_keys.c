@@ -30,11 +30,18 @@ static bool has_space_or_control(const char *s) {
     return false;
 }
 
+/* The limits in the messages, from the same macros as the checks. */
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+/* The only prefix and queue-name checks: workerd's and workerctl's settings (the settings
+ * module) and workerctl's commands all call these, so a name one of them accepts fits
+ * every key, and all of them say the same sentence about one that does not. */
 const char *broker_check_prefix(const char *prefix) {
     if (prefix == NULL || prefix[0] == '\0')
         return "key prefix is empty";
     if (strlen(prefix) > BROKER_PREFIX_MAX)
-        return "key prefix is longer than 64 bytes";
+        return "key prefix is longer than " STR(BROKER_PREFIX_MAX) " bytes";
     if (has_space_or_control(prefix))
         return "key prefix contains whitespace or a control character";
     return NULL;
@@ -44,7 +51,7 @@ const char *broker_check_queue_name(const char *name) {
     if (name == NULL || name[0] == '\0')
         return "queue name is empty";
     if (strlen(name) > BROKER_QUEUE_NAME_MAX)
-        return "queue name is longer than 128 bytes";
+        return "queue name is longer than " STR(BROKER_QUEUE_NAME_MAX) " bytes";
     if (has_space_or_control(name))
         return "queue name contains whitespace or a control character";
     /* The workers hash stores a worker's queues comma-separated. */

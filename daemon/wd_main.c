@@ -31,26 +31,13 @@ struct run {
     int code;
 };
 
-static bool same_queues(const struct wd_options *a, const struct wd_options *b) {
-    if (a->nqueues != b->nqueues)
-        return false;
-    for (size_t i = 0; i < a->nqueues; i++)
-        if (strcmp(a->queues[i], b->queues[i]) != 0)
-            return false;
-    return true;
-}
-
-/* Two optional strings, NULL equal to NULL only. */
-static bool same_text(const char *a, const char *b) {
-    return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
-}
-
-/* SIGHUP: read the settings again, the same way as at start. The log level and the log
- * file apply at once. A change to what the running worker is built on (queues, broker,
- * concurrency, ...) is not applied halfway: the worker shuts down warm and main execs
- * itself with the same arguments, so it starts again on the new settings as the same
- * process (systemd's MAINPID stays). A supervised child leaves that to its supervisor.
- * A bad new configuration is refused and the running one kept. */
+/* SIGHUP: read the settings again, the same way as at start. The log level (the one
+ * SETTINGS_LIVE option) and the log file apply at once. A change to any other option (each
+ * is marked SETTINGS_RESTART in the settings table: what the running worker is built on) is
+ * not applied halfway: the worker shuts down warm and main execs itself with the same
+ * arguments, so it starts again on the new settings as the same process (systemd's MAINPID
+ * stays). A supervised child leaves that to its supervisor. A bad new configuration is
+ * refused and the running one kept. */
 static bool reload(void *arg) {
     struct run *r = arg;
     struct wd_options fresh;
@@ -61,25 +48,23 @@ static bool reload(void *arg) {
     }
     wd_log_set_level(fresh.loglevel);
     wd_log_reopen();
-    const struct wd_options *old = r->opts;
-    bool restart = !same_queues(old, &fresh) || strcmp(old->broker, fresh.broker) != 0 ||
-                   strcmp(old->result_backend, fresh.result_backend) != 0 ||
-                   strcmp(old->prefix, fresh.prefix) != 0 ||
-                   old->concurrency != fresh.concurrency || old->prefetch != fresh.prefetch ||
-                   old->pool != fresh.pool || !same_text(old->http_deny, fresh.http_deny) ||
-                   !same_text(old->http_allow, fresh.http_allow) ||
-                   old->result_expires != fresh.result_expires ||
-                   old->shutdown_timeout != fresh.shutdown_timeout ||
-                   old->max_message_size != fresh.max_message_size ||
-                   old->heartbeat != fresh.heartbeat ||
-                   old->max_redeliveries != fresh.max_redeliveries;
+    const char *changed = wd_options_restart_needed(r->opts, &fresh);
+    bool restart = changed != NULL;
     if (restart && r->supervised) {
-        wd_log(WD_LOG_WARNING, "reload: changes beyond the log level take effect when the "
-                               "supervisor restarts this child");
+        wd_log(WD_LOG_WARNING,
+               "reload: --%s changed; changes beyond the log level take effect when the "
+               "supervisor restarts this child",
+               changed);
         restart = false;
     }
-    wd_log(WD_LOG_INFO, "reloaded the configuration: log level %s%s",
-           wd_log_level_name(fresh.loglevel), restart ? "; the rest needs a restart" : "");
+    if (restart)
+        wd_log(WD_LOG_INFO,
+               "reloaded the configuration: log level %s; the rest needs a restart (--%s "
+               "changed)",
+               wd_log_level_name(fresh.loglevel), changed);
+    else
+        wd_log(WD_LOG_INFO, "reloaded the configuration: log level %s",
+               wd_log_level_name(fresh.loglevel));
     wd_options_free(&fresh);
     return restart;
 }

@@ -1,25 +1,18 @@
 /*
- * wd_options.h - workerd's settings: built-in defaults, a config file, WORKERD_* environment
- * variables and the command line, in that order of increasing precedence.
+ * wd_options.h - workerd's settings as the worker uses them: the options of the shared
+ * settings table (settings.h) read from every layer, built-in defaults < config file <
+ * WORKERD_* environment < command line, and turned into typed fields with the values that
+ * follow from others (the prefetch, the result backend, solo's concurrency, the heartbeat
+ * TTL).
  *
- * Options take Celery's names where Celery has one (-P/--pool, -c/--concurrency,
- * -Q/--queues, -b/--broker, --result-backend, -n/--hostname, -l/--loglevel). Each option
- * FOO-BAR is also the environment variable WORKERD_FOO_BAR and the config file key of the
- * same name; the file (--config FILE, or WORKERD_CONFIG) is read the way systemd reads an
- * EnvironmentFile= (see wd_conffile.h), so one file serves both. wd_options_usage prints
- * the whole list with each option's variable and default.
- *
- * URLs are checked with green_redis_url_parse, so what passes here is exactly what
- * green_redis_connect_url accepts; green_redis_url_redact hides their passwords.
- *
- * Every bad value is an error naming the option as it was written and where it came from:
+ * This file owns workerd's command line: getopt_long over the table's names (options only,
+ * no operands, unique abbreviations accepted), --help and --version. The checks, the
+ * layers and the messages are the settings module's, the same for workerctl:
  *     workerd: --concurrency: 'abc' is not a number (from the command line)
  *     workerd: WORKERD_CONCURRENCY: '0' is out of range, expected 1..1000000 (from the
  *              environment)
  *     workerd: WORKERD_QUEUES: empty queue name in 'a,,b' (from /etc/workerd/workerd.conf
  *              line 7)
- * A bad value in a lower layer is an error even if a higher layer overrides it: a broken
- * config file should be fixed before the day the override goes away.
  *
  * Not thread-safe (getopt_long keeps global state); call from the main thread, at start-up
  * and on reload. Never yields; does blocking file I/O (the config file).
@@ -31,6 +24,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "settings.h"
 #include "wd_log.h"
 
 enum wd_pool {
@@ -38,7 +32,8 @@ enum wd_pool {
     WD_POOL_SOLO,  /* one task at a time, on the same runtime (concurrency forced to 1) */
 };
 
-/* The settings. Every pointer is owned by the struct and freed by wd_options_free. */
+/* The settings. The strings point into `all`, which owns them; wd_options_free frees the
+ * whole. */
 struct wd_options {
     enum wd_pool pool;
     int concurrency; /* tasks in flight at once: 1..1,000,000 (solo: 1) */
@@ -56,19 +51,21 @@ struct wd_options {
     long result_expires;   /* seconds a result is kept; 0 = forever */
     long shutdown_timeout; /* seconds a warm shutdown waits for running tasks */
     enum wd_log_level loglevel;
-    char *config_path;       /* the config file read, or NULL */
-    size_t max_message_size; /* bytes; a larger message is dead-lettered */
-    int heartbeat;           /* seconds between heartbeats */
-    int heartbeat_ttl;       /* seconds: 3 * heartbeat; a worker silent longer is dead */
-    int max_redeliveries;    /* a message redelivered more often is dead-lettered */
-    char *http_deny;         /* the http.* tasks' address policy (task_http_policy.h): */
-    char *http_allow;        /* validated comma lists as given, or NULL for none */
-    char *http_host;         /* --http: the metrics endpoint's numeric address, or NULL */
-    int http_port;           /* its port (0: any free one) */
-    bool events;             /* -E: publish task events on PREFIX:events */
-    int processes;           /* worker processes; > 1 runs the supervisor */
+    char *config_path;         /* the config file read, or NULL */
+    size_t max_message_size;   /* bytes; a larger message is dead-lettered */
+    int heartbeat;             /* seconds between heartbeats */
+    int heartbeat_ttl;         /* seconds: 3 * heartbeat; a worker silent longer is dead */
+    int max_redeliveries;      /* a message redelivered more often is dead-lettered */
+    char *http_deny;           /* the http.* tasks' address policy (task_http_policy.h): */
+    char *http_allow;          /* validated comma lists as given, or NULL for none */
+    char *http_host;           /* --http: the metrics endpoint's numeric address, or NULL */
+    int http_port;             /* its port (0: any free one) */
+    bool events;               /* -E: publish task events on PREFIX:events */
+    int processes;             /* worker processes; > 1 runs the supervisor */
     long max_tasks_per_child;  /* 0: no limit; else a child exits after this many tasks */
     long max_memory_per_child; /* KiB; 0: no limit */
+    struct settings all;       /* every option's value as loaded, which the fields above
+                                  are read from: what a reload compares */
 };
 
 /* Reads one environment variable; getenv and secure_getenv fit. */
@@ -94,7 +91,12 @@ void wd_options_free(struct wd_options *opts);
 /* Print the help text (every option, its variable, its default) to out. */
 void wd_options_usage(FILE *out);
 
-/* "0.1.0": the version printed by --version as "workerd 0.1.0". A static string. */
+/* The first option whose new value needs a restart (settings_first_change over every
+ * SETTINGS_RESTART option), as its name without "--", or NULL when none changed. */
+const char *wd_options_restart_needed(const struct wd_options *old, const struct wd_options *fresh);
+
+/* "0.1.0": the version printed by --version as "workerd 0.1.0" (settings_version). A
+ * static string. */
 const char *wd_version(void);
 
 /* The name of a pool ("green", "solo"); a static string. */

@@ -148,7 +148,12 @@ typedef struct green_redis_url {
     int db;         /* database number, 0 by default */
 } green_redis_url;
 
-/* Parse url into *out (zeroed first). Returns 0, -ENOMEM, or -EINVAL with a message in
+/* Parse url (the forms of green_redis_connect_url) into *out (zeroed first), with libcurl's
+ * URL parser, so host, IPv6 literal (a zone as %25eth0), port and path are read as RFC
+ * 3986 says; an empty port is the default, a '#' fragment is refused (a '#' in a socket
+ * path is part of it). user, password and the socket path may hold any byte but NUL,
+ * percent-encoded; an unencoded '/', '?' or '@' in the password also works (the user
+ * information runs to the last '@'). Returns 0, -ENOMEM, or -EINVAL with a message in
  * errbuf (if not NULL) saying what is wrong, quoting the URL only in its redacted form.
  * On error *out holds nothing to free. Does not yield; callable anywhere. */
 int green_redis_url_parse(const char *url, green_redis_url *out, char *errbuf, size_t errlen);

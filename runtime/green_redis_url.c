@@ -1,17 +1,32 @@
 /*
- * green_redis_url.c - Redis URLs: parsing, and redaction for logs. Connecting as a URL
- * says (AUTH, SELECT) is in green_redis.c. green_redis.h lists the accepted forms.
+ * green_redis_url.c - Redis URLs: parsing, with libcurl's URL parser (curl_url), and
+ * redaction for logs. Connecting as a URL says (AUTH, SELECT) is in green_redis.c.
+ * green_redis.h lists the accepted forms.
  *
  * The one rule here is that a password never reaches a message or a log. Every error
  * message quotes the URL only through green_redis_url_redact, and names the part that is
  * wrong without its value when that part could hold the password. Redaction must hold
- * even for URLs the parser rejects, so it uses the same cautious idea of where the
- * password is: the user information runs from "://" to the LAST '@' of the URL (a
+ * even for URLs the parser rejects, so it is our own and as cautious as can be about where
+ * the password is: the user information runs from "://" to the LAST '@' of the URL (a
  * password may contain an unencoded '/', '?' or '@'), and the password is everything
  * after the first ':' in it.
  *
+ * curl_url splits the rest (host, IPv6 literals, port, path, query) and the user and
+ * password. Three things are prepared for it, so that it reads our URLs as we document
+ * them:
+ *   - The user information is the same span redaction uses. Its bytes that RFC 3986 does
+ *     not allow there (the '/', '?', '@' of an unencoded password, blanks) are
+ *     percent-encoded before curl sees them, and decoded back with the user's own escapes.
+ *   - A unix:// URL has no host; curl_url wants one, so "localhost" stands in for it, and
+ *     the socket path is encoded the same way ('#' and blanks are part of the path).
+ *   - Only our schemes are passed on (curl accepts unknown ones with
+ *     CURLU_NON_SUPPORT_SCHEME), and a redis:// URL must name its host (curl would read
+ *     "redis:///3" as host 3).
+ * A '%' that starts no %XX escape, or an escaped NUL, is refused in the user information
+ * and the socket path (curl would keep it as is).
+ *
  * Everything here is a pure function of its arguments: any stack, any thread, no
- * yielding. Connecting as a URL says (green_redis_connect_url) is in green_redis.c.
+ * yielding (curl_url needs no curl_global_init).
  */
 #include "green_redis.h"
 
@@ -23,23 +38,32 @@
 #include <string.h>
 #include <strings.h>
 
+#include <curl/curl.h>
+
 #define DEFAULT_PORT 6379
 #define MAX_UNIX_PATH 107 /* sizeof(sockaddr_un.sun_path) - 1 */
+
+/* The user information of url, from "://" to the last '@': true and [*start, *end). */
+static bool userinfo(const char *url, const char **start, const char **end) {
+    const char *sep = strstr(url, "://");
+    const char *at = strrchr(url, '@');
+    if (sep == NULL || at == NULL || at < sep + 3)
+        return false;
+    *start = sep + 3;
+    *end = at;
+    return true;
+}
 
 char *green_redis_url_redact(const char *url, char *buf, size_t len) {
     if (len == 0)
         return buf;
-    const char *sep = strstr(url, "://");
-    const char *at = strrchr(url, '@');
-    const char *colon = NULL;
-    if (sep != NULL && at != NULL && at > sep) {
-        colon = memchr(sep + 3, ':', (size_t)(at - (sep + 3)));
-    }
-    if (colon == NULL) {
+    const char *start, *end, *colon = NULL;
+    if (userinfo(url, &start, &end))
+        colon = memchr(start, ':', (size_t)(end - start));
+    if (colon == NULL)
         snprintf(buf, len, "%s", url);
-    } else {
-        snprintf(buf, len, "%.*s***%s", (int)(colon + 1 - url), url, at);
-    }
+    else
+        snprintf(buf, len, "%.*s***%s", (int)(colon + 1 - url), url, end);
     return buf;
 }
 
@@ -49,58 +73,6 @@ void green_redis_url_clear(green_redis_url *u) {
     free(u->user);
     free(u->password);
     memset(u, 0, sizeof *u);
-}
-
-static int hexval(int ch) {
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
-/* A heap copy of s[0..n) with %XX decoded, into *out. Returns 0, -EINVAL for a bad
- * escape or an encoded NUL, -ENOMEM. */
-static int decode(const char *s, size_t n, char **out) {
-    char *d = malloc(n + 1);
-    if (d == NULL)
-        return -ENOMEM;
-    size_t j = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] != '%') {
-            d[j++] = s[i];
-            continue;
-        }
-        int hi = i + 2 < n ? hexval((unsigned char)s[i + 1]) : -1;
-        int lo = i + 2 < n ? hexval((unsigned char)s[i + 2]) : -1;
-        if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
-            free(d);
-            return -EINVAL;
-        }
-        d[j++] = (char)(hi * 16 + lo);
-        i += 2;
-    }
-    d[j] = '\0';
-    *out = d;
-    return 0;
-}
-
-/* A non-negative decimal number of at most max, spanning all of s[0..n). */
-static bool parse_num(const char *s, size_t n, long max, long *out) {
-    if (n == 0 || n > 10)
-        return false;
-    long v = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!isdigit((unsigned char)s[i]))
-            return false;
-        v = v * 10 + (s[i] - '0');
-    }
-    if (v > max)
-        return false;
-    *out = v;
-    return true;
 }
 
 /* The error of a parse: a message naming the problem and the redacted URL. */
@@ -113,98 +85,160 @@ static int bad(const char *url, char *errbuf, size_t errlen, const char *what) {
     return -EINVAL;
 }
 
-/* user[:password], already cut out of the URL. */
-static int parse_userinfo(const char *s, size_t n, green_redis_url *u) {
-    const char *colon = memchr(s, ':', n);
-    size_t ulen = colon ? (size_t)(colon - s) : n;
-    int rc = 0;
-    if (ulen > 0)
-        rc = decode(s, ulen, &u->user);
-    if (rc == 0 && colon != NULL)
-        rc = decode(colon + 1, n - ulen - 1, &u->password);
+/* Append s[0..n) to *p, percent-encoding every byte but RFC 3986's unreserved and
+ * sub-delims, '%' (the user's own escapes) and the bytes of keep. */
+static void put_encoded(char **p, const char *s, size_t n, const char *keep) {
+    static const char hex[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c != '\0' && (isalnum(c) || strchr("-._~!$&'()*+,;=%", c) || strchr(keep, c))) {
+            *(*p)++ = (char)c;
+        } else {
+            *(*p)++ = '%';
+            *(*p)++ = hex[c >> 4];
+            *(*p)++ = hex[c & 15];
+        }
+    }
+}
+
+/* Whether every '%' in s starts a %XX escape of a byte other than NUL. */
+static bool escapes_ok(const char *s) {
+    for (; (s = strchr(s, '%')) != NULL; s += 3)
+        if (!isxdigit((unsigned char)s[1]) || !isxdigit((unsigned char)s[2]) ||
+            (s[1] == '0' && s[2] == '0'))
+            return false;
+    return true;
+}
+
+/* A part of the URL, %XX decoded, as a string of our own in *out (NULL when curl says
+ * the part is absent). Returns 0, -EINVAL for a bad escape, -ENOMEM. */
+static int get_decoded(CURLU *h, CURLUPart part, char **out) {
+    char *raw = NULL;
+    *out = NULL;
+    CURLUcode uc = curl_url_get(h, part, &raw, 0);
+    if (uc == CURLUE_OUT_OF_MEMORY)
+        return -ENOMEM;
+    if (uc != CURLUE_OK)
+        return 0;
+    int rc = 0, n = 0;
+    char *dec = NULL;
+    if (!escapes_ok(raw))
+        rc = -EINVAL;
+    else if ((dec = curl_easy_unescape(NULL, raw, 0, &n)) == NULL ||
+             (*out = strndup(dec, (size_t)n)) == NULL)
+        rc = -ENOMEM;
+    curl_free(dec);
+    curl_free(raw);
     return rc;
 }
 
-/* "?db=N" (the only parameter there is), into u->db. */
-static int parse_query(const char *q, const char *url, green_redis_url *u, char *errbuf,
-                       size_t errlen) {
-    long v;
-    if (strncmp(q, "db=", 3) != 0) {
-        char msg[96];
-        size_t n = strcspn(q, "=&");
-        snprintf(msg, sizeof msg, "unknown parameter '%.*s' (only db=N is known)",
-                 (int)(n < 40 ? n : 40), q);
+/* A part of the URL as a number after its first skip bytes (all digits, at most max):
+ * 1 and *out; 0 when the part is absent; -1 when it is not such a number. */
+static int get_number(CURLU *h, CURLUPart part, size_t skip, long max, long *out) {
+    char *s = NULL;
+    if (curl_url_get(h, part, &s, 0) != CURLUE_OK)
+        return 0;
+    bool ok = strlen(s) > skip && strlen(s) <= skip + 10 &&
+              strspn(s + skip, "0123456789") == strlen(s + skip);
+    long v = ok ? strtol(s + skip, NULL, 10) : -1;
+    curl_free(s);
+    if (!ok || v > max)
+        return -1;
+    *out = v;
+    return 1;
+}
+
+/* What curl_url_set refused, in our words (curl's own when we have none). */
+static int refused(CURLUcode uc, const char *url, const char *hostpart, char *errbuf,
+                   size_t errlen) {
+    char msg[128];
+    switch (uc) {
+    case CURLUE_OUT_OF_MEMORY:
+        return -ENOMEM;
+    case CURLUE_BAD_PORT_NUMBER:
+        return bad(url, errbuf, errlen, "port must be a number from 1 to 65535");
+    case CURLUE_BAD_IPV6:
+        return bad(url, errbuf, errlen,
+                   strchr(hostpart, ']') ? "bad [IPv6] host" : "unterminated [IPv6] host");
+    case CURLUE_NO_HOST:
+        return bad(url, errbuf, errlen, "missing host");
+    default:
+        snprintf(msg, sizeof msg, "not a valid URL (%s)", curl_url_strerror(uc));
         return bad(url, errbuf, errlen, msg);
     }
-    if (!parse_num(q + 3, strlen(q + 3), 1000000, &v))
-        return bad(url, errbuf, errlen, "db must be a non-negative number");
-    u->db = (int)v;
-    return 0;
 }
 
-/* host[:port] or [v6][:port], then /db, then ?db=N, from s (after "redis://" and any
- * user information). */
-static int parse_tcp(const char *s, const char *url, green_redis_url *u, char *errbuf,
-                     size_t errlen) {
-    const char *host = s, *p;
-    size_t hlen;
-    if (*s == '[') {
-        p = strchr(s, ']');
-        if (p == NULL)
-            return bad(url, errbuf, errlen, "unterminated [IPv6] host");
-        host = s + 1;
-        hlen = (size_t)(p - host);
-        p++;
-    } else {
-        hlen = strcspn(s, ":/?");
-        p = s + hlen;
-    }
-    if (hlen == 0)
-        return bad(url, errbuf, errlen, "missing host");
-    u->host = strndup(host, hlen);
-    if (u->host == NULL)
-        return -ENOMEM;
-    u->port = DEFAULT_PORT;
-    if (*p == ':') {
-        long v;
-        size_t n = strcspn(p + 1, "/?");
-        if (!parse_num(p + 1, n, 65535, &v) || v == 0)
-            return bad(url, errbuf, errlen, "port must be a number from 1 to 65535");
-        u->port = (int)v;
-        p += 1 + n;
-    } else if (*p != '\0' && *p != '/' && *p != '?') {
-        return bad(url, errbuf, errlen, "unexpected character after the host");
-    }
-    if (*p == '/') {
-        long v;
-        size_t n = strcspn(p + 1, "?");
-        if (n > 0) {
-            if (!parse_num(p + 1, n, 1000000, &v))
-                return bad(url, errbuf, errlen, "database (after the '/') must be a number");
-            u->db = (int)v;
-        }
-        p += 1 + n;
-    }
-    if (*p == '?')
-        return parse_query(p + 1, url, u, errbuf, errlen);
-    return 0;
-}
-
-/* /path[?db=N], after "unix://" and any user information. */
-static int parse_unix(const char *s, const char *url, green_redis_url *u, char *errbuf,
+/* The parts curl found, into *u. */
+static int read_parts(CURLU *h, bool is_unix, const char *url, green_redis_url *u, char *errbuf,
                       size_t errlen) {
-    if (*s != '/')
-        return bad(url, errbuf, errlen, "the socket path must be absolute (unix:///path)");
-    size_t n = strcspn(s, "?");
-    int rc = decode(s, n, &u->path);
+    char *s = NULL;
+    long v;
+    int rc = get_decoded(h, CURLUPART_USER, &u->user);
+    if (rc == 0)
+        rc = get_decoded(h, CURLUPART_PASSWORD, &u->password);
     if (rc == -EINVAL)
-        return bad(url, errbuf, errlen, "bad %-escape in the socket path");
+        return bad(url, errbuf, errlen, "bad %-escape in the user or password");
     if (rc != 0)
         return rc;
-    if (strlen(u->path) > MAX_UNIX_PATH)
-        return bad(url, errbuf, errlen, "socket path too long");
-    if (s[n] == '?')
-        return parse_query(s + n + 1, url, u, errbuf, errlen);
+    if (u->user != NULL && *u->user == '\0') {
+        free(u->user);
+        u->user = NULL;
+    }
+    if (u->user != NULL && u->password == NULL)
+        return bad(url, errbuf, errlen, "a user name needs a password (user:password@)");
+
+    if (curl_url_get(h, CURLUPART_FRAGMENT, &s, 0) == CURLUE_OK) {
+        curl_free(s);
+        return bad(url, errbuf, errlen, "a '#' fragment has no meaning here (%23 encodes '#')");
+    }
+    if (is_unix) {
+        rc = get_decoded(h, CURLUPART_PATH, &u->path);
+        if (rc == -EINVAL)
+            return bad(url, errbuf, errlen, "bad %-escape in the socket path");
+        if (rc != 0)
+            return rc;
+        if (strlen(u->path) > MAX_UNIX_PATH)
+            return bad(url, errbuf, errlen, "socket path too long");
+    } else {
+        char *zone = NULL;
+        if (curl_url_get(h, CURLUPART_HOST, &s, 0) != CURLUE_OK)
+            return -ENOMEM; /* it was set: only memory can make it absent */
+        curl_url_get(h, CURLUPART_ZONEID, &zone, 0);
+        bool v6 = s[0] == '['; /* curl keeps the brackets; the zone comes apart, decoded */
+        if (asprintf(&u->host, "%.*s%s%s", (int)strlen(s) - 2 * v6, s + v6, zone ? "%" : "",
+                     zone ? zone : "") < 0)
+            u->host = NULL;
+        curl_free(s);
+        curl_free(zone);
+        if (u->host == NULL)
+            return -ENOMEM;
+        u->port = DEFAULT_PORT;
+        if ((rc = get_number(h, CURLUPART_PORT, 0, 65535, &v)) < 0 || (rc > 0 && v == 0))
+            return bad(url, errbuf, errlen, "port must be a number from 1 to 65535");
+        if (rc > 0)
+            u->port = (int)v;
+        if (curl_url_get(h, CURLUPART_PATH, &s, 0) == CURLUE_OK) { /* "/" or "/db" */
+            bool root = strcmp(s, "/") == 0;
+            curl_free(s);
+            if (!root && get_number(h, CURLUPART_PATH, 1, 1000000, &v) < 0)
+                return bad(url, errbuf, errlen, "database (after the '/') must be a number");
+            if (!root)
+                u->db = (int)v;
+        }
+    }
+    if (curl_url_get(h, CURLUPART_QUERY, &s, 0) == CURLUE_OK) { /* "db=N", the only one */
+        char msg[96];
+        size_t n = strcspn(s, "=&");
+        snprintf(msg, sizeof msg, "unknown parameter '%.*s' (only db=N is known)",
+                 (int)(n < 40 ? n : 40), s);
+        bool known = strncmp(s, "db=", 3) == 0;
+        curl_free(s);
+        if (!known)
+            return bad(url, errbuf, errlen, msg);
+        if (get_number(h, CURLUPART_QUERY, 3, 1000000, &v) < 0)
+            return bad(url, errbuf, errlen, "db must be a non-negative number");
+        u->db = (int)v;
+    }
     return 0;
 }
 
@@ -214,43 +248,54 @@ int green_redis_url_parse(const char *url, green_redis_url *out, char *errbuf, s
         errbuf[0] = '\0';
     if (url == NULL || *url == '\0')
         return bad("", errbuf, errlen, "empty URL");
-    bool is_unix;
-    const char *rest;
-    if (strncasecmp(url, "redis://", 8) == 0) {
-        is_unix = false;
-        rest = url + 8;
-    } else if (strncasecmp(url, "unix://", 7) == 0) {
-        is_unix = true;
-        rest = url + 7;
-    } else if (strncasecmp(url, "rediss://", 9) == 0) {
+    const char *sep = strstr(url, "://");
+    size_t slen = sep ? (size_t)(sep - url) : 0;
+    bool is_unix = slen == 4 && strncasecmp(url, "unix", 4) == 0;
+    if (slen == 6 && strncasecmp(url, "rediss", 6) == 0)
         return bad(url, errbuf, errlen, "TLS (rediss://) is not supported");
-    } else {
+    if (!is_unix && !(slen == 5 && strncasecmp(url, "redis", 5) == 0))
         return bad(url, errbuf, errlen, "scheme must be redis:// or unix://");
+
+    /* The user information (see the essay); for unix:// only when the path does not start
+     * right away. */
+    const char *rest = sep + 3, *ui = NULL, *ui_end = NULL;
+    if (!(is_unix && rest[0] == '/'))
+        userinfo(url, &ui, &ui_end);
+    const char *hostpart = ui ? ui_end + 1 : rest;
+    if (is_unix && hostpart[0] != '/')
+        return bad(url, errbuf, errlen, "the socket path must be absolute (unix:///path)");
+    if (!is_unix && (hostpart[0] == '\0' || strchr("/?#", hostpart[0])))
+        return bad(url, errbuf, errlen, "missing host");
+
+    /* What curl parses: the scheme, the user information encoded, the host (for unix://,
+     * a stand-in and the encoded path). At most 3 bytes for each byte of the URL. */
+    char *text = malloc(3 * strlen(url) + 32), *p = text;
+    if (text == NULL)
+        return -ENOMEM;
+    p += sprintf(p, "%s://", is_unix ? "unix" : "redis");
+    if (ui != NULL) {
+        put_encoded(&p, ui, (size_t)(ui_end - ui), ":");
+        *p++ = '@';
     }
-    /* User information runs to the last '@' (see the essay); for unix:// only when the
-     * path does not start right away. */
-    const char *at = strrchr(rest, '@');
-    int rc = 0;
-    if (at != NULL && !(is_unix && rest[0] == '/')) {
-        rc = parse_userinfo(rest, (size_t)(at - rest), out);
-        if (rc == -EINVAL) {
-            rc = bad(url, errbuf, errlen, "bad %-escape in the user or password");
-            goto fail;
-        }
-        if (rc != 0)
-            goto fail;
-        if (out->user != NULL && out->password == NULL) {
-            rc = bad(url, errbuf, errlen, "a user name needs a password (user:password@)");
-            goto fail;
-        }
-        rest = at + 1;
+    if (is_unix) {
+        p += sprintf(p, "localhost");
+        put_encoded(&p, hostpart, strlen(hostpart), ":@/?");
+    } else {
+        p += sprintf(p, "%s", hostpart);
     }
-    rc = is_unix ? parse_unix(rest, url, out, errbuf, errlen)
-                 : parse_tcp(rest, url, out, errbuf, errlen);
+    *p = '\0';
+
+    int rc = -ENOMEM;
+    CURLU *h = curl_url();
+    if (h != NULL) {
+        CURLUcode uc =
+            curl_url_set(h, CURLUPART_URL, text, CURLU_NON_SUPPORT_SCHEME | CURLU_PATH_AS_IS);
+        rc = uc != CURLUE_OK ? refused(uc, url, hostpart, errbuf, errlen)
+                             : read_parts(h, is_unix, url, out, errbuf, errlen);
+        curl_url_cleanup(h);
+    }
+    free(text);
     if (rc != 0)
-        goto fail;
-    return 0;
-fail:
-    green_redis_url_clear(out);
+        green_redis_url_clear(out);
     return rc;
 }

@@ -22,12 +22,14 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 
 #include "broker_batch.h"
 #include "broker_keys.h"
+#include "settings.h"
 
 enum ctl_exit {
     CTL_OK = 0,
@@ -48,7 +50,8 @@ typedef struct ctl_command {
     const char *name;
     int (*run)(ctl *c, int argc, char **argv); /* argv[0] is the command's name */
     const char *synopsis;                      /* one line for the command list */
-    const char *help;                          /* the whole --help text of the command */
+    const char *help;                          /* its own --help text (ctl_command_help adds
+                                                  the shared options and exit codes) */
     bool subcommands;                          /* its first word names a subcommand */
 } ctl_command;
 
@@ -63,8 +66,9 @@ struct ctl {
     long result_expires; /* seconds; 0: forever */
     bool json;           /* --json: one JSON document on stdout */
 
-    /* Command-line values of the shared options, applied last by ctl_parse. */
-    const char *cli_broker, *cli_result_backend, *cli_prefix, *cli_config, *cli_expires;
+    /* Command-line values of the shared settings by settings id (settings.h), applied last
+     * by ctl_settle. */
+    const char *cli[SETTINGS_COUNT];
 
     /* Connections, made on first use. results == broker when they share a URL. */
     redisContext *broker_conn;
@@ -112,9 +116,22 @@ typedef struct ctl_args {
  * printed). */
 int ctl_parse(ctl *c, int argc, char **argv, const ctl_opt *opts, ctl_args *out);
 
-/* Settle the settings from the layers (the config file, the environment, the cli_* values).
- * Returns CTL_OK or CTL_USAGE (message printed). Called by ctl_parse. */
+/* Settle the settings from the layers (the config file, the environment, the cli values),
+ * with the shared settings module. Returns CTL_OK, CTL_USAGE (message printed) or CTL_FAIL
+ * (out of memory). Called by ctl_parse. */
 int ctl_settle(ctl *c);
+
+/* Whether word is a shared setting's option that takes the next word as its value ("-b",
+ * "--prefix"; not "--prefix=x"). */
+bool ctl_shared_takes_value(const char *word);
+
+/* Print the help of the shared options (their names, variables and defaults from the
+ * settings table), and of --json and --help. */
+void ctl_shared_help(FILE *out);
+
+/* Print a command's whole --help: its own text, the shared options, the exit codes
+ * (workerctl.c). */
+void ctl_command_help(const ctl_command *command, FILE *out);
 
 /* Print "workerctl: <message>" and the hint to see the command's --help; returns
  * CTL_USAGE. */

@@ -2,22 +2,23 @@
  * ctl_opts.c - workerctl's option parser and settings.
  *
  * workerctl reads the same settings as workerd, so that one config file, one environment
- * and the same -b URL point both at the same Redis: -b/--broker, --result-backend, --prefix
- * and --result-expires, each also WORKERD_<NAME> and a key of the --config FILE /
- * WORKERD_CONFIG file (read with workerd's own parser, wd_conffile.h). The precedence is
- * workerd's: defaults < config file < environment < command line. Keys of the file that
- * only workerd uses (WORKERD_POOL, ...) are ignored, not errors: the file is shared.
+ * and the same -b URL point both at the same Redis: -b/--broker, --result-backend, --prefix,
+ * --result-expires and --config, each also WORKERD_<NAME> and (but --config) a key of the
+ * --config FILE / WORKERD_CONFIG file. Their names, defaults, checks, layers (defaults <
+ * config file < environment < command line) and messages are the shared settings module's
+ * (settings.h), the very entries workerd uses; this file only says which of them workerctl
+ * reads and what its help says of each. Keys of the file that only workerd uses
+ * (WORKERD_POOL, ...) are skipped unchecked, and unknown keys are skipped too: the file is
+ * workerd's.
  *
- * workerd's wd_options_load cannot be reused: it rejects operands and unknown options, and
- * workerctl's commands have both. So this is a small parser of its own, in the same spirit:
- * long options with "=VALUE" or a separate word, single-letter options, "--" ending them,
- * and the shared options accepted anywhere on the line (`workerctl queues --json` and
+ * workerd's command-line parser cannot be reused: it rejects operands and unknown options,
+ * and workerctl's commands have both. So this is a small word parser of its own: long
+ * options with "=VALUE" or a separate word, single-letter options, "--" ending them, and
+ * the shared options accepted anywhere on the line (`workerctl queues --json` and
  * `workerctl --json queues` both work). Unlike getopt_long it takes no abbreviations, and a
  * word like "-5" is an operand (a task argument), not an option.
  *
- * Only the effective value of a setting is validated (the URL with the runtime's own
- * parser, green_redis_url_parse, the prefix with broker_check_prefix); the message names
- * where it came from. Runs on the main thread; blocking file I/O (the config file).
+ * Runs on the main thread; blocking file I/O (the config file).
  */
 #include "ctl.h"
 
@@ -28,25 +29,28 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "green_redis.h"
-#include "wd_conffile.h"
+#include "settings.h"
 
-enum shared_id {
-    SH_BROKER = 1000,
-    SH_RESULT_BACKEND,
-    SH_PREFIX,
-    SH_CONFIG,
-    SH_RESULT_EXPIRES,
-    SH_JSON,
-    SH_HELP,
+/* The settings workerctl reads, in the order of its help, with what the help says of each
+ * (the names, variable and default come from the settings table). */
+static const struct {
+    enum settings_id id;
+    const char *help; /* lines separated by '\n' */
+} shared[] = {
+    {SETTINGS_BROKER, "redis://[user:password@]host[:port][/db] or\n"
+                      "unix://[user:password@]/path[?db=N]"},
+    {SETTINGS_RESULT_BACKEND, "where results are stored; default: the broker"},
+    {SETTINGS_PREFIX, "key prefix"},
+    {SETTINGS_RESULT_EXPIRES, "seconds results (and revocations) are kept; 0: forever"},
+    {SETTINGS_CONFIG, "KEY=VALUE file, as workerd reads it"},
 };
+#define NSHARED (sizeof shared / sizeof *shared)
 
-static const ctl_opt shared_opts[] = {
-    {"broker", 'b', CTL_ARG, SH_BROKER},
-    {"result-backend", 0, CTL_ARG, SH_RESULT_BACKEND},
-    {"prefix", 0, CTL_ARG, SH_PREFIX},
-    {"config", 0, CTL_ARG, SH_CONFIG},
-    {"result-expires", 0, CTL_ARG, SH_RESULT_EXPIRES},
+/* Ids of the options every command has; a shared setting's id is SH_SETTING + its
+ * settings id. */
+enum { SH_JSON = 1000, SH_HELP, SH_SETTING = 2000 };
+
+static const ctl_opt own_opts[] = {
     {"json", 0, CTL_NOARG, SH_JSON},
     {"help", 'h', CTL_NOARG, SH_HELP},
     {NULL, 0, CTL_NOARG, 0},
@@ -114,29 +118,69 @@ static const ctl_opt *find_letter(const ctl_opt *opts, int letter) {
     return NULL;
 }
 
+/* A shared setting by its long name (name[0..len)) or, when name is NULL, its letter:
+ * true and *o filled in. */
+static bool find_shared(const char *name, size_t len, int letter, ctl_opt *o) {
+    for (size_t i = 0; i < NSHARED; i++) {
+        const struct settings_opt *d = &settings_opts[shared[i].id];
+        if (name != NULL ? strlen(d->name) == len && strncmp(d->name, name, len) == 0
+                         : d->letter != 0 && d->letter == letter) {
+            *o = (ctl_opt){d->name, d->letter, CTL_ARG, SH_SETTING + (int)shared[i].id};
+            return true;
+        }
+    }
+    return false;
+}
+
+bool ctl_shared_takes_value(const char *word) {
+    ctl_opt o;
+    if (word[0] != '-')
+        return false;
+    if (word[1] == '-')
+        return strchr(word, '=') == NULL && find_shared(word + 2, strlen(word + 2), 0, &o);
+    return word[1] != '\0' && word[2] == '\0' && find_shared(NULL, 0, word[1], &o);
+}
+
+void ctl_shared_help(FILE *out) {
+    fprintf(out, "\nConnection (as workerd's; each also WORKERD_<NAME> and a key of the config "
+                 "file):\n");
+    for (size_t i = 0; i < NSHARED; i++) {
+        const struct settings_opt *d = &settings_opts[shared[i].id];
+        char opt[80];
+        int n = d->letter ? snprintf(opt, sizeof opt, "  -%c, --%s=%s", d->letter, d->name, d->arg)
+                          : snprintf(opt, sizeof opt, "      --%s=%s", d->name, d->arg);
+        const char *p = shared[i].help;
+        size_t len = strcspn(p, "\n");
+        if (n <= 26)
+            fprintf(out, "%-26s  %.*s\n", opt, (int)len, p);
+        else
+            fprintf(out, "%s\n%28s%.*s\n", opt, "", (int)len, p);
+        for (p += len; *p == '\n'; p += len) {
+            p++;
+            len = strcspn(p, "\n");
+            fprintf(out, "%28s%.*s\n", "", (int)len, p);
+        }
+        if (d->deflt != NULL)
+            fprintf(out, "%28s[%s; default: %s]\n", "", d->env, d->deflt);
+        else
+            fprintf(out, "%28s[%s]\n", "", d->env);
+    }
+    fprintf(out, "      --json                print one JSON document for scripts\n"
+                 "  -h, --help                print this help\n");
+}
+
 /* Store one option: the shared ones into c, the command's into out. */
 static int store(ctl *c, ctl_args *out, const ctl_opt *o, const char *value) {
+    if (o->id >= SH_SETTING && o->id < SH_SETTING + SETTINGS_COUNT) {
+        c->cli[o->id - SH_SETTING] = value;
+        return CTL_OK;
+    }
     switch (o->id) {
-    case SH_BROKER:
-        c->cli_broker = value;
-        return CTL_OK;
-    case SH_RESULT_BACKEND:
-        c->cli_result_backend = value;
-        return CTL_OK;
-    case SH_PREFIX:
-        c->cli_prefix = value;
-        return CTL_OK;
-    case SH_CONFIG:
-        c->cli_config = value;
-        return CTL_OK;
-    case SH_RESULT_EXPIRES:
-        c->cli_expires = value;
-        return CTL_OK;
     case SH_JSON:
         c->json = true;
         return CTL_OK;
     case SH_HELP:
-        fputs(c->command->help, stdout);
+        ctl_command_help(c->command, stdout);
         return CTL_DONE;
     default:
         if (out->nopt >= CTL_MAX_ITEMS)
@@ -169,6 +213,7 @@ int ctl_parse(ctl *c, int argc, char **argv, const ctl_opt *opts, ctl_args *out)
             continue;
         }
         const ctl_opt *o;
+        ctl_opt setting;
         const char *value = NULL;
         bool attached = false;
         char shown[80];
@@ -177,7 +222,9 @@ int ctl_parse(ctl *c, int argc, char **argv, const ctl_opt *opts, ctl_args *out)
             snprintf(shown, sizeof shown, "--%.*s", (int)len, w + 2);
             o = find_long(opts, w + 2, len);
             if (o == NULL)
-                o = find_long(shared_opts, w + 2, len);
+                o = find_long(own_opts, w + 2, len);
+            if (o == NULL && find_shared(w + 2, len, 0, &setting))
+                o = &setting;
             if (w[2 + len] == '=') {
                 value = w + 3 + len;
                 attached = true;
@@ -186,7 +233,9 @@ int ctl_parse(ctl *c, int argc, char **argv, const ctl_opt *opts, ctl_args *out)
             snprintf(shown, sizeof shown, "-%c", w[1]);
             o = find_letter(opts, w[1]);
             if (o == NULL)
-                o = find_letter(shared_opts, w[1]);
+                o = find_letter(own_opts, w[1]);
+            if (o == NULL && find_shared(NULL, 0, w[1], &setting))
+                o = &setting;
             if (w[2] != '\0') {
                 value = w + 2;
                 attached = true;
@@ -217,159 +266,41 @@ int ctl_parse(ctl *c, int argc, char **argv, const ctl_opt *opts, ctl_args *out)
 
 /* ---- Settings ------------------------------------------------------------------------ */
 
-/* One setting through its layers: the effective value and where it came from. */
-struct setting {
-    const char *env; /* the variable and config key */
-    char *value;     /* owned */
-    char source[CTL_URL_MAX];
-};
-
-enum { S_BROKER, S_RESULT_BACKEND, S_PREFIX, S_EXPIRES, S_COUNT };
-
-static int set_value(struct setting *s, const char *value, const char *source) {
-    char *copy = strdup(value);
-    if (copy == NULL)
-        return ctl_error(-1, "out of memory");
-    free(s->value);
-    s->value = copy;
-    snprintf(s->source, sizeof s->source, "%.1000s", source);
-    return 0;
-}
-
-static int file_entry(void *ud, const char *key, const char *value, int line, char *errbuf,
-                      size_t errlen) {
-    struct setting *s = ud;
-    for (int i = 0; i < S_COUNT; i++) {
-        if (strcmp(s[i].env, key) != 0)
-            continue;
-        char source[CTL_URL_MAX + 32];
-        /* The file name was stashed in the last setting's source by read_config. */
-        snprintf(source, sizeof source, "from %s line %d", s[S_COUNT].source, line);
-        if (set_value(&s[i], value, source) < 0) {
-            snprintf(errbuf, errlen, "workerctl: out of memory");
-            return -1;
-        }
-        break;
-    }
-    return 0; /* workerd's other keys: not ours */
-}
-
-/* Read the config file (at most 1 MiB) and apply its keys. */
-static int read_config(struct setting *s, const char *path, const char *how) {
-    FILE *f = fopen(path, "re");
-    if (f == NULL)
-        return ctl_error(CTL_USAGE, "%s: cannot read config file '%s': %s", how, path,
-                         strerror(errno));
-    const size_t max = 1 << 20;
-    char *text = malloc(max + 1);
-    size_t len = text ? fread(text, 1, max + 1, f) : 0;
-    bool bad = text == NULL || ferror(f) || len > max;
-    fclose(f);
-    if (bad) {
-        free(text);
-        return ctl_error(CTL_USAGE, "%s: cannot read config file '%s': %s", how, path,
-                         text == NULL ? "out of memory" : "unreadable or larger than 1 MiB");
-    }
-    char err[1024];
-    snprintf(s[S_COUNT].source, sizeof s[S_COUNT].source, "%s", path);
-    int r = wd_conffile_parse(text, len, path, file_entry, s, err, sizeof err);
-    free(text);
-    if (r < 0) {
-        /* The parser's messages start with "workerd: "; this is workerctl speaking. */
-        const char *msg = strncmp(err, "workerd: ", 9) == 0 ? err + 9 : err;
-        msg = strncmp(msg, "workerctl: ", 11) == 0 ? msg + 11 : msg;
-        return ctl_error(CTL_USAGE, "%s", msg);
-    }
-    return CTL_OK;
-}
-
-static int check_url(const struct setting *s, char *redacted) {
-    char why[512];
-    green_redis_url u;
-    int r = green_redis_url_parse(s->value, &u, why, sizeof why);
-    if (r < 0)
-        return ctl_error(CTL_USAGE, "%s: %s (%s)", s->env, r == -ENOMEM ? "out of memory" : why,
-                         s->source);
-    green_redis_url_clear(&u);
-    green_redis_url_redact(s->value, redacted, CTL_URL_MAX);
-    return CTL_OK;
-}
-
 int ctl_settle(ctl *c) {
-    struct setting s[S_COUNT + 1] = {
-        [S_BROKER] = {.env = "WORKERD_BROKER"},
-        [S_RESULT_BACKEND] = {.env = "WORKERD_RESULT_BACKEND"},
-        [S_PREFIX] = {.env = "WORKERD_PREFIX"},
-        [S_EXPIRES] = {.env = "WORKERD_RESULT_EXPIRES"},
-        [S_COUNT] = {.env = ""},
-    };
-    int code = CTL_USAGE;
-    if (set_value(&s[S_BROKER], "redis://127.0.0.1:6379/0", "the default") < 0 ||
-        set_value(&s[S_PREFIX], BROKER_PREFIX_DEFAULT, "the default") < 0 ||
-        set_value(&s[S_EXPIRES], "86400", "the default") < 0)
-        goto out;
-
-    const char *config = c->cli_config, *how = "--config";
-    if (config == NULL) {
-        config = getenv("WORKERD_CONFIG");
-        how = "WORKERD_CONFIG";
+    struct settings_sources src = {
+        .program = "workerctl", .getenv_fn = getenv, .unknown_keys_ok = true};
+    for (size_t i = 0; i < NSHARED; i++)
+        src.uses |= SETTINGS_BIT(shared[i].id);
+    memcpy(src.cli, c->cli, sizeof src.cli);
+    struct settings s;
+    char err[1024];
+    if (settings_load(&s, &src, err, sizeof err) < 0) {
+        fprintf(stderr, "%s\n", err); /* "workerctl: ..." */
+        return CTL_USAGE;
     }
-    if (config != NULL && *config != '\0' && read_config(s, config, how) != CTL_OK)
-        goto out;
-
-    for (int i = 0; i < S_COUNT; i++) {
-        const char *v = getenv(s[i].env);
-        if (v != NULL && *v != '\0' && set_value(&s[i], v, "from the environment") < 0)
-            goto out;
-    }
-    const char *cli[S_COUNT] = {c->cli_broker, c->cli_result_backend, c->cli_prefix,
-                                c->cli_expires};
-    static const char *const cli_names[S_COUNT] = {"--broker", "--result-backend", "--prefix",
-                                                   "--result-expires"};
-    for (int i = 0; i < S_COUNT; i++) {
-        if (cli[i] != NULL && set_value(&s[i], cli[i], "from the command line") < 0)
-            goto out;
-        if (cli[i] != NULL)
-            s[i].env = cli_names[i];
-    }
-
-    if (check_url(&s[S_BROKER], c->broker_redacted) != CTL_OK)
-        goto out;
-    if (s[S_RESULT_BACKEND].value != NULL &&
-        check_url(&s[S_RESULT_BACKEND], c->results_redacted) != CTL_OK)
-        goto out;
-    const char *why = broker_check_prefix(s[S_PREFIX].value);
-    if (why != NULL || broker_keys_init(&c->keys, s[S_PREFIX].value) < 0) {
-        ctl_error(CTL_USAGE, "%s: %s (%s)", s[S_PREFIX].env, why ? why : "bad prefix",
-                  s[S_PREFIX].source);
+    const struct settings_value *broker = &s.v[SETTINGS_BROKER];
+    const struct settings_value *results = &s.v[SETTINGS_RESULT_BACKEND];
+    int code = CTL_OK;
+    bool separate = results->set && strcmp(results->text, broker->text) != 0;
+    char *url = strdup(broker->text), *results_url = separate ? strdup(results->text) : NULL;
+    if (url == NULL || (separate && results_url == NULL)) {
+        free(url);
+        free(results_url);
+        code = ctl_error(CTL_FAIL, "out of memory");
         goto out;
     }
-    char *end;
-    errno = 0;
-    long expires = strtol(s[S_EXPIRES].value, &end, 10);
-    if (errno != 0 || *end != '\0' || end == s[S_EXPIRES].value || expires < 0 ||
-        expires > 315360000) {
-        ctl_error(CTL_USAGE, "%s: '%s' is not a number of seconds in 0..315360000 (%s)",
-                  s[S_EXPIRES].env, s[S_EXPIRES].value, s[S_EXPIRES].source);
-        goto out;
-    }
-    c->result_expires = expires;
-
+    /* settings_load checked the prefix with the same broker_check_prefix. */
+    broker_keys_init(&c->keys, s.v[SETTINGS_PREFIX].text);
+    c->result_expires = s.v[SETTINGS_RESULT_EXPIRES].num;
     free(c->broker);
     free(c->result_backend);
-    c->broker = s[S_BROKER].value;
-    s[S_BROKER].value = NULL;
-    if (s[S_RESULT_BACKEND].value == NULL || strcmp(s[S_RESULT_BACKEND].value, c->broker) == 0) {
-        c->result_backend = NULL;
-        snprintf(c->results_redacted, sizeof c->results_redacted, "%s", c->broker_redacted);
-    } else {
-        c->result_backend = s[S_RESULT_BACKEND].value;
-        s[S_RESULT_BACKEND].value = NULL;
-    }
-    code = CTL_OK;
+    c->broker = url;
+    c->result_backend = results_url;
+    snprintf(c->broker_redacted, sizeof c->broker_redacted, "%s", broker->redacted);
+    snprintf(c->results_redacted, sizeof c->results_redacted, "%s",
+             results_url ? results->redacted : broker->redacted);
 out:
-    for (int i = 0; i < S_COUNT; i++)
-        free(s[i].value);
+    settings_free(&s);
     return code;
 }
 

@@ -21,22 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "wd_options.h"
-
-#define SHARED_HELP                                                                                \
-    "\n"                                                                                           \
-    "Connection (as workerd's; each also WORKERD_<NAME> and a key of the config file):\n"          \
-    "  -b, --broker=URL          redis://[user:password@]host[:port][/db] or\n"                    \
-    "                            unix://[user:password@]/path[?db=N]\n"                            \
-    "                            [WORKERD_BROKER; default: redis://127.0.0.1:6379/0]\n"            \
-    "      --result-backend=URL  where results are stored [WORKERD_RESULT_BACKEND;\n"              \
-    "                            default: the broker]\n"                                           \
-    "      --prefix=PREFIX       key prefix [WORKERD_PREFIX; default: workerd]\n"                  \
-    "      --result-expires=S    seconds results (and revocations) are kept; 0: forever\n"         \
-    "                            [WORKERD_RESULT_EXPIRES; default: 86400]\n"                       \
-    "      --config=FILE         KEY=VALUE file, as workerd reads it [WORKERD_CONFIG]\n"           \
-    "      --json                print one JSON document for scripts\n"                            \
-    "  -h, --help                print this help\n"
+#include "settings.h"
 
 #define EXIT_HELP                                                                                  \
     "\n"                                                                                           \
@@ -63,7 +48,7 @@ static const ctl_command commands[] = {
      "                      after --wait is its SECONDS, not a task argument.\n"
      "\n"
      "With --wait the exit code is 0 for SUCCESS, 1 for FAILURE or REVOKED, 4 when no\n"
-     "final result came in time (the task may still run).\n" SHARED_HELP EXIT_HELP,
+     "final result came in time (the task may still run).\n",
      false},
     {"result", ctl_cmd_result, "show a task's result",
      "Usage: workerctl result ID [--wait [SECONDS]]\n"
@@ -71,30 +56,27 @@ static const ctl_command commands[] = {
      "task still running, STARTED), 1 for FAILURE, REVOKED or no result.\n"
      "\n"
      "  -w, --wait[=SECONDS]  wait for a final result; no SECONDS waits without limit;\n"
-     "                        exit 4 when none came in time\n" SHARED_HELP EXIT_HELP,
+     "                        exit 4 when none came in time\n",
      false},
     {"workers", ctl_cmd_workers, "list the workers, alive or dead",
      "Usage: workerctl workers\n"
      "List every registered worker: alive while its heartbeat key exists, dead when\n"
      "it stopped without unregistering (another worker will recover its messages),\n"
-     "with its pool, concurrency, the messages it holds, uptime, version and queues.\n" SHARED_HELP
-         EXIT_HELP,
+     "with its pool, concurrency, the messages it holds, uptime, version and queues.\n",
      false},
     {"inspect", ctl_cmd_inspect, "list the messages the workers hold",
      "Usage: workerctl inspect\n"
-     "List the messages in flight, per worker: delivery tag, queue, id, task.\n" SHARED_HELP
-         EXIT_HELP,
+     "List the messages in flight, per worker: delivery tag, queue, id, task.\n",
      false},
     {"queues", ctl_cmd_queues, "pending messages per queue",
      "Usage: workerctl queues\n"
      "List the queues (every non-empty queue and every queue a worker consumes) with\n"
-     "their pending messages and live consumers, and the number of dead letters.\n" SHARED_HELP
-         EXIT_HELP,
+     "their pending messages and live consumers, and the number of dead letters.\n",
      false},
     {"stats", ctl_cmd_stats, "totals: queues, pending, in flight, workers, dead letters",
      "Usage: workerctl stats\n"
      "Print totals: queues, pending and in-flight messages, live and dead workers,\n"
-     "dead letters.\n" SHARED_HELP EXIT_HELP,
+     "dead letters.\n",
      false},
     {"purge", ctl_cmd_purge, "delete every pending message of a queue",
      "Usage: workerctl purge QUEUE --yes\n"
@@ -102,7 +84,7 @@ static const ctl_command commands[] = {
      "--yes it only says how many it would delete (and exits 2). Messages in flight\n"
      "are not touched.\n"
      "\n"
-     "  -y, --yes   really delete\n" SHARED_HELP EXIT_HELP,
+     "  -y, --yes   really delete\n",
      false},
     {"revoke", ctl_cmd_revoke, "cancel a task that has not started",
      "Usage: workerctl revoke ID\n"
@@ -111,7 +93,7 @@ static const ctl_command commands[] = {
      "a REVOKED result for it, and say which workers hold it in flight.\n"
      "\n"
      "Workers do not check the revocation mark yet: a message already taken by a\n"
-     "worker runs to its end.\n" SHARED_HELP EXIT_HELP,
+     "worker runs to its end.\n",
      false},
     {"dead", ctl_cmd_dead, "list, requeue or drop dead letters",
      "Usage: workerctl dead list [--limit N]\n"
@@ -126,11 +108,17 @@ static const ctl_command commands[] = {
      "            pill's redelivery count starts over) and remove the entries; an\n"
      "            entry whose message was cut when it was stored cannot be requeued\n"
      "  drop      delete the entries\n"
-     "            -a, --all       every entry (requeue: oldest first)\n" SHARED_HELP EXIT_HELP,
+     "            -a, --all       every entry (requeue: oldest first)\n",
      true},
 };
 
 #define NCOMMANDS (sizeof commands / sizeof *commands)
+
+void ctl_command_help(const ctl_command *command, FILE *out) {
+    fputs(command->help, out);
+    ctl_shared_help(out);
+    fputs(EXIT_HELP, out);
+}
 
 static void usage(FILE *out) {
     fprintf(out, "Usage: workerctl [OPTION]... COMMAND [ARG]...\n"
@@ -139,18 +127,9 @@ static void usage(FILE *out) {
                  "Commands:\n");
     for (size_t i = 0; i < NCOMMANDS; i++)
         fprintf(out, "  %-9s %s\n", commands[i].name, commands[i].synopsis);
-    fprintf(out, "\n'workerctl COMMAND --help' describes a command.\n" SHARED_HELP
-                 "  -V, --version             print the version\n" EXIT_HELP);
-}
-
-/* Does this shared option take the next word as its value? */
-static bool takes_value(const char *w) {
-    static const char *const with_value[] = {"-b",       "--broker", "--result-backend",
-                                             "--prefix", "--config", "--result-expires"};
-    for (size_t i = 0; i < sizeof with_value / sizeof *with_value; i++)
-        if (strcmp(w, with_value[i]) == 0)
-            return true;
-    return false;
+    fprintf(out, "\n'workerctl COMMAND --help' describes a command.\n");
+    ctl_shared_help(out);
+    fprintf(out, "  -V, --version             print the version\n" EXIT_HELP);
 }
 
 int main(int argc, char **argv) {
@@ -165,10 +144,10 @@ int main(int argc, char **argv) {
             return CTL_OK;
         }
         if (strcmp(argv[i], "--version") == 0 || strcmp(argv[i], "-V") == 0) {
-            printf("workerctl %s\n", wd_version());
+            printf("workerctl %s\n", settings_version());
             return CTL_OK;
         }
-        if (takes_value(argv[i]))
+        if (ctl_shared_takes_value(argv[i]))
             i++;
     }
     if (i >= argc)

@@ -4,7 +4,7 @@
  */
 #include "testlib.h"
 
-#include "wd_conffile.h"
+#include "settings_conffile.h"
 
 /* Collects "KEY=VALUE@LINE;" for every assignment into one string. */
 static char seen[2048];
@@ -21,7 +21,7 @@ static int collect(void *ud, const char *key, const char *value, int line, char 
 static int parse(const char *text) {
     seen[0] = '\0';
     err[0] = '\0';
-    return wd_conffile_parse(text, strlen(text), "test.conf", collect, NULL, err, sizeof err);
+    return settings_conffile_parse(text, strlen(text), "test.conf", collect, NULL, err, sizeof err);
 }
 
 TEST(comments_and_blank_lines_are_skipped) {
@@ -66,27 +66,28 @@ TEST(last_line_needs_no_newline) {
 
 TEST(line_without_equals_is_rejected) {
     ASSERT_EQ(parse("A=1\n\njust some words\n"), -1);
-    ASSERT_STREQ(err, "workerd: expected KEY=VALUE, got 'just some words' (from test.conf line 3)");
+    ASSERT_STREQ(err, "expected KEY=VALUE, got 'just some words' (from test.conf line 3)");
 }
 
 TEST(bad_key_is_rejected) {
     ASSERT_EQ(parse("export A=1\n"), -1);
-    ASSERT_STREQ(err, "workerd: bad key 'export A' (from test.conf line 1)");
+    ASSERT_STREQ(err, "bad key 'export A' (from test.conf line 1)");
     ASSERT_EQ(parse("1A=1\n"), -1);
-    ASSERT_STREQ(err, "workerd: bad key '1A' (from test.conf line 1)");
+    ASSERT_STREQ(err, "bad key '1A' (from test.conf line 1)");
 }
 
 TEST(unterminated_quote_is_rejected) {
     ASSERT_EQ(parse("A=1\nB=\"open\nstill open\n"), -1);
-    ASSERT_STREQ(err, "workerd: unterminated quote in the value of B (from test.conf line 2)");
+    ASSERT_STREQ(err, "unterminated quote in the value of B (from test.conf line 2)");
 }
 
 TEST(nul_byte_is_rejected) {
     const char text[] = "A=1\nB=x\0y\n";
     seen[0] = '\0';
-    ASSERT_EQ(wd_conffile_parse(text, sizeof text - 1, "test.conf", collect, NULL, err, sizeof err),
-              -1);
-    ASSERT_STREQ(err, "workerd: NUL byte in the file (from test.conf line 2)");
+    ASSERT_EQ(
+        settings_conffile_parse(text, sizeof text - 1, "test.conf", collect, NULL, err, sizeof err),
+        -1);
+    ASSERT_STREQ(err, "NUL byte in the file (from test.conf line 2)");
 }
 
 static int refuse_b(void *ud, const char *key, const char *value, int line, char *errbuf,
@@ -101,6 +102,7 @@ static int refuse_b(void *ud, const char *key, const char *value, int line, char
 
 TEST(callback_error_stops_the_parse) {
     const char *text = "A=1\nB=2\nC=3\n";
-    ASSERT_EQ(wd_conffile_parse(text, strlen(text), "t", refuse_b, NULL, err, sizeof err), -1);
+    ASSERT_EQ(settings_conffile_parse(text, strlen(text), "t", refuse_b, NULL, err, sizeof err),
+              -1);
     ASSERT_STREQ(err, "no B please (line 2)");
 }

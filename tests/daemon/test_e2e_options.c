@@ -2,8 +2,10 @@
  * test_e2e_options.c - the real workerd binary with the settings and message fields that
  * change where things go or how long they may take: --result-backend on another Redis,
  * --prefix, the config file and environment, and a message's time_limit, expires and
- * ignore_result.
+ * ignore_result. Also what workerd and workerctl both say of a name too long for Redis
+ * keys, and a SIGHUP that turns on an option a running worker is built on.
  */
+#include "ctlrun.h"
 #include "e2e.h"
 #include "testlib.h"
 
@@ -129,4 +131,137 @@ TEST(retries_field_is_reported_in_the_result) {
     ASSERT_EQ(e2e_jnum(res, "retries"), 2);
     json_decref(res);
     e2e_env_end(&e);
+}
+
+/* ---- names: one check for both binaries ------------------------------------------------- */
+
+/* Write text to dir/name; returns the path (static, one at a time). */
+static const char *write_file(const char *dir, const char *name, const char *text) {
+    static char path[4200];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    ASSERT(f != NULL);
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+/* workerd's exit code and whether its output has the line. */
+static int workerd_says(const char *line, const char *const *args) {
+    e2e_worker w;
+    e2e_worker_start(&w, 0, args);
+    int code = e2e_worker_wait(&w, 10.0);
+    char *log = e2e_log_read(&w);
+    if (strstr(log, line) == NULL) {
+        e2e_log_dump(&w);
+        test__fail(__FILE__, __LINE__, "workerd did not say: %s", line);
+    }
+    free(log);
+    e2e_worker_stop(&w);
+    return code;
+}
+
+/* A prefix or queue name longer than the broker's keys allow used to pass workerd's option
+ * checks (and fail start-up as "out of memory"), while workerctl refused it. Now both
+ * refuse it up front, exit 2, and say the same sentence. */
+TEST(names_too_long_for_redis_keys_are_refused_by_workerd_and_workerctl_alike) {
+    char prefix[71], queue[141];
+    memset(prefix, 'p', 70);
+    prefix[70] = '\0';
+    memset(queue, 'q', 140);
+    queue[140] = '\0';
+
+    const char *const prefix_args[] = {"--prefix", prefix, NULL};
+    ASSERT_EQ(workerd_says("workerd: --prefix: key prefix is longer than 64 bytes (from the "
+                           "command line)\n",
+                           prefix_args),
+              2);
+    ctlrun r;
+    CTL_RUN(&r, "--prefix", prefix, "queues");
+    ASSERT_EQ(r.code, 2);
+    ASSERT_STREQ(r.err, "workerctl: --prefix: key prefix is longer than 64 bytes (from the "
+                        "command line)\n");
+    ctlrun_free(&r);
+
+    const char *const queue_args[] = {"-Q", queue, NULL};
+    ASSERT_EQ(workerd_says("workerd: --queues: queue name is longer than 128 bytes (from the "
+                           "command line)\n",
+                           queue_args),
+              2);
+    CTL_RUN(&r, "call", "echo", "-q", queue);
+    ASSERT_EQ(r.code, 2);
+    ASSERT(strncmp(r.err, "workerctl: --queue: queue name is longer than 128 bytes\n", 56) == 0);
+    ctlrun_free(&r);
+
+    /* One config file read by both: the same message but for the program's name. */
+    char *dir = test_tmpdir("names");
+    char text[200], conf[4200], want[4400];
+    snprintf(text, sizeof text, "WORKERD_CONCURRENCY=5\nWORKERD_PREFIX=%s\n", prefix);
+    snprintf(conf, sizeof conf, "%s", write_file(dir, "workerd.conf", text));
+    snprintf(want, sizeof want,
+             "WORKERD_PREFIX: key prefix is longer than 64 bytes (from %s line 2)\n", conf);
+    const char *const conf_args[] = {"--config", conf, NULL};
+    char line[4500];
+    snprintf(line, sizeof line, "workerd: %s", want);
+    ASSERT_EQ(workerd_says(line, conf_args), 2);
+    CTL_RUN(&r, "--config", conf, "stats");
+    ASSERT_EQ(r.code, 2);
+    snprintf(line, sizeof line, "workerctl: %s", want);
+    ASSERT_STREQ(r.err, line);
+    ctlrun_free(&r);
+    test_rmtree(dir);
+    free(dir);
+}
+
+/* ---- SIGHUP ------------------------------------------------------------------------------ */
+
+/* Entries of workerd:events about task id. */
+static int events_of(redisContext *c, const char *id) {
+    redisReply *r = redisCommand(c, "XRANGE workerd:events - +");
+    ASSERT(r != NULL && r->type == REDIS_REPLY_ARRAY);
+    int n = 0;
+    for (size_t i = 0; i < r->elements; i++) {
+        redisReply *fields = r->element[i]->element[1];
+        for (size_t k = 0; k + 1 < fields->elements; k += 2)
+            if (strcmp(fields->element[k]->str, "id") == 0 &&
+                strcmp(fields->element[k + 1]->str, id) == 0)
+                n++;
+    }
+    freeReplyObject(r);
+    return n;
+}
+
+/* SIGHUP used to compare a hand-written list of options and miss the rest: turning on
+ * WORKERD_EVENTS in the config file logged "reloaded" and changed nothing. Every option
+ * but the log level needs a restart, and the worker now does one and publishes events. */
+TEST(sighup_that_turns_events_on_restarts_the_worker_which_then_publishes_them) {
+    e2e_env e;
+    e2e_env_start(&e);
+    char *dir = test_tmpdir("hupev");
+    char conf[4200];
+    snprintf(conf, sizeof conf, "%s", write_file(dir, "workerd.conf", "WORKERD_CONCURRENCY=4\n"));
+    E2E_START_READY(&e.w, e.redis.port, "--config", conf);
+    e2e_push_task(e.c, "default", "before", "echo", "[1]");
+    json_decref(e2e_must_result(&e, "before"));
+    ASSERT_EQ(e2e_int(e.c, "EXISTS workerd:events"), 0); /* off */
+
+    write_file(dir, "workerd.conf", "WORKERD_CONCURRENCY=4\nWORKERD_EVENTS=on\n");
+    e2e_worker_signal(&e.w, SIGHUP);
+    if (!e2e_log_wait(&e.w, "the rest needs a restart (--events changed)", 10.0) ||
+        !e2e_log_wait_n(&e.w, "ready: consuming", 2, 20.0)) {
+        e2e_log_dump(&e.w);
+        test__fail(__FILE__, __LINE__, "no restart after SIGHUP turned events on");
+    }
+
+    e2e_push_task(e.c, "default", "after", "echo", "[2]");
+    json_decref(e2e_must_result(&e, "after"));
+    /* Events go out in batches of their own, after the result or not: wait for them. */
+    double deadline = test_now() + 10.0;
+    while (events_of(e.c, "after") < 3 && test_now() < deadline)
+        usleep(10000);
+    ASSERT_EQ(events_of(e.c, "after"), 3); /* received, started, succeeded */
+    ASSERT_EQ(events_of(e.c, "before"), 0);
+    e2e_env_end(&e);
+    test_rmtree(dir);
+    free(dir);
 }

@@ -225,7 +225,7 @@ TEST(prefix_with_blank_from_config_is_rejected) {
     char *path = write_config("WORKERD_PREFIX='my app'\n");
     char want[1200];
     snprintf(want, sizeof want,
-             "workerd: WORKERD_PREFIX: prefix 'my app' contains a blank or control character "
+             "workerd: WORKERD_PREFIX: key prefix contains whitespace or a control character "
              "(from %s line 1)",
              path);
     ASSERT_LOAD_FAILS(want, "--config", path);
@@ -346,11 +346,37 @@ TEST(bad_queue_names_are_rejected) {
                       "a,,b");
     ASSERT_LOAD_FAILS("workerd: --queues: empty queue name in 'a,' (from the command line)", "-Q",
                       "a,");
-    ASSERT_LOAD_FAILS("workerd: --queues: queue name 'my queue' contains a blank or control "
-                      "character (from the command line)",
-                      "-Q", "my queue");
+    ASSERT_LOAD_FAILS("workerd: --queues: queue name contains whitespace or a control character "
+                      "(from the command line)",
+                      "-Q", "a,my queue");
     ASSERT_LOAD_FAILS("workerd: --queues: queue 'a' is listed twice (from the command line)", "-Q",
                       "a,b,a");
+}
+
+/* The limits are the broker's (BROKER_PREFIX_MAX, BROKER_QUEUE_NAME_MAX): a name that
+ * passes here fits every key, so start-up cannot fail on it later. */
+TEST(names_longer_than_the_broker_allows_are_rejected) {
+    set_env(NULL);
+    char prefix[71], queue[141], list[160];
+    memset(prefix, 'p', 70);
+    prefix[70] = '\0';
+    memset(queue, 'q', 140);
+    queue[140] = '\0';
+    ASSERT_LOAD_FAILS("workerd: --prefix: key prefix is longer than 64 bytes (from the command "
+                      "line)",
+                      "--prefix", prefix);
+    snprintf(list, sizeof list, "a,%s", queue);
+    ASSERT_LOAD_FAILS("workerd: --queues: queue name is longer than 128 bytes (from the command "
+                      "line)",
+                      "-Q", list);
+    /* At the limits, they pass. */
+    struct wd_options o;
+    prefix[64] = '\0';
+    queue[128] = '\0';
+    ASSERT_EQ(load(&o, "--prefix", prefix, "-Q", queue, NULL), 0);
+    ASSERT_EQ(strlen(o.prefix), 64);
+    ASSERT_EQ(strlen(o.queues[0]), 128);
+    wd_options_free(&o);
 }
 
 TEST(hostname_expands_celery_escapes) {
@@ -759,4 +785,88 @@ TEST(processes_and_recycling_limits_are_checked) {
     ASSERT_LOAD_FAILS("workerd: --max-memory-per-child: '200M' is not a number (from the "
                       "command line)",
                       "--max-memory-per-child", "200M");
+}
+
+/* ---- reload: what a changed value needs ------------------------------------------------- */
+
+TEST(every_option_is_marked_live_or_restart) {
+    for (int id = 0; id < SETTINGS_COUNT; id++) {
+        const struct settings_opt *d = &settings_opts[id];
+        if (d->kind == SETTINGS_KIND_ACTION)
+            continue;
+        if (d->apply != SETTINGS_LIVE && d->apply != SETTINGS_RESTART)
+            test__fail(__FILE__, __LINE__, "--%s is neither live nor restart", d->name);
+        /* Only the log level can change under a running worker. */
+        ASSERT_EQ(d->apply == SETTINGS_LIVE, id == SETTINGS_LOGLEVEL);
+    }
+}
+
+/* A reload compares every option: a different value of any of them, from any layer, is
+ * noticed, and only the log level's applies without a restart. */
+TEST(a_reload_notices_a_change_to_any_option) {
+    char *path = write_config("\n");
+    char config[600];
+    snprintf(config, sizeof config, "WORKERD_CONFIG=%s", path);
+    const struct {
+        enum settings_id id;
+        const char *env;
+    } changes[] = {
+        {SETTINGS_POOL, "WORKERD_POOL=solo"},
+        {SETTINGS_CONCURRENCY, "WORKERD_CONCURRENCY=7"},
+        {SETTINGS_QUEUES, "WORKERD_QUEUES=default,low"},
+        {SETTINGS_BROKER, "WORKERD_BROKER=redis://127.0.0.1:6390/1"},
+        {SETTINGS_RESULT_BACKEND, "WORKERD_RESULT_BACKEND=redis://127.0.0.1:6390/2"},
+        {SETTINGS_PREFIX, "WORKERD_PREFIX=other"},
+        {SETTINGS_HOSTNAME, "WORKERD_HOSTNAME=elsewhere"},
+        {SETTINGS_PREFETCH, "WORKERD_PREFETCH=3"},
+        {SETTINGS_RESULT_EXPIRES, "WORKERD_RESULT_EXPIRES=60"},
+        {SETTINGS_SHUTDOWN_TIMEOUT, "WORKERD_SHUTDOWN_TIMEOUT=5"},
+        {SETTINGS_LOGLEVEL, "WORKERD_LOGLEVEL=debug"},
+        {SETTINGS_MAX_MESSAGE_SIZE, "WORKERD_MAX_MESSAGE_SIZE=2M"},
+        {SETTINGS_HEARTBEAT, "WORKERD_HEARTBEAT=2"},
+        {SETTINGS_MAX_REDELIVERIES, "WORKERD_MAX_REDELIVERIES=1"},
+        {SETTINGS_HTTP_DENY, "WORKERD_HTTP_DENY=10.0.0.0/8"},
+        {SETTINGS_HTTP_ALLOW, "WORKERD_HTTP_ALLOW=127.0.0.1"},
+        {SETTINGS_HTTP, "WORKERD_HTTP=127.0.0.1:0"},
+        {SETTINGS_EVENTS, "WORKERD_EVENTS=on"},
+        {SETTINGS_PROCESSES, "WORKERD_PROCESSES=2"},
+        {SETTINGS_MAX_TASKS_PER_CHILD, "WORKERD_MAX_TASKS_PER_CHILD=10"},
+        {SETTINGS_MAX_MEMORY_PER_CHILD, "WORKERD_MAX_MEMORY_PER_CHILD=1000"},
+        {SETTINGS_CONFIG, config},
+    };
+    size_t n = sizeof changes / sizeof *changes;
+    /* Every option with a value has its case here. */
+    for (int id = 0; id < SETTINGS_COUNT; id++) {
+        bool found = false;
+        for (size_t i = 0; i < n; i++)
+            found = found || changes[i].id == (enum settings_id)id;
+        if (!found && settings_opts[id].kind != SETTINGS_KIND_ACTION)
+            test__fail(__FILE__, __LINE__, "no change of --%s tried", settings_opts[id].name);
+    }
+    set_env(NULL);
+    struct wd_options before, same, after;
+    ASSERT_EQ(load(&before, NULL), 0);
+    /* The same values, from another layer, are no change. */
+    ASSERT_EQ(load(&same, "-c", "100", "--queues", " default ", "--http", "off", NULL), 0);
+    ASSERT(wd_options_restart_needed(&before, &same) == NULL);
+    ASSERT_EQ(settings_first_change(&before.all, &same.all, SETTINGS_LIVE), -1);
+    wd_options_free(&same);
+    for (size_t i = 0; i < n; i++) {
+        set_env(changes[i].env, NULL);
+        ASSERT_EQ(load(&after, NULL), 0);
+        const char *restart = wd_options_restart_needed(&before, &after);
+        int live = settings_first_change(&before.all, &after.all, SETTINGS_LIVE);
+        if (changes[i].id == SETTINGS_LOGLEVEL) {
+            ASSERT(restart == NULL);
+            ASSERT_EQ(live, SETTINGS_LOGLEVEL);
+        } else if (restart == NULL || strcmp(restart, settings_opts[changes[i].id].name) != 0) {
+            test__fail(__FILE__, __LINE__, "%s: restart needed for %s", changes[i].env,
+                       restart ? restart : "nothing");
+        } else {
+            ASSERT_EQ(live, -1);
+        }
+        wd_options_free(&after);
+    }
+    wd_options_free(&before);
+    remove_config();
 }

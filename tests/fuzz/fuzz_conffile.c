@@ -1,6 +1,6 @@
 /*
  * fuzz_conffile.c - libFuzzer target for the KEY=VALUE config-file parser
- * (wd_conffile_parse).
+ * (settings_conffile_parse).
  *
  * Invariants: the parse returns 0 or -1, with a one-line, NUL-terminated message on -1;
  * every key handed to the callback is a valid key (letters, digits, '_', not starting with
@@ -9,7 +9,7 @@
  * escapes of double quotes) they parse to the same keys and values. A callback that
  * refuses (a key named FAIL) must stop the parse with its own message.
  */
-#include "wd_conffile.h"
+#include "settings_conffile.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -88,7 +88,7 @@ static int parse(const char *text, size_t len, struct seen *s, char *errbuf, siz
     for (size_t i = 0; i < len; i++)
         s->max_line += text[i] == '\n';
     errbuf[0] = '\0';
-    int rc = wd_conffile_parse(text, len, "fuzz.conf", on_assign, s, errbuf, errlen);
+    int rc = settings_conffile_parse(text, len, "fuzz.conf", on_assign, s, errbuf, errlen);
     CHECK(rc == 0 || rc == -1);
     CHECK(memchr(errbuf, '\0', errlen) != NULL);
     if (rc == -1)

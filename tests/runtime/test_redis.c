@@ -786,6 +786,49 @@ TEST(url_parse_rejects_bad_urls_without_leaking_password) {
     }
 }
 
+/* The edges where libcurl's URL parser (which green_redis_url_parse uses) reads a URL as
+ * RFC 3986 does: an empty port is the default, an IPv6 zone is decoded, a '#' in a
+ * socket path is part of it but ends a redis:// URL, a host name has no blanks, and a
+ * redis:// URL must name its host. Refusals still never show the password. */
+TEST(url_parse_edges_follow_rfc3986) {
+    green_redis_url u;
+    char msg[256];
+    ASSERT_EQ(green_redis_url_parse("redis://h:/3", &u, msg, sizeof msg), 0);
+    ASSERT_STREQ(u.host, "h");
+    ASSERT_EQ(u.port, 6379);
+    ASSERT_EQ(u.db, 3);
+    green_redis_url_clear(&u);
+    ASSERT_EQ(green_redis_url_parse("redis://[fe80::1%25eth0]:7000", &u, msg, sizeof msg), 0);
+    ASSERT_STREQ(u.host, "fe80::1%eth0");
+    ASSERT_EQ(u.port, 7000);
+    green_redis_url_clear(&u);
+    ASSERT_EQ(green_redis_url_parse("unix:///tmp/a#b c.sock?db=1", &u, msg, sizeof msg), 0);
+    ASSERT_STREQ(u.path, "/tmp/a#b c.sock");
+    ASSERT_EQ(u.port, 0); /* no port for a socket */
+    ASSERT_EQ(u.db, 1);
+    green_redis_url_clear(&u);
+    ASSERT_EQ(green_redis_url_parse("redis://:p%0Aw%20d@h", &u, msg, sizeof msg), 0);
+    ASSERT_STREQ(u.password, "p\nw d"); /* any byte but NUL, percent-encoded */
+    green_redis_url_clear(&u);
+
+    static const struct {
+        const char *url, *says;
+    } cases[] = {
+        {"redis://:pw-1@h#frag", "fragment"},
+        {"redis://:pw-1@[zz]:1", "bad [IPv6] host"},
+        {"redis://:pw-1@my host", "not a valid URL"},
+        {"redis:///3", "missing host"},
+        {"redis://u:pw-1%00@h", "escape"},
+        {"unix:///tmp/x%zz.sock", "escape in the socket path"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int rc = green_redis_url_parse(cases[i].url, &u, msg, sizeof msg);
+        if (rc != -EINVAL || strstr(msg, cases[i].says) == NULL || strstr(msg, "pw-1"))
+            test__fail(__FILE__, __LINE__, "url '%s': rc %d, message '%s'", cases[i].url, rc, msg);
+        ASSERT(u.host == NULL && u.password == NULL && u.user == NULL && u.path == NULL);
+    }
+}
+
 TEST(url_redact_hides_the_password) {
     char buf[256];
     ASSERT_STREQ(green_redis_url_redact("redis://alice:s3cret@h:6379/2", buf, sizeof buf),

@@ -1,5 +1,5 @@
 /*
- * wd_conffile.h - KEY=VALUE files read the way systemd reads an EnvironmentFile=, so that
+ * settings_conffile.h - KEY=VALUE files read the way systemd reads an EnvironmentFile=, so that
  * one /etc/workerd/workerd.conf serves both `EnvironmentFile=` in a unit and `--config`.
  *
  * The syntax (a subset of systemd's, close to a shell assignment list):
@@ -15,24 +15,26 @@
  *
  * Pure parsing of a caller's buffer: no I/O, thread-safe, any stack, never yields.
  */
-#ifndef WORKERD_WD_CONFFILE_H
-#define WORKERD_WD_CONFFILE_H
+#ifndef WORKERD_SETTINGS_CONFFILE_H
+#define WORKERD_SETTINGS_CONFFILE_H
 
 #include <stddef.h>
 
 /* Called once per assignment, in file order, with the line the assignment starts on. Both
  * strings live only until the callback returns. Returns 0 to go on, or -1 after writing a
  * one-line message to errbuf, which stops the parse. */
-typedef int (*wd_conffile_fn)(void *ud, const char *key, const char *value, int line, char *errbuf,
-                              size_t errlen);
+typedef int (*settings_conffile_fn)(void *ud, const char *key, const char *value, int line,
+                                    char *errbuf, size_t errlen);
 
 /* Parse text[0..len) (NUL bytes are errors), calling fn for each assignment. name is the
- * file name used in messages. Returns 0, or -1 with a one-line message in errbuf:
- *   "workerd: expected KEY=VALUE, got 'text' (from NAME line N)"
- *   "workerd: bad key 'text' (from NAME line N)"
- *   "workerd: unterminated quote in the value of KEY (from NAME line N)"
- * or the callback's own message. */
-int wd_conffile_parse(const char *text, size_t len, const char *name, wd_conffile_fn fn, void *ud,
-                      char *errbuf, size_t errlen);
+ * file name used in messages. Returns 0, or -1 with a one-line message in errbuf, either
+ * the callback's own or one of the parser's, which leave the program's name to the caller:
+ *   "expected KEY=VALUE, got 'text' (from NAME line N)"
+ *   "bad key 'text' (from NAME line N)"
+ *   "unterminated quote in the value of KEY (from NAME line N)"
+ *   "NUL byte in the file (from NAME line N)"
+ *   "out of memory reading NAME" */
+int settings_conffile_parse(const char *text, size_t len, const char *name, settings_conffile_fn fn,
+                            void *ud, char *errbuf, size_t errlen);
 
 #endif

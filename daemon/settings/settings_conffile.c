@@ -1,5 +1,5 @@
 /*
- * wd_conffile.c - the EnvironmentFile-style parser of wd_conffile.h.
+ * settings_conffile.c - the EnvironmentFile-style parser of settings_conffile.h.
  *
  * A character-at-a-time state machine, shaped like systemd's own (src/basic/env-file.c)
  * so that a file systemd accepts means the same thing here. Key and value grow in heap
@@ -8,7 +8,7 @@
  *
  * Runs on the caller's stack; no I/O; never yields.
  */
-#include "wd_conffile.h"
+#include "settings_conffile.h"
 
 #include <ctype.h>
 #include <stdbool.h>
@@ -76,8 +76,8 @@ static int line_len(const char *p, const char *end) {
     return len > 60 ? 60 : (int)len;
 }
 
-int wd_conffile_parse(const char *text, size_t len, const char *name, wd_conffile_fn fn, void *ud,
-                      char *errbuf, size_t errlen) {
+int settings_conffile_parse(const char *text, size_t len, const char *name, settings_conffile_fn fn,
+                            void *ud, char *errbuf, size_t errlen) {
     struct buf key = {0}, val = {0};
     enum state st = PRE_KEY;
     int line = 1, key_line = 1, rc = -1;
@@ -89,7 +89,7 @@ int wd_conffile_parse(const char *text, size_t len, const char *name, wd_conffil
         bool eof = p == end;
         char c = eof ? '\n' : *p;
         if (!eof && c == '\0') {
-            snprintf(errbuf, errlen, "workerd: NUL byte in the file (from %s line %d)", name, line);
+            snprintf(errbuf, errlen, "NUL byte in the file (from %s line %d)", name, line);
             goto out;
         }
         switch (st) {
@@ -107,15 +107,14 @@ int wd_conffile_parse(const char *text, size_t len, const char *name, wd_conffil
             break;
         case KEY:
             if (c == '\n') {
-                snprintf(errbuf, errlen,
-                         "workerd: expected KEY=VALUE, got '%.*s' (from %s line %d)",
+                snprintf(errbuf, errlen, "expected KEY=VALUE, got '%.*s' (from %s line %d)",
                          line_len(key_start, end), key_start, name, key_line);
                 goto out;
             } else if (c == '=') {
                 while (key.n > 0 && blank(key.p[key.n - 1]))
                     key.p[--key.n] = '\0';
                 if (!key_ok(key.p)) {
-                    snprintf(errbuf, errlen, "workerd: bad key '%s' (from %s line %d)", key.p, name,
+                    snprintf(errbuf, errlen, "bad key '%s' (from %s line %d)", key.p, name,
                              key_line);
                     goto out;
                 }
@@ -163,9 +162,8 @@ int wd_conffile_parse(const char *text, size_t len, const char *name, wd_conffil
         case SINGLE_QUOTE:
         case DOUBLE_QUOTE:
             if (eof) {
-                snprintf(errbuf, errlen,
-                         "workerd: unterminated quote in the value of %s (from %s line %d)", key.p,
-                         name, key_line);
+                snprintf(errbuf, errlen, "unterminated quote in the value of %s (from %s line %d)",
+                         key.p, name, key_line);
                 goto out;
             }
             if ((st == SINGLE_QUOTE && c == '\'') || (st == DOUBLE_QUOTE && c == '"')) {
@@ -183,9 +181,8 @@ int wd_conffile_parse(const char *text, size_t len, const char *name, wd_conffil
         case DOUBLE_QUOTE_ESCAPE:
             st = DOUBLE_QUOTE;
             if (eof) {
-                snprintf(errbuf, errlen,
-                         "workerd: unterminated quote in the value of %s (from %s line %d)", key.p,
-                         name, key_line);
+                snprintf(errbuf, errlen, "unterminated quote in the value of %s (from %s line %d)",
+                         key.p, name, key_line);
                 goto out;
             }
             if (c == '\n')
@@ -207,7 +204,7 @@ int wd_conffile_parse(const char *text, size_t len, const char *name, wd_conffil
     rc = 0;
     goto out;
 nomem:
-    snprintf(errbuf, errlen, "workerd: out of memory reading %s", name);
+    snprintf(errbuf, errlen, "out of memory reading %s", name);
 out:
     free(key.p);
     free(val.p);

@@ -1,0 +1,173 @@
+/*
+ * settings_table.c - every option of workerd and workerctl, once (settings.h).
+ *
+ * Options take Celery's names where Celery has one (-P/--pool, -c/--concurrency,
+ * -Q/--queues, -b/--broker, --result-backend, -n/--hostname, -l/--loglevel). Each option
+ * FOO-BAR is also the environment variable WORKERD_FOO_BAR and the config-file key of the
+ * same name. The order here is the order of workerd --help.
+ *
+ * apply says what a reload (SIGHUP) does with a changed value: only the log level can be
+ * changed under a running worker; everything else is what the worker was built on (its
+ * connections, its pool, its key names, its HTTP endpoint, its processes), so a change to
+ * any of them restarts it gracefully in place. A new option must say which it is.
+ *
+ * Plain data; the version, which CMake passes in, lives here too.
+ */
+#include "settings.h"
+
+#include "broker_keys.h"
+
+#ifndef WORKERD_VERSION
+#define WORKERD_VERSION "0.0.0"
+#endif
+
+const char *settings_version(void) {
+    return WORKERD_VERSION;
+}
+
+static const struct settings_choice pools[] = {
+    {"green", NULL},
+    {"gevent", "green"}, /* Celery's name for the same thing */
+    {"solo", NULL},
+    {NULL, NULL},
+};
+
+/* wd_log.h's level names (wd_log_level_parse reads the name a choice means). */
+static const struct settings_choice levels[] = {
+    {"debug", NULL}, {"info", NULL},      {"warning", NULL},
+    {"error", NULL}, {"warn", "warning"}, {NULL, NULL},
+};
+
+/* One entry per option, laid out alike: names, variable, placeholder, default, then the
+ * kind, what a change needs, the range or choices, and the help. */
+/* clang-format off */
+const struct settings_opt settings_opts[SETTINGS_COUNT] = {
+    [SETTINGS_POOL] =
+        {"pool", 'P', "WORKERD_POOL", "POOL", "green", .kind = SETTINGS_KIND_CHOICE,
+         .apply = SETTINGS_RESTART, .choices = pools, .noun = "pool", .choose = "green or solo",
+         .help = "green: run up to --concurrency tasks at once, each on a green thread.\n"
+                 "solo: run one task at a time on the same runtime (--concurrency is ignored).\n"
+                 "gevent is accepted for green."},
+    [SETTINGS_CONCURRENCY] =
+        {"concurrency", 'c', "WORKERD_CONCURRENCY", "N", "100", .kind = SETTINGS_KIND_NUMBER,
+         .apply = SETTINGS_RESTART, .lo = 1, .hi = 1000000,
+         .help = "Tasks in flight at once (1..1000000). Celery defaults to the number of CPUs,\n"
+                 "which suits processes doing CPU work; green tasks mostly wait on I/O, so that\n"
+                 "would leave this process idle. 100 keeps memory and the load on the services\n"
+                 "tasks call modest; raise it (thousands are fine) for I/O-bound work."},
+    [SETTINGS_QUEUES] =
+        {"queues", 'Q', "WORKERD_QUEUES", "Q1,Q2", "default", .kind = SETTINGS_KIND_QUEUES,
+         .apply = SETTINGS_RESTART,
+         .help = "Queues to consume, comma-separated, in strict priority order: a queue is\n"
+                 "served only while the ones before it are empty."},
+    [SETTINGS_BROKER] =
+        {"broker", 'b', "WORKERD_BROKER", "URL", "redis://127.0.0.1:6379/0",
+         .kind = SETTINGS_KIND_URL, .apply = SETTINGS_RESTART,
+         .help = "The Redis holding the queues: redis://[user:password@]host[:port][/db]\n"
+                 "or unix://[user:password@]/path/to/redis.sock[?db=N]; user and password\n"
+                 "may be percent-encoded (%40 for @)."},
+    [SETTINGS_RESULT_BACKEND] =
+        {"result-backend", 0, "WORKERD_RESULT_BACKEND", "URL", NULL, .kind = SETTINGS_KIND_URL,
+         .apply = SETTINGS_RESTART,
+         .help = "The Redis storing results (same forms as --broker). Default: the broker."},
+    [SETTINGS_PREFIX] =
+        {"prefix", 0, "WORKERD_PREFIX", "PREFIX", BROKER_PREFIX_DEFAULT,
+         .kind = SETTINGS_KIND_PREFIX, .apply = SETTINGS_RESTART,
+         .help = "Prefix of every Redis key (PREFIX:queue:NAME, PREFIX:result:ID, ...)."},
+    [SETTINGS_HOSTNAME] =
+        {"hostname", 'n', "WORKERD_HOSTNAME", "NAME", "%h", .deflt_in_words = true,
+         .kind = SETTINGS_KIND_HOSTNAME, .apply = SETTINGS_RESTART,
+         .help = "This worker's node name; %h is the host name, %n its first label, %d the\n"
+                 "rest (the domain), %% a percent sign. Default: the host name."},
+    [SETTINGS_PREFETCH] =
+        {"prefetch", 0, "WORKERD_PREFETCH", "N", NULL, .kind = SETTINGS_KIND_NUMBER,
+         .apply = SETTINGS_RESTART, .lo = 1, .hi = 1000000,
+         .help = "Most messages taken from Redis in one fetch (1..1000000); a fetch never\n"
+                 "takes more than the free slots. Default: the concurrency."},
+    [SETTINGS_RESULT_EXPIRES] =
+        {"result-expires", 0, "WORKERD_RESULT_EXPIRES", "SECONDS", "86400",
+         .kind = SETTINGS_KIND_NUMBER, .apply = SETTINGS_RESTART, .lo = 0, .hi = 315360000,
+         .help = "How long a result is kept in Redis; 0 keeps it forever."},
+    [SETTINGS_SHUTDOWN_TIMEOUT] =
+        {"shutdown-timeout", 0, "WORKERD_SHUTDOWN_TIMEOUT", "SECONDS", "30",
+         .kind = SETTINGS_KIND_NUMBER, .apply = SETTINGS_RESTART, .lo = 0, .hi = 86400,
+         .help = "On SIGTERM, how long running tasks may take to finish before the\n"
+                 "unfinished ones are put back on their queues."},
+    [SETTINGS_LOGLEVEL] =
+        {"loglevel", 'l', "WORKERD_LOGLEVEL", "LEVEL", "info", .kind = SETTINGS_KIND_CHOICE,
+         .apply = SETTINGS_LIVE, .choices = levels, .noun = "log level",
+         .choose = "debug, info, warning or error",
+         .help = "debug, info, warning or error (any case)."},
+    [SETTINGS_MAX_MESSAGE_SIZE] =
+        {"max-message-size", 0, "WORKERD_MAX_MESSAGE_SIZE", "BYTES", "1M",
+         .kind = SETTINGS_KIND_SIZE, .apply = SETTINGS_RESTART, .lo = 1024, .hi = 512L << 20,
+         .help = "Largest task message accepted (a K, M or G suffix multiplies by 1024,\n"
+                 "1024^2, 1024^3); a larger one goes to the dead-letter list."},
+    [SETTINGS_HEARTBEAT] =
+        {"heartbeat", 0, "WORKERD_HEARTBEAT", "SECONDS", "5", .kind = SETTINGS_KIND_NUMBER,
+         .apply = SETTINGS_RESTART, .lo = 1, .hi = 3600,
+         .help = "Seconds between heartbeats (1..3600). A worker silent for three heartbeats\n"
+                 "is dead, and its unacknowledged messages go back to their queues."},
+    [SETTINGS_MAX_REDELIVERIES] =
+        {"max-redeliveries", 0, "WORKERD_MAX_REDELIVERIES", "N", "5",
+         .kind = SETTINGS_KIND_NUMBER, .apply = SETTINGS_RESTART, .lo = 0, .hi = 1000,
+         .help = "A message redelivered more often than this (its workers keep dying on it)\n"
+                 "goes to the dead-letter list instead (0..1000)."},
+    [SETTINGS_HTTP_DENY] =
+        {"http-deny", 0, "WORKERD_HTTP_DENY", "LIST", NULL, .kind = SETTINGS_KIND_CHECKED,
+         .apply = SETTINGS_RESTART,
+         .help = "Addresses, CIDR networks and host names (a leading *. matches the names\n"
+                 "below) that http.* tasks may not connect to, comma-separated, e.g.\n"
+                 "10.0.0.0/8,127.0.0.0/8,*.internal.example. Checked on the address\n"
+                 "actually connected to, after DNS, for every redirect too. Always denied:\n"
+                 "link-local 169.254.0.0/16 and fe80::/10 (cloud metadata), 0.0.0.0/8, ::,\n"
+                 "multicast and reserved. Loopback and private ranges are allowed unless\n"
+                 "listed. Default: nothing more."},
+    [SETTINGS_HTTP_ALLOW] =
+        {"http-allow", 0, "WORKERD_HTTP_ALLOW", "LIST", NULL, .kind = SETTINGS_KIND_CHECKED,
+         .apply = SETTINGS_RESTART,
+         .help = "Exceptions to --http-deny, in the same forms. The most specific rule wins:\n"
+                 "a matching host name first, then the longest matching prefix (so\n"
+                 "--http-deny 127.0.0.0/8 --http-allow 127.0.0.1 admits 127.0.0.1 alone);\n"
+                 "on a tie, --http-deny wins over --http-allow, which wins over the\n"
+                 "built-in list. Default: none."},
+    [SETTINGS_HTTP] =
+        {"http", 0, "WORKERD_HTTP", "ADDR:PORT", "off", .kind = SETTINGS_KIND_LISTEN,
+         .apply = SETTINGS_RESTART,
+         .help = "Serve /metrics (Prometheus), /healthz and /workers over HTTP on ADDR:PORT,\n"
+                 "e.g. 127.0.0.1:9808 ([::1]:9808 for IPv6; 0.0.0.0 listens everywhere: the\n"
+                 "endpoint has no authentication). With --processes N, child k (0..N-1)\n"
+                 "listens on PORT+k. off: no endpoint."},
+    [SETTINGS_EVENTS] =
+        {"events", 'E', "WORKERD_EVENTS", NULL, "off", .kind = SETTINGS_KIND_FLAG,
+         .apply = SETTINGS_RESTART,
+         .help = "Publish task events (received, started, succeeded, failed, retried,\n"
+                 "revoked) on the capped stream PREFIX:events, for monitors. As a variable or\n"
+                 "config key: on or off."},
+    [SETTINGS_PROCESSES] =
+        {"processes", 0, "WORKERD_PROCESSES", "N", "1", .kind = SETTINGS_KIND_NUMBER,
+         .apply = SETTINGS_RESTART, .lo = 1, .hi = 1024,
+         .help = "Run N worker processes (1..1024) under a supervisor that restarts a child\n"
+                 "that crashed (backoff 1 s doubling to 30 s) and passes signals on to all."},
+    [SETTINGS_MAX_TASKS_PER_CHILD] =
+        {"max-tasks-per-child", 0, "WORKERD_MAX_TASKS_PER_CHILD", "N", "0",
+         .kind = SETTINGS_KIND_NUMBER, .apply = SETTINGS_RESTART, .lo = 0, .hi = 1000000000,
+         .help = "A worker process that has taken N tasks finishes them, exits, and the\n"
+                 "supervisor starts a fresh one (runs under the supervisor even with\n"
+                 "--processes 1). 0: no limit."},
+    [SETTINGS_MAX_MEMORY_PER_CHILD] =
+        {"max-memory-per-child", 0, "WORKERD_MAX_MEMORY_PER_CHILD", "KIB", "0",
+         .kind = SETTINGS_KIND_NUMBER, .apply = SETTINGS_RESTART, .lo = 0, .hi = 1L << 30,
+         .help = "A worker process whose resident memory exceeds KIB kibibytes after a task\n"
+                 "is replaced the same way. 0: no limit."},
+    [SETTINGS_CONFIG] =
+        {"config", 0, "WORKERD_CONFIG", "FILE", NULL, .kind = SETTINGS_KIND_FILE,
+         .apply = SETTINGS_RESTART,
+         .help = "Read settings from FILE: KEY=VALUE lines with the variable names shown\n"
+                 "here, as systemd's EnvironmentFile= reads them. Default: no file."},
+    [SETTINGS_HELP] = {"help", 'h', NULL, NULL, NULL, .kind = SETTINGS_KIND_ACTION,
+                       .help = "Print this help and exit."},
+    [SETTINGS_VERSION] = {"version", 'V', NULL, NULL, NULL, .kind = SETTINGS_KIND_ACTION,
+                          .help = "Print the version and exit."},
+};
+/* clang-format on */

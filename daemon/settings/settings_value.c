@@ -1,0 +1,329 @@
+/*
+ * settings_value.c - the check of one value of one option, by the kind the table gives it
+ * (settings.h), and its storage in a struct settings_value.
+ *
+ * Each check builds the new value aside and replaces the old one only once it is whole, so
+ * a failed check leaves the value an earlier layer gave. The messages name the option as
+ * the user wrote it and quote the value, except where a name ends up in Redis keys: there
+ * the broker's own check decides (broker_check_prefix, broker_check_queue_name) and its
+ * sentence is the message, word for word what workerctl's commands say of a bad name. A URL
+ * is parsed by the same function that will connect with it (green_redis_url_parse).
+ *
+ * Runs on the caller's stack; no I/O but gethostname; never yields.
+ */
+#include "settings_internal.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+
+#include "broker_keys.h"
+#include "green_redis.h"
+
+void settings__value_free(struct settings_value *v) {
+    free(v->text);
+    free(v->redacted);
+    for (size_t i = 0; i < v->nitems; i++)
+        free(v->items[i]);
+    free(v->items);
+    memset(v, 0, sizeof *v);
+}
+
+/* Replace *v by fresh (whose strings *v now owns). */
+static int store(struct settings_value *v, struct settings_value *fresh) {
+    settings__value_free(v);
+    *v = *fresh;
+    v->set = true;
+    return 0;
+}
+
+/* A copy of text as the value's text, or -1 after an out-of-memory message. */
+static int store_text(struct settings__load *l, const char *name, struct settings_value *v,
+                      const char *text) {
+    struct settings_value fresh = {0};
+    if (text != NULL && (fresh.text = strdup(text)) == NULL)
+        return settings__fail(l, "%s: out of memory", name);
+    return store(v, &fresh);
+}
+
+/* Parse a whole decimal number, with a K/M/G suffix if binary_suffix. Returns 0, -1 when
+ * it is not a number, -2 when it is outside [lo, hi]. */
+static int parse_number(const char *text, long lo, long hi, bool binary_suffix, long *out) {
+    const char *p = text;
+    bool neg = *p == '-';
+    if (neg)
+        p++;
+    if (!isdigit((unsigned char)*p))
+        return -1;
+    long long v = 0;
+    bool big = false;
+    for (; isdigit((unsigned char)*p); p++) {
+        v = v * 10 + (*p - '0');
+        if (v > (1LL << 32)) { /* beyond every range here; the cap keeps the shift safe */
+            big = true;
+            v = 1LL << 32;
+        }
+    }
+    if (binary_suffix && *p != '\0' && p[1] == '\0') {
+        int shift = strchr("kK", *p) ? 10 : strchr("mM", *p) ? 20 : strchr("gG", *p) ? 30 : -1;
+        if (shift < 0)
+            return -1;
+        v *= 1LL << shift;
+        p++;
+    }
+    if (*p != '\0')
+        return -1;
+    if (neg)
+        v = -v;
+    if (big || v < lo || v > hi)
+        return -2;
+    *out = (long)v;
+    return 0;
+}
+
+static int check_number(struct settings__load *l, const char *name, const char *value, long lo,
+                        long hi, bool suffix, long *out) {
+    int r = parse_number(value, lo, hi, suffix, out);
+    if (r == -1)
+        return settings__fail(l, "%s: '%s' is not a number", name, value);
+    if (r == -2)
+        return settings__fail(l, "%s: '%s' is out of range, expected %ld..%ld", name, value, lo,
+                              hi);
+    return 0;
+}
+
+/* "on" or "off" (also yes/no, true/false, 1/0, any case). */
+static int set_flag(struct settings__load *l, const char *name, const char *value,
+                    struct settings_value *v) {
+    static const char *const yes[] = {"on", "yes", "true", "1"}, *const no[] = {"off", "no",
+                                                                                "false", "0"};
+    for (size_t i = 0; i < 4; i++) {
+        if (strcasecmp(value, yes[i]) == 0 || strcasecmp(value, no[i]) == 0) {
+            struct settings_value fresh = {.num = strcasecmp(value, yes[i]) == 0};
+            return store(v, &fresh);
+        }
+    }
+    return settings__fail(l, "%s: '%s' is neither on nor off", name, value);
+}
+
+static int set_choice(struct settings__load *l, const struct settings_opt *d, const char *name,
+                      const char *value, struct settings_value *v) {
+    for (const struct settings_choice *c = d->choices; c->name != NULL; c++)
+        if (strcasecmp(value, c->name) == 0)
+            return store_text(l, name, v, c->means ? c->means : c->name);
+    return settings__fail(l, "unknown %s '%s' (choose %s)", d->noun, value, d->choose);
+}
+
+/* A Redis URL, kept with its redacted form. The parser's message already quotes the URL
+ * redacted. */
+static int set_url(struct settings__load *l, const char *name, const char *value,
+                   struct settings_value *v) {
+    char why[512], safe[1024];
+    green_redis_url parsed;
+    int r = green_redis_url_parse(value, &parsed, why, sizeof why);
+    if (r == -ENOMEM)
+        return settings__fail(l, "%s: out of memory", name);
+    if (r < 0)
+        return settings__fail(l, "%s: %s", name, why);
+    green_redis_url_clear(&parsed);
+    green_redis_url_redact(value, safe, sizeof safe);
+    struct settings_value fresh = {.text = strdup(value), .redacted = strdup(safe)};
+    if (fresh.text == NULL || fresh.redacted == NULL) {
+        settings__value_free(&fresh);
+        return settings__fail(l, "%s: out of memory", name);
+    }
+    return store(v, &fresh);
+}
+
+static int set_prefix(struct settings__load *l, const char *name, const char *value,
+                      struct settings_value *v) {
+    const char *why = broker_check_prefix(value);
+    if (why != NULL)
+        return settings__fail(l, "%s: %s", name, why);
+    return store_text(l, name, v, value);
+}
+
+/* Queue names, comma-separated; blanks around a name are dropped, as in Celery's
+ * "-Q a, b". */
+static int set_queues(struct settings__load *l, const char *name, const char *value,
+                      struct settings_value *v) {
+    struct settings_value fresh = {0};
+    size_t n = 1;
+    for (const char *p = value; *p; p++)
+        n += *p == ',';
+    if ((fresh.items = calloc(n, sizeof *fresh.items)) == NULL)
+        return settings__fail(l, "%s: out of memory", name);
+    for (const char *p = value;; p++) {
+        size_t len = strcspn(p, ",");
+        const char *q = p, *e = p + len;
+        while (q < e && isspace((unsigned char)*q))
+            q++;
+        while (e > q && isspace((unsigned char)e[-1]))
+            e--;
+        char *queue = strndup(q, (size_t)(e - q));
+        if (queue == NULL) {
+            settings__fail(l, "%s: out of memory", name);
+            goto fail;
+        }
+        fresh.items[fresh.nitems++] = queue;
+        if (*queue == '\0') {
+            settings__fail(l, "%s: empty queue name in '%s'", name, value);
+            goto fail;
+        }
+        const char *why = broker_check_queue_name(queue);
+        if (why != NULL) {
+            settings__fail(l, "%s: %s", name, why);
+            goto fail;
+        }
+        for (size_t i = 0; i + 1 < fresh.nitems; i++) {
+            if (strcmp(fresh.items[i], queue) == 0) {
+                settings__fail(l, "%s: queue '%s' is listed twice", name, queue);
+                goto fail;
+            }
+        }
+        p += len;
+        if (*p == '\0')
+            break;
+    }
+    return store(v, &fresh);
+fail:
+    settings__value_free(&fresh);
+    return -1;
+}
+
+/* Names used in logs and the worker id: no blanks or control characters. */
+static int check_blanks(struct settings__load *l, const char *name, const char *what,
+                        const char *value) {
+    for (const char *p = value; *p; p++)
+        if (isspace((unsigned char)*p) || iscntrl((unsigned char)*p))
+            return settings__fail(l, "%s: %s '%s' contains a blank or control character", name,
+                                  what, value);
+    return 0;
+}
+
+/* Expand Celery's %h (host name), %n (its first label), %d (the rest), %%. */
+static int set_hostname(struct settings__load *l, const char *name, const char *value,
+                        struct settings_value *v) {
+    char host[256] = "localhost";
+    if (gethostname(host, sizeof host - 1) < 0)
+        snprintf(host, sizeof host, "localhost");
+    char out[1024];
+    size_t n = 0;
+    const char *dot = strchr(host, '.');
+    for (const char *p = value; *p; p++) {
+        const char *add = p, *add_end = p + 1;
+        if (*p == '%') {
+            p++;
+            if (*p == 'h') {
+                add = host, add_end = host + strlen(host);
+            } else if (*p == 'n') {
+                add = host, add_end = dot ? dot : host + strlen(host);
+            } else if (*p == 'd') {
+                add = dot ? dot + 1 : "", add_end = add + strlen(add);
+            } else if (*p == '%') {
+                add = p, add_end = p + 1;
+            } else {
+                return settings__fail(l, "%s: unknown '%%%.1s' in '%s' (use %%h, %%n, %%d or %%%%)",
+                                      name, p, value);
+            }
+        }
+        size_t len = (size_t)(add_end - add);
+        if (n + len >= sizeof out)
+            return settings__fail(l, "%s: '%s' is too long", name, value);
+        memcpy(out + n, add, len);
+        n += len;
+    }
+    out[n] = '\0';
+    if (*out == '\0')
+        return settings__fail(l, "%s: empty host name", name);
+    if (check_blanks(l, name, "host name", out) < 0)
+        return -1;
+    return store_text(l, name, v, out);
+}
+
+/* "off", or HOST:PORT with a numeric IPv4 host, "localhost", or a bracketed IPv6 address
+ * ("[::1]:9808"), and a port 0..65535 (0: any free port). Kept split, ready for
+ * green_tcp_listen. */
+static int set_listen(struct settings__load *l, const char *name, const char *value,
+                      struct settings_value *v) {
+    if (strcasecmp(value, "off") == 0) {
+        struct settings_value off = {0};
+        return store(v, &off);
+    }
+    const char *colon = strrchr(value, ':');
+    char host[64];
+    if (colon == NULL || colon == value || (size_t)(colon - value) >= sizeof host)
+        return settings__fail(l, "%s: '%s' is not ADDR:PORT (e.g. 127.0.0.1:9808) or off", name,
+                              value);
+    snprintf(host, sizeof host, "%.*s", (int)(colon - value), value);
+    unsigned char addr[16];
+    bool v6 = host[0] == '[' && host[strlen(host) - 1] == ']';
+    if (v6) {
+        memmove(host, host + 1, strlen(host) - 2);
+        host[strlen(host) - 2] = '\0';
+    } else if (strcmp(host, "localhost") == 0) {
+        snprintf(host, sizeof host, "127.0.0.1");
+    }
+    if (inet_pton(v6 ? AF_INET6 : AF_INET, host, addr) != 1)
+        return settings__fail(
+            l, "%s: '%s' is not a numeric IPv4 address, [IPv6 address] or localhost", name, value);
+    long port = 0;
+    if (check_number(l, name, colon + 1, 0, 65535, false, &port) < 0)
+        return -1;
+    if (store_text(l, name, v, host) < 0)
+        return -1;
+    v->num = port;
+    return 0;
+}
+
+/* Checked by the program (the http.* tasks' address policy is the tasks' to parse). */
+static int set_checked(struct settings__load *l, enum settings_id id, const char *name,
+                       const char *value, struct settings_value *v) {
+    char why[384];
+    if (l->check != NULL && l->check(id, value, why, sizeof why) < 0)
+        return settings__fail(l, "%s: %s", name, why);
+    return store_text(l, name, v, value);
+}
+
+int settings__set(struct settings__load *l, enum settings_id id, const char *name,
+                  const char *value, struct settings_value *v) {
+    const struct settings_opt *d = &settings_opts[id];
+    long num = 0;
+    if (*value == '\0')
+        return settings__fail(l, "%s: empty value", name);
+    switch (d->kind) {
+    case SETTINGS_KIND_NUMBER:
+    case SETTINGS_KIND_SIZE:
+        if (check_number(l, name, value, d->lo, d->hi, d->kind == SETTINGS_KIND_SIZE, &num) < 0)
+            return -1;
+        settings__value_free(v);
+        v->set = true;
+        v->num = num;
+        return 0;
+    case SETTINGS_KIND_FLAG:
+        return set_flag(l, name, value, v);
+    case SETTINGS_KIND_CHOICE:
+        return set_choice(l, d, name, value, v);
+    case SETTINGS_KIND_URL:
+        return set_url(l, name, value, v);
+    case SETTINGS_KIND_PREFIX:
+        return set_prefix(l, name, value, v);
+    case SETTINGS_KIND_QUEUES:
+        return set_queues(l, name, value, v);
+    case SETTINGS_KIND_HOSTNAME:
+        return set_hostname(l, name, value, v);
+    case SETTINGS_KIND_LISTEN:
+        return set_listen(l, name, value, v);
+    case SETTINGS_KIND_CHECKED:
+        return set_checked(l, id, name, value, v);
+    case SETTINGS_KIND_FILE:
+        return store_text(l, name, v, value);
+    case SETTINGS_KIND_ACTION:
+        break;
+    }
+    return 0;
+}
