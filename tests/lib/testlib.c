@@ -26,9 +26,24 @@ static struct {
 } tests[MAX_TESTS];
 static int ntests;
 
+/* The names tests/lib/test_names.cmake can register with ctest. */
+static bool registrable(const char *name) {
+    if (*name == '\0')
+        return false;
+    for (const char *p = name; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_'))
+            return false;
+    return true;
+}
+
 void test__register(const char *name, test_fn fn) {
     if (ntests == MAX_TESTS) {
-        fprintf(stderr, "testlib: too many tests\n");
+        fprintf(stderr, "testlib: more than %d tests in one program\n", MAX_TESTS);
+        abort();
+    }
+    if (!registrable(name)) {
+        fprintf(stderr, "testlib: TEST(%s): ctest cannot run this name (use [a-z0-9_]+)\n",
+                name);
         abort();
     }
     tests[ntests].name = name;

@@ -3,7 +3,11 @@
  * servers (redis-server, nginx) started on free loopback ports by the test itself.
  *
  * A test file is a set of TEST(name) functions; tests/CMakeLists.txt registers each one
- * with ctest as <file>.<name>, run as `<binary> <name>` (no argument runs them all).
+ * with ctest as <file>.<name>, run as `<binary> <name>` (no argument runs them all;
+ * --list prints the names). Write TEST(name) at the start of its line, the name in
+ * [a-z0-9_]+: tests/lib/test_names.cmake reads the names from the source, and refuses any
+ * other spelling at configure time, so that no test is compiled and never run; the runner
+ * refuses such a name too.
  * A failed ASSERT prints file:line and the expression, then aborts the process.
  */
 #ifndef WORKERD_TESTLIB_H
