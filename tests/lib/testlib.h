@@ -53,7 +53,7 @@ void test__fail(const char *file, int line, const char *fmt, ...)
                        a__ ? a__ : "(null)", b__ ? b__ : "(null)");                            \
     } while (0)
 
-/* Between lo and hi inclusive (for timings: keep bounds generous). */
+/* Between lo and hi inclusive. For an elapsed time, hi is TEST_SOON (or more): see below. */
 #define ASSERT_RANGE(v, lo, hi)                                                                \
     do {                                                                                       \
         double v__ = (double)(v);                                                              \
@@ -64,6 +64,35 @@ void test__fail(const char *file, int line, const char *fmt, ...)
 
 /* Monotonic seconds. */
 double test_now(void);
+
+/* Time in tests. A test must never fail because the machine is busy (valgrind, sanitizers,
+ * other test programs on the same cores). So a test waits for the event it needs, polling
+ * for it with a generous deadline (ASSERT_WITHIN, e2e_log_wait, ...), never a sleep of a
+ * guessed length; and an upper bound on an elapsed time only rules out waiting for
+ * something else (a timeout that should not have been reached, a peer that never
+ * answers), never measures speed, which is bench/'s job. TEST_SOON is that bound: what
+ * should happen at once, or when a short timeout fires, happens within TEST_SOON seconds,
+ * and the alternative a test rules out must take longer (TEST_NEVER is a timeout long
+ * enough for that). */
+#define TEST_SOON 5.0
+#define TEST_NEVER 60.0
+
+/* Poll cond every 10 ms until it holds; fails the test if it does not within timeout
+ * seconds. For conditions another process, thread or server makes true. Not for a
+ * greenlet (it blocks the hub): there, loop on green_sleep. */
+#define ASSERT_WITHIN(cond, timeout)                                                           \
+    do {                                                                                       \
+        double end__ = test_now() + (timeout);                                                 \
+        while (!(cond)) {                                                                      \
+            if (test_now() > end__)                                                            \
+                test__fail(__FILE__, __LINE__, "not within %g s: %s", (double)(timeout),       \
+                           #cond);                                                             \
+            test_pause();                                                                      \
+        }                                                                                      \
+    } while (0)
+
+/* Sleep 10 ms: the polling period of the waits above. */
+void test_pause(void);
 
 /* A free TCP port on 127.0.0.1 (bound and released; good enough for tests). */
 int test_free_port(void);
