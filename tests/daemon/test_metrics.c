@@ -223,21 +223,23 @@ TEST(metrics_show_waiting_messages_and_dead_letters) {
     env_end(&e);
 
     env_start(&e, "-c1");
-    e2e_push_task(e.c, "default", "long", "sleep", "[3]");
-    double deadline = test_now() + 10;
-    while (e2e_int(e.c, "LLEN workerd:queue:default") != 0 && test_now() < deadline)
-        usleep(10000);
+    /* Long enough to hold the slot however slow the machine; a cold shutdown ends it. */
+    e2e_push_task(e.c, "default", "long", "sleep", "[60]");
+    ASSERT_WITHIN(e2e_int(e.c, "LLEN workerd:queue:default") == 0, 10.0);
     push_n(&e, "wait", 4, "echo", "[]");
-    usleep(100000);
+    /* An idle waker may move one into this worker's landing list at any moment: the
+     * depth is what the queue holds at scrape time, between what Redis says before and
+     * after. */
+    long long before = e2e_int(e.c, "LLEN workerd:queue:default");
     m = scrape(&e);
+    long long after = e2e_int(e.c, "LLEN workerd:queue:default");
     ASSERT_EQ(sample(m, "workerd_tasks_in_flight"), 1);
     ASSERT_EQ(sample(m, "workerd_pool_size"), 1);
-    /* An idle waker may already have moved one into this worker's landing list: the
-     * depth is what the queue holds, as Redis says. */
-    long long depth = e2e_int(e.c, "LLEN workerd:queue:default");
-    ASSERT_RANGE(depth, 3, 4);
-    ASSERT_EQ(sample(m, "workerd_queue_depth{queue=\"default\"}"), depth);
+    ASSERT_RANGE(after, 3, 4);
+    ASSERT_RANGE(sample(m, "workerd_queue_depth{queue=\"default\"}"), after, before);
     free(m);
+    e2e_worker_signal(&e.w, SIGQUIT);
+    ASSERT_EQ(e2e_worker_wait(&e.w, 20.0), 0);
     env_end(&e);
 }
 
