@@ -262,7 +262,7 @@ void test_nginx_start(test_nginx *n) {
         "  location = /slow { echo_sleep 0.1; echo \"ok\"; }\n"
         "  location = /never { echo_sleep 3600; echo \"late\"; }\n"
         "  location = /trickle { echo -n a; echo_flush; echo_sleep 1; echo -n b; echo_flush;"
-        " echo_sleep 1; echo -n c; echo_flush; echo_sleep 1; echo d; }\n"
+        " echo_sleep 30; echo -n c; echo_flush; echo_sleep 30; echo d; }\n"
         "  location = /missing { return 404; }\n"
         "  location = /error { return 500 \"boom\\n\"; }\n"
         "  location = /redirect { return 302 /fast; }\n"

@@ -117,7 +117,8 @@ void test_redis_stop(test_redis *r);          /* SIGTERM, reap, remove its direc
 
 /* nginx (with the echo module) on 127.0.0.1:port, serving:
  *   /fast        200 "ok\n"                      /slow       200 "ok\n" after 100 ms
- *   /never       sleeps an hour before answering /trickle    "a" now, "b" 1 s later, ...
+ *   /never       sleeps an hour before answering /trickle    "a" now, "b" 1 s later,
+ *                                                            then "c", "d" 30 s apart
  *   /missing     404                             /error      500 "boom\n"
  *   /redirect    302 -> /fast                    /loop       302 -> /loop
  *   /bin         4 KiB of binary bytes 0..255    /big        2 MiB of 'x'
