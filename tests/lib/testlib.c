@@ -25,6 +25,7 @@ static struct {
     test_fn fn;
 } tests[MAX_TESTS];
 static int ntests;
+static const char *self_path; /* argv[0], for test_child */
 
 /* The names tests/lib/test_names.cmake can register with ctest. */
 static bool registrable(const char *name) {
@@ -82,6 +83,7 @@ static int run_one(int i) {
 }
 
 int main(int argc, char **argv) {
+    self_path = argv[0];
     signal(SIGPIPE, SIG_IGN);
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc > 1 && strcmp(argv[1], "--list") == 0) {
@@ -101,6 +103,42 @@ int main(int argc, char **argv) {
         return 2;
     }
     return 0;
+}
+
+bool test_in_child(void) {
+    return getenv("WORKERD_TEST_CHILD") != NULL;
+}
+
+int test_child(const char *name, char **err) {
+    char *dir = test_tmpdir("child");
+    char path[512];
+    snprintf(path, sizeof path, "%s/stderr", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0)
+        test__fail(__FILE__, __LINE__, "open %s: %s", path, strerror(errno));
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        test__fail(__FILE__, __LINE__, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        dup2(fd, 2);
+        setenv("WORKERD_TEST_CHILD", "1", 1);
+        execl(self_path, self_path, name, (char *)NULL);
+        _exit(127);
+    }
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    if (err) {
+        off_t len = lseek(fd, 0, SEEK_END);
+        *err = calloc(1, (size_t)(len > 0 ? len : 0) + 1);
+        if (len > 0 && pread(fd, *err, (size_t)len, 0) != len)
+            test__fail(__FILE__, __LINE__, "read %s: %s", path, strerror(errno));
+    }
+    close(fd);
+    test_rmtree(dir);
+    free(dir);
+    return st;
 }
 
 int test_free_port(void) {

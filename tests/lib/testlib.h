@@ -65,6 +65,14 @@ void test__fail(const char *file, int line, const char *fmt, ...)
 /* Monotonic seconds. */
 double test_now(void);
 
+/* What only a fresh process shows (a message printed once per process, an abort):
+ * test_child runs this program's TEST `name` again in a new process (the program
+ * re-executed, with WORKERD_TEST_CHILD=1 in its environment, which test_in_child sees) and
+ * waits for it. Returns its wait status (WIFEXITED, WTERMSIG, ...); *err, if err is not
+ * NULL, receives everything it wrote to stderr (malloc'd). */
+int test_child(const char *name, char **err);
+bool test_in_child(void);
+
 /* Time in tests. A test must never fail because the machine is busy (valgrind, sanitizers,
  * other test programs on the same cores). So a test waits for the event it needs, polling
  * for it with a generous deadline (ASSERT_WITHIN, e2e_log_wait, ...), never a sleep of a
