@@ -225,7 +225,11 @@ TEST(metrics_show_waiting_messages_and_dead_letters) {
     env_start(&e, "-c1");
     /* Long enough to hold the slot however slow the machine; a cold shutdown ends it. */
     e2e_push_task(e.c, "default", "long", "sleep", "[60]");
-    ASSERT_WITHIN(e2e_int(e.c, "LLEN workerd:queue:default") == 0, 10.0);
+    /* Running, not merely taken: a waker's BLMOVE empties the queue before the fetch
+     * makes the message a task. */
+    json_t *started = e2e_wait_result(e.c, "long", "STARTED", 10.0);
+    ASSERT(started != NULL);
+    json_decref(started);
     push_n(&e, "wait", 4, "echo", "[]");
     /* An idle waker may move one into this worker's landing list at any moment: the
      * depth is what the queue holds at scrape time, between what Redis says before and
