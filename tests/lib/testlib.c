@@ -43,8 +43,7 @@ void test__register(const char *name, test_fn fn) {
         abort();
     }
     if (!registrable(name)) {
-        fprintf(stderr, "testlib: TEST(%s): ctest cannot run this name (use [a-z0-9_]+)\n",
-                name);
+        fprintf(stderr, "testlib: TEST(%s): ctest cannot run this name (use [a-z0-9_]+)\n", name);
         abort();
     }
     tests[ntests].name = name;
