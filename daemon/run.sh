@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# workerd's quick start: install what is missing (Debian 12), build, make sure a Redis
-# answers at the broker URL (starting a local redis-server when none does and the URL is
-# the default one), then run `workerd -P green` in the foreground with any extra
-# arguments given here. Ctrl-C stops workerd (warm shutdown) and the Redis it started.
+# workerd's quick start: install what is missing (Debian 12), build workerd and workerctl
+# (build/daemon/workerd, build/daemon/ctl/workerctl), make sure a Redis answers at the
+# broker URL (starting a local redis-server when none does and the URL is the default
+# one), then run `workerd -P green` in the foreground with any extra arguments given
+# here. Ctrl-C stops workerd (warm shutdown) and the Redis it started.
 #
 #   daemon/run.sh [workerd options...]        e.g. daemon/run.sh -c 1000 -Q high,default
 set -euo pipefail
@@ -10,7 +11,8 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 tests/install-deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j"$(nproc)" --target workerd >/dev/null
+cmake --build build -j"$(nproc)" --target workerd workerctl >/dev/null
+echo "run.sh: built build/daemon/workerd and build/daemon/ctl/workerctl" >&2
 
 url=${WORKERD_BROKER:-redis://127.0.0.1:6379/0}
 started=""

@@ -30,6 +30,7 @@
 #include <ev.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -292,12 +293,20 @@ double green__deadline_in(double seconds) {
     return seconds < 0 ? GREEN_FOREVER : ev_time() + seconds;
 }
 
+/* A call that may yield, made outside a greenlet, is a bug in its caller (green.h): a
+ * debug build stops at the call, with the stack that made it; a release build returns
+ * -EPERM and says so on stderr once per process - not once per call, since a callback
+ * that retries would flood the log, and not once per hub: the flag is shared by every
+ * thread, hence atomic. */
+static atomic_flag said_not_in_greenlet = ATOMIC_FLAG_INIT;
+
 static int not_in_greenlet(const char *what) {
-    static int said;
-    if (!said++)
+    if (!atomic_flag_test_and_set(&said_not_in_greenlet))
         fprintf(stderr, "green: %s called outside a greenlet (from the hub, a callback or a "
                         "thread without a hub): it would block the loop; returning EPERM\n",
                 what);
+    assert(!"green: a call that may yield was made outside a greenlet (from the hub, a "
+            "libev, curl or hiredis callback, or a thread without a hub)");
     return -EPERM;
 }
 

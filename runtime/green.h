@@ -13,9 +13,11 @@
  *   - Errors are negative errno values; 0 is success. A call that returns an error
  *     never completes later behind the caller's back.
  *   - "May yield" means the call can switch to other greenlets before it returns. Such
- *     calls must be made from a greenlet: from the hub (a libev, curl or hiredis
- *     callback) or from a thread with no running hub they return -EPERM (and assert in
- *     debug builds), instead of deadlocking.
+ *     calls must be made from a greenlet. Made from the hub (a libev, curl or hiredis
+ *     callback) or from a thread with no running hub, they are a bug in the caller: a
+ *     debug build (no NDEBUG) asserts at the call, so the core dump shows who made it; a
+ *     release build returns -EPERM instead of deadlocking, and writes one line to stderr
+ *     the first time in the process.
  *   - Every blocking call returns -ECANCELED when the greenlet is killed while parked in
  *     it (or is killed before it parks), and -ETIMEDOUT when a deadline passes: its own
  *     timeout argument, or any enclosing green_timeout scope.

@@ -8,8 +8,9 @@
  *     adapter is attached, and the greenlet parks until on_connect (hub) reports the
  *     outcome or the deadline passes. hiredis 0.14 has no connect timeout: the deadline is
  *     green__park's. On a timeout the context is still ours and is freed with
- *     redisAsyncFree; after a failed connect hiredis has already freed it (PITFALLS.md),
- *     so on_connect forgets the pointer and nothing touches it again.
+ *     redisAsyncFree; after a failed connect hiredis has already freed it
+ *     (docs/pitfalls.md "hiredis 0.14"), so on_connect forgets the pointer and nothing
+ *     touches it again.
  *
  *   - Calls (greenlet): each call puts one `call` record on the heap, formats its
  *     commands itself (so subscribe commands can be refused), queues them with

@@ -23,6 +23,7 @@
 #include "green_stack.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,9 +80,11 @@ static int install_guard(green_stack_pool *p, void *guard) {
     return mprotect(guard, ps, PROT_NONE);
 }
 
+/* Once per process, whichever hub (thread) runs out first: hence an atomic flag. */
+static atomic_flag said_no_stack = ATOMIC_FLAG_INIT;
+
 static void report(const char *what, int err) {
-    static int said;
-    if (said++)
+    if (atomic_flag_test_and_set(&said_no_stack))
         return;
     fprintf(stderr,
             "green: cannot make a greenlet stack: %s: %s (on kernels older than 6.13 every "

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "testlib.h"
 
@@ -253,25 +254,24 @@ TEST(salvaged_id_honours_an_escaped_id_key) {
 }
 
 TEST(hundred_megabyte_message_is_rejected_by_size_without_parsing) {
-    size_t len = 100u * 1024 * 1024;
-    char *raw = malloc(len);
-    ASSERT(raw != NULL);
+    /* Only the first MiB of the 100 MB is readable: a parser that read the whole message
+     * (a JSON parse, a depth scan, a strlen) would fault on the rest, however fast or slow
+     * the machine. The size check and the salvage of the id read only the head. */
+    size_t len = 100u * 1024 * 1024, readable = 1024 * 1024;
+    char *raw = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ASSERT(raw != MAP_FAILED);
     const char *head = "{\"id\":\"big-1\",\"task\":\"t\",\"args\":[\"";
-    memset(raw, 'x', len);
+    memset(raw, 'x', readable);
     memcpy(raw, head, strlen(head));
-    memcpy(raw + len - 3, "\"]}", 3);
+    ASSERT_EQ(mprotect(raw + readable, len - readable, PROT_NONE), 0);
     broker_msg m;
     broker_msg_error e;
-    double t0 = test_now();
     int rc = broker_msg_parse(raw, len, NULL, 0, &m, &e);
-    double took = test_now() - t0;
-    free(raw);
+    ASSERT_EQ(munmap(raw, len), 0);
     ASSERT_EQ(rc, -EINVAL);
     ASSERT_STREQ(e.reason, "message of 104857600 bytes exceeds the 1048576-byte limit");
     ASSERT(e.has_id);
     ASSERT_STREQ(e.id, "big-1");
-    /* Parsing 100 MB takes most of a second; the size check takes microseconds. */
-    ASSERT_RANGE(took, 0, 0.05);
 }
 
 /* {"id":"deep-1","task":"t","args": then levels of '[' and as many ']' then }. */

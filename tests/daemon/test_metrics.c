@@ -223,21 +223,27 @@ TEST(metrics_show_waiting_messages_and_dead_letters) {
     env_end(&e);
 
     env_start(&e, "-c1");
-    e2e_push_task(e.c, "default", "long", "sleep", "[3]");
-    double deadline = test_now() + 10;
-    while (e2e_int(e.c, "LLEN workerd:queue:default") != 0 && test_now() < deadline)
-        usleep(10000);
+    /* Long enough to hold the slot however slow the machine; a cold shutdown ends it. */
+    e2e_push_task(e.c, "default", "long", "sleep", "[60]");
+    /* Running, not merely taken: a waker's BLMOVE empties the queue before the fetch
+     * makes the message a task. */
+    json_t *started = e2e_wait_result(e.c, "long", "STARTED", 10.0);
+    ASSERT(started != NULL);
+    json_decref(started);
     push_n(&e, "wait", 4, "echo", "[]");
-    usleep(100000);
+    /* An idle waker may move one into this worker's landing list at any moment: the
+     * depth is what the queue holds at scrape time, between what Redis says before and
+     * after. */
+    long long before = e2e_int(e.c, "LLEN workerd:queue:default");
     m = scrape(&e);
+    long long after = e2e_int(e.c, "LLEN workerd:queue:default");
     ASSERT_EQ(sample(m, "workerd_tasks_in_flight"), 1);
     ASSERT_EQ(sample(m, "workerd_pool_size"), 1);
-    /* An idle waker may already have moved one into this worker's landing list: the
-     * depth is what the queue holds, as Redis says. */
-    long long depth = e2e_int(e.c, "LLEN workerd:queue:default");
-    ASSERT_RANGE(depth, 3, 4);
-    ASSERT_EQ(sample(m, "workerd_queue_depth{queue=\"default\"}"), depth);
+    ASSERT_RANGE(after, 3, 4);
+    ASSERT_RANGE(sample(m, "workerd_queue_depth{queue=\"default\"}"), after, before);
     free(m);
+    e2e_worker_signal(&e.w, SIGQUIT);
+    ASSERT_EQ(e2e_worker_wait(&e.w, 20.0), 0);
     env_end(&e);
 }
 
@@ -399,7 +405,7 @@ static int count_events(json_t *all, const char *type, const char *id_prefix) {
     return n;
 }
 
-TEST(events_stream_has_each_task_change_with_E) {
+TEST(events_stream_has_each_task_change_with_events_option) {
     env e;
     env_start(&e, "-E");
     push_n(&e, "ok", 5, "echo", "[]");
@@ -448,12 +454,15 @@ TEST(events_stream_has_each_task_change_with_E) {
     env_end(&e);
 }
 
-TEST(no_events_without_E) {
+TEST(no_events_stream_without_events_option) {
     env e;
     env_start(&e, NULL);
     push_n(&e, "ok", 5, "echo", "[]");
     wait_all(&e, "ok", 5);
-    usleep(300000); /* several publishing periods */
+    /* A worker publishing events would have sent every one by the end of its warm
+     * shutdown (the publisher drains its queue at stop). */
+    e2e_worker_signal(&e.w, SIGTERM);
+    ASSERT_EQ(e2e_worker_wait(&e.w, 20.0), 0);
     ASSERT_EQ(e2e_int(e.c, "EXISTS workerd:events"), 0);
     env_end(&e);
 }

@@ -26,12 +26,12 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-/* SIGTERM the supervisor: it must exit 0 within the bound, having stopped its children. */
-/* The pids of every child started so far, in order; returns how many. */
-static int child_pids(e2e_worker *w, int *pids, int max) {
+/* The pids of the children started so far, in order, once at least `want` were logged;
+ * returns how many. */
+static int child_pids(e2e_worker *w, int want, int *pids, int max) {
     /* The parent logs "started child" after fork returns: a child may say it is ready
      * before its parent has said it started it. */
-    e2e_log_wait_n(w, "started child ", 2, 5.0);
+    e2e_log_wait_n(w, "started child ", want, 10.0);
     char *log = e2e_log_read(w);
     int n = 0;
     for (const char *p = strstr(log, "started child "); p && n < max;
@@ -102,17 +102,20 @@ TEST(killed_child_is_replaced_and_no_task_is_lost) {
     E2E_START(&e.w, e.redis.port, "--processes", "2", "-c", "5", "--heartbeat", "1");
     ASSERT(e2e_log_wait_n(&e.w, "ready: consuming", 2, 10.0));
     int pids[16];
-    ASSERT_EQ(child_pids(&e.w, pids, 16), 2);
-    /* The first ten are long enough that the victim surely holds some when it dies. */
-    push_sleeps(&e, "k", 0, 10, "0.5");
+    ASSERT_EQ(child_pids(&e.w, 2, pids, 16), 2);
+    /* The victim dies holding messages: it is killed once its in-flight hash has some,
+     * and the first ten tasks are long enough to still be there. */
+    push_sleeps(&e, "k", 0, 10, "2");
     push_sleeps(&e, "k", 10, 25, "0.05");
-    usleep(150000);
+    char held[128];
+    snprintf(held, sizeof held, "workerd:inflight:*:%d:*", pids[0]);
+    ASSERT_WITHIN(e2e_count_keys(e.c, held) == 1, 10.0);
     kill(pids[0], SIGKILL);
     push_sleeps(&e, "k", 25, 50, "0.05");
     ASSERT(e2e_log_wait(&e.w, "was killed by signal 9", 5.0));
     ASSERT(e2e_log_wait_n(&e.w, "started child", 3, 5.0));
     int now[16];
-    ASSERT_EQ(child_pids(&e.w, now, 16), 3);
+    ASSERT_EQ(child_pids(&e.w, 3, now, 16), 3);
     ASSERT(now[2] != pids[0] && now[2] != pids[1]);
     ASSERT(alive(now[2]));
     wait_all_success(&e, "k", 50, 20.0);
@@ -120,10 +123,7 @@ TEST(killed_child_is_replaced_and_no_task_is_lost) {
     /* The replacement registered as a worker of its own. */
     char key[128];
     snprintf(key, sizeof key, "workerd:worker:*:%d:*", now[2]);
-    double deadline = test_now() + 10;
-    while (e2e_count_keys(e.c, key) != 1 && test_now() < deadline)
-        usleep(50000);
-    ASSERT_EQ(e2e_count_keys(e.c, key), 1);
+    ASSERT_WITHIN(e2e_count_keys(e.c, key) == 1, 10.0);
     e2e_env_end(&e);
     ASSERT(!alive(pids[1]) && !alive(now[2]));
 }
@@ -134,10 +134,12 @@ TEST(sigterm_stops_every_child_and_exits_zero) {
     E2E_START(&e.w, e.redis.port, "--processes", "3");
     ASSERT(e2e_log_wait_n(&e.w, "ready: consuming", 3, 10.0));
     int pids[16];
-    ASSERT_EQ(child_pids(&e.w, pids, 16), 3);
+    ASSERT_EQ(child_pids(&e.w, 3, pids, 16), 3);
     /* A running task is finished by the warm shutdown, not abandoned. */
-    push_sleeps(&e, "s", 0, 1, "0.5");
-    usleep(250000); /* taken and running */
+    push_sleeps(&e, "s", 0, 1, "2");
+    json_t *started = e2e_wait_result(e.c, "s-0", "STARTED", 10.0);
+    ASSERT(started != NULL);
+    json_decref(started);
     e2e_worker_signal(&e.w, SIGTERM);
     ASSERT_EQ(e2e_worker_wait(&e.w, 20.0), 0);
     for (int i = 0; i < 3; i++)
@@ -202,7 +204,7 @@ TEST(each_child_serves_http_on_its_own_port) {
     E2E_START(&e.w, e.redis.port, "--processes", "2", "--http", addr);
     ASSERT(e2e_log_wait_n(&e.w, "ready: consuming", 2, 10.0));
     int pids[16];
-    ASSERT_EQ(child_pids(&e.w, pids, 16), 2);
+    ASSERT_EQ(child_pids(&e.w, 2, pids, 16), 2);
     for (int k = 0; k < 2; k++) {
         httpc_response r;
         ASSERT_EQ(httpc_get(port + k, "/workers", &r), 200);

@@ -5,8 +5,8 @@
  *
  * Every such task must end with FAILURE TimeLimitExceeded about a second after it
  * started, and its slot must come back: after 20 of them (five times the pool), echo
- * tasks still run within a second of being enqueued, and four sleep tasks pushed at once
- * all start together (a leaked slot would hold one back until another finished).
+ * tasks still run, and four sleep tasks pushed at once all run together (a leaked slot
+ * would hold one back until another finished).
  */
 #include "books.h"
 #include "e2e.h"
@@ -36,7 +36,7 @@ static void expect_time_limited(redisContext *c, const char *id) {
     ASSERT_STREQ(e2e_jstr(res, "status"), "FAILURE");
     ASSERT_STREQ(e2e_jstr(json_object_get(res, "error"), "type"), "TimeLimitExceeded");
     double ran = e2e_jnum(res, "finished_at") - e2e_jnum(res, "started_at");
-    ASSERT_RANGE(ran, 0.9, 3.0);
+    ASSERT_RANGE(ran, 0.9, 1 + TEST_SOON); /* /trickle's pace would be 61 s */
     json_decref(res);
 }
 
@@ -79,31 +79,28 @@ TEST(time_limits_on_stuck_targets_never_leak_a_slot) {
     for (int i = 1; i <= ECHO; i++) {
         char id[32];
         snprintf(id, sizeof id, "e-%d", i);
-        double t = test_now();
         e2e_push_task(c, "default", id, "echo", "[1]");
-        json_t *res = e2e_wait_result(c, id, "SUCCESS", 5.0);
+        json_t *res = e2e_wait_result(c, id, "SUCCESS", TEST_SOON);
         ASSERT(res != NULL);
-        ASSERT_RANGE(test_now() - t, 0, 1.0);
         json_decref(res);
     }
-    /* ...and the whole pool at once: four 2 s sleeps all start within a second. */
+    /* ...and the whole pool at once: four 5 s sleeps all start before any finishes. */
     for (int i = 1; i <= CONC; i++) {
         char id[32];
         snprintf(id, sizeof id, "s-%d", i);
-        e2e_push_task(c, "default", id, "sleep", "[2]");
+        e2e_push_task(c, "default", id, "sleep", "[5]");
     }
-    ASSERT(books_wait_done(b, c, 15.0));
-    double first = INFINITY, last = -INFINITY;
+    ASSERT(books_wait_done(b, c, 20.0));
+    double first_end = INFINITY, last_start = -INFINITY;
     for (int i = 1; i <= CONC; i++) {
         char id[32];
         snprintf(id, sizeof id, "s-%d", i);
         json_t *res = e2e_result(c, id);
-        double s = e2e_jnum(res, "started_at");
-        first = s < first ? s : first;
-        last = s > last ? s : last;
+        last_start = fmax(last_start, e2e_jnum(res, "started_at"));
+        first_end = fmin(first_end, e2e_jnum(res, "finished_at"));
         json_decref(res);
     }
-    ASSERT_RANGE(last - first, 0, 1.0);
+    ASSERT(last_start < first_end);
 
     ASSERT_EQ(e2e_worker_wait(&w, 0), -1);
     e2e_worker_signal(&w, SIGTERM);

@@ -318,6 +318,17 @@ long long e2e_count_keys(redisContext *c, const char *pattern) {
     return n;
 }
 
+long long e2e_command_calls(redisContext *c, const char *command) {
+    redisReply *r = redisCommand(c, "INFO commandstats");
+    ASSERT(r != NULL && r->type == REDIS_REPLY_STRING);
+    char needle[128];
+    snprintf(needle, sizeof needle, "cmdstat_%s:calls=", command);
+    const char *p = strstr(r->str, needle);
+    long long n = p ? atoll(p + strlen(needle)) : 0;
+    freeReplyObject(r);
+    return n;
+}
+
 /* ---- JSON ------------------------------------------------------------------------------- */
 
 const char *e2e_jstr(const json_t *obj, const char *key) {

@@ -116,6 +116,10 @@ bool e2e_wait_dead(redisContext *c, long long n, double timeout);
 /* Keys matching a pattern (KEYS; fine on a test Redis). */
 long long e2e_count_keys(redisContext *c, const char *pattern);
 
+/* How many times the server has run a command (lower case, e.g. "get") since it started,
+ * from INFO commandstats: lets a test wait until another process has made a call. */
+long long e2e_command_calls(redisContext *c, const char *command);
+
 /* ---- JSON field access ----------------------------------------------------------------- */
 
 /* obj[key] as a string / a number (integer or real) / NULL or NaN when absent or of

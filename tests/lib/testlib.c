@@ -1,7 +1,7 @@
 /*
  * testlib.c - the harness behind testlib.h: a registry of TEST functions run by name, and
  * the real servers the integration tests talk to. Servers are children of the test
- * process; each test stops what it started, and a watchdog alarm ends a hung test.
+ * process; each test stops what it started, and ctest's timeout ends a hung test.
  */
 #include "testlib.h"
 
@@ -25,10 +25,25 @@ static struct {
     test_fn fn;
 } tests[MAX_TESTS];
 static int ntests;
+static const char *self_path; /* argv[0], for test_child */
+
+/* The names tests/lib/test_names.cmake can register with ctest. */
+static bool registrable(const char *name) {
+    if (*name == '\0')
+        return false;
+    for (const char *p = name; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_'))
+            return false;
+    return true;
+}
 
 void test__register(const char *name, test_fn fn) {
     if (ntests == MAX_TESTS) {
-        fprintf(stderr, "testlib: too many tests\n");
+        fprintf(stderr, "testlib: more than %d tests in one program\n", MAX_TESTS);
+        abort();
+    }
+    if (!registrable(name)) {
+        fprintf(stderr, "testlib: TEST(%s): ctest cannot run this name (use [a-z0-9_]+)\n", name);
         abort();
     }
     tests[ntests].name = name;
@@ -53,6 +68,11 @@ double test_now(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+void test_pause(void) {
+    struct timespec ts = {0, 10 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+}
+
 static int run_one(int i) {
     double t0 = test_now();
     fprintf(stderr, "RUN  %s\n", tests[i].name);
@@ -62,6 +82,7 @@ static int run_one(int i) {
 }
 
 int main(int argc, char **argv) {
+    self_path = argv[0];
     signal(SIGPIPE, SIG_IGN);
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc > 1 && strcmp(argv[1], "--list") == 0) {
@@ -81,6 +102,42 @@ int main(int argc, char **argv) {
         return 2;
     }
     return 0;
+}
+
+bool test_in_child(void) {
+    return getenv("WORKERD_TEST_CHILD") != NULL;
+}
+
+int test_child(const char *name, char **err) {
+    char *dir = test_tmpdir("child");
+    char path[512];
+    snprintf(path, sizeof path, "%s/stderr", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0)
+        test__fail(__FILE__, __LINE__, "open %s: %s", path, strerror(errno));
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        test__fail(__FILE__, __LINE__, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        dup2(fd, 2);
+        setenv("WORKERD_TEST_CHILD", "1", 1);
+        execl(self_path, self_path, name, (char *)NULL);
+        _exit(127);
+    }
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    if (err) {
+        off_t len = lseek(fd, 0, SEEK_END);
+        *err = calloc(1, (size_t)(len > 0 ? len : 0) + 1);
+        if (len > 0 && pread(fd, *err, (size_t)len, 0) != len)
+            test__fail(__FILE__, __LINE__, "read %s: %s", path, strerror(errno));
+    }
+    close(fd);
+    test_rmtree(dir);
+    free(dir);
+    return st;
 }
 
 int test_free_port(void) {
@@ -242,7 +299,7 @@ void test_nginx_start(test_nginx *n) {
         "  location = /slow { echo_sleep 0.1; echo \"ok\"; }\n"
         "  location = /never { echo_sleep 3600; echo \"late\"; }\n"
         "  location = /trickle { echo -n a; echo_flush; echo_sleep 1; echo -n b; echo_flush;"
-        " echo_sleep 1; echo -n c; echo_flush; echo_sleep 1; echo d; }\n"
+        " echo_sleep 30; echo -n c; echo_flush; echo_sleep 30; echo d; }\n"
         "  location = /missing { return 404; }\n"
         "  location = /error { return 500 \"boom\\n\"; }\n"
         "  location = /redirect { return 302 /fast; }\n"

@@ -3,7 +3,11 @@
  * servers (redis-server, nginx) started on free loopback ports by the test itself.
  *
  * A test file is a set of TEST(name) functions; tests/CMakeLists.txt registers each one
- * with ctest as <file>.<name>, run as `<binary> <name>` (no argument runs them all).
+ * with ctest as <file>.<name>, run as `<binary> <name>` (no argument runs them all;
+ * --list prints the names). Write TEST(name) at the start of its line, the name in
+ * [a-z0-9_]+: tests/lib/test_names.cmake reads the names from the source, and refuses any
+ * other spelling at configure time, so that no test is compiled and never run; the runner
+ * refuses such a name too.
  * A failed ASSERT prints file:line and the expression, then aborts the process.
  */
 #ifndef WORKERD_TESTLIB_H
@@ -49,7 +53,7 @@ void test__fail(const char *file, int line, const char *fmt, ...)
                        a__ ? a__ : "(null)", b__ ? b__ : "(null)");                            \
     } while (0)
 
-/* Between lo and hi inclusive (for timings: keep bounds generous). */
+/* Between lo and hi inclusive. For an elapsed time, hi is TEST_SOON (or more): see below. */
 #define ASSERT_RANGE(v, lo, hi)                                                                \
     do {                                                                                       \
         double v__ = (double)(v);                                                              \
@@ -60,6 +64,43 @@ void test__fail(const char *file, int line, const char *fmt, ...)
 
 /* Monotonic seconds. */
 double test_now(void);
+
+/* What only a fresh process shows (a message printed once per process, an abort):
+ * test_child runs this program's TEST `name` again in a new process (the program
+ * re-executed, with WORKERD_TEST_CHILD=1 in its environment, which test_in_child sees) and
+ * waits for it. Returns its wait status (WIFEXITED, WTERMSIG, ...); *err, if err is not
+ * NULL, receives everything it wrote to stderr (malloc'd). */
+int test_child(const char *name, char **err);
+bool test_in_child(void);
+
+/* Time in tests. A test must never fail because the machine is busy (valgrind, sanitizers,
+ * other test programs on the same cores). So a test waits for the event it needs, polling
+ * for it with a generous deadline (ASSERT_WITHIN, e2e_log_wait, ...), never a sleep of a
+ * guessed length; and an upper bound on an elapsed time only rules out waiting for
+ * something else (a timeout that should not have been reached, a peer that never
+ * answers), never measures speed, which is bench/'s job. TEST_SOON is that bound: what
+ * should happen at once, or when a short timeout fires, happens within TEST_SOON seconds,
+ * and the alternative a test rules out must take longer (TEST_NEVER is a timeout long
+ * enough for that). */
+#define TEST_SOON 5.0
+#define TEST_NEVER 60.0
+
+/* Poll cond every 10 ms until it holds; fails the test if it does not within timeout
+ * seconds. For conditions another process, thread or server makes true. Not for a
+ * greenlet (it blocks the hub): there, loop on green_sleep. */
+#define ASSERT_WITHIN(cond, timeout)                                                           \
+    do {                                                                                       \
+        double end__ = test_now() + (timeout);                                                 \
+        while (!(cond)) {                                                                      \
+            if (test_now() > end__)                                                            \
+                test__fail(__FILE__, __LINE__, "not within %g s: %s", (double)(timeout),       \
+                           #cond);                                                             \
+            test_pause();                                                                      \
+        }                                                                                      \
+    } while (0)
+
+/* Sleep 10 ms: the polling period of the waits above. */
+void test_pause(void);
 
 /* A free TCP port on 127.0.0.1 (bound and released; good enough for tests). */
 int test_free_port(void);
@@ -84,7 +125,8 @@ void test_redis_stop(test_redis *r);          /* SIGTERM, reap, remove its direc
 
 /* nginx (with the echo module) on 127.0.0.1:port, serving:
  *   /fast        200 "ok\n"                      /slow       200 "ok\n" after 100 ms
- *   /never       sleeps an hour before answering /trickle    "a" now, "b" 1 s later, ...
+ *   /never       sleeps an hour before answering /trickle    "a" now, "b" 1 s later,
+ *                                                            then "c", "d" 30 s apart
  *   /missing     404                             /error      500 "boom\n"
  *   /redirect    302 -> /fast                    /loop       302 -> /loop
  *   /bin         4 KiB of binary bytes 0..255    /big        2 MiB of 'x'

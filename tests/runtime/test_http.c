@@ -215,7 +215,7 @@ static void *scope_timeout_main(void *arg) {
     green_timeout_start(&t, 0.2);
     ASSERT_EQ(green_http_perform(easy, &res, -1), -ETIMEDOUT);
     ASSERT(green_timeout_end(&t));
-    ASSERT_RANGE(test_now() - t0, 0.15, 2.0);
+    ASSERT_RANGE(test_now() - t0, 0.15, TEST_SOON);
     ASSERT_EQ(res, CURLE_FAILED_INIT); /* untouched on error */
 
     /* The handle was detached from the multi: it works for the next transfer. */
@@ -241,7 +241,7 @@ static void *own_timeout_main(void *arg) {
     CURLcode res = CURLE_FAILED_INIT;
     double t0 = test_now();
     ASSERT_EQ(green_http_perform(easy, &res, 0.2), -ETIMEDOUT);
-    ASSERT_RANGE(test_now() - t0, 0.15, 2.0);
+    ASSERT_RANGE(test_now() - t0, 0.15, TEST_SOON);
     ASSERT_EQ(res, CURLE_FAILED_INIT);
     curl_easy_cleanup(easy); /* right away: nothing refers to it any more */
     return NULL;
@@ -270,7 +270,7 @@ static void *kill_main(void *arg) {
     void *ret = NULL;
     ASSERT_EQ(green_join(g, &ret), 0);
     ASSERT_EQ((intptr_t)ret, -ECANCELED);
-    ASSERT_RANGE(test_now() - t0, 0.0, 1.0);
+    ASSERT_RANGE(test_now() - t0, 0.0, TEST_SOON);
     return NULL;
 }
 
@@ -348,20 +348,19 @@ TEST(test_http_waiting_transfer_does_not_spin_the_loop) {
     with_nginx(no_spin_main);
 }
 
-/* getaddrinfo, interposed for one fake name: "slow-dns.test" takes SLOW_DNS_SECONDS and then
- * resolves to 127.0.0.1. libcurl's resolver thread calls it; everything else goes to the
- * real one. */
-#define SLOW_DNS_MS 1500
-#define SLOW_DNS_SECONDS (SLOW_DNS_MS / 1000.0)
-static atomic_int slow_dns_returned;
+/* getaddrinfo, interposed for one fake name: "slow-dns.test" blocks until the test opens
+ * slow_dns_gate (TEST_NEVER at most) and then resolves to 127.0.0.1. libcurl's resolver
+ * thread calls it; everything else goes to the real one. */
+static atomic_int slow_dns_gate, slow_dns_returned;
 
 int getaddrinfo(const char *restrict node, const char *restrict service,
                 const struct addrinfo *restrict hints, struct addrinfo **restrict res) {
     typedef int (*gai_fn)(const char *, const char *, const struct addrinfo *, struct addrinfo **);
     gai_fn real = (gai_fn)dlsym(RTLD_NEXT, "getaddrinfo");
     if (node && strcmp(node, "slow-dns.test") == 0) {
-        struct timespec ts = {SLOW_DNS_MS / 1000, SLOW_DNS_MS % 1000 * 1000000L};
-        nanosleep(&ts, NULL);
+        double end = test_now() + TEST_NEVER;
+        while (!atomic_load(&slow_dns_gate) && test_now() < end)
+            test_pause();
         int rc = real("127.0.0.1", service, hints, res);
         atomic_store(&slow_dns_returned, 1);
         return rc;
@@ -378,17 +377,21 @@ static void *dns_abandon_main(void *arg) {
     curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
     CURLcode res = CURLE_FAILED_INIT;
     double t0 = test_now();
+    /* Removing the transfer must not wait for the resolver thread's getaddrinfo, which
+     * is still blocked. */
     ASSERT_EQ(green_http_perform(easy, &res, 0.2), -ETIMEDOUT);
-    /* Removing the transfer must not wait for the resolver thread's getaddrinfo. */
-    ASSERT_RANGE(test_now() - t0, 0.15, 0.2 + SLOW_DNS_SECONDS / 2);
+    ASSERT_RANGE(test_now() - t0, 0.15, TEST_SOON);
     ASSERT(!atomic_load(&slow_dns_returned));
+    atomic_store(&slow_dns_gate, 1);
     curl_easy_cleanup(easy);
 
     /* Let the detached resolver thread finish and free its memory before the process
      * exits, so valgrind sees no leak from it. */
-    for (int i = 0; i < 100 && !atomic_load(&slow_dns_returned); i++)
+    double end = test_now() + TEST_NEVER;
+    while (!atomic_load(&slow_dns_returned)) {
+        ASSERT(test_now() < end);
         ASSERT_EQ(green_sleep(0.05), 0);
-    ASSERT(atomic_load(&slow_dns_returned));
+    }
     ASSERT_EQ(green_sleep(0.1), 0);
     return NULL;
 }
@@ -496,8 +499,8 @@ static void *concurrent_500_main(void *arg) {
     (void)arg;
     double elapsed = run_concurrent_slow(500);
     fprintf(stderr, "500 x /slow (100 ms each) took %.3f s\n", elapsed);
-    /* Serially this is 50 s; concurrently a little over 0.1 s. */
-    ASSERT_RANGE(elapsed, 0.1, 5.0);
+    /* Serially this is 50 s; concurrently a little over 0.1 s (valgrind: a few). */
+    ASSERT_RANGE(elapsed, 0.1, 25.0);
     return NULL;
 }
 

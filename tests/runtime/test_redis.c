@@ -211,7 +211,7 @@ static void *pipeline_of_1000_in_order(void *arg) {
     }
     double t0 = test_now();
     ASSERT_EQ(green_redis_pipeline(c, PIPE_N, argcs, argvs, NULL, replies, 10), 0);
-    ASSERT_RANGE(test_now() - t0, 0, 5);
+    ASSERT_RANGE(test_now() - t0, 0, TEST_SOON);
     long long expect = 0;
     for (int i = 0; i < PIPE_N; i++) {
         ASSERT(replies[i] != NULL);
@@ -377,7 +377,7 @@ static void *connect_times_out(void *arg) {
     double took = test_now() - t0;
     ASSERT(c == NULL);
     ASSERT_EQ(err, -ETIMEDOUT);
-    ASSERT_RANGE(took, 0.25, 2.0);
+    ASSERT_RANGE(took, 0.25, TEST_SOON);
     ASSERT(strstr(green_redis_connect_error(), "timed out") != NULL);
     for (int i = 0; i < 3; i++)
         close(fill[i]);
@@ -419,7 +419,7 @@ static void *command_timeout_keeps_connection(void *arg) {
     redisReply *r = (redisReply *)1;
     double t0 = test_now();
     ASSERT_EQ(green_redis_command(c, &r, 0.2, "BLPOP jobs 5"), -ETIMEDOUT);
-    ASSERT_RANGE(test_now() - t0, 0.15, 2.0);
+    ASSERT_RANGE(test_now() - t0, 0.15, TEST_SOON);
     ASSERT(r == NULL);
     ASSERT(green_redis_is_connected(c));
     ASSERT_EQ(green_redis_inflight(c), 1);
@@ -428,7 +428,7 @@ static void *command_timeout_keeps_connection(void *arg) {
     expect_int(other, 1, "RPUSH jobs j1");
     t0 = test_now();
     expect_status(c, "PONG", "PING");
-    ASSERT_RANGE(test_now() - t0, 0, 2.0);
+    ASSERT_RANGE(test_now() - t0, 0, TEST_SOON);
     ASSERT_EQ(green_redis_inflight(c), 0);
     expect_int(c, 0, "LLEN jobs");
     green_redis_free(other);
@@ -451,7 +451,7 @@ static void *timeout_scope_applies(void *arg) {
     /* The abandoned BLPOP ends on the server after 1 s; the PING waits behind it. */
     double t0 = test_now();
     expect_status(c, "PONG", "PING");
-    ASSERT_RANGE(test_now() - t0, 0.5, 3.0);
+    ASSERT_RANGE(test_now() - t0, 0.5, 1 + TEST_SOON);
     green_redis_free(c);
     return NULL;
 }
@@ -465,7 +465,7 @@ static void *blocking_command_with_own_timeout(void *arg) {
     green_redis *c = connect_ok(x->redis.port);
     double t0 = test_now();
     redisReply *r = cmd(c, "BLPOP empty 0.3");
-    ASSERT_RANGE(test_now() - t0, 0.25, 3.0);
+    ASSERT_RANGE(test_now() - t0, 0.25, TEST_SOON);
     ASSERT_EQ(r->type, REDIS_REPLY_NIL);
     freeReplyObject(r);
     green_redis_free(c);
@@ -497,7 +497,7 @@ static void *kill_while_parked(void *arg) {
     ctx *x = arg;
     green_redis *c = connect_ok(x->redis.port);
     green_redis *other = connect_ok(x->redis.port);
-    parked p = {.c = c, .command = "BLPOP jobs 5", .timeout = 10};
+    parked p = {.c = c, .command = "BLPOP jobs 60", .timeout = 2 * TEST_NEVER};
     green_t g;
     ASSERT_EQ(green_spawn(&g, parked_main, &p), 0);
     green_sleep(0.05);
@@ -505,7 +505,7 @@ static void *kill_while_parked(void *arg) {
     double t0 = test_now();
     ASSERT_EQ(green_kill(g), 0);
     ASSERT_EQ(green_join(g, NULL), 0);
-    ASSERT_RANGE(test_now() - t0, 0, 1.0);
+    ASSERT_RANGE(test_now() - t0, 0, TEST_SOON);
     ASSERT_EQ(p.rc, -ECANCELED);
     ASSERT(p.reply == NULL);
     /* The killed call's reply arrives later and is freed unseen (valgrind checks). */
@@ -527,7 +527,7 @@ static void *free_with_calls_in_flight(void *arg) {
     /* One call abandoned by its timeout, one still waiting. */
     redisReply *r = NULL;
     ASSERT_EQ(green_redis_command(c, &r, 0.05, "BLPOP jobs 5"), -ETIMEDOUT);
-    parked p = {.c = c, .command = "BLPOP other 5", .timeout = 10};
+    parked p = {.c = c, .command = "BLPOP other 60", .timeout = 2 * TEST_NEVER};
     green_t g;
     ASSERT_EQ(green_spawn(&g, parked_main, &p), 0);
     green_sleep(0.05);
@@ -563,7 +563,7 @@ static void *server_killed_mid_call(void *arg) {
         ASSERT(p[i].rc == -ECONNRESET || p[i].rc == -EIO);
         ASSERT(p[i].reply == NULL);
     }
-    ASSERT_RANGE(test_now() - t0, 0, 3.0);
+    ASSERT_RANGE(test_now() - t0, 0, TEST_SOON);
     ASSERT(!green_redis_is_connected(c));
     ASSERT(strncmp(green_redis_last_error(c), "redis: connection lost: ", 24) == 0);
     /* Sticky: later calls fail at once with the same error. */
