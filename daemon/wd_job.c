@@ -260,8 +260,14 @@ static void run(struct wd_job *j) {
                  hard_fired ? "time_limit" : "soft_time_limit", limit);
         finish(j, BROKER_FAILURE, NULL,
                hard_fired ? "TimeLimitExceeded" : "SoftTimeLimitExceeded", msg);
+    } else if (rc < 0) {
+        /* An errno the task should have turned into a TASK_EFAIL (task.h). */
+        finish(j, BROKER_FAILURE, NULL, "InternalError", strerror(-rc));
     } else {
-        finish(j, BROKER_FAILURE, NULL, "WorkerError", strerror(rc < 0 ? -rc : rc));
+        /* Not an errno at all: strerror would name an unrelated error. */
+        char msg[96];
+        snprintf(msg, sizeof msg, "the task returned %d, which is not a task result code", rc);
+        finish(j, BROKER_FAILURE, NULL, "InternalError", msg);
     }
     json_decref(result);
 }

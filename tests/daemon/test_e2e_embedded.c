@@ -105,6 +105,44 @@ static void start_embedded(e2e_worker *w, int port, size_t max_greenlets,
     w->status = -1;
 }
 
+/* ---- a task breaking the contract ----------------------------------------------------- */
+
+/* task.h: any return value besides 0, TASK_EFAIL, TASK_EINVAL, -ETIMEDOUT from a time
+ * limit and -ECANCELED from a shutdown is a bug in the task, stored as a FAILURE of type
+ * InternalError: with the errno's text for a negative errno, and without pretending a
+ * positive number is one. */
+TEST(task_returning_an_errno_fails_with_internal_error_and_its_text) {
+    e2e_env e;
+    e2e_env_start(&e);
+    start_embedded(&e.w, e.redis.port, 0, NULL);
+    e2e_wait_ready(&e.w);
+    e2e_push_task(e.c, "default", "bad-1", "test.returns_errno", "[]");
+    json_t *res = e2e_must_result(&e, "bad-1");
+    ASSERT_STREQ(e2e_jstr(res, "status"), "FAILURE");
+    json_t *error = json_object_get(res, "error");
+    ASSERT_STREQ(e2e_jstr(error, "type"), "InternalError");
+    ASSERT_STREQ(e2e_jstr(error, "message"), strerror(ENOENT));
+    json_decref(res);
+    e2e_env_end(&e);
+}
+
+TEST(task_returning_an_unknown_positive_code_fails_with_internal_error) {
+    e2e_env e;
+    e2e_env_start(&e);
+    start_embedded(&e.w, e.redis.port, 0, NULL);
+    e2e_wait_ready(&e.w);
+    e2e_push_task(e.c, "default", "bad-2", "test.returns_seven", "[]");
+    json_t *res = e2e_must_result(&e, "bad-2");
+    ASSERT_STREQ(e2e_jstr(res, "status"), "FAILURE");
+    json_t *error = json_object_get(res, "error");
+    ASSERT_STREQ(e2e_jstr(error, "type"), "InternalError");
+    /* Not strerror(7), "Argument list too long", which has nothing to do with it. */
+    ASSERT_STREQ(e2e_jstr(error, "message"),
+                 "the task returned 7, which is not a task result code");
+    json_decref(res);
+    e2e_env_end(&e);
+}
+
 /* ---- start-up failures --------------------------------------------------------------- */
 
 /* Every step of the start-up that cannot be done is fatal and logged: with a greenlet limit
