@@ -49,9 +49,12 @@ static double call_timeout(const struct wd_batch_policy *p) {
 
 int wd_batch_send(const struct wd_batch_policy *p, wd_batch_send_fn send, void *arg) {
     for (int refusals = 0;;) {
+        /* Past the deadline, only a link that is up now is tried: waiting for it is over,
+         * and each batch still queued would otherwise cost one more wait. */
         int rc;
-        while ((rc = broker_conn_wait_up(p->conn, 1.0)) == -ETIMEDOUT && !past(p))
-            ;
+        do
+            rc = broker_conn_wait_up(p->conn, past(p) ? 0 : WD_SHUTDOWN_LINK_POLL);
+        while (rc == -ETIMEDOUT && !past(p));
         if (rc == 0) {
             rc = send(arg, call_timeout(p));
             if (rc == 0)

@@ -7,8 +7,9 @@
  * caller's send function: a script, a pipeline), and retry that round trip through Redis
  * outages (wd_batch_send):
  *
- *   - while the link is down, wait for it a second at a time, so that a deadline set
- *     meanwhile (a shutdown) is seen within a second;
+ *   - while the link is down, wait for it WD_SHUTDOWN_LINK_POLL (a second) at a time, so
+ *     that a deadline set meanwhile (a shutdown) is seen within a second; past the
+ *     deadline, do not wait;
  *   - give each attempt the policy's call time-out, cut to what is left before the
  *     deadline once there is one, but never less than WD_SHUTDOWN_LAST_CALL: a Redis that
  *     is up always gets one real try;

@@ -57,6 +57,11 @@
  * acker and the event publisher use it (wd_batch.h). */
 #define WD_SHUTDOWN_LAST_CALL 0.5
 
+/* How long the acker and the event publisher wait for a link that is down before they
+ * look at the deadline again: so also the most they overrun it by (a wait, or a
+ * LAST_CALL, whichever is longer). */
+#define WD_SHUTDOWN_LINK_POLL 1.0
+
 /* One put-back attempt (requeue.lua): at most this long, at least WD_SHUTDOWN_PUT_BACK_MIN
  * even past the deadline (the script is what keeps messages from waiting for recovery:
  * it deserves a real try). */
@@ -76,10 +81,10 @@
 
 /* ---- the totals ------------------------------------------------------------------------ */
 
-/* The bound on phase 2, in seconds: the steps above add up to 25 s in the worst case
- * (WARM_FLUSH, the acker's LAST_CALL past it, PUT_BACK_MIN, UNREGISTER_CALL,
- * EVENTS_GRACE with a LAST_CALL, HTTP_GRACE); the other 10 s are for a loaded machine
- * and the process's exit. */
+/* The bound on phase 2, in seconds: the steps above add up to 26 s in the worst case
+ * (WARM_FLUSH and the acker's LINK_POLL past it, PUT_BACK_MIN, UNREGISTER_CALL,
+ * EVENTS_GRACE and its LINK_POLL, HTTP_GRACE); the other 9 s are for a loaded machine and
+ * the process's exit. */
 #define WD_SHUTDOWN_AFTER_TASKS 35
 
 /* What the units' TimeoutStopSec= adds to WD_SHUTDOWN_TIMEOUT_DEFAULT +

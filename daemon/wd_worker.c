@@ -205,7 +205,7 @@ static int put_back_all(struct wd_worker *w) {
                    "will recover them once this worker's heartbeat expires", strerror(-rc));
             return -1;
         }
-        broker_conn_wait_up(w->conn, 1.0);
+        broker_conn_wait_up(w->conn, WD_SHUTDOWN_LINK_POLL);
     }
 }
 
