@@ -54,8 +54,10 @@ static int reconcile(struct wd_worker *w) {
     if (rc == 0 && norphans) {
         rc = broker_requeue(w->bw, orphans, norphans, &moved, FETCH_TIMEOUT);
         if (rc == 0 && moved)
-            wd_log(WD_LOG_WARNING, "put back %zu messages that a failed fetch had moved into "
-                   "this worker's in-flight list unseen", moved);
+            wd_log(WD_LOG_WARNING,
+                   "put back %zu messages that a failed fetch had moved into "
+                   "this worker's in-flight list unseen",
+                   moved);
     }
     free(orphans);
     broker_tags_free(tags, ntags);
@@ -141,7 +143,8 @@ void *wd_fetcher_main(void *arg) {
         }
         for (size_t i = 0; i < count; i++) {
             if (wd_job_start(w, &d[i]) != 0) {
-                wd_log_task(WD_LOG_ERROR, d[i].tag, "cannot start a task (no memory or "
+                wd_log_task(WD_LOG_ERROR, d[i].tag,
+                            "cannot start a task (no memory or "
                             "greenlet limit); it goes back to its queue");
                 uncertain = true; /* the next round puts it back */
             }
@@ -190,10 +193,14 @@ int wd_heartbeat_once(struct wd_worker *w) {
     snprintf(pid, sizeof pid, "%d", (int)getpid());
     snprintf(conc, sizeof conc, "%d", w->opts->concurrency);
     snprintf(started, sizeof started, "%.3f", w->started_at);
-    const char *info[] = {"host", w->opts->hostname, "pid", pid, "queues", w->queue_list,
-                          "concurrency", conc, "pool", wd_pool_name(w->opts->pool),
-                          "started", started, "version", wd_version(),
-                          "broker", w->opts->broker_redacted};
+    const char *info[] = {"host",        w->opts->hostname,
+                          "pid",         pid,
+                          "queues",      w->queue_list,
+                          "concurrency", conc,
+                          "pool",        wd_pool_name(w->opts->pool),
+                          "started",     started,
+                          "version",     wd_version(),
+                          "broker",      w->opts->broker_redacted};
     return broker_heartbeat(w->bw, info, sizeof info / sizeof *info, HEARTBEAT_TIMEOUT);
 }
 
@@ -205,8 +212,10 @@ void *wd_heartbeat_main(void *arg) {
             size_t requeued = 0, dead = 0;
             rc = broker_recover(w->bw, &requeued, &dead, RECOVER_TIMEOUT);
             if (requeued || dead)
-                wd_log(WD_LOG_WARNING, "recovered the messages of dead workers: %zu back to "
-                       "their queues, %zu dead-lettered as poison pills", requeued, dead);
+                wd_log(WD_LOG_WARNING,
+                       "recovered the messages of dead workers: %zu back to "
+                       "their queues, %zu dead-lettered as poison pills",
+                       requeued, dead);
         }
         if (rc == -ECANCELED || green_sleep(w->opts->heartbeat) == -ECANCELED)
             break;

@@ -130,8 +130,7 @@ static int send_once(void *arg, double timeout) {
      * passing outage: say so once per change, and count the loss. */
     if (bad)
         wd_log_state("events", 0, WD_LOG_ERROR,
-                     "task events: Redis refused XADD on %s: %s; events are dropped", e->key,
-                     why);
+                     "task events: Redis refused XADD on %s: %s; events are dropped", e->key, why);
     else
         wd_log_state("events", 1, WD_LOG_INFO, "task events: publishing on %s", e->key);
     e->dropped += bad;
@@ -157,8 +156,13 @@ static void send_batch(struct wd_events *e, void **batch, size_t n) {
     }
     for (size_t i = 0; i < n; i++) {
         const struct event *ev = batch[i];
-        broker_event be = {.type = ev->type, .id = ev->id, .task = ev->task, .worker = e->wid,
-                           .time = ev->time, .queue = ev->queue, .runtime = ev->runtime,
+        broker_event be = {.type = ev->type,
+                           .id = ev->id,
+                           .task = ev->task,
+                           .worker = e->wid,
+                           .time = ev->time,
+                           .queue = ev->queue,
+                           .runtime = ev->runtime,
                            .error = ev->error};
         s.argcs[i] = broker_events_xadd(&cmds[i], e->key, &be);
         s.argvs[i] = cmds[i].argv;
@@ -166,8 +170,11 @@ static void send_batch(struct wd_events *e, void **batch, size_t n) {
     /* No retry of a refused batch: events are best effort, and Redis would refuse it
      * again. */
     struct wd_batch_policy policy = {
-        .conn = e->conn, .call_timeout = SEND_TIMEOUT, .give_up_at = &e->give_up_at,
-        .max_refusals = 0, .what = "publishing task events",
+        .conn = e->conn,
+        .call_timeout = SEND_TIMEOUT,
+        .give_up_at = &e->give_up_at,
+        .max_refusals = 0,
+        .what = "publishing task events",
     };
     if (wd_batch_send(&policy, send_once, &s) != 0)
         e->dropped += n;

@@ -48,8 +48,7 @@ struct wd_events;
  * publisher), and start its greenlet; *out is the publisher. wid is copied. Does not
  * yield. Returns 0, -EINVAL (the prefix is invalid), -ENOMEM, or green_spawn's error
  * (*out is then NULL and nothing was started). */
-int wd_events_start(struct wd_events **out, broker_conn *conn, const char *prefix,
-                    const char *wid);
+int wd_events_start(struct wd_events **out, broker_conn *conn, const char *prefix, const char *wid);
 
 /* Queue one event. type is one of the names above; id, task, queue, error may be NULL
  * (the field is then left out; queue and error only appear for the types listed above

@@ -61,7 +61,7 @@ struct wd_job {
     bool parsed;
     char *rejected_id; /* the id read from a message that did not parse (for its FAILURE
                           result); NULL otherwise, where msg.id is the id */
-    bool finished; /* its final ack is queued: a pending STARTED is moot */
+    bool finished;     /* its final ack is queued: a pending STARTED is moot */
     double started_at;
     struct wd_job *prev, *next;           /* w->running: not finished yet */
     struct wd_job *live_prev, *live_next; /* w->live: not freed yet (holds its tag) */
@@ -154,7 +154,8 @@ static void finish(struct wd_job *j, broker_status status, json_t *value, const 
                     status == BROKER_REVOKED ? "revoked" : "failed", etype, emsg);
     }
     wd_observe_finished(w->obs, id, j->msg.task, status,
-                        status == BROKER_REVOKED ? -1 : green_wallclock() - j->started_at, etype, emsg);
+                        status == BROKER_REVOKED ? -1 : green_wallclock() - j->started_at, etype,
+                        emsg);
     char *json = j->msg.ignore_result ? NULL : result_json(j, id, status, value, etype, emsg);
     queue_ack(w, ACK_FINAL, j, json);
 }
@@ -164,12 +165,18 @@ static void finish(struct wd_job *j, broker_status status, json_t *value, const 
 static int store_dead_letter(struct wd_job *j, const char *id, const char *reason) {
     struct wd_worker *w = j->w;
     broker_dead d = {
-        .raw = j->d.raw, .raw_len = j->d.len, .reason = reason, .worker = w->wid,
-        .time = green_wallclock(), .id = id, .queue = j->d.queue,
+        .raw = j->d.raw,
+        .raw_len = j->d.len,
+        .reason = reason,
+        .worker = w->wid,
+        .time = green_wallclock(),
+        .id = id,
+        .queue = j->d.queue,
     };
     char *json = broker_dead_encode(&d);
     int rc = json ? 0 : -ENOMEM;
-    while (json && (rc = broker_dead_letter(w->bw, json, DEAD_LETTER_TIMEOUT)) != 0 && rc != -ECANCELED)
+    while (json && (rc = broker_dead_letter(w->bw, json, DEAD_LETTER_TIMEOUT)) != 0 &&
+           rc != -ECANCELED)
         if (green_sleep(0.5) == -ECANCELED) {
             rc = -ECANCELED;
             break;
@@ -219,8 +226,10 @@ static void run(struct wd_job *j) {
     if (m->redelivered > 0)
         /* Worth a warning: a message that keeps coming back may be what kills workers,
          * and the operator should see it before it becomes a poison pill. */
-        wd_log_task(WD_LOG_WARNING, m->id, "%s redelivered %d time(s): the worker running it "
-                    "before died", m->task, m->redelivered);
+        wd_log_task(WD_LOG_WARNING, m->id,
+                    "%s redelivered %d time(s): the worker running it "
+                    "before died",
+                    m->task, m->redelivered);
     /* The STARTED document is encoded by the acker, and only if the task is still
      * running when the batch goes out: most tasks finish first, and encoding it here cost
      * a quarter of the worker's CPU on 100k echo tasks for documents that were dropped. */
@@ -258,8 +267,8 @@ static void run(struct wd_job *j) {
         double limit = hard_fired ? m->time_limit : m->soft_time_limit;
         snprintf(msg, sizeof msg, "the task ran past its %s of %g s",
                  hard_fired ? "time_limit" : "soft_time_limit", limit);
-        finish(j, BROKER_FAILURE, NULL,
-               hard_fired ? "TimeLimitExceeded" : "SoftTimeLimitExceeded", msg);
+        finish(j, BROKER_FAILURE, NULL, hard_fired ? "TimeLimitExceeded" : "SoftTimeLimitExceeded",
+               msg);
     } else if (rc < 0) {
         /* An errno the task should have turned into a TASK_EFAIL (task.h). */
         finish(j, BROKER_FAILURE, NULL, "InternalError", strerror(-rc));
@@ -405,13 +414,18 @@ static void send_batch(struct acker *a, size_t n) {
         char what[64];
         snprintf(what, sizeof what, "storing %zu results", m);
         struct wd_batch_policy policy = {
-            .conn = w->conn, .call_timeout = WD_SHUTDOWN_ACK_CALL, .give_up_at = &w->give_up_at,
-            .max_refusals = 2, .what = what,
+            .conn = w->conn,
+            .call_timeout = WD_SHUTDOWN_ACK_CALL,
+            .give_up_at = &w->give_up_at,
+            .max_refusals = 2,
+            .what = what,
         };
         int rc = wd_batch_send(&policy, ack_once, a);
         if (rc != 0) {
-            wd_log(WD_LOG_ERROR, "giving up storing %zu results (%s): their messages stay "
-                                 "in flight and will be redelivered", m, strerror(-rc));
+            wd_log(WD_LOG_ERROR,
+                   "giving up storing %zu results (%s): their messages stay "
+                   "in flight and will be redelivered",
+                   m, strerror(-rc));
             memset(owned, 1, m * sizeof *owned);
         }
     }

@@ -58,8 +58,7 @@ void wd_observe_stop_events(struct wd_observe *o, double grace);
 void wd_observe_taken(struct wd_observe *o);
 
 /* A message was parsed into a task: id, task name, the queue it came from. */
-void wd_observe_received(struct wd_observe *o, const char *id, const char *task,
-                         const char *queue);
+void wd_observe_received(struct wd_observe *o, const char *id, const char *task, const char *queue);
 
 /* The task starts running. */
 void wd_observe_started(struct wd_observe *o, const char *id, const char *task);
@@ -68,8 +67,7 @@ void wd_observe_started(struct wd_observe *o, const char *id, const char *task);
  * after runtime seconds (< 0 when it never ran, e.g. expired); etype/emsg describe a
  * failure or revocation (may be NULL). */
 void wd_observe_finished(struct wd_observe *o, const char *id, const char *task,
-                         broker_status status, double runtime, const char *etype,
-                         const char *emsg);
+                         broker_status status, double runtime, const char *etype, const char *emsg);
 
 /* A message cannot run (invalid, unknown task, bad arguments): counted at once; and
  * counted as failed too once its dead letter is stored (wd_observe_dead_lettered). */

@@ -122,9 +122,10 @@ static void on_hup(struct ev_loop *loop, ev_signal *sig, int revents) {
     if (r->reload && r->reload(r->reload_arg) && w->stop == WD_RUNNING) {
         /* A warm shutdown, then the caller starts again with the new settings; the new
          * start says READY=1. Nothing is lost: what does not finish goes back. */
-        wd_log(WD_LOG_INFO, "reload: restarting gracefully to apply the new settings "
-               "(finishing %zu running tasks, for up to %ld s)", green_pool_running(&w->pool),
-               w->opts->shutdown_timeout);
+        wd_log(WD_LOG_INFO,
+               "reload: restarting gracefully to apply the new settings "
+               "(finishing %zu running tasks, for up to %ld s)",
+               green_pool_running(&w->pool), w->opts->shutdown_timeout);
         w->restart = true;
         w->stop = WD_WARM;
         green_event_set(&w->stop_ev);
@@ -196,13 +197,17 @@ static int put_back_all(struct wd_worker *w) {
         int rc = broker_requeue(w->bw, NULL, 0, &moved, timeout);
         if (rc == 0) {
             if (moved)
-                wd_log(WD_LOG_INFO, "put %zu unfinished messages back at the head of their "
-                       "queues", moved);
+                wd_log(WD_LOG_INFO,
+                       "put %zu unfinished messages back at the head of their "
+                       "queues",
+                       moved);
             return 0;
         }
         if (green_wallclock() >= give_up) {
-            wd_log(WD_LOG_ERROR, "could not put unfinished messages back (%s): another worker "
-                   "will recover them once this worker's heartbeat expires", strerror(-rc));
+            wd_log(WD_LOG_ERROR,
+                   "could not put unfinished messages back (%s): another worker "
+                   "will recover them once this worker's heartbeat expires",
+                   strerror(-rc));
             return -1;
         }
         broker_conn_wait_up(w->conn, WD_SHUTDOWN_LINK_POLL);
@@ -227,8 +232,8 @@ static int shutdown_worker(struct run *r) {
     /* From here on, Redis gets a bounded time to take the results and the put-back: a
      * shutdown during an outage must still end (the messages stay in flight for
      * recovery, and the exit code says so). */
-    w->give_up_at = green_wallclock() +
-                    (w->stop == WD_COLD ? WD_SHUTDOWN_COLD_FLUSH : WD_SHUTDOWN_WARM_FLUSH);
+    w->give_up_at =
+        green_wallclock() + (w->stop == WD_COLD ? WD_SHUTDOWN_COLD_FLUSH : WD_SHUTDOWN_WARM_FLUSH);
     size_t killed = green_pool_kill_all(&w->pool);
     if (killed)
         wd_log(WD_LOG_INFO, "%zu tasks did not finish in time; their messages go back", killed);
@@ -256,8 +261,7 @@ static void make_worker_id(struct wd_worker *w) {
 static void run_free(struct run *r);
 
 /* The run's state, with nothing started yet. NULL (logged) when out of memory. */
-static struct run *run_new(const struct wd_options *opts, wd_reload_fn reload,
-                           void *reload_arg) {
+static struct run *run_new(const struct wd_options *opts, wd_reload_fn reload, void *reload_arg) {
     struct run *r = calloc(1, sizeof *r);
     if (!r) {
         wd_log(WD_LOG_ERROR, "start-up failed: the worker's state: %s", strerror(ENOMEM));
@@ -298,8 +302,10 @@ static broker_conn *conn_new(struct wd_worker *w, const char *url, const char *n
                              const char *what) {
     broker_conn *c = broker_conn_new(url, name, on_conn_state, w);
     if (!c)
-        wd_log(WD_LOG_ERROR, "start-up failed: the %s: cannot create it (out of memory, or no "
-               "greenlet could be spawned for it)", what);
+        wd_log(WD_LOG_ERROR,
+               "start-up failed: the %s: cannot create it (out of memory, or no "
+               "greenlet could be spawned for it)",
+               what);
     return c;
 }
 
@@ -310,10 +316,10 @@ static int connect_broker(struct run *r) {
     const struct wd_options *opts = w->opts;
     if (!(w->conn = conn_new(w, opts->broker, "broker", "connection to the broker")))
         return -1;
-    w->results_conn = strcmp(opts->result_backend, opts->broker) == 0
-                          ? w->conn
-                          : conn_new(w, opts->result_backend, "results",
-                                     "connection to the result backend");
+    w->results_conn =
+        strcmp(opts->result_backend, opts->broker) == 0
+            ? w->conn
+            : conn_new(w, opts->result_backend, "results", "connection to the result backend");
     if (!w->results_conn)
         return -1;
     for (size_t i = 0; i < opts->nqueues; i++) {
@@ -324,9 +330,13 @@ static int connect_broker(struct run *r) {
             return -1;
     }
     broker_worker_cfg cfg = {
-        .prefix = opts->prefix, .wid = w->wid, .queues = (const char *const *)opts->queues,
-        .nqueues = opts->nqueues, .result_expires = opts->result_expires,
-        .heartbeat_ttl = opts->heartbeat_ttl, .max_redeliveries = opts->max_redeliveries,
+        .prefix = opts->prefix,
+        .wid = w->wid,
+        .queues = (const char *const *)opts->queues,
+        .nqueues = opts->nqueues,
+        .result_expires = opts->result_expires,
+        .heartbeat_ttl = opts->heartbeat_ttl,
+        .max_redeliveries = opts->max_redeliveries,
     };
     if (!(w->bw = broker_worker_new(&cfg, w->conn, w->results_conn))) {
         /* broker_worker_new says only that it failed: find out why. */
@@ -334,8 +344,8 @@ static int connect_broker(struct run *r) {
         if (why)
             wd_log(WD_LOG_ERROR, "start-up failed: --prefix: %s", why);
         else if ((why = broker_check_worker_id(w->wid)))
-            wd_log(WD_LOG_ERROR, "start-up failed: the worker id %s (from --hostname): %s",
-                   w->wid, why);
+            wd_log(WD_LOG_ERROR, "start-up failed: the worker id %s (from --hostname): %s", w->wid,
+                   why);
         else
             wd_log(WD_LOG_ERROR, "start-up failed: the broker's worker state: %s",
                    strerror(ENOMEM));
@@ -413,8 +423,10 @@ static int start_consuming(struct run *r) {
 
 static void log_stopped(const struct wd_worker *w) {
     const struct wd_counters *c = wd_observe_counters(w->obs);
-    wd_log(WD_LOG_INFO, "stopped: %llu received, %llu succeeded, %llu failed (%llu invalid), "
-           "%llu put back", (unsigned long long)c->received, (unsigned long long)c->succeeded,
+    wd_log(WD_LOG_INFO,
+           "stopped: %llu received, %llu succeeded, %llu failed (%llu invalid), "
+           "%llu put back",
+           (unsigned long long)c->received, (unsigned long long)c->succeeded,
            (unsigned long long)c->failed, (unsigned long long)c->invalid,
            (unsigned long long)c->put_back);
 }
@@ -451,9 +463,11 @@ int wd_worker_run(const struct wd_options *opts, wd_reload_fn reload, void *relo
         return 1;
     }
     watch_signals(r);
-    wd_log(WD_LOG_INFO, "workerd %s starting: pool %s, concurrency %d, queues %s, broker %s, "
-           "worker id %s", wd_version(), wd_pool_name(opts->pool), opts->concurrency,
-           w->queue_list, opts->broker_redacted, w->wid);
+    wd_log(WD_LOG_INFO,
+           "workerd %s starting: pool %s, concurrency %d, queues %s, broker %s, "
+           "worker id %s",
+           wd_version(), wd_pool_name(opts->pool), opts->concurrency, w->queue_list,
+           opts->broker_redacted, w->wid);
 
     int code = 1;
     if (start_observers(r) != 0) {

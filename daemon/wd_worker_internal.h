@@ -32,31 +32,31 @@ struct wd_observe;
 struct wd_worker {
     const struct wd_options *opts;
     char wid[BROKER_WORKER_ID_MAX + 1];
-    char *queue_list;          /* the queues, comma-separated (wd_queues_join) */
+    char *queue_list; /* the queues, comma-separated (wd_queues_join) */
     broker_limits limits;
     broker_conn *conn;         /* fetch, ack, heartbeat */
     broker_conn *results_conn; /* == conn unless --result-backend is another Redis */
     broker_conn **blocking;    /* one per queue, for BLMOVE */
     broker_worker *bw;
-    green_pool pool;           /* the bound on running tasks */
-    green_queue acks;          /* result and ack items, to the acker (wd_job.c) */
-    green_event want_work;     /* the fetcher found the queues empty */
-    green_event work_landed;   /* a blocking BLMOVE brought a message */
-    green_event stop_ev;       /* a shutdown was asked for */
+    green_pool pool;         /* the bound on running tasks */
+    green_queue acks;        /* result and ack items, to the acker (wd_job.c) */
+    green_event want_work;   /* the fetcher found the queues empty */
+    green_event work_landed; /* a blocking BLMOVE brought a message */
+    green_event stop_ev;     /* a shutdown was asked for */
     enum wd_stop stop;
-    bool restart;              /* the stop is a restart asked for by a reload */
-    bool fetching;             /* false once shutdown began: no new tasks */
-    bool consuming;            /* set once "ready": /healthz says ok only from then on */
-    double give_up_at;         /* 0 until a shutdown has stopped its tasks; then the unix
-                                  time after which the acker and the put-back stop
-                                  retrying a Redis that is away (bounds the exit) */
-    struct wd_job *running;    /* jobs taken and not yet finished (a list) */
-    struct wd_job *live;       /* jobs not yet freed: their tags are this worker's */
-    size_t live_count;         /* how many: running, or finished and not yet acked */
-    green_event acked;         /* the acker sent a batch: live_count went down */
-    double started_at;         /* unix time */
-    struct wd_observe *obs;    /* counters, metrics, events, recycling (wd_observe.h) */
-    struct wd_http *http;      /* NULL unless --http */
+    bool restart;           /* the stop is a restart asked for by a reload */
+    bool fetching;          /* false once shutdown began: no new tasks */
+    bool consuming;         /* set once "ready": /healthz says ok only from then on */
+    double give_up_at;      /* 0 until a shutdown has stopped its tasks; then the unix
+                               time after which the acker and the put-back stop
+                               retrying a Redis that is away (bounds the exit) */
+    struct wd_job *running; /* jobs taken and not yet finished (a list) */
+    struct wd_job *live;    /* jobs not yet freed: their tags are this worker's */
+    size_t live_count;      /* how many: running, or finished and not yet acked */
+    green_event acked;      /* the acker sent a batch: live_count went down */
+    double started_at;      /* unix time */
+    struct wd_observe *obs; /* counters, metrics, events, recycling (wd_observe.h) */
+    struct wd_http *http;   /* NULL unless --http */
 };
 
 /* ---- wd_consume.c ---------------------------------------------------------------------- */

@@ -24,9 +24,14 @@ static const char *joined(const broker_events_cmd *cmd) {
 }
 
 TEST(xadd_of_a_finished_event_has_every_field_in_order) {
-    broker_event ev = {.type = "failed", .id = "job-1", .task = "http.get",
-                       .worker = "h:12:ab", .time = 1700000000.25, .queue = "high",
-                       .runtime = 0.5, .error = "HTTPError: 500"};
+    broker_event ev = {.type = "failed",
+                       .id = "job-1",
+                       .task = "http.get",
+                       .worker = "h:12:ab",
+                       .time = 1700000000.25,
+                       .queue = "high",
+                       .runtime = 0.5,
+                       .error = "HTTPError: 500"};
     broker_events_cmd cmd;
     ASSERT_EQ(broker_events_xadd(&cmd, "workerd:events", &ev), 22);
     ASSERT_EQ(cmd.argc, 22);
@@ -56,8 +61,13 @@ TEST(redis_stores_the_event_as_a_monitor_reads_it) {
     char key[BROKER_KEY_MAX];
     ASSERT_EQ(broker_keys_init(&keys, NULL), 0);
     ASSERT(broker_key_events(&keys, key) > 0);
-    broker_event ev = {.type = "received", .id = "job 1", .task = "echo", .worker = "h:1:x",
-                       .time = 1700000000.123456, .queue = "default", .runtime = -1};
+    broker_event ev = {.type = "received",
+                       .id = "job 1",
+                       .task = "echo",
+                       .worker = "h:1:x",
+                       .time = 1700000000.123456,
+                       .queue = "default",
+                       .runtime = -1};
     broker_events_cmd cmd;
     broker_events_xadd(&cmd, key, &ev);
     redisReply *r = redisCommandArgv(c, cmd.argc, cmd.argv, NULL);
@@ -67,9 +77,9 @@ TEST(redis_stores_the_event_as_a_monitor_reads_it) {
     r = redisCommand(c, "XRANGE workerd:events - +");
     ASSERT(r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 1);
     redisReply *fields = r->element[0]->element[1];
-    const char *want[] = {"type", "received", "id",   "job 1",
-                          "task", "echo",     "worker", "h:1:x",
-                          "time", "1700000000.123456", "queue", "default"};
+    const char *want[] = {"type",  "received", "id",    "job 1", "task",
+                          "echo",  "worker",   "h:1:x", "time",  "1700000000.123456",
+                          "queue", "default"};
     ASSERT_EQ(fields->elements, sizeof want / sizeof *want);
     for (size_t i = 0; i < fields->elements; i++)
         ASSERT_STREQ(fields->element[i]->str, want[i]);
@@ -83,8 +93,12 @@ TEST(stream_stays_capped_near_maxlen) {
     test_redis_start(&server, NULL);
     redisContext *c = redisConnect("127.0.0.1", server.port);
     ASSERT(c != NULL && c->err == 0);
-    broker_event ev = {.type = "succeeded", .id = "j", .task = "echo", .worker = "w",
-                       .time = 1.0, .runtime = 0.001};
+    broker_event ev = {.type = "succeeded",
+                       .id = "j",
+                       .task = "echo",
+                       .worker = "w",
+                       .time = 1.0,
+                       .runtime = 0.001};
     broker_events_cmd cmd;
     broker_events_xadd(&cmd, "workerd:events", &ev);
     int total = 2 * BROKER_EVENTS_MAXLEN + 500;

@@ -89,8 +89,7 @@ static void run_child(const char *log, int port, size_t max_greenlets, const cha
 
 /* Start the embedded worker on Redis at port, with at most max_greenlets greenlets alive
  * (0: the runtime's default) and the NULL-terminated extra args (may be NULL). */
-static void start_embedded(e2e_worker *w, int port, size_t max_greenlets,
-                           const char *const *args) {
+static void start_embedded(e2e_worker *w, int port, size_t max_greenlets, const char *const *args) {
     memset(w, 0, sizeof *w);
     w->dir = test_tmpdir("embedded");
     w->log = malloc(strlen(w->dir) + 16);
@@ -175,8 +174,7 @@ TEST(every_start_up_failure_is_fatal_and_logged) {
                            "failed: ...\"",
                            k, code);
             }
-            snprintf(what[failed], sizeof what[failed], "%.*s", (int)strcspn(line, "\n"),
-                     line);
+            snprintf(what[failed], sizeof what[failed], "%.*s", (int)strcspn(line, "\n"), line);
             printf("limit %zu: %s\n", k, what[failed]);
             failed++;
             free(log);
@@ -185,10 +183,15 @@ TEST(every_start_up_failure_is_fatal_and_logged) {
     }
     ASSERT(ready);
     /* The steps the greenlet limit reaches, each named in its line. */
-    const char *steps[] = {"the connection to the broker", "blocking connection for queue high",
-                           "blocking connection for queue low", "--http",
-                           "the task event publisher", "the acker", "the heartbeat",
-                           "the fetcher", "the waker"};
+    const char *steps[] = {"the connection to the broker",
+                           "blocking connection for queue high",
+                           "blocking connection for queue low",
+                           "--http",
+                           "the task event publisher",
+                           "the acker",
+                           "the heartbeat",
+                           "the fetcher",
+                           "the waker"};
     for (size_t i = 0; i < sizeof steps / sizeof *steps; i++) {
         bool seen = false;
         for (int j = 0; j < failed; j++)
