@@ -88,9 +88,10 @@
 #define WD_SHUTDOWN_AFTER_TASKS 35
 
 /* What the units' TimeoutStopSec= adds to WD_SHUTDOWN_TIMEOUT_DEFAULT +
- * WD_SHUTDOWN_AFTER_TASKS, in seconds: the unit's own timeout must hold even when the
- * EXTEND_TIMEOUT_USEC message is late (a loop busy with the last tasks) or absent (a
- * supervisor whose children stop one after another), so it is not cut to the second. */
+ * WD_SHUTDOWN_AFTER_TASKS, in seconds. workerd's EXTEND_TIMEOUT_USEC counts from the
+ * moment it handles SIGTERM, which may be a little after systemd sent it (a loop busy with
+ * tasks), and a systemd that ignores the message (older than 236) has only the unit's own
+ * value: with the default settings that alone must be enough, with room to spare. */
 #define WD_SHUTDOWN_UNIT_MARGIN 10
 
 #endif
