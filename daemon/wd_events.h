@@ -1,6 +1,7 @@
 /*
  * wd_events.h - task events for monitors (Celery's -E): one entry per state change of a
- * task on the capped Redis stream <prefix>:events, XADD ... MAXLEN ~ WD_EVENTS_MAXLEN.
+ * task on the capped Redis stream <prefix>:events, XADD ... MAXLEN ~ BROKER_EVENTS_MAXLEN
+ * (broker_events.h builds the command).
  *
  * Each entry has the fields
  *
@@ -38,16 +39,16 @@
 
 #include <stdint.h>
 
-#define WD_EVENTS_MAXLEN 10000
 #define WD_EVENTS_PERIOD 0.05
 #define WD_EVENTS_MAX_QUEUED 100000
 
 struct wd_events;
 
 /* Create the publisher for stream <prefix>:events on conn (borrowed; it must outlive the
- * publisher), and start its greenlet. wid is copied. Does not yield. Returns NULL when out
- * of memory, the prefix is invalid, or the greenlet cannot be spawned. */
-struct wd_events *wd_events_start(broker_conn *conn, const char *prefix, const char *wid);
+ * publisher), and start its greenlet; *out is the publisher. wid is copied. Does not
+ * yield. Returns 0, -EINVAL (the prefix is invalid), -ENOMEM, or green_spawn's error
+ * (*out is then NULL and nothing was started). */
+int wd_events_start(struct wd_events **out, broker_conn *conn, const char *prefix, const char *wid);
 
 /* Queue one event. type is one of the names above; id, task, queue, error may be NULL
  * (the field is then left out; queue and error only appear for the types listed above

@@ -14,18 +14,19 @@
  * sends half a request and waits cannot hold a slot for long; at most MAX_CONNS are served
  * at once (more wait in the kernel's backlog).
  *
- * Runs on greenlets of the worker's hub. Reads the worker's state directly: the counters
- * are plain fields written by greenlets of the same hub, so a handler sees a consistent
- * snapshot (nothing else runs until it yields).
+ * Runs on greenlets of the worker's hub. Reads the worker's state directly, and its
+ * counters from wd_observe: plain fields written by greenlets of the same hub, so a
+ * handler sees a consistent snapshot (nothing else runs until it yields).
  */
 #include "wd_http.h"
 
 #include "broker_keys.h"
 #include "green_io.h"
 #include "green_server.h"
-#include "wd_events.h"
 #include "wd_log.h"
 #include "wd_metrics.h"
+#include "wd_observe.h"
+#include "wd_shutdown.h"
 #include "wd_worker_internal.h"
 
 #include <errno.h>
@@ -125,13 +126,14 @@ static void page_metrics(struct wd_worker *w, struct answer *a) {
         queue_depths(w, depths);
     green_stats st;
     green_get_stats(&st);
+    const struct wd_counters *c = wd_observe_counters(w->obs);
     struct wd_metrics_gauges g = {
-        .received = w->received,
-        .dead_letters = w->invalid,
-        .put_back = w->put_back,
-        .lost_ownership = w->lost_ownership,
+        .received = c->received,
+        .dead_letters = c->invalid,
+        .put_back = c->put_back,
+        .lost_ownership = c->lost_ownership,
         .reconnects = broker_conn_drops(w->conn),
-        .events_dropped = wd_events_dropped(w->events),
+        .events_dropped = wd_observe_events_dropped(w->obs),
         .in_flight = green_pool_running(&w->pool),
         .pool_size = (size_t)w->opts->concurrency,
         .greenlets_alive = st.alive,
@@ -144,7 +146,7 @@ static void page_metrics(struct wd_worker *w, struct answer *a) {
     };
     a->status = 200;
     a->type = "text/plain; version=0.0.4; charset=utf-8";
-    a->body = wd_metrics_render(w->metrics, &g);
+    a->body = wd_metrics_render(wd_observe_metrics(w->obs), &g);
     free(depths);
 }
 
@@ -160,6 +162,7 @@ static void page_healthz(struct wd_worker *w, struct answer *a) {
 }
 
 static void page_workers(struct wd_worker *w, struct answer *a) {
+    const struct wd_counters *c = wd_observe_counters(w->obs);
     json_t *queues = json_array();
     for (size_t i = 0; queues && i < w->opts->nqueues; i++)
         json_array_append_new(queues, json_string(w->opts->queues[i]));
@@ -171,9 +174,9 @@ static void page_workers(struct wd_worker *w, struct answer *a) {
         (int)green_pool_running(&w->pool), "prefetch", (json_int_t)w->opts->prefetch, "started",
         w->started_at, "broker_up", broker_conn_is_up(w->conn), "version", wd_version(),
         "consuming", w->consuming && w->stop == WD_RUNNING, "counters", "received",
-        (json_int_t)w->received, "succeeded", (json_int_t)w->succeeded, "failed",
-        (json_int_t)w->failed, "dead_letters", (json_int_t)w->invalid, "put_back",
-        (json_int_t)w->put_back, "lost_ownership", (json_int_t)w->lost_ownership);
+        (json_int_t)c->received, "succeeded", (json_int_t)c->succeeded, "failed",
+        (json_int_t)c->failed, "dead_letters", (json_int_t)c->invalid, "put_back",
+        (json_int_t)c->put_back, "lost_ownership", (json_int_t)c->lost_ownership);
     json_t *all = me ? json_pack("[o]", me) : NULL;
     char *text = all ? json_dumps(all, JSON_COMPACT) : NULL;
     json_decref(all);
@@ -283,19 +286,20 @@ static void handle(int fd, void *arg) {
 struct wd_http *wd_http_start(struct wd_worker *w, const char *host, int port) {
     struct wd_http *h = calloc(1, sizeof *h);
     if (!h) {
-        wd_log(WD_LOG_ERROR, "--http: out of memory");
+        wd_log(WD_LOG_ERROR, "start-up failed: --http: %s", strerror(ENOMEM));
         return NULL;
     }
     h->w = w;
     h->fd = green_tcp_listen(host, port, 128);
     if (h->fd < 0) {
-        wd_log(WD_LOG_ERROR, "--http: cannot listen on %s:%d: %s", host, port, strerror(-h->fd));
+        wd_log(WD_LOG_ERROR, "start-up failed: --http: cannot listen on %s:%d: %s", host, port,
+               strerror(-h->fd));
         free(h);
         return NULL;
     }
     int rc = green_server_start(&h->server, h->fd, handle, h, MAX_CONNS);
     if (rc != 0) {
-        wd_log(WD_LOG_ERROR, "--http: cannot start serving: %s", strerror(-rc));
+        wd_log(WD_LOG_ERROR, "start-up failed: --http: cannot start serving: %s", strerror(-rc));
         close(h->fd);
         free(h);
         return NULL;
@@ -309,7 +313,7 @@ struct wd_http *wd_http_start(struct wd_worker *w, const char *host, int port) {
 void wd_http_stop(struct wd_http *h) {
     if (!h)
         return;
-    green_server_stop(h->server, 1.0);
+    green_server_stop(h->server, WD_SHUTDOWN_HTTP_GRACE);
     close(h->fd);
     free(h);
 }

@@ -19,22 +19,40 @@
  * A job killed by a shutdown (-ECANCELED while the worker stops) queues nothing: its
  * message stays in the in-flight hash and the shutdown's requeue puts it back.
  *
+ * The acker's round trip is retried through Redis outages by wd_batch_send (wd_batch.h),
+ * until the shutdown's deadline (w->give_up_at) once there is one.
+ *
  * All of this runs on greenlets of the worker's hub.
  */
 #include "wd_worker_internal.h"
 
 #include "broker_result.h"
+#include "green_check.h"
 #include "task.h"
+#include "wd_batch.h"
 #include "wd_log.h"
 #include "wd_observe.h"
+#include "wd_shutdown.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #define ACK_BATCH 1024
-#define ACK_TIMEOUT 10.0
+#define DEAD_LETTER_TIMEOUT 10.0
+
+/* STARTED: store a STARTED result; FINAL: store the result and ack; RELEASE: only free
+ * the job (its message stays in flight). */
+enum ack_kind { ACK_STARTED, ACK_FINAL, ACK_RELEASE };
+
+/* One item on w->acks, from a job to the acker. */
+struct ack_item {
+    enum ack_kind kind;
+    struct wd_job *job;
+    char *json; /* the result document; NULL: ack without storing a result (a STARTED item:
+                   the acker encodes it when it sends it) */
+};
 
 struct wd_job {
     struct wd_worker *w;
@@ -43,17 +61,11 @@ struct wd_job {
     bool parsed;
     char *rejected_id; /* the id read from a message that did not parse (for its FAILURE
                           result); NULL otherwise, where msg.id is the id */
-    bool finished; /* its final ack is queued: a pending STARTED is moot */
+    bool finished;     /* its final ack is queued: a pending STARTED is moot */
     double started_at;
     struct wd_job *prev, *next;           /* w->running: not finished yet */
     struct wd_job *live_prev, *live_next; /* w->live: not freed yet (holds its tag) */
 };
-
-double wd_unix_now(void) {
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
-}
 
 /* The id the job's result is stored under, or NULL when it has none. */
 static const char *job_id(const struct wd_job *j) {
@@ -87,17 +99,17 @@ static void unlink_job(struct wd_job *j) {
     j->prev = j->next = NULL;
 }
 
-static void queue_ack(struct wd_worker *w, enum wd_ack_kind kind, struct wd_job *j, char *json) {
-    struct wd_ack_item *it = malloc(sizeof *it);
+static void queue_ack(struct wd_worker *w, enum ack_kind kind, struct wd_job *j, char *json) {
+    struct ack_item *it = malloc(sizeof *it);
     if (it)
-        *it = (struct wd_ack_item){.kind = kind, .job = j, .json = json};
+        *it = (struct ack_item){.kind = kind, .job = j, .json = json};
     if (!it || green_queue_try_put(&w->acks, it) != 0) {
         /* Out of memory: the message stays in flight and comes back through recovery. */
         wd_log_task(WD_LOG_ERROR, j->parsed ? j->msg.id : j->d.tag,
                     "out of memory queueing a result; the message will be redelivered");
         free(it);
         free(json);
-        if (kind != WD_ACK_STARTED)
+        if (kind != ACK_STARTED)
             job_free(j);
     }
 }
@@ -107,7 +119,7 @@ static void queue_ack(struct wd_worker *w, enum wd_ack_kind kind, struct wd_job 
 static void release(struct wd_job *j) {
     unlink_job(j);
     j->finished = true;
-    queue_ack(j->w, WD_ACK_RELEASE, j, NULL);
+    queue_ack(j->w, ACK_RELEASE, j, NULL);
 }
 
 static char *result_json(struct wd_job *j, const char *id, broker_status status, json_t *value,
@@ -122,7 +134,7 @@ static char *result_json(struct wd_job *j, const char *id, broker_status status,
         .retries = j->parsed ? j->msg.retries : 0,
         .worker = j->w->wid,
         .started_at = j->started_at,
-        .finished_at = status == BROKER_STARTED ? 0 : wd_unix_now(),
+        .finished_at = status == BROKER_STARTED ? 0 : green_wallclock(),
     };
     return broker_result_encode(&r);
 }
@@ -135,18 +147,17 @@ static void finish(struct wd_job *j, broker_status status, json_t *value, const 
     j->finished = true;
     const char *id = j->msg.id;
     if (status == BROKER_SUCCESS) {
-        w->succeeded++;
         wd_log_task(WD_LOG_DEBUG, id, "%s succeeded in %.3f s", j->msg.task,
-                    wd_unix_now() - j->started_at);
+                    green_wallclock() - j->started_at);
     } else {
-        w->failed++;
         wd_log_task(WD_LOG_WARNING, id, "%s %s: %s: %s", j->msg.task,
                     status == BROKER_REVOKED ? "revoked" : "failed", etype, emsg);
     }
-    wd_observe_finished(w, id, j->msg.task, status,
-                        status == BROKER_REVOKED ? -1 : wd_unix_now() - j->started_at, etype, emsg);
+    wd_observe_finished(w->obs, id, j->msg.task, status,
+                        status == BROKER_REVOKED ? -1 : green_wallclock() - j->started_at, etype,
+                        emsg);
     char *json = j->msg.ignore_result ? NULL : result_json(j, id, status, value, etype, emsg);
-    queue_ack(w, WD_ACK_FINAL, j, json);
+    queue_ack(w, ACK_FINAL, j, json);
 }
 
 /* Store a dead letter, retrying through Redis outages: the message must not be acked
@@ -154,12 +165,18 @@ static void finish(struct wd_job *j, broker_status status, json_t *value, const 
 static int store_dead_letter(struct wd_job *j, const char *id, const char *reason) {
     struct wd_worker *w = j->w;
     broker_dead d = {
-        .raw = j->d.raw, .raw_len = j->d.len, .reason = reason, .worker = w->wid,
-        .time = wd_unix_now(), .id = id, .queue = j->d.queue,
+        .raw = j->d.raw,
+        .raw_len = j->d.len,
+        .reason = reason,
+        .worker = w->wid,
+        .time = green_wallclock(),
+        .id = id,
+        .queue = j->d.queue,
     };
     char *json = broker_dead_encode(&d);
     int rc = json ? 0 : -ENOMEM;
-    while (json && (rc = broker_dead_letter(w->bw, json, ACK_TIMEOUT)) != 0 && rc != -ECANCELED)
+    while (json && (rc = broker_dead_letter(w->bw, json, DEAD_LETTER_TIMEOUT)) != 0 &&
+           rc != -ECANCELED)
         if (green_sleep(0.5) == -ECANCELED) {
             rc = -ECANCELED;
             break;
@@ -171,7 +188,7 @@ static int store_dead_letter(struct wd_job *j, const char *id, const char *reaso
 /* A message that cannot run: dead letter, FAILURE result if the id is known, ack. */
 static void reject(struct wd_job *j, const char *id, const char *etype, const char *reason) {
     struct wd_worker *w = j->w;
-    w->invalid++;
+    wd_observe_invalid(w->obs);
     wd_log_task(WD_LOG_WARNING, id ? id : "-", "dead-lettered message from queue %s (tag %s): %s",
                 j->d.queue, j->d.tag, reason);
     if (store_dead_letter(j, id, reason) != 0) {
@@ -180,7 +197,7 @@ static void reject(struct wd_job *j, const char *id, const char *etype, const ch
     }
     unlink_job(j);
     j->finished = true;
-    w->failed++;
+    wd_observe_dead_lettered(w->obs);
     /* The acker stores the result under job_id(j): for a message that did not parse,
      * that is this copy of the id the parser could still read. */
     if (id && !j->parsed)
@@ -189,7 +206,7 @@ static void reject(struct wd_job *j, const char *id, const char *etype, const ch
     if (id && !json) {
         wd_log_task(WD_LOG_ERROR, id, "out of memory encoding a result");
     }
-    queue_ack(w, WD_ACK_FINAL, j, json);
+    queue_ack(w, ACK_FINAL, j, json);
 }
 
 static void run(struct wd_job *j) {
@@ -202,22 +219,24 @@ static void run(struct wd_job *j) {
         reject(j, m->id, "NotRegistered", reason);
         return;
     }
-    if (m->expires > 0 && wd_unix_now() > m->expires) {
+    if (m->expires > 0 && green_wallclock() > m->expires) {
         finish(j, BROKER_REVOKED, NULL, "TaskExpired", "the message expired before it ran");
         return;
     }
     if (m->redelivered > 0)
         /* Worth a warning: a message that keeps coming back may be what kills workers,
          * and the operator should see it before it becomes a poison pill. */
-        wd_log_task(WD_LOG_WARNING, m->id, "%s redelivered %d time(s): the worker running it "
-                    "before died", m->task, m->redelivered);
+        wd_log_task(WD_LOG_WARNING, m->id,
+                    "%s redelivered %d time(s): the worker running it "
+                    "before died",
+                    m->task, m->redelivered);
     /* The STARTED document is encoded by the acker, and only if the task is still
      * running when the batch goes out: most tasks finish first, and encoding it here cost
      * a quarter of the worker's CPU on 100k echo tasks for documents that were dropped. */
     if (!m->ignore_result)
-        queue_ack(w, WD_ACK_STARTED, j, NULL);
+        queue_ack(w, ACK_STARTED, j, NULL);
     wd_log_task(WD_LOG_DEBUG, m->id, "%s started (tag %s)", m->task, j->d.tag);
-    wd_observe_started(w, m->id, m->task);
+    wd_observe_started(w->obs, m->id, m->task);
 
     green_timeout hard, soft;
     green_timeout_start(&hard, m->time_limit > 0 ? m->time_limit : -1);
@@ -231,7 +250,7 @@ static void run(struct wd_job *j) {
 
     if (rc == -ECANCELED && w->stop != WD_RUNNING) {
         json_decref(result);
-        w->put_back++;
+        wd_observe_put_back(w->obs);
         wd_log_task(WD_LOG_INFO, m->id, "%s interrupted by shutdown; it goes back to queue %s",
                     m->task, j->d.queue);
         release(j);
@@ -248,10 +267,16 @@ static void run(struct wd_job *j) {
         double limit = hard_fired ? m->time_limit : m->soft_time_limit;
         snprintf(msg, sizeof msg, "the task ran past its %s of %g s",
                  hard_fired ? "time_limit" : "soft_time_limit", limit);
-        finish(j, BROKER_FAILURE, NULL,
-               hard_fired ? "TimeLimitExceeded" : "SoftTimeLimitExceeded", msg);
+        finish(j, BROKER_FAILURE, NULL, hard_fired ? "TimeLimitExceeded" : "SoftTimeLimitExceeded",
+               msg);
+    } else if (rc < 0) {
+        /* An errno the task should have turned into a TASK_EFAIL (task.h). */
+        finish(j, BROKER_FAILURE, NULL, "InternalError", strerror(-rc));
     } else {
-        finish(j, BROKER_FAILURE, NULL, "WorkerError", strerror(rc < 0 ? -rc : rc));
+        /* Not an errno at all: strerror would name an unrelated error. */
+        char msg[96];
+        snprintf(msg, sizeof msg, "the task returned %d, which is not a task result code", rc);
+        finish(j, BROKER_FAILURE, NULL, "InternalError", msg);
     }
     json_decref(result);
 }
@@ -260,11 +285,11 @@ static void *job_main(void *arg) {
     struct wd_job *j = arg;
     broker_msg_error perr;
     memset(&perr, 0, sizeof perr);
-    j->started_at = wd_unix_now();
+    j->started_at = green_wallclock();
     int rc = broker_msg_parse(j->d.raw, j->d.len, &j->w->limits, j->started_at, &j->msg, &perr);
     if (rc == 0) {
         j->parsed = true;
-        wd_observe_received(j->w, j->msg.id, j->msg.task, j->d.queue);
+        wd_observe_received(j->w->obs, j->msg.id, j->msg.task, j->d.queue);
         run(j);
     } else if (rc == -EINVAL) {
         reject(j, perr.has_id ? perr.id : NULL, "InvalidMessage", perr.reason);
@@ -298,7 +323,7 @@ int wd_job_start(struct wd_worker *w, broker_delivery *d) {
         w->live->live_prev = j;
     w->live = j;
     w->live_count++;
-    w->received++;
+    wd_observe_taken(w->obs);
     return 0;
 }
 
@@ -333,31 +358,35 @@ int wd_job_orphans(struct wd_worker *w, char *const *tags, size_t ntags, const c
 
 /* ---- the acker ------------------------------------------------------------------------ */
 
-/* A shutdown has set its deadline for talking to Redis, and it has passed. */
-static bool past_give_up(const struct wd_worker *w) {
-    return w->give_up_at > 0 && wd_unix_now() >= w->give_up_at;
-}
-
-/* The acker's arrays, allocated once: per batch, their calloc (over 1 KiB, so a
- * malloc_consolidate each time) cost more than the rest of the acker's bookkeeping. */
-struct ack_batch {
-    struct wd_ack_item *items[ACK_BATCH];
+/* The acker's arrays, allocated once at its start: per batch, their calloc (over 1 KiB, so
+ * a malloc_consolidate each time) cost more than the rest of the acker's bookkeeping. */
+struct acker {
+    struct wd_worker *w;
+    void *items[ACK_BATCH]; /* struct ack_item * */
     broker_ack_entry acks[ACK_BATCH];
     bool owned[ACK_BATCH];
-    struct wd_ack_item *sent[ACK_BATCH];
+    struct ack_item *sent[ACK_BATCH];
+    size_t m; /* entries in acks[] and sent[] */
 };
 
-static void send_batch(struct wd_worker *w, struct ack_batch *b, size_t n) {
-    struct wd_ack_item **items = b->items, **sent = b->sent;
-    broker_ack_entry *acks = b->acks;
-    bool *owned = b->owned;
+/* One round trip of the batch (wd_batch_send's attempt). */
+static int ack_once(void *arg, double timeout) {
+    struct acker *a = arg;
+    return broker_ack(a->w->bw, a->acks, a->m, a->owned, timeout);
+}
+
+static void send_batch(struct acker *a, size_t n) {
+    struct wd_worker *w = a->w;
+    struct ack_item **sent = a->sent;
+    broker_ack_entry *acks = a->acks;
+    bool *owned = a->owned;
     size_t m = 0;
     memset(owned, 0, n * sizeof *owned);
     for (size_t i = 0; i < n; i++) {
-        struct wd_ack_item *it = items[i];
-        if (it->kind == WD_ACK_RELEASE || (it->kind == WD_ACK_STARTED && it->job->finished))
+        struct ack_item *it = a->items[i];
+        if (it->kind == ACK_RELEASE || (it->kind == ACK_STARTED && it->job->finished))
             continue;
-        if (it->kind == WD_ACK_STARTED) {
+        if (it->kind == ACK_STARTED) {
             struct wd_job *j = it->job;
             it->json = result_json(j, j->msg.id, BROKER_STARTED, NULL, NULL, NULL);
             if (!it->json)
@@ -370,82 +399,79 @@ static void send_batch(struct wd_worker *w, struct ack_batch *b, size_t n) {
             .tag = it->job->d.tag,
             .id = it->json ? job_id(it->job) : NULL,
             .json = it->json,
-            .if_owned = it->kind == WD_ACK_STARTED,
+            .if_owned = it->kind == ACK_STARTED,
         };
         sent[m++] = it;
     }
-    for (int attempt = 0; m > 0; attempt++) {
-        /* While Redis is away, wait for it a second at a time, so that a shutdown's
-         * deadline set meanwhile is seen within a second, not after a whole ACK_TIMEOUT. */
-        int rc;
-        while ((rc = broker_conn_wait_up(w->conn, 1.0)) == -ETIMEDOUT && !past_give_up(w))
-            ;
-        if (rc == 0) {
-            /* Once the shutdown has set its deadline, no call may run past it by much. */
-            double timeout = ACK_TIMEOUT;
-            if (w->give_up_at > 0) {
-                double left = w->give_up_at - wd_unix_now();
-                timeout = left < 0.5 ? 0.5 : left < ACK_TIMEOUT ? left : ACK_TIMEOUT;
-            }
-            rc = broker_ack(w->bw, acks, m, owned, timeout);
-            if (rc == 0)
-                break;
-        }
-        bool link = broker_conn_error_is_link(rc) || rc == -ETIMEDOUT;
-        /* Give up where retrying cannot help (Redis refuses the batch) or may not wait
-         * (a shutdown with Redis away, past its deadline): the messages stay in flight,
-         * and recovery or the next start redelivers them. At least once, never lost.
-         * A deadline, not a count of attempts: each attempt may wait ACK_TIMEOUT for a
-         * Redis that is down, and 20 of those kept a SIGTERMed worker for minutes. */
-        if ((!link && attempt >= 2) || past_give_up(w)) {
-            wd_log(WD_LOG_ERROR, "giving up storing %zu results (%s): their messages stay "
-                                 "in flight and will be redelivered", m, strerror(-rc));
+    a->m = m;
+    if (m > 0) {
+        /* Give up where retrying cannot help (Redis refuses the batch three times) or may
+         * not wait (a shutdown with Redis away, past its deadline): the messages stay in
+         * flight, and recovery or the next start redelivers them. At least once, never
+         * lost. A deadline, not a count of attempts: each attempt may wait a whole call
+         * time-out for a Redis that is down, and 20 of those kept a SIGTERMed worker for
+         * minutes. */
+        char what[64];
+        snprintf(what, sizeof what, "storing %zu results", m);
+        struct wd_batch_policy policy = {
+            .conn = w->conn,
+            .call_timeout = WD_SHUTDOWN_ACK_CALL,
+            .give_up_at = &w->give_up_at,
+            .max_refusals = 2,
+            .what = what,
+        };
+        int rc = wd_batch_send(&policy, ack_once, a);
+        if (rc != 0) {
+            wd_log(WD_LOG_ERROR,
+                   "giving up storing %zu results (%s): their messages stay "
+                   "in flight and will be redelivered",
+                   m, strerror(-rc));
             memset(owned, 1, m * sizeof *owned);
-            break;
-        }
-        if (!link) {
-            wd_log(WD_LOG_ERROR, "storing %zu results failed: %s; retrying", m,
-                   strerror(rc < 0 ? -rc : rc));
-            green_sleep(0.5);
         }
     }
     for (size_t i = 0; i < m; i++) {
-        if (sent[i]->kind == WD_ACK_FINAL && !owned[i]) {
-            w->lost_ownership++;
+        if (sent[i]->kind == ACK_FINAL && !owned[i]) {
+            wd_observe_lost_ownership(w->obs);
             wd_log_task(WD_LOG_WARNING, job_id(sent[i]->job),
                         "this worker was presumed dead and the message was given to another "
                         "worker meanwhile: its result here was not stored");
         }
     }
     for (size_t i = 0; i < n; i++) {
-        if (items[i]->kind != WD_ACK_STARTED)
-            job_free(items[i]->job);
-        free(items[i]->json);
-        free(items[i]);
+        struct ack_item *it = a->items[i];
+        if (it->kind != ACK_STARTED)
+            job_free(it->job);
+        free(it->json);
+        free(it);
     }
 }
 
-void *wd_acker_main(void *arg) {
-    struct wd_worker *w = arg;
-    struct ack_batch *b = malloc(sizeof *b);
-    if (b == NULL)
-        wd_log(WD_LOG_ERROR, "out of memory starting the acker; no result can be stored");
+static void *acker_main(void *arg) {
+    struct acker *a = arg;
+    struct wd_worker *w = a->w;
     bool end = false;
-    while (b && !end) {
-        void *it;
-        if (green_queue_get(&w->acks, &it, -1) != 0)
+    while (!end) {
+        if (green_queue_get(&w->acks, &a->items[0], -1) != 0)
             break;
         size_t n = 0;
-        do {
-            if (!it) {
-                end = true;
-                break;
-            }
-            b->items[n++] = it;
-        } while (n < ACK_BATCH && green_queue_try_get(&w->acks, &it) == 0);
-        send_batch(w, b, n);
+        if (a->items[0] == NULL)
+            end = true;
+        else
+            n = wd_batch_gather(&w->acks, a->items, 1, ACK_BATCH, &end);
+        send_batch(a, n);
         green_event_set(&w->acked);
     }
-    free(b);
+    free(a);
     return NULL;
+}
+
+int wd_acker_start(struct wd_worker *w, green_t *g) {
+    struct acker *a = malloc(sizeof *a);
+    if (!a)
+        return -ENOMEM;
+    a->w = w;
+    int rc = green_spawn(g, acker_main, a);
+    if (rc != 0)
+        free(a);
+    return rc;
 }

@@ -20,6 +20,8 @@
  */
 #include "wd_log.h"
 
+#include "green_check.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -109,12 +111,13 @@ static size_t escape(const char *src, size_t len, char *dst, size_t cap, bool *c
 
 /* "2026-11-26T03:40:01.123Z" (24 bytes) into out, which holds at least 32. */
 static size_t format_time(char *out) {
-    struct timespec ts;
+    double now = green_wallclock();
+    time_t sec = (time_t)now;
+    long ms = (long)((now - (double)sec) * 1000); /* 0..999: the fraction is in [0, 1) */
     struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
+    gmtime_r(&sec, &tm);
     size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
-    n += (size_t)snprintf(out + n, 32 - n, ".%03ldZ", ts.tv_nsec / 1000000);
+    n += (size_t)snprintf(out + n, 32 - n, ".%03ldZ", ms);
     return n;
 }
 

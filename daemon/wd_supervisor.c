@@ -26,6 +26,7 @@
 
 #include "wd_log.h"
 #include "wd_notify.h"
+#include "wd_shutdown.h"
 
 #include <errno.h>
 #include <ev.h>
@@ -178,8 +179,10 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents) {
     if (!s->stopping) {
         s->stopping = true;
         wd_log(WD_LOG_INFO, "supervisor: %s: stopping %d children", strsignal(w->signum), s->live);
+        /* The children stop in parallel, each within the shutdown timeout and what comes
+         * after the tasks (wd_shutdown.h). */
         wd_notifyf("STOPPING=1\nEXTEND_TIMEOUT_USEC=%lld",
-                   (long long)(s->opts->shutdown_timeout + 35) * 1000000);
+                   (long long)(s->opts->shutdown_timeout + WD_SHUTDOWN_AFTER_TASKS) * 1000000);
         for (int i = 0; i < s->n; i++) {
             ev_timer_stop(loop, &s->kids[i].restart);
             s->kids[i].due = false;

@@ -4,40 +4,48 @@
  * Greenlets of one worker, all on the hub of the main thread:
  *
  *   main       wd_worker_run: start-up, then waits for a shutdown request and runs it
- *   fetcher    waits for a free slot in the pool, takes up to min(free, prefetch)
- *              messages in one atomic step (fetch.lua) and starts a job for each; when the
- *              queues are empty it asks the wakers to block for work
- *   wakers     one per queue, each with its own connection: a BLMOVE with a finite timeout
- *              into this worker's landing list (in flight as far as recovery goes), so an
- *              idle worker does not poll and a new message starts within a round trip
- *   acker      stores results and acks in batches (wd_job.c)
- *   heartbeat  refreshes this worker's heartbeat every --heartbeat seconds, and recovers
- *              the messages of workers whose heartbeat expired
- *   jobs       one per running message, from the pool (wd_job.c)
+ *   fetcher    takes messages and starts a job for each       (wd_consume.c)
+ *   wakers     one per queue, block in Redis for new work      (wd_consume.c)
+ *   heartbeat  keeps this worker registered, recovers the dead (wd_consume.c)
+ *   acker      stores results and acks in batches              (wd_job.c)
+ *   jobs       one per running message, from the pool          (wd_job.c)
  *
- * Redis outages: broker_conn reconnects with backoff and every loop here waits for it, so
- * the worker keeps running and nothing in memory is dropped; results wait in the acker's
- * queue until they can be stored. State changes are logged once each.
+ * Start-up is a sequence of steps, each in a function of its own: run_new (the worker's
+ * state), connect (the Redis connections and the broker's view of this worker),
+ * watch_signals, start_observers (--http, -E), wait_for_broker (an unreachable Redis is
+ * waited for, with reconnection and backoff, for as long as it takes: a worker may start
+ * before its Redis), start_consuming (the acker, the registration, the heartbeat, the
+ * fetcher, the wakers), and "ready". A step that fails logs one line, "start-up failed:
+ * <what failed>: <why>", and the run ends with exit code 1, never "ready"; what had
+ * started is stopped again (once start_consuming has begun, by the ordinary cold shutdown,
+ * which puts back whatever might have been taken). A shutdown asked for while waiting for
+ * Redis ends the run with 0: nothing was taken.
+ *
+ * Redis outages: broker_conn reconnects with backoff and every loop of the worker waits
+ * for it, so the worker keeps running and nothing in memory is dropped; results wait in
+ * the acker's queue until they can be stored. State changes are logged once each
+ * (on_conn_state).
  *
  * Shutdown (warm: SIGTERM or SIGINT; cold: a second SIGINT, or SIGQUIT): stop fetching and
  * close the blocking connections; warm waits up to --shutdown-timeout for running jobs;
  * then the rest are killed (their messages stay in flight), the acker flushes, and one
  * requeue.lua puts every message still in flight (and in the landing lists) back at the
  * head of its queue. Then the worker unregisters and returns 0. With Redis away, the
- * results and the put-back get WARM_FLUSH_SECONDS (cold: COLD_FLUSH_SECONDS) after the
- * tasks have stopped; then the worker returns 1 and leaves its in-flight messages for
- * recovery by another worker.
+ * results and the put-back get WD_SHUTDOWN_WARM_FLUSH (cold: WD_SHUTDOWN_COLD_FLUSH)
+ * seconds after the tasks have stopped; then the worker returns 1 and leaves its in-flight
+ * messages for recovery by another worker. wd_shutdown.h has every timing of this.
  */
 #include "wd_worker.h"
 #include "wd_worker_internal.h"
 
-#include "green_redis.h"
-#include "wd_events.h"
+#include "broker_keys.h"
+#include "green_check.h"
 #include "wd_http.h"
 #include "wd_log.h"
-#include "wd_metrics.h"
 #include "wd_notify.h"
 #include "wd_observe.h"
+#include "wd_queues.h"
+#include "wd_shutdown.h"
 
 #include <ev.h>
 #include <errno.h>
@@ -47,11 +55,23 @@
 #include <string.h>
 #include <unistd.h>
 
-#define FETCH_TIMEOUT 10.0
-#define BLOCK_SECONDS 2.0
-#define IDLE_REFETCH 1.0
-#define WARM_FLUSH_SECONDS 15.0 /* after the tasks: for the last results and the put-back */
-#define COLD_FLUSH_SECONDS 5.0
+/* The signals a worker handles: the first three shut it down, SIGHUP reloads. */
+static const int handled[] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP};
+#define NSIGNALS (sizeof handled / sizeof *handled)
+
+/* One run of the worker: the state it shares with the other wd_worker_internal.h files
+ * (w), and what only this file touches. */
+struct run {
+    struct wd_worker w;
+    wd_reload_fn reload;
+    void *reload_arg;
+    green_t fetcher, acker, heartbeat;
+    green_t *wakers; /* one per queue */
+    bool watching;   /* the signal and watchdog watchers are started */
+    ev_signal sigs[NSIGNALS];
+    sigset_t mask;
+    ev_timer watchdog;
+};
 
 static void on_conn_state(void *arg, const char *name, bool up, const char *err) {
     struct wd_worker *w = arg;
@@ -65,10 +85,9 @@ static void on_conn_state(void *arg, const char *name, bool up, const char *err)
 
 /* ---- signals ------------------------------------------------------------------------ */
 
-static struct wd_worker *signal_worker;
-
 static void on_signal(struct ev_loop *loop, ev_signal *sig, int revents) {
-    struct wd_worker *w = signal_worker;
+    struct run *r = sig->data;
+    struct wd_worker *w = &r->w;
     (void)loop;
     (void)revents;
     if (sig->signum == SIGQUIT || (sig->signum == SIGINT && w->stop == WD_WARM)) {
@@ -82,11 +101,12 @@ static void on_signal(struct ev_loop *loop, ev_signal *sig, int revents) {
         w->stop = WD_WARM;
         wd_log(WD_LOG_INFO, "warm shutdown (%s): finishing %zu running tasks, for up to %ld s",
                strsignal(sig->signum), green_pool_running(&w->pool), w->opts->shutdown_timeout);
-        /* The stop may take the shutdown timeout plus the put-back's retries: tell systemd. */
+        /* The stop may take the shutdown timeout plus what comes after the tasks: tell
+         * systemd (wd_shutdown.h). */
         wd_notifyf("STOPPING=1\nSTATUS=warm shutdown: finishing %zu tasks\n"
                    "EXTEND_TIMEOUT_USEC=%lld",
                    green_pool_running(&w->pool),
-                   (long long)(w->opts->shutdown_timeout + 35) * 1000000);
+                   (long long)(w->opts->shutdown_timeout + WD_SHUTDOWN_AFTER_TASKS) * 1000000);
     }
     green_event_set(&w->stop_ev);
 }
@@ -94,17 +114,18 @@ static void on_signal(struct ev_loop *loop, ev_signal *sig, int revents) {
 /* SIGHUP: re-read the settings through the caller's hook (logging takes effect at once;
  * the rest is reported as needing a restart). Runs on the hub: it never yields. */
 static void on_hup(struct ev_loop *loop, ev_signal *sig, int revents) {
-    struct wd_worker *w = signal_worker;
+    struct run *r = sig->data;
+    struct wd_worker *w = &r->w;
     (void)loop;
-    (void)sig;
     (void)revents;
     wd_notify("RELOADING=1\nSTATUS=reloading the configuration");
-    if (w->reload && w->reload(w->reload_arg) && w->stop == WD_RUNNING) {
+    if (r->reload && r->reload(r->reload_arg) && w->stop == WD_RUNNING) {
         /* A warm shutdown, then the caller starts again with the new settings; the new
          * start says READY=1. Nothing is lost: what does not finish goes back. */
-        wd_log(WD_LOG_INFO, "reload: restarting gracefully to apply the new settings "
-               "(finishing %zu running tasks, for up to %ld s)", green_pool_running(&w->pool),
-               w->opts->shutdown_timeout);
+        wd_log(WD_LOG_INFO,
+               "reload: restarting gracefully to apply the new settings "
+               "(finishing %zu running tasks, for up to %ld s)",
+               green_pool_running(&w->pool), w->opts->shutdown_timeout);
         w->restart = true;
         w->stop = WD_WARM;
         green_event_set(&w->stop_ev);
@@ -122,201 +143,38 @@ static void on_watchdog(struct ev_loop *loop, ev_timer *t, int revents) {
     wd_notify("WATCHDOG=1");
 }
 
-/* ---- the consuming greenlets ---------------------------------------------------------- */
-
-/* The special problem of a lost fetch reply: when a fetch fails after reaching Redis
- * (a time-out, the link dropping mid-reply), the script may have moved messages into this
- * worker's in-flight hash without the worker ever hearing of them. Recovery would only
- * find them once this worker dies, which may be never. So after such a failure the
- * fetcher compares the in-flight hash with the jobs it holds, and puts back every entry
- * that no job owns (without counting a redelivery: nothing ran). Only the fetcher adds
- * entries, and it is the one doing this, so nothing can be added meanwhile. It does the
- * same every heartbeat TTL, as a safety net. */
-static int reconcile(struct wd_worker *w) {
-    char **tags = NULL;
-    size_t ntags = 0, norphans = 0, moved = 0;
-    int rc = broker_inflight_tags(w->bw, &tags, &ntags, FETCH_TIMEOUT);
-    if (rc)
-        return rc;
-    const char **orphans = calloc(ntags ? ntags : 1, sizeof *orphans);
-    rc = orphans ? wd_job_orphans(w, tags, ntags, orphans, &norphans) : -ENOMEM;
-    if (rc == 0 && norphans) {
-        rc = broker_requeue(w->bw, orphans, norphans, &moved, FETCH_TIMEOUT);
-        if (rc == 0 && moved)
-            wd_log(WD_LOG_WARNING, "put back %zu messages that a failed fetch had moved into "
-                   "this worker's in-flight list unseen", moved);
+static void watch_signals(struct run *r) {
+    sigemptyset(&r->mask);
+    for (size_t i = 0; i < NSIGNALS; i++) {
+        ev_signal_init(&r->sigs[i], handled[i] == SIGHUP ? on_hup : on_signal, handled[i]);
+        r->sigs[i].data = r;
+        ev_signal_start(green_loop(), &r->sigs[i]);
+        sigaddset(&r->mask, handled[i]);
     }
-    free(orphans);
-    broker_tags_free(tags, ntags);
-    return rc;
+    /* A supervised child starts with these blocked (wd_supervisor.c), so that a signal sent
+     * before the watchers existed waited for them; libev 4.33 leaves the mask alone. */
+    sigprocmask(SIG_UNBLOCK, &r->mask, NULL);
+    int64_t watchdog_usec = wd_notify_watchdog_usec();
+    ev_timer_init(&r->watchdog, on_watchdog, 0., watchdog_usec > 0 ? watchdog_usec / 2e6 : 1.);
+    if (watchdog_usec > 0)
+        ev_timer_again(green_loop(), &r->watchdog);
+    r->watching = true;
 }
 
-/* --max-tasks-per-child or --max-memory-per-child says this worker is done: let the
- * running tasks finish, then shut down warm (the process exits 0 and its supervisor starts
- * a fresh one). Returns -ECANCELED when a shutdown overtook it. */
-static int recycle(struct wd_worker *w) {
-    int rc = green_pool_join(&w->pool, -1);
-    if (rc == 0 && w->stop == WD_RUNNING) {
-        w->stop = WD_WARM;
-        wd_notify("STOPPING=1\nSTATUS=recycling");
-        green_event_set(&w->stop_ev);
-    }
-    return rc;
+static void unwatch_signals(struct run *r) {
+    if (!r->watching)
+        return;
+    for (size_t i = 0; i < NSIGNALS; i++)
+        ev_signal_stop(green_loop(), &r->sigs[i]);
+    /* ev_signal_stop gives the signals back their default action, which is to die: a
+     * shutdown signal arriving now (a supervisor forwarding SIGTERM to a child that is
+     * already on its way out) must not turn a clean exit into a death by signal. */
+    sigprocmask(SIG_BLOCK, &r->mask, NULL);
+    ev_timer_stop(green_loop(), &r->watchdog);
+    r->watching = false;
 }
 
-static void *fetcher_main(void *arg) {
-    struct wd_worker *w = arg;
-    bool uncertain = false; /* a failed fetch may have moved messages we never saw */
-    double next_check = wd_unix_now() + w->opts->heartbeat_ttl;
-    while (w->fetching) {
-        /* Also every heartbeat TTL: one HKEYS is cheap, and whatever else might strand an
-         * entry (a bug, a hand edit) cannot strand it for long. */
-        if (uncertain || wd_unix_now() >= next_check) {
-            next_check = wd_unix_now() + w->opts->heartbeat_ttl;
-            int rc = reconcile(w);
-            if (rc == -ECANCELED)
-                break;
-            if (rc != 0) {
-                if (broker_conn_wait_up(w->conn, 1.0) == -ECANCELED ||
-                    green_sleep(0.1) == -ECANCELED)
-                    break;
-                continue;
-            }
-            uncertain = false;
-        }
-        if (green_pool_wait_available(&w->pool, -1) != 0)
-            break;
-        if (wd_observe_should_recycle(w)) {
-            recycle(w);
-            break;
-        }
-        size_t n = green_pool_free_slots(&w->pool);
-        if (n > (size_t)w->opts->prefetch)
-            n = (size_t)w->opts->prefetch;
-        if (n > wd_observe_fetch_allowance(w))
-            n = wd_observe_fetch_allowance(w);
-        /* The special problem of a fast fetcher: a job frees its slot once its result is
-         * queued, not stored, so fetching by free slots alone lets results pile up faster
-         * than one acker stores them, and the worker ends up holding tens of thousands of
-         * messages (memory, and redeliveries after a crash). A worker holds at most twice
-         * its concurrency: the running and the finished-but-not-yet-acked. */
-        size_t cap = 2 * (size_t)w->opts->concurrency;
-        if (w->live_count >= cap) {
-            green_event_clear(&w->acked);
-            if (green_event_wait(&w->acked, 1.0) == -ECANCELED)
-                break;
-            continue;
-        }
-        if (n > cap - w->live_count)
-            n = cap - w->live_count;
-        broker_delivery *d = NULL;
-        size_t count = 0;
-        /* Cleared before the fetch, not after it: a waker's BLMOVE on its own connection
-         * can land a message just after fetch.lua ran, and its reply can be handled
-         * before the fetch's. Clearing afterwards would lose that wake-up, and the
-         * message would wait out IDLE_REFETCH. A spurious set costs one empty fetch. */
-        green_event_clear(&w->work_landed);
-        int rc = broker_fetch(w->bw, n, &d, &count, FETCH_TIMEOUT);
-        if (rc == -ECANCELED)
-            break;
-        if (rc != 0) {
-            uncertain = true;
-            if (!broker_conn_error_is_link(rc) && rc != -ETIMEDOUT)
-                wd_log(WD_LOG_ERROR, "fetching messages failed: %s; retrying in 1 s",
-                       strerror(-rc));
-            if (broker_conn_wait_up(w->conn, 1.0) == -ECANCELED || green_sleep(0.1) == -ECANCELED)
-                break;
-            continue;
-        }
-        for (size_t i = 0; i < count; i++) {
-            if (wd_job_start(w, &d[i]) != 0) {
-                wd_log_task(WD_LOG_ERROR, d[i].tag, "cannot start a task (no memory or "
-                            "greenlet limit); it goes back to its queue");
-                uncertain = true; /* the next round puts it back */
-            }
-        }
-        broker_deliveries_free(d, count);
-        if (count == 0) {
-            green_event_set(&w->want_work);
-            rc = green_event_wait(&w->work_landed, IDLE_REFETCH);
-            green_event_clear(&w->want_work);
-            if (rc == -ECANCELED)
-                break;
-        }
-    }
-    return NULL;
-}
-
-struct waker {
-    struct wd_worker *w;
-    size_t index;
-};
-
-static void *waker_main(void *arg) {
-    struct waker *k = arg;
-    struct wd_worker *w = k->w;
-    broker_conn *conn = w->blocking[k->index];
-    const char *queue = w->opts->queues[k->index];
-    for (;;) {
-        if (green_event_wait(&w->want_work, -1) != 0)
-            break;
-        int rc = broker_wait_for_work(w->bw, conn, queue, BLOCK_SECONDS);
-        if (rc == 1) {
-            green_event_set(&w->work_landed);
-        } else if (rc == -ECANCELED) {
-            break;
-        } else if (rc < 0) {
-            if (broker_conn_wait_up(conn, 1.0) == -ECANCELED || green_sleep(0.2) == -ECANCELED)
-                break;
-        }
-    }
-    free(k);
-    return NULL;
-}
-
-static int heartbeat_once(struct wd_worker *w) {
-    char pid[32], conc[32], started[32];
-    snprintf(pid, sizeof pid, "%d", (int)getpid());
-    snprintf(conc, sizeof conc, "%d", w->opts->concurrency);
-    snprintf(started, sizeof started, "%.3f", w->started_at);
-    char queues[1024] = "";
-    for (size_t i = 0; i < w->opts->nqueues; i++) {
-        if (i)
-            strncat(queues, ",", sizeof queues - strlen(queues) - 1);
-        strncat(queues, w->opts->queues[i], sizeof queues - strlen(queues) - 1);
-    }
-    const char *info[] = {"host", w->opts->hostname, "pid", pid, "queues", queues,
-                          "concurrency", conc, "pool", wd_pool_name(w->opts->pool),
-                          "started", started, "version", wd_version(),
-                          "broker", w->opts->broker_redacted};
-    return broker_heartbeat(w->bw, info, sizeof info / sizeof *info, 5.0);
-}
-
-static void *heartbeat_main(void *arg) {
-    struct wd_worker *w = arg;
-    for (;;) {
-        int rc = heartbeat_once(w);
-        if (rc == 0) {
-            size_t requeued = 0, dead = 0;
-            rc = broker_recover(w->bw, &requeued, &dead, 10.0);
-            if (requeued || dead)
-                wd_log(WD_LOG_WARNING, "recovered the messages of dead workers: %zu back to "
-                       "their queues, %zu dead-lettered as poison pills", requeued, dead);
-        }
-        if (rc == -ECANCELED || green_sleep(w->opts->heartbeat) == -ECANCELED)
-            break;
-    }
-    return NULL;
-}
-
-/* ---- start-up and shutdown ------------------------------------------------------------ */
-
-static void make_worker_id(struct wd_worker *w) {
-    char rnd[37];
-    broker_msg_new_id(rnd);
-    rnd[8] = '\0';
-    snprintf(w->wid, sizeof w->wid, "%.64s:%d:%s", w->opts->hostname, (int)getpid(), rnd);
-}
+/* ---- shutdown ----------------------------------------------------------------------- */
 
 static void kill_join(green_t *g) {
     if (g->ptr) {
@@ -332,65 +190,88 @@ static int put_back_all(struct wd_worker *w) {
     double give_up = w->give_up_at;
     for (;;) {
         size_t moved = 0;
-        double left = give_up - wd_unix_now();
-        int rc = broker_requeue(w->bw, NULL, 0, &moved,
-                                left < 1.0 ? 1.0 : left < 5.0 ? left : 5.0);
+        double left = give_up - green_wallclock();
+        double timeout = left < WD_SHUTDOWN_PUT_BACK_MIN    ? WD_SHUTDOWN_PUT_BACK_MIN
+                         : left < WD_SHUTDOWN_PUT_BACK_CALL ? left
+                                                            : WD_SHUTDOWN_PUT_BACK_CALL;
+        int rc = broker_requeue(w->bw, NULL, 0, &moved, timeout);
         if (rc == 0) {
             if (moved)
-                wd_log(WD_LOG_INFO, "put %zu unfinished messages back at the head of their "
-                       "queues", moved);
+                wd_log(WD_LOG_INFO,
+                       "put %zu unfinished messages back at the head of their "
+                       "queues",
+                       moved);
             return 0;
         }
-        if (wd_unix_now() >= give_up) {
-            wd_log(WD_LOG_ERROR, "could not put unfinished messages back (%s): another worker "
-                   "will recover them once this worker's heartbeat expires", strerror(-rc));
+        if (green_wallclock() >= give_up) {
+            wd_log(WD_LOG_ERROR,
+                   "could not put unfinished messages back (%s): another worker "
+                   "will recover them once this worker's heartbeat expires",
+                   strerror(-rc));
             return -1;
         }
-        broker_conn_wait_up(w->conn, 1.0);
+        broker_conn_wait_up(w->conn, WD_SHUTDOWN_LINK_POLL);
     }
 }
 
-static int shutdown_worker(struct wd_worker *w, green_t *fetcher, green_t *wakers,
-                           green_t *acker, green_t *heartbeat) {
+/* Stop consuming and give back what is held. Safe after a start that failed halfway:
+ * greenlets that were never spawned have zero handles. Requires the acker to run. */
+static int shutdown_worker(struct run *r) {
+    struct wd_worker *w = &r->w;
     w->fetching = false;
-    kill_join(fetcher);
+    kill_join(&r->fetcher);
     for (size_t i = 0; i < w->opts->nqueues; i++)
-        kill_join(&wakers[i]);
+        kill_join(&r->wakers[i]);
     for (size_t i = 0; i < w->opts->nqueues; i++) {
         broker_conn_close(w->blocking[i]);
         w->blocking[i] = NULL;
     }
-    double deadline = wd_unix_now() + (double)w->opts->shutdown_timeout;
-    while (w->stop == WD_WARM && green_pool_running(&w->pool) > 0 && wd_unix_now() < deadline)
+    double deadline = green_wallclock() + (double)w->opts->shutdown_timeout;
+    while (w->stop == WD_WARM && green_pool_running(&w->pool) > 0 && green_wallclock() < deadline)
         green_pool_join(&w->pool, 0.2);
     /* From here on, Redis gets a bounded time to take the results and the put-back: a
      * shutdown during an outage must still end (the messages stay in flight for
      * recovery, and the exit code says so). */
     w->give_up_at =
-        wd_unix_now() + (w->stop == WD_COLD ? COLD_FLUSH_SECONDS : WARM_FLUSH_SECONDS);
+        green_wallclock() + (w->stop == WD_COLD ? WD_SHUTDOWN_COLD_FLUSH : WD_SHUTDOWN_WARM_FLUSH);
     size_t killed = green_pool_kill_all(&w->pool);
     if (killed)
         wd_log(WD_LOG_INFO, "%zu tasks did not finish in time; their messages go back", killed);
     green_pool_join(&w->pool, -1);
     wd_job_discard_unstarted(w);
     green_queue_try_put(&w->acks, NULL);
-    green_join(*acker, NULL);
-    *acker = (green_t){0};
-    kill_join(heartbeat);
+    green_join(r->acker, NULL);
+    r->acker = (green_t){0};
+    kill_join(&r->heartbeat);
     int rc = put_back_all(w);
     if (rc == 0)
-        broker_unregister(w->bw, 5.0);
+        broker_unregister(w->bw, WD_SHUTDOWN_UNREGISTER_CALL);
     return rc;
 }
 
-int wd_worker_run(const struct wd_options *opts, wd_reload_fn reload, void *reload_arg) {
-    struct wd_worker *w = calloc(1, sizeof *w);
-    if (!w)
-        return 1;
+/* ---- start-up, step by step ---------------------------------------------------------- */
+
+static void make_worker_id(struct wd_worker *w) {
+    char rnd[37];
+    broker_msg_new_id(rnd);
+    rnd[8] = '\0';
+    snprintf(w->wid, sizeof w->wid, "%.64s:%d:%s", w->opts->hostname, (int)getpid(), rnd);
+}
+
+static void run_free(struct run *r);
+
+/* The run's state, with nothing started yet. NULL (logged) when out of memory. */
+static struct run *run_new(const struct wd_options *opts, wd_reload_fn reload, void *reload_arg) {
+    struct run *r = calloc(1, sizeof *r);
+    if (!r) {
+        wd_log(WD_LOG_ERROR, "start-up failed: the worker's state: %s", strerror(ENOMEM));
+        return NULL;
+    }
+    struct wd_worker *w = &r->w;
+    r->reload = reload;
+    r->reload_arg = reload_arg;
     w->opts = opts;
-    w->reload = reload;
-    w->reload_arg = reload_arg;
-    w->started_at = wd_unix_now();
+    w->started_at = green_wallclock();
     w->fetching = true;
     make_worker_id(w);
     broker_limits_default(&w->limits);
@@ -401,127 +282,163 @@ int wd_worker_run(const struct wd_options *opts, wd_reload_fn reload, void *relo
     green_event_init(&w->work_landed);
     green_event_init(&w->stop_ev);
     green_event_init(&w->acked);
-
-    int code = 1;
-    w->conn = broker_conn_new(opts->broker, "broker", on_conn_state, w);
-    w->results_conn = strcmp(opts->result_backend, opts->broker) == 0
-                          ? w->conn
-                          : broker_conn_new(opts->result_backend, "results", on_conn_state, w);
+    w->queue_list = wd_queues_join((const char *const *)opts->queues, opts->nqueues);
     w->blocking = calloc(opts->nqueues, sizeof *w->blocking);
-    green_t *wakers = calloc(opts->nqueues, sizeof *wakers);
-    broker_worker_cfg cfg = {
-        .prefix = opts->prefix, .wid = w->wid, .queues = (const char *const *)opts->queues,
-        .nqueues = opts->nqueues, .result_expires = opts->result_expires,
-        .heartbeat_ttl = opts->heartbeat_ttl, .max_redeliveries = opts->max_redeliveries,
-    };
-    w->metrics = wd_metrics_new();
-    if (!w->conn || !w->results_conn || !w->blocking || !wakers || !w->metrics ||
-        !(w->bw = broker_worker_new(&cfg, w->conn, w->results_conn))) {
-        wd_log(WD_LOG_ERROR, "out of memory at start-up");
-        goto out;
+    r->wakers = calloc(opts->nqueues, sizeof *r->wakers);
+    int rc = wd_observe_new(&w->obs, opts->max_tasks_per_child, opts->max_memory_per_child);
+    if (rc == 0 && (!w->queue_list || !w->blocking || !r->wakers))
+        rc = -ENOMEM;
+    if (rc != 0) {
+        wd_log(WD_LOG_ERROR, "start-up failed: the worker's state: %s", strerror(-rc));
+        run_free(r);
+        return NULL;
     }
+    return r;
+}
+
+/* broker_conn_new, logged when it fails (it fails only for want of memory or of a
+ * greenlet for the connection). */
+static broker_conn *conn_new(struct wd_worker *w, const char *url, const char *name,
+                             const char *what) {
+    broker_conn *c = broker_conn_new(url, name, on_conn_state, w);
+    if (!c)
+        wd_log(WD_LOG_ERROR,
+               "start-up failed: the %s: cannot create it (out of memory, or no "
+               "greenlet could be spawned for it)",
+               what);
+    return c;
+}
+
+/* The Redis connections (they connect in the background) and the broker's view of this
+ * worker. Returns 0 or -1 (logged). */
+static int connect_broker(struct run *r) {
+    struct wd_worker *w = &r->w;
+    const struct wd_options *opts = w->opts;
+    if (!(w->conn = conn_new(w, opts->broker, "broker", "connection to the broker")))
+        return -1;
+    w->results_conn =
+        strcmp(opts->result_backend, opts->broker) == 0
+            ? w->conn
+            : conn_new(w, opts->result_backend, "results", "connection to the result backend");
+    if (!w->results_conn)
+        return -1;
     for (size_t i = 0; i < opts->nqueues; i++) {
-        char name[BROKER_QUEUE_NAME_MAX + 16];
+        char name[BROKER_QUEUE_NAME_MAX + 16], what[BROKER_QUEUE_NAME_MAX + 64];
         snprintf(name, sizeof name, "blocking:%s", opts->queues[i]);
-        if (!(w->blocking[i] = broker_conn_new(opts->broker, name, on_conn_state, w)))
-            goto out;
+        snprintf(what, sizeof what, "blocking connection for queue %s", opts->queues[i]);
+        if (!(w->blocking[i] = conn_new(w, opts->broker, name, what)))
+            return -1;
     }
+    broker_worker_cfg cfg = {
+        .prefix = opts->prefix,
+        .wid = w->wid,
+        .queues = (const char *const *)opts->queues,
+        .nqueues = opts->nqueues,
+        .result_expires = opts->result_expires,
+        .heartbeat_ttl = opts->heartbeat_ttl,
+        .max_redeliveries = opts->max_redeliveries,
+    };
+    if (!(w->bw = broker_worker_new(&cfg, w->conn, w->results_conn))) {
+        /* broker_worker_new says only that it failed: find out why. */
+        const char *why = broker_check_prefix(opts->prefix);
+        if (why)
+            wd_log(WD_LOG_ERROR, "start-up failed: --prefix: %s", why);
+        else if ((why = broker_check_worker_id(w->wid)))
+            wd_log(WD_LOG_ERROR, "start-up failed: the worker id %s (from --hostname): %s", w->wid,
+                   why);
+        else
+            wd_log(WD_LOG_ERROR, "start-up failed: the broker's worker state: %s",
+                   strerror(ENOMEM));
+        return -1;
+    }
+    return 0;
+}
 
-    signal_worker = w;
-    ev_signal sigs[4];
-    int signums[4] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP};
-    sigset_t mask;
-    sigemptyset(&mask);
-    for (int i = 0; i < 4; i++) {
-        ev_signal_init(&sigs[i], signums[i] == SIGHUP ? on_hup : on_signal, signums[i]);
-        ev_signal_start(green_loop(), &sigs[i]);
-        sigaddset(&mask, signums[i]);
-    }
-    /* A supervised child starts with these blocked (wd_supervisor.c), so that a signal sent
-     * before the watchers existed waited for them; libev 4.33 leaves the mask alone. */
-    sigprocmask(SIG_UNBLOCK, &mask, NULL);
-    ev_timer watchdog;
-    int64_t watchdog_usec = wd_notify_watchdog_usec();
-    ev_timer_init(&watchdog, on_watchdog, 0., watchdog_usec > 0 ? watchdog_usec / 2e6 : 1.);
-    if (watchdog_usec > 0)
-        ev_timer_again(green_loop(), &watchdog);
+/* Why green_spawn (or a start function passing its error on) failed, for a log line. */
+static const char *spawn_error(int rc) {
+    return rc == -EAGAIN ? "the runtime's greenlet limit is reached" : strerror(-rc);
+}
 
-    char queues[1024] = "";
-    for (size_t i = 0; i < opts->nqueues; i++) {
-        if (i)
-            strncat(queues, ",", sizeof queues - strlen(queues) - 1);
-        strncat(queues, opts->queues[i], sizeof queues - strlen(queues) - 1);
+/* --http and -E. The endpoint comes up first, so /healthz can say "starting" while Redis
+ * is away; a port that cannot be had is a failed start, not a worker without its metrics.
+ * Returns 0 or -1 (logged). */
+static int start_observers(struct run *r) {
+    struct wd_worker *w = &r->w;
+    const struct wd_options *opts = w->opts;
+    if (opts->http_host && !(w->http = wd_http_start(w, opts->http_host, opts->http_port)))
+        return -1; /* wd_http_start said why */
+    if (opts->events) {
+        int rc = wd_observe_start_events(w->obs, w->conn, opts->prefix, w->wid);
+        if (rc != 0) {
+            wd_log(WD_LOG_ERROR, "start-up failed: the task event publisher (-E): %s",
+                   spawn_error(rc));
+            return -1;
+        }
     }
-    wd_log(WD_LOG_INFO, "workerd %s starting: pool %s, concurrency %d, queues %s, broker %s, "
-           "worker id %s", wd_version(), wd_pool_name(opts->pool), opts->concurrency, queues,
-           opts->broker_redacted, w->wid);
+    return 0;
+}
 
-    green_t fetcher = {0}, acker = {0}, heartbeat = {0};
-    /* The endpoint comes up first, so /healthz can say "starting" while Redis is away; a
-     * port that cannot be had is a failed start, not a worker without its metrics. */
-    bool failed_start = false;
-    if (opts->http_host && !(w->http = wd_http_start(w, opts->http_host, opts->http_port))) {
-        failed_start = true;
-        w->stop = WD_COLD;
-    }
-    if (opts->events && w->stop == WD_RUNNING &&
-        !(w->events = wd_events_start(w->conn, opts->prefix, w->wid))) {
-        wd_log(WD_LOG_ERROR, "cannot start the task event publisher");
-        failed_start = true;
-        w->stop = WD_COLD;
-    }
+/* Wait for Redis, however long it takes (it may start after the worker), unless a
+ * shutdown is asked for first. Returns 0 when connected, -ECANCELED after a shutdown
+ * request. */
+static int wait_for_broker(struct run *r) {
+    struct wd_worker *w = &r->w;
     while (w->stop == WD_RUNNING && broker_conn_wait_up(w->conn, 1.0) != 0)
         ;
-    if (w->stop == WD_RUNNING) {
-        heartbeat_once(w);
-        if (green_spawn(&acker, wd_acker_main, w) || green_spawn(&heartbeat, heartbeat_main, w) ||
-            green_spawn(&fetcher, fetcher_main, w)) {
-            wd_log(WD_LOG_ERROR, "cannot start the worker's greenlets");
-            w->stop = WD_COLD;
-        }
-        for (size_t i = 0; w->stop == WD_RUNNING && i < opts->nqueues; i++) {
-            struct waker *k = malloc(sizeof *k);
-            if (k)
-                *k = (struct waker){w, i};
-            if (!k || green_spawn(&wakers[i], waker_main, k) != 0) {
-                free(k);
-                w->stop = WD_COLD;
-                break;
-            }
-        }
-        if (w->stop == WD_RUNNING) {
-            w->consuming = true;
-            wd_log(WD_LOG_INFO, "ready: consuming %s", queues);
-            wd_notifyf("READY=1\nSTATUS=consuming %s", queues);
-        }
-        while (w->stop == WD_RUNNING)
-            green_event_wait(&w->stop_ev, -1);
+    return w->stop == WD_RUNNING ? 0 : -ECANCELED;
+}
+
+/* Spawn fn(arg) into *g; log and return -1 when it cannot be. */
+static int spawn(green_t *g, green_fn fn, void *arg, const char *what) {
+    int rc = green_spawn(g, fn, arg);
+    if (rc != 0)
+        wd_log(WD_LOG_ERROR, "start-up failed: the %s: %s", what, spawn_error(rc));
+    return rc ? -1 : 0;
+}
+
+/* The acker first (nothing is taken yet, so a failure there needs no clean-up), then the
+ * registration and the greenlets that take work. Returns 0 or -1 (logged); after a
+ * failure with the acker running, shutdown_worker undoes the rest. */
+static int start_consuming(struct run *r) {
+    struct wd_worker *w = &r->w;
+    int rc = wd_acker_start(w, &r->acker);
+    if (rc != 0) {
+        wd_log(WD_LOG_ERROR, "start-up failed: the acker, which stores results: %s",
+               spawn_error(rc));
+        return -1;
     }
-    if (acker.ptr)
-        code = shutdown_worker(w, &fetcher, wakers, &acker, &heartbeat) == 0 ? 0 : 1;
-    else
-        code = failed_start ? 1 : 0; /* stopped before connecting: nothing was taken */
-    /* After the shutdown, so that /healthz said "shutting down" all along, and the events
-     * of the last tasks went out. */
-    wd_events_stop(w->events, 2.0);
-    wd_http_stop(w->http);
-    wd_log(WD_LOG_INFO, "stopped: %llu received, %llu succeeded, %llu failed (%llu invalid), "
-           "%llu put back", (unsigned long long)w->received, (unsigned long long)w->succeeded,
-           (unsigned long long)w->failed, (unsigned long long)w->invalid,
-           (unsigned long long)w->put_back);
-    for (int i = 0; i < 4; i++)
-        ev_signal_stop(green_loop(), &sigs[i]);
-    /* ev_signal_stop gives the signals back their default action, which is to die: a
-     * shutdown signal arriving now (a supervisor forwarding SIGTERM to a child that is
-     * already on its way out) must not turn a clean exit into a death by signal. */
-    sigprocmask(SIG_BLOCK, &mask, NULL);
-    ev_timer_stop(green_loop(), &watchdog);
-    signal_worker = NULL;
-out:
-    for (size_t i = 0; w->blocking && i < opts->nqueues; i++)
+    wd_heartbeat_once(w); /* registers this worker; the heartbeat greenlet retries failures */
+    if (spawn(&r->heartbeat, wd_heartbeat_main, w, "heartbeat greenlet") != 0 ||
+        spawn(&r->fetcher, wd_fetcher_main, w, "fetcher greenlet") != 0)
+        return -1;
+    for (size_t i = 0; i < w->opts->nqueues; i++) {
+        if ((rc = wd_waker_start(w, i, &r->wakers[i])) != 0) {
+            wd_log(WD_LOG_ERROR, "start-up failed: the waker greenlet of queue %s: %s",
+                   w->opts->queues[i], spawn_error(rc));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void log_stopped(const struct wd_worker *w) {
+    const struct wd_counters *c = wd_observe_counters(w->obs);
+    wd_log(WD_LOG_INFO,
+           "stopped: %llu received, %llu succeeded, %llu failed (%llu invalid), "
+           "%llu put back",
+           (unsigned long long)c->received, (unsigned long long)c->succeeded,
+           (unsigned long long)c->failed, (unsigned long long)c->invalid,
+           (unsigned long long)c->put_back);
+}
+
+/* Close and free everything run_new and connect_broker made. MAY YIELD. */
+static void run_free(struct run *r) {
+    struct wd_worker *w = &r->w;
+    wd_observe_free(w->obs); /* stops the event publisher first, if it still runs */
+    for (size_t i = 0; w->blocking && i < w->opts->nqueues; i++)
         broker_conn_close(w->blocking[i]);
     free(w->blocking);
-    free(wakers);
+    free(r->wakers);
     broker_worker_free(w->bw);
     if (w->results_conn != w->conn)
         broker_conn_close(w->results_conn);
@@ -532,8 +449,52 @@ out:
     green_event_destroy(&w->work_landed);
     green_event_destroy(&w->stop_ev);
     green_event_destroy(&w->acked);
+    free(w->queue_list);
+    free(r);
+}
+
+int wd_worker_run(const struct wd_options *opts, wd_reload_fn reload, void *reload_arg) {
+    struct run *r = run_new(opts, reload, reload_arg);
+    if (!r)
+        return 1;
+    struct wd_worker *w = &r->w;
+    if (connect_broker(r) != 0) {
+        run_free(r);
+        return 1;
+    }
+    watch_signals(r);
+    wd_log(WD_LOG_INFO,
+           "workerd %s starting: pool %s, concurrency %d, queues %s, broker %s, "
+           "worker id %s",
+           wd_version(), wd_pool_name(opts->pool), opts->concurrency, w->queue_list,
+           opts->broker_redacted, w->wid);
+
+    int code = 1;
+    if (start_observers(r) != 0) {
+        w->stop = WD_COLD;
+    } else if (wait_for_broker(r) != 0) {
+        code = 0; /* stopped before connecting: nothing was taken */
+    } else {
+        bool started = start_consuming(r) == 0;
+        if (started && w->stop == WD_RUNNING) {
+            w->consuming = true;
+            wd_log(WD_LOG_INFO, "ready: consuming %s", w->queue_list);
+            wd_notifyf("READY=1\nSTATUS=consuming %s", w->queue_list);
+        }
+        if (!started)
+            w->stop = WD_COLD;
+        while (w->stop == WD_RUNNING)
+            green_event_wait(&w->stop_ev, -1);
+        if (r->acker.ptr)
+            code = shutdown_worker(r) == 0 && started ? 0 : 1;
+    }
+    /* After the shutdown, so that /healthz said "shutting down" all along, and the events
+     * of the last tasks went out. */
+    wd_observe_stop_events(w->obs, WD_SHUTDOWN_EVENTS_GRACE);
+    wd_http_stop(w->http);
+    log_stopped(w);
+    unwatch_signals(r);
     bool restart = w->restart;
-    wd_metrics_free(w->metrics);
-    free(w);
+    run_free(r);
     return code == 0 && restart ? WD_WORKER_RESTART : code;
 }

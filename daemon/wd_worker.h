@@ -1,7 +1,7 @@
 /*
  * wd_worker.h - one green worker: consumes its queues from Redis, runs each message as a
  * task on a greenlet from a pool of --concurrency, stores results, and shuts down warm or
- * cold on signals, as DESIGN.md's "Delivery" describes.
+ * cold on signals, as docs/design.md "Delivery" describes.
  *
  * wd_worker_run is the main greenlet of the process (green_run's main_fn): it returns when
  * the worker has shut down. Signals (SIGTERM, SIGINT, SIGQUIT) are watched on the hub's
@@ -27,8 +27,11 @@ typedef bool (*wd_reload_fn)(void *arg);
 #define WD_WORKER_RESTART 100
 
 /* Run the worker with opts (borrowed for the whole run). reload (may be NULL) is called
- * on SIGHUP with reload_arg. Returns the process exit code: 0 after a clean shutdown, 1
- * when it could not start or could not put messages back. */
+ * on SIGHUP with reload_arg. Returns the process exit code: 0 after a clean shutdown
+ * (also one asked for while Redis was still unreachable at start: an unreachable Redis is
+ * waited for, not a failure), 1 when it could not put messages back or could not start:
+ * each step of the start-up that fails logs one line "start-up failed: <what>: <why>",
+ * and the worker never says it is ready. */
 int wd_worker_run(const struct wd_options *opts, wd_reload_fn reload, void *reload_arg);
 
 #endif

@@ -1,6 +1,13 @@
 /*
- * wd_worker_internal.h - the worker's state, shared by wd_worker.c (life cycle, fetching,
- * heartbeats, shutdown) and wd_job.c (running one message, acking in batches).
+ * wd_worker_internal.h - the worker's own state, shared by wd_worker.c (start-up, signals,
+ * shutdown), wd_consume.c (fetching, waking, heartbeats), wd_job.c (running one message,
+ * and the acker that stores results in batches) and wd_http.c (which reads it for its
+ * pages).
+ *
+ * What observing the worker needs (counters, metrics, task events, recycling) is not
+ * here: it lives behind wd_observe.h, reached through `obs`.
+ *
+ * Everything here runs on greenlets of the worker's hub; nothing is thread-safe.
  */
 #ifndef WORKERD_WD_WORKER_INTERNAL_H
 #define WORKERD_WD_WORKER_INTERNAL_H
@@ -15,58 +22,57 @@
 #include "wd_worker.h"
 
 #include <stdbool.h>
-#include <stdint.h>
+#include <stddef.h>
 
 enum wd_stop { WD_RUNNING, WD_WARM, WD_COLD };
 
 struct wd_job;
+struct wd_observe;
 
 struct wd_worker {
     const struct wd_options *opts;
-    wd_reload_fn reload;
-    void *reload_arg;
     char wid[BROKER_WORKER_ID_MAX + 1];
+    char *queue_list; /* the queues, comma-separated (wd_queues_join) */
     broker_limits limits;
     broker_conn *conn;         /* fetch, ack, heartbeat */
     broker_conn *results_conn; /* == conn unless --result-backend is another Redis */
     broker_conn **blocking;    /* one per queue, for BLMOVE */
     broker_worker *bw;
-    green_pool pool;           /* the bound on running tasks */
-    green_queue acks;          /* struct wd_ack_item *, to the acker */
-    green_event want_work;     /* the fetcher found the queues empty */
-    green_event work_landed;   /* a blocking BLMOVE brought a message */
-    green_event stop_ev;       /* a shutdown was asked for */
+    green_pool pool;         /* the bound on running tasks */
+    green_queue acks;        /* result and ack items, to the acker (wd_job.c) */
+    green_event want_work;   /* the fetcher found the queues empty */
+    green_event work_landed; /* a blocking BLMOVE brought a message */
+    green_event stop_ev;     /* a shutdown was asked for */
     enum wd_stop stop;
-    bool restart;              /* the stop is a restart asked for by a reload */
-    bool fetching;             /* false once shutdown began: no new tasks */
-    double give_up_at;         /* 0 until a shutdown has stopped its tasks; then the unix
-                                  time after which the acker and the put-back stop
-                                  retrying a Redis that is away (bounds the exit) */
-    struct wd_job *running;    /* jobs taken and not yet finished (a list) */
-    struct wd_job *live;       /* jobs not yet freed: their tags are this worker's */
-    size_t live_count;         /* how many: running, or finished and not yet acked */
-    green_event acked;         /* the acker sent a batch: live_count went down */
-    double started_at;
-    /* counters, for logs and (later) metrics */
-    uint64_t received, succeeded, failed, invalid, put_back, lost_ownership;
-    /* operations (wd_observe.h): metrics, task events, the HTTP endpoint, recycling */
-    struct wd_metrics *metrics;
-    struct wd_events *events; /* NULL unless -E */
-    struct wd_http *http;     /* NULL unless --http */
-    bool consuming;           /* set once "ready": /healthz says ok only from then on */
-    double rss_checked_at;    /* the last --max-memory-per-child check */
+    bool restart;           /* the stop is a restart asked for by a reload */
+    bool fetching;          /* false once shutdown began: no new tasks */
+    bool consuming;         /* set once "ready": /healthz says ok only from then on */
+    double give_up_at;      /* 0 until a shutdown has stopped its tasks; then the unix
+                               time after which the acker and the put-back stop
+                               retrying a Redis that is away (bounds the exit) */
+    struct wd_job *running; /* jobs taken and not yet finished (a list) */
+    struct wd_job *live;    /* jobs not yet freed: their tags are this worker's */
+    size_t live_count;      /* how many: running, or finished and not yet acked */
+    green_event acked;      /* the acker sent a batch: live_count went down */
+    double started_at;      /* unix time */
+    struct wd_observe *obs; /* counters, metrics, events, recycling (wd_observe.h) */
+    struct wd_http *http;   /* NULL unless --http */
 };
 
-/* STARTED: store a STARTED result; FINAL: store the result and ack; RELEASE: only free
- * the job (its message stays in flight). */
-enum wd_ack_kind { WD_ACK_STARTED, WD_ACK_FINAL, WD_ACK_RELEASE };
+/* ---- wd_consume.c ---------------------------------------------------------------------- */
 
-struct wd_ack_item {
-    enum wd_ack_kind kind;
-    struct wd_job *job;
-    char *json; /* the result document; NULL: ack without storing a result (a STARTED item:
-                   the acker encodes it when it sends it) */
-};
+/* The greenlets that consume (wd_consume.c), each with w as its argument: the fetcher,
+ * and the heartbeat. wd_heartbeat_once refreshes the heartbeat (and registers the worker)
+ * once: 0 or broker_heartbeat's error. MAY YIELD. */
+void *wd_fetcher_main(void *w);
+void *wd_heartbeat_main(void *w);
+int wd_heartbeat_once(struct wd_worker *w);
+
+/* Start the waker of queue number index into *g. Returns 0, -ENOMEM or green_spawn's
+ * error. Does not yield. */
+int wd_waker_start(struct wd_worker *w, size_t index, green_t *g);
+
+/* ---- wd_job.c -------------------------------------------------------------------------- */
 
 /* Run one delivery as a task in the pool (takes ownership of *d's strings). Called by the
  * fetcher, which made sure a slot is free. Returns 0 or a green_pool_spawn error. */
@@ -83,11 +89,11 @@ void wd_job_discard_unstarted(struct wd_worker *w);
 int wd_job_orphans(struct wd_worker *w, char *const *tags, size_t ntags, const char **orphans,
                    size_t *norphans);
 
-/* The acker greenlet: batches wd_ack_items and sends each batch in one round trip, until
- * it gets the NULL item that wd_worker puts at the end of a shutdown. */
-void *wd_acker_main(void *arg);
-
-/* Unix time now, in seconds. */
-double wd_unix_now(void);
+/* Start the acker greenlet (*g): it batches the jobs' results and acks from w->acks and
+ * sends each batch in one round trip, until it takes the NULL item that the shutdown puts
+ * at the end. Its buffers are allocated here, so that a worker whose acker could not
+ * start never says it is ready. Returns 0, -ENOMEM or green_spawn's error; nothing was
+ * started then. Does not yield. */
+int wd_acker_start(struct wd_worker *w, green_t *g);
 
 #endif

@@ -45,8 +45,10 @@
  *                     second to putting the message back on its queue. A task that opens
  *                     its own green_timeout scope reports its own deadline as TASK_EFAIL
  *                     (type "Timeout") and propagates the enclosing ones.
- *     Any other return value is a bug in the task; the daemon treats it as TASK_EFAIL
- *     with type "InternalError" and the errno text. Out of memory is TASK_EFAIL with type
+ *     Any other return value is a bug in the task; the daemon stores a FAILURE result
+ *     with type "InternalError" and, as the message, the errno's text for a negative
+ *     errno (strerror(-rc): "No such file or directory") or "the task returned N, which
+ *     is not a task result code" for a positive N. Out of memory is TASK_EFAIL with type
  *     "MemoryError".
  *   - Whatever it returns, it must leave nothing behind: no greenlets still running, no
  *     transfers, no references.

@@ -278,3 +278,34 @@ TEST(idle_worker_picks_up_each_new_message_at_once) {
     ASSERT_RANGE(worst, 0, 0.5);
     e2e_env_end(&e);
 }
+
+/* The queue list is shown whole, however long: in the start-up and ready lines, and in the
+ * heartbeat that `workerctl workers` reads (it used to be cut at 1023 bytes). */
+TEST(a_long_queue_list_is_shown_whole) {
+    e2e_env e;
+    e2e_env_start(&e);
+    char queues[12 * 128] = "";
+    for (int i = 0; i < 10; i++) {
+        char name[128];
+        snprintf(name, sizeof name, "%s%0120d", i ? "," : "", i);
+        strcat(queues, name);
+    }
+    ASSERT(strlen(queues) > 1200);
+    E2E_START_READY(&e.w, e.redis.port, "-Q", queues);
+    char line[sizeof queues + 32];
+    snprintf(line, sizeof line, "ready: consuming %s\n", queues);
+    ASSERT_EQ(e2e_log_count(&e.w, line), 1);
+    redisReply *r = redisCommand(e.c, "KEYS workerd:worker:*");
+    ASSERT(r && r->type == REDIS_REPLY_ARRAY && r->elements == 1);
+    char key[512];
+    snprintf(key, sizeof key, "%s", r->element[0]->str);
+    freeReplyObject(r);
+    char *got = NULL;
+    r = redisCommand(e.c, "HGET %s queues", key);
+    ASSERT(r && r->type == REDIS_REPLY_STRING);
+    got = strdup(r->str);
+    freeReplyObject(r);
+    ASSERT_STREQ(got, queues);
+    free(got);
+    e2e_env_end(&e);
+}

@@ -14,6 +14,7 @@
  */
 #include "e2e.h"
 #include "testlib.h"
+#include "wd_shutdown.h"
 
 #include <errno.h>
 #include <grp.h>
@@ -270,6 +271,48 @@ TEST(installed_units_run_the_installed_binary_with_their_config) {
         free(text);
     }
     inst_end(&in);
+}
+
+/* TimeoutStopSec= is derived from daemon/wd_shutdown.h at configure time: the default
+ * shutdown timeout, the bound on what follows the tasks, and the unit's margin; and the
+ * default it assumes is the one workerd really has. */
+TEST(installed_units_stop_timeout_follows_the_shutdown_timings) {
+    struct inst in;
+    inst_start(&in);
+    char path[4200], want[64], got[256];
+    snprintf(want, sizeof want, "TimeoutStopSec=%ds",
+             WD_SHUTDOWN_TIMEOUT_DEFAULT + WD_SHUTDOWN_AFTER_TASKS + WD_SHUTDOWN_UNIT_MARGIN);
+    const char *units[] = {"workerd.service", "workerd@.service"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/%s", in.unitdir, units[i]);
+        char *text = slurp(path);
+        ASSERT(text != NULL);
+        ASSERT_STREQ(line_of(text, "TimeoutStopSec=", got, sizeof got), want);
+        free(text);
+    }
+    char help_path[4200];
+    snprintf(help_path, sizeof help_path, "%s/help.txt", in.destdir);
+    ASSERT_EQ(test_system("'%s' --help >'%s'", WORKERD_BIN, help_path), 0);
+    char *help = slurp(help_path);
+    ASSERT(help != NULL);
+    snprintf(want, sizeof want, "[WORKERD_SHUTDOWN_TIMEOUT; default: %d]",
+             WD_SHUTDOWN_TIMEOUT_DEFAULT);
+    if (strstr(help, want) == NULL)
+        test__fail(__FILE__, __LINE__, "workerd --help does not say \"%s\"", want);
+    free(help);
+    inst_end(&in);
+}
+
+/* What a shutdown does after its tasks fits in WD_SHUTDOWN_AFTER_TASKS, with room for a
+ * loaded machine: the sum that the header's comment states. */
+TEST(shutdown_steps_after_the_tasks_fit_their_bound) {
+    double overrun = WD_SHUTDOWN_LINK_POLL > WD_SHUTDOWN_LAST_CALL ? WD_SHUTDOWN_LINK_POLL
+                                                                   : WD_SHUTDOWN_LAST_CALL;
+    double steps = WD_SHUTDOWN_WARM_FLUSH + overrun + WD_SHUTDOWN_PUT_BACK_MIN +
+                   WD_SHUTDOWN_UNREGISTER_CALL + WD_SHUTDOWN_EVENTS_GRACE + overrun +
+                   WD_SHUTDOWN_HTTP_GRACE;
+    ASSERT(WD_SHUTDOWN_COLD_FLUSH <= WD_SHUTDOWN_WARM_FLUSH);
+    ASSERT_RANGE(steps, 1, WD_SHUTDOWN_AFTER_TASKS - 5);
 }
 
 /* The units set MemoryDenyWriteExecute=yes, which refuses writable+executable mappings:
