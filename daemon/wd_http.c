@@ -80,44 +80,13 @@ static void set_text(struct answer *a, int status, const char *text) {
 
 /* ---- the pages -------------------------------------------------------------------------- */
 
-/* LLEN of every consumed queue in one round trip; depths[i] = -1 where unknown. */
+/* LLEN of every consumed queue in one round trip; depths[i] = -1 where unknown. A scrape
+ * while Redis is away does not wait for it. */
 static void queue_depths(struct wd_worker *w, long long *depths) {
-    size_t n = w->opts->nqueues;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < w->opts->nqueues; i++)
         depths[i] = -1;
-    if (!broker_conn_is_up(w->conn))
-        return;
-    broker_keys keys;
-    char(*names)[BROKER_KEY_MAX] = calloc(n, BROKER_KEY_MAX);
-    const char **args = calloc(2 * n, sizeof *args);
-    const char ***argvs = calloc(n, sizeof *argvs);
-    int *argcs = calloc(n, sizeof *argcs);
-    redisReply **replies = calloc(n, sizeof *replies);
-    if (!names || !args || !argvs || !argcs || !replies ||
-        broker_keys_init(&keys, w->opts->prefix) != 0)
-        goto out;
-    for (size_t i = 0; i < n; i++) {
-        if (broker_key_queue(&keys, w->opts->queues[i], names[i]) < 0)
-            goto out;
-        args[2 * i] = "LLEN";
-        args[2 * i + 1] = names[i];
-        argvs[i] = &args[2 * i];
-        argcs[i] = 2;
-    }
-    if (broker_conn_pipeline(w->conn, n, argcs, (const char **const *)argvs, NULL, replies,
-                             QUEUE_DEPTH_TIMEOUT) == 0) {
-        for (size_t i = 0; i < n; i++) {
-            if (replies[i]->type == REDIS_REPLY_INTEGER)
-                depths[i] = replies[i]->integer;
-            freeReplyObject(replies[i]);
-        }
-    }
-out:
-    free(names);
-    free(args);
-    free(argvs);
-    free(argcs);
-    free(replies);
+    if (broker_conn_is_up(w->conn))
+        (void)broker_queue_depths(w->bw, depths, QUEUE_DEPTH_TIMEOUT);
 }
 
 static void page_metrics(struct wd_worker *w, struct answer *a) {

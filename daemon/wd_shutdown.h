@@ -31,8 +31,8 @@
 
 /* ---- phase 1 ------------------------------------------------------------------------- */
 
-/* --shutdown-timeout's default, in seconds (the option table in wd_options.c holds it as
- * its default text; test_systemd.c checks that `workerd --help` says the same). Long enough
+/* --shutdown-timeout's default, in seconds (the option table, settings_table.c, takes its
+ * default text from here; test_systemd.c checks that `workerd --help` says the same). Long enough
  * for an http.get at its default 30 s request time-out to finish. */
 #define WD_SHUTDOWN_TIMEOUT_DEFAULT 30
 

@@ -44,7 +44,6 @@
 #include "wd_log.h"
 #include "wd_notify.h"
 #include "wd_observe.h"
-#include "wd_queues.h"
 #include "wd_shutdown.h"
 
 #include <ev.h>
@@ -282,7 +281,7 @@ static struct run *run_new(const struct wd_options *opts, wd_reload_fn reload, v
     green_event_init(&w->work_landed);
     green_event_init(&w->stop_ev);
     green_event_init(&w->acked);
-    w->queue_list = wd_queues_join((const char *const *)opts->queues, opts->nqueues);
+    w->queue_list = broker_queue_list_join((const char *const *)opts->queues, opts->nqueues);
     w->blocking = calloc(opts->nqueues, sizeof *w->blocking);
     r->wakers = calloc(opts->nqueues, sizeof *r->wakers);
     int rc = wd_observe_new(&w->obs, opts->max_tasks_per_child, opts->max_memory_per_child);

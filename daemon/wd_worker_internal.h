@@ -32,7 +32,7 @@ struct wd_observe;
 struct wd_worker {
     const struct wd_options *opts;
     char wid[BROKER_WORKER_ID_MAX + 1];
-    char *queue_list; /* the queues, comma-separated (wd_queues_join) */
+    char *queue_list; /* the queues, comma-separated (broker_queue_list_join) */
     broker_limits limits;
     broker_conn *conn;         /* fetch, ack, heartbeat */
     broker_conn *results_conn; /* == conn unless --result-backend is another Redis */

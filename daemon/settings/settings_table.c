@@ -16,6 +16,11 @@
 #include "settings.h"
 
 #include "broker_keys.h"
+#include "wd_shutdown.h"
+
+/* A numeric constant as the text of a default. */
+#define TEXT_OF_(x) #x
+#define TEXT_OF(x) TEXT_OF_(x)
 
 #ifndef WORKERD_VERSION
 #define WORKERD_VERSION "0.0.0"
@@ -89,8 +94,9 @@ const struct settings_opt settings_opts[SETTINGS_COUNT] = {
          .kind = SETTINGS_KIND_NUMBER, .apply = SETTINGS_RESTART, .lo = 0, .hi = 315360000,
          .help = "How long a result is kept in Redis; 0 keeps it forever."},
     [SETTINGS_SHUTDOWN_TIMEOUT] =
-        {"shutdown-timeout", 0, "WORKERD_SHUTDOWN_TIMEOUT", "SECONDS", "30",
-         .kind = SETTINGS_KIND_NUMBER, .apply = SETTINGS_RESTART, .lo = 0, .hi = 86400,
+        {"shutdown-timeout", 0, "WORKERD_SHUTDOWN_TIMEOUT", "SECONDS",
+         TEXT_OF(WD_SHUTDOWN_TIMEOUT_DEFAULT), .kind = SETTINGS_KIND_NUMBER,
+         .apply = SETTINGS_RESTART, .lo = 0, .hi = 86400,
          .help = "On SIGTERM, how long running tasks may take to finish before the\n"
                  "unfinished ones are put back on their queues."},
     [SETTINGS_LOGLEVEL] =
