@@ -313,10 +313,14 @@ static void refuse(transfer *t, const char *host, const char *addr, const task_h
         snprintf(who, sizeof who, "%s", addr);
     else
         snprintf(who, sizeof who, "%.255s (%s)", host, addr);
+    /* An IPv6 address refused for the IPv4 address it carries says which and why. */
+    char inside[96] = "";
+    if (v->form != NULL)
+        snprintf(inside, sizeof inside, ", for %s inside this %s address", v->ipv4, v->form);
     snprintf(t->refusal, sizeof t->refusal,
-             "connection to %s refused by the HTTP address policy (%s%s%s)", who,
+             "connection to %s refused by the HTTP address policy (%s%s%s%s)", who,
              task_http_rule_origin_name(v->origin),
-             v->origin == TASK_HTTP_RULE_BUILTIN ? ": " : " ", v->rule);
+             v->origin == TASK_HTTP_RULE_BUILTIN ? ": " : " ", v->rule, inside);
 }
 
 /* CURLOPT_OPENSOCKETFUNCTION: the policy check before connect. A refused address gets no

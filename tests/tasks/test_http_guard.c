@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -362,6 +363,80 @@ TEST(test_reused_connection_to_a_denied_address_is_refused) {
     register_policy(NULL, NULL);
     ASSERT_EQ(green_run(NULL, NULL, reuse_main, (void *)nginx_args("/fast"), NULL), 0);
     stop();
+}
+
+/* ---- IPv6 forms that carry a denied IPv4 address ------------------------------------ */
+
+/* These use the built-in deny list, on its own subject: the metadata address inside each
+ * IPv6 form. So that not even a broken policy could send a packet there, the task runs in
+ * a child in a network namespace of its own (no interface up: any connect would fail with
+ * "unreachable", which the test would report), when the system lets it make one; without
+ * one it runs anyway, and a working policy sends nothing, as the message proves: it comes
+ * from the open-socket callback, which refuses before a socket exists. */
+
+static bool isolate_network(void) {
+    return unshare(CLONE_NEWNET) == 0 || unshare(CLONE_NEWUSER | CLONE_NEWNET) == 0;
+}
+
+/* http.get url with the default policy; its error message must start with "connection to"
+ * and end with want_end. */
+static void expect_refused_in_a_child(const char *url, const char *want_end) {
+    pid_t pid = fork();
+    ASSERT(pid >= 0);
+    if (pid == 0) {
+        if (!isolate_network())
+            fprintf(stderr, "note: no network namespace (%s); running on the host's network\n",
+                    strerror(errno));
+        ASSERT_EQ(green_http_global_init(), 0);
+        register_policy(NULL, NULL);
+        char args[256];
+        snprintf(args, sizeof args, "[\"%s\"]", url);
+        task_outcome o = task_run("http.get", args, "{\"timeout\": 10}");
+        fprintf(stderr, "%s: %s: %s\n", url, o.err.type, o.err.message);
+        ASSERT_EQ(o.rc, TASK_EFAIL);
+        ASSERT_STREQ(o.err.type, "HTTPError");
+        ASSERT(strncmp(o.err.message, "connection to ", 14) == 0);
+        ASSERT(ends_with(o.err.message, want_end));
+        finish();
+        _exit(0);
+    }
+    int status;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+TEST(test_ipv4_compatible_metadata_url_is_refused_before_connect) {
+    expect_refused_in_a_child("http://[::169.254.169.254]/latest/meta-data/",
+                              "refused by the HTTP address policy (the built-in deny list: "
+                              "169.254.0.0/16, for 169.254.169.254 inside this IPv4-compatible "
+                              "address)");
+}
+
+TEST(test_ipv4_mapped_metadata_url_is_refused_before_connect) {
+    expect_refused_in_a_child("http://[::ffff:169.254.169.254]/latest/meta-data/",
+                              "refused by the HTTP address policy (the built-in deny list: "
+                              "169.254.0.0/16)");
+}
+
+TEST(test_nat64_metadata_url_is_refused_before_connect) {
+    expect_refused_in_a_child("http://[64:ff9b::169.254.169.254]/latest/meta-data/",
+                              "refused by the HTTP address policy (the built-in deny list: "
+                              "169.254.0.0/16, for 169.254.169.254 inside this NAT64 address)");
+    expect_refused_in_a_child("http://[64:ff9b:1:a9fe:a9:fe00::]/",
+                              "refused by the HTTP address policy (the built-in deny list: "
+                              "169.254.0.0/16, for 169.254.169.254 inside this NAT64 address)");
+}
+
+TEST(test_6to4_metadata_url_is_refused_before_connect) {
+    expect_refused_in_a_child("http://[2002:a9fe:a9fe::1]/latest/meta-data/",
+                              "refused by the HTTP address policy (the built-in deny list: "
+                              "169.254.0.0/16, for 169.254.169.254 inside this 6to4 address)");
+}
+
+TEST(test_teredo_metadata_url_is_refused_before_connect) {
+    expect_refused_in_a_child("http://[2001:0:4136:e378:8000:63bf:5601:5601]/latest/meta-data/",
+                              "refused by the HTTP address policy (the built-in deny list: "
+                              "169.254.0.0/16, for 169.254.169.254 inside this Teredo address)");
 }
 
 TEST(test_bad_policy_list_is_einval_at_registration) {
