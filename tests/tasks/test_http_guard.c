@@ -5,9 +5,11 @@
  * refuses denied addresses and host names before a connection is opened, on every
  * redirect and on a reused connection, with a message naming the rule.
  *
- * The policy is tested here through real curl with loopback targets configured as denied,
- * never with the built-in deny list (test_http_policy.c covers that without a socket):
- * were the policy broken, a test must not send a packet to 169.254.169.254. A forked
+ * The policy is tested here through real curl with loopback targets configured as denied;
+ * the built-in deny list (test_http_policy.c covers it without a socket) only for the IPv6
+ * forms that carry the metadata address, and then in a network namespace of its own where
+ * the system allows one: were the policy broken, a test must not send a packet to
+ * 169.254.169.254. A forked
  * "canned" server answers what the test nginx cannot: a redirect to any URL, and the
  * request head echoed back.
  */
