@@ -21,7 +21,8 @@
  * message cannot make the worker hold a gigabyte or a connection for a week. Only http
  * and https are allowed, for the first URL and for every redirect (no file://, no
  * gopher:// to reach internal services). Request headers are validated (token names, no
- * CR/LF in values: no header injection).
+ * CR/LF in values: no header injection). http.request sends the standard methods and those
+ * the administrator lists (task_http_methods.h), nothing else.
  *
  * The address policy (task_http_policy.h) keeps a message from turning the worker against
  * its own neighbourhood, the cloud metadata service first. It is checked on the address
@@ -52,6 +53,7 @@
  * burst, their memory stays for the next one. task_http_cleanup frees the list.
  */
 #include "task.h"
+#include "task_http_methods.h"
 #include "task_http_policy.h"
 #include "task_internal.h"
 
@@ -73,7 +75,7 @@
 #define DEFAULT_MAX_SIZE ((long long)10 << 20)
 #define DEFAULT_MAX_REDIRECTS 5LL
 #define MIN_TIMEOUT 0.001
-#define METHOD_MAX 32
+#define METHOD_MAX TASK_HTTP_METHOD_MAX
 
 static const task_http_limits default_limits = {
     .max_timeout = TASK_HTTP_DEFAULT_MAX_TIMEOUT,
@@ -138,7 +140,8 @@ typedef struct transfer {
 
 static void limits_set(const task_http_limits *in) {
     limits = default_limits;
-    limits.deny = limits.allow = NULL; /* parsed into policy; the strings are not kept */
+    /* Parsed into the policy and the method set; the strings are not kept. */
+    limits.deny = limits.allow = limits.methods = NULL;
     if (in == NULL)
         return;
     if (in->max_timeout > 0)
@@ -590,6 +593,11 @@ static int task_http_request(const task_call *call, json_t **result, task_error 
     /* Methods are case-sensitive in HTTP, but every producer means the upper-case ones. */
     for (size_t i = 0; method[i] != '\0'; i++)
         req.method[i] = (char)(method[i] >= 'a' && method[i] <= 'z' ? method[i] - 32 : method[i]);
+    if (!task__http_method_allowed(req.method))
+        return task_error_set(err, "HTTPError",
+                              "%s: method '%s' is not allowed: http.request sends %s, and other "
+                              "methods only when listed in --http-methods",
+                              call->name, req.method, task__http_standard_methods);
     return perform(call, &req, result, err);
 }
 
@@ -599,10 +607,13 @@ static int task_http_request(const task_call *call, json_t **result, task_error 
 int task__http_register(const task_http_limits *in) {
     task_http_policy *fresh;
     char why[256];
+    if (task_http_check_methods(in ? in->methods : NULL) != NULL)
+        return -EINVAL;
     int rc =
         task_http_policy_new(in ? in->deny : NULL, in ? in->allow : NULL, &fresh, why, sizeof why);
     if (rc != 0)
         return rc;
+    task__http_methods_set(in ? in->methods : NULL); /* checked above: cannot fail */
     task_http_policy_free(policy);
     policy = fresh;
     policy_needs_host = task_http_policy_has_host_rules(fresh);
