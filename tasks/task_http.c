@@ -38,7 +38,9 @@
  *
  * Credentials and redirects: libcurl (since 7.83, CVE-2022-27776) drops a custom
  * Authorization or Cookie header when a redirect leads to another host, port or scheme,
- * and CURLOPT_UNRESTRICTED_AUTH stays off; test_http_task.c holds it to that.
+ * and CURLOPT_UNRESTRICTED_AUTH stays off; test_http_guard.c holds it to that. Credentials
+ * in the URL itself ("http://user:pass@host/") are sent, but never reported: the result's
+ * url, its Location header and error messages carry them redacted (task_http_redact.h).
  *
  * Stacks: the task functions run on a task's greenlet and yield inside
  * green_http_perform. The write and header callbacks run on the hub's stack
@@ -55,6 +57,7 @@
 #include "task.h"
 #include "task_http_methods.h"
 #include "task_http_policy.h"
+#include "task_http_redact.h"
 #include "task_internal.h"
 
 #include "green.h"
@@ -448,9 +451,38 @@ static int transport_error(const task_call *call, CURLcode res, const transfer *
     return task_error_set(err, type, "%s: %s", what, errbuf);
 }
 
+/* A JSON string of a URL with its userinfo redacted (task_http_redact.h); NULL when out
+ * of memory. whole: text is one URL, not text that may hold some. */
+static json_t *redacted_text(const char *text, size_t len, bool whole) {
+    if (memchr(text, '@', len) == NULL)
+        return task__text(text, len);
+    size_t n;
+    char *r = task__redact_dup(text, len, whole, &n);
+    json_t *j = r ? task__text(r, n) : NULL;
+    free(r);
+    return j;
+}
+
+/* The response headers; the ones that hold a URL (a redirect's target) redacted. */
+static json_t *headers_object(const transfer *t) {
+    static const char *const url_headers[] = {"location", "content-location"};
+    json_t *h = task__headers_object(t->headers.data, t->headers.len);
+    for (size_t i = 0; h != NULL && i < sizeof url_headers / sizeof *url_headers; i++) {
+        json_t *v = json_object_get(h, url_headers[i]);
+        if (v != NULL && json_object_set_new(h, url_headers[i],
+                                             redacted_text(json_string_value(v),
+                                                           json_string_length(v), true)) != 0) {
+            json_decref(h);
+            return NULL;
+        }
+    }
+    return h;
+}
+
 /* The result object of a finished transfer, or NULL when out of memory.
  * json_object_set_new consumes its value even when it fails (and fails on NULL), so
- * the failures can be collected and checked once. */
+ * the failures can be collected and checked once. curl reports the URL with the
+ * credentials a task gave in it: "url" carries it redacted. */
 static json_t *response_object(CURL *easy, long status, const transfer *t, double elapsed_ms) {
     const char *url = NULL;
     curl_easy_getinfo(easy, CURLINFO_EFFECTIVE_URL, &url);
@@ -462,13 +494,12 @@ static json_t *response_object(CURL *easy, long status, const transfer *t, doubl
     const char *body = t->body.data ? t->body.data : "";
     json_t *text = json_stringn(body, t->body.len);
     int bad = json_object_set_new(res, "status", json_integer(status));
-    bad |=
-        json_object_set_new(res, "headers", task__headers_object(t->headers.data, t->headers.len));
+    bad |= json_object_set_new(res, "headers", headers_object(t));
     if (text != NULL)
         bad |= json_object_set_new(res, "body", text);
     else
         bad |= json_object_set_new(res, "body_base64", task__base64(body, t->body.len));
-    bad |= json_object_set_new(res, "url", task__text(url, strlen(url)));
+    bad |= json_object_set_new(res, "url", redacted_text(url, strlen(url), true));
     /* Microsecond resolution is plenty, and keeps the JSON short. */
     double ms = (double)(long long)(elapsed_ms * 1000.0 + 0.5) / 1000.0;
     bad |= json_object_set_new(res, "elapsed_ms", json_real(ms));
@@ -522,6 +553,9 @@ static int perform(const task_call *call, const request *req, json_t **result, t
     task__http_header_list_free(headers);
     free(t.body.data);
     free(t.headers.data);
+    /* curl's reasons rarely quote a URL, but one that does must not quote a password. */
+    if (rc == TASK_EFAIL)
+        task__redact_in_place(err->message, sizeof err->message);
     return rc;
 }
 

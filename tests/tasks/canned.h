@@ -16,6 +16,7 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -90,6 +91,7 @@ static inline void canned_start(canned *c) {
     c->pid = fork();
     ASSERT(c->pid >= 0);
     if (c->pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed ASSERT must not leave it behind */
         canned_serve(lfd);
         _exit(0);
     }
