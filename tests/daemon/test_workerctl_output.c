@@ -31,8 +31,8 @@ static void assert_terminal_safe(const char *what, const char *s) {
                    (p[i] == 0xe2 && p[i + 1] == 0x80 && p[i + 2] >= 0xaa && p[i + 2] <= 0xae) ||
                    (p[i] == 0xe2 && p[i + 1] == 0x81 && p[i + 2] >= 0xa6 && p[i + 2] <= 0xa9);
         if (bad)
-            test__fail(__FILE__, __LINE__, "%s: byte 0x%02x at offset %zu of:\n%s", what, p[i],
-                       i, s);
+            test__fail(__FILE__, __LINE__, "%s: byte 0x%02x at offset %zu of:\n%s", what, p[i], i,
+                       s);
     }
 }
 
@@ -150,8 +150,9 @@ TEST(dead_list_shows_control_characters_escaped) {
     ctlrun_env e;
     ctlrun_env_start(&e);
     ctlrun_redis(&e, "LPUSH %s %s", "workerd:dead",
-                 "{\"message\":\"{\\\"id\\\":\\\"d" HOSTILE_JSON "\\\"}\",\"reason\":\"bad "
-                 HOSTILE_JSON "\",\"id\":\"d" HOSTILE_JSON "\",\"queue\":\"q\",\"time\":1}",
+                 "{\"message\":\"{\\\"id\\\":\\\"d" HOSTILE_JSON
+                 "\\\"}\",\"reason\":\"bad " HOSTILE_JSON "\",\"id\":\"d" HOSTILE_JSON
+                 "\",\"queue\":\"q\",\"time\":1}",
                  NULL);
     ctlrun_redis(&e, "LPUSH %s %s", "workerd:dead", "hand-pushed " HOSTILE "\xff", NULL);
     ctlrun r;

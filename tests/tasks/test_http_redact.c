@@ -160,9 +160,8 @@ TEST(test_redirect_targets_with_credentials_are_redacted) {
     o = task_run("http.get", args, "{\"follow_redirects\": false}");
     ASSERT_EQ(o.rc, 0);
     ASSERT_EQ(json_integer_value(json_object_get(o.result, "status")), 302);
-    ASSERT_STREQ(json_string_value(json_object_get(json_object_get(o.result, "headers"),
-                                                   "location")),
-                 want);
+    ASSERT_STREQ(
+        json_string_value(json_object_get(json_object_get(o.result, "headers"), "location")), want);
     all = dump(o.result);
     ASSERT(strstr(all, "hunter2") == NULL && strstr(all, "s3cret") == NULL);
     free(all);
