@@ -870,3 +870,22 @@ TEST(a_reload_notices_a_change_to_any_option) {
     wd_options_free(&before);
     remove_config();
 }
+
+TEST(http_methods_come_from_the_option_and_bad_lists_are_rejected) {
+    set_env(NULL);
+    struct wd_options o;
+    ASSERT_EQ(load(&o, NULL), 0);
+    ASSERT(o.http_methods == NULL);
+    wd_options_free(&o);
+    ASSERT_EQ(load(&o, "--http-methods", "PROPFIND,REPORT", NULL), 0);
+    ASSERT_STREQ(o.http_methods, "PROPFIND,REPORT");
+    wd_options_free(&o);
+    ASSERT_LOAD_FAILS("workerd: --http-methods: a method may hold only letters, digits and "
+                      "!#$%&'*+-.^_`|~ (an HTTP token) (from the command line)",
+                      "--http-methods", "GET /x HTTP/1.1");
+    set_env("WORKERD_HTTP_METHODS=A,,B", NULL);
+    ASSERT_LOAD_FAILS("workerd: WORKERD_HTTP_METHODS: an entry of the list is empty (from the "
+                      "environment)",
+                      NULL);
+    set_env(NULL);
+}
