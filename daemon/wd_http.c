@@ -214,7 +214,8 @@ static ssize_t read_request(int fd, char *buf) {
     }
 }
 
-static void handle(int fd, void *arg) {
+static void handle(green_server_conn *conn, int fd, void *arg) {
+    (void)conn;
     struct wd_http *h = arg;
     char *buf = malloc(REQUEST_MAX + 1);
     struct answer a = {0};
