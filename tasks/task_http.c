@@ -80,17 +80,20 @@
 #define MIN_TIMEOUT 0.001
 #define METHOD_MAX TASK_HTTP_METHOD_MAX
 
-static const task_http_limits default_limits = {
-    .max_timeout = TASK_HTTP_DEFAULT_MAX_TIMEOUT,
-    .max_size = TASK_HTTP_DEFAULT_MAX_SIZE,
-    .max_redirects = TASK_HTTP_DEFAULT_MAX_REDIRECTS,
-    .max_headers = TASK_HTTP_DEFAULT_MAX_HEADERS,
-    .max_header_bytes = TASK_HTTP_DEFAULT_MAX_HEADER_BYTES,
-};
+/* The limits before registration (an initializer, not a const object, so that any C11
+ * compiler accepts it for the static below). */
+#define DEFAULT_LIMITS                                                                             \
+    {                                                                                              \
+        .max_timeout = TASK_HTTP_DEFAULT_MAX_TIMEOUT, .max_size = TASK_HTTP_DEFAULT_MAX_SIZE,      \
+        .max_redirects = TASK_HTTP_DEFAULT_MAX_REDIRECTS,                                          \
+        .max_headers = TASK_HTTP_DEFAULT_MAX_HEADERS,                                              \
+        .max_header_bytes = TASK_HTTP_DEFAULT_MAX_HEADER_BYTES,                                    \
+    }
+static const task_http_limits default_limits = DEFAULT_LIMITS;
 
 /* The limits of the process, set at registration; read-only afterwards (so any thread
  * may read them). */
-static task_http_limits limits = default_limits;
+static task_http_limits limits = DEFAULT_LIMITS;
 
 /* The address policy of the process: built at configuration, read-only afterwards; the
  * built-in deny list alone until then. policy_needs_host: it has host-name rules, so the
