@@ -61,13 +61,13 @@ struct green {
     void *arg;
     void *ret;
     green_stack *stack;
-    void *stack_lo;          /* for the sanitizer annotations */
+    void *stack_lo; /* for the sanitizer annotations */
     size_t stack_size;
-    struct green *next;      /* ready queue or free list */
+    struct green *next; /* ready queue or free list */
     struct green *prev_alive, *next_alive;
     struct green *joiner;
-    green_timeout *scopes;   /* innermost green_timeout */
-    double scope_min;        /* earliest deadline of the scopes */
+    green_timeout *scopes; /* innermost green_timeout */
+    double scope_min;      /* earliest deadline of the scopes */
     ev_timer timer;
 #ifdef GREEN_ASAN
     void *asan_fake;
@@ -83,11 +83,11 @@ struct chunk {
 
 struct hub {
     struct ev_loop *loop;
-    struct green self;       /* the hub's own context (the thread's stack) */
+    struct green self; /* the hub's own context (the thread's stack) */
     struct green *current;
     struct green *ready_head, *ready_tail;
     size_t ready_count;
-    size_t batch;            /* greenlets left in the running batch */
+    size_t batch; /* greenlets left in the running batch */
     double last_poll;
     struct green *free_list;
     struct chunk *chunks;
@@ -302,8 +302,9 @@ static atomic_flag said_not_in_greenlet = ATOMIC_FLAG_INIT;
 
 static int not_in_greenlet(const char *what) {
     if (!atomic_flag_test_and_set(&said_not_in_greenlet))
-        fprintf(stderr, "green: %s called outside a greenlet (from the hub, a callback or a "
-                        "thread without a hub): it would block the loop; returning EPERM\n",
+        fprintf(stderr,
+                "green: %s called outside a greenlet (from the hub, a callback or a "
+                "thread without a hub): it would block the loop; returning EPERM\n",
                 what);
     assert(!"green: a call that may yield was made outside a greenlet (from the hub, a "
             "libev, curl or hiredis callback, or a thread without a hub)");
@@ -372,6 +373,19 @@ timed_out:
 
 int green__park(double deadline) {
     return green__park_ex(deadline, NULL);
+}
+
+int green__park_unscoped(double deadline) {
+    struct green *g = green__current();
+    if (!g)
+        return not_in_greenlet("a blocking call");
+    /* Nothing can open or close a scope while the greenlet is parked, so the saved minimum
+     * is still the right one afterwards. */
+    double scope_min = g->scope_min;
+    g->scope_min = GREEN_FOREVER;
+    int rc = green__park(deadline);
+    g->scope_min = scope_min;
+    return rc;
 }
 
 bool green__wake(struct green *g, int code) {
@@ -511,8 +525,9 @@ void green__slot_set(enum green__slot slot, void *value, void (*destroy)(void *v
 /* Everyone is parked and the loop has nothing that could wake anyone: gevent raises
  * LoopExit here. Waking them all with EDEADLK lets each unwind instead of hanging. */
 static void break_deadlock(void) {
-    fprintf(stderr, "green: deadlock: %zu greenlets parked and no watcher left to wake "
-                    "them; their blocking calls return EDEADLK\n",
+    fprintf(stderr,
+            "green: deadlock: %zu greenlets parked and no watcher left to wake "
+            "them; their blocking calls return EDEADLK\n",
             hub->alive);
     for (struct green *g = hub->alive_list; g; g = g->next_alive)
         green__wake(g, -EDEADLK);

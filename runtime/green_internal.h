@@ -42,6 +42,13 @@ int green__park(double deadline);
  * (*own_deadline = true) or an enclosing scope. green_sleep uses it. */
 int green__park_ex(double deadline, bool *own_deadline);
 
+/* Park like green__park, but with the enclosing green_timeout scopes lifted for the
+ * duration: only `deadline`, a wake or green_kill end it. For clean-up that must still
+ * wait after a scope has expired (green_proc_stop reaping a child whose time limit has
+ * just fired); never for ordinary waits, which must honour every scope. The scopes are
+ * back in force when it returns. Returns as green__park; -ETIMEDOUT means `deadline`. */
+int green__park_unscoped(double deadline);
+
 /* Make g ready with code as green__park's return value. Returns false if g is not
  * parked (already woken, or running). Callable from the hub and from greenlets. */
 bool green__wake(struct green *g, int code);
