@@ -242,7 +242,9 @@ static void run(struct wd_job *j) {
     green_timeout_start(&hard, m->time_limit > 0 ? m->time_limit : -1);
     green_timeout_start(&soft, m->soft_time_limit > 0 ? m->soft_time_limit : -1);
     json_t *result = NULL;
-    task_error err = {{0}, {0}};
+    task_error err; /* only the first bytes: zeroing it all would commit stack pages of
+                       every running task for a message most never write */
+    err.type[0] = err.message[0] = '\0';
     task_call call = {m->id, m->task, m->args, m->kwargs, m->retries};
     int rc = fn(&call, &result, &err);
     bool soft_fired = green_timeout_end(&soft);

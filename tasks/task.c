@@ -14,6 +14,7 @@
  * Everything here runs on whatever stack calls it (greenlets, in practice).
  */
 #include "task.h"
+#include "task_internal.h"
 
 #include <errno.h>
 #include <math.h>
@@ -67,7 +68,7 @@ static bool name_char(char c, bool first) {
 
 /* Names appear in messages, logs and Redis keys' neighbourhood: keep them to a safe
  * alphabet, and refuse empty dotted components, which are nearly always typos. */
-static bool name_valid(const char *name) {
+bool task__name_valid(const char *name) {
     size_t len = strlen(name);
     if (len == 0 || len > TASK_NAME_MAX || name[len - 1] == '.')
         return false;
@@ -98,7 +99,7 @@ static size_t registry_search(const char *name, bool *found) {
 }
 
 int task_registry_add(const char *name, task_fn fn) {
-    if (name == NULL || fn == NULL || !name_valid(name))
+    if (name == NULL || fn == NULL || !task__name_valid(name))
         return -EINVAL;
     bool found;
     size_t at = registry_search(name, &found);

@@ -78,10 +78,12 @@ typedef struct task_call {
 } task_call;
 
 /* A failure description, filled by the task. Both strings are NUL-terminated and
- * truncated to fit. */
+ * truncated to fit. The message has room for a sentence and the last 4 KiB of an external
+ * program's stderr (task_exec.h). */
+#define TASK_ERROR_MESSAGE_MAX 5120
 typedef struct task_error {
-    char type[64];      /* class name: "HTTPError", "TypeError", ... */
-    char message[1024]; /* human-readable reason */
+    char type[64];                        /* class name: "HTTPError", "TypeError", ... */
+    char message[TASK_ERROR_MESSAGE_MAX]; /* human-readable reason */
 } task_error;
 
 typedef int (*task_fn)(const task_call *call, json_t **result, task_error *err);

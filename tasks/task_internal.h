@@ -10,6 +10,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/* Whether name is a valid task name (task_registry_add's rule, task.h). task.c. */
+bool task__name_valid(const char *name);
+
 /* Store limits (NULL: defaults; zero fields: defaults) for every later http.* call of the
  * process and register http.get and http.request. Returns 0 or task_registry_add's error. */
 int task__http_register(const task_http_limits *limits);
