@@ -10,6 +10,7 @@
 #include "green.h"
 #include "green_http.h"
 #include "task.h"
+#include "task_exec.h"
 #include "wd_log.h"
 #include "wd_options.h"
 #include "wd_supervisor.h"
@@ -31,6 +32,17 @@ struct run {
     int code;
 };
 
+/* The external-program tasks as the options give them. */
+static task_exec_config exec_config(const struct wd_options *o) {
+    return (task_exec_config){
+        .tasks = o->exec_tasks,
+        .ntasks = o->nexec_tasks,
+        .env = o->exec_env,
+        .nenv = o->nexec_env,
+        .max_output = o->exec_max_output,
+    };
+}
+
 /* SIGHUP: read the settings again, the same way as at start. The log level (the one
  * SETTINGS_LIVE option) and the log file apply at once. A change to any other option (each
  * is marked SETTINGS_RESTART in the settings table: what the running worker is built on) is
@@ -44,6 +56,12 @@ static bool reload(void *arg) {
     char err[1024];
     if (wd_options_load(&fresh, r->argc, r->argv, getenv, err, sizeof err) != 0) {
         wd_log(WD_LOG_ERROR, "reload refused, keeping the running settings: %s", err);
+        return false;
+    }
+    task_exec_config exec = exec_config(&fresh);
+    if (task_exec_check(&exec, err, sizeof err) != 0) {
+        wd_log(WD_LOG_ERROR, "reload refused, keeping the running settings: workerd: %s", err);
+        wd_options_free(&fresh);
         return false;
     }
     wd_log_set_level(fresh.loglevel);
@@ -87,6 +105,22 @@ int main(int argc, char **argv) {
         return 2;
     }
     wd_log_set_level(opts.loglevel);
+    /* The tasks, before any child of --processes is forked: a bad --exec-task (a name
+     * taken by a built-in) is a bad option, refused once, not by every child. */
+    task_http_limits http = {
+        .deny = opts.http_deny, .allow = opts.http_allow, .methods = opts.http_methods};
+    if (task_register_builtins(&http) != 0) {
+        wd_log(WD_LOG_ERROR, "cannot register the built-in tasks");
+        wd_options_free(&opts);
+        return 1;
+    }
+    task_exec_config exec = exec_config(&opts);
+    rc = task_exec_register(&exec, err, sizeof err);
+    if (rc != 0) {
+        fprintf(stderr, "workerd: %s\n", err);
+        wd_options_free(&opts);
+        return rc == -ENOMEM ? 1 : 2;
+    }
     bool supervised = false;
     if (wd_supervisor_wanted(&opts)) {
         /* The parent supervises until every child is gone; each child comes back here
@@ -100,10 +134,8 @@ int main(int argc, char **argv) {
         if (opts.http_host && opts.http_port)
             opts.http_port += slot;
     }
-    task_http_limits http = {
-        .deny = opts.http_deny, .allow = opts.http_allow, .methods = opts.http_methods};
-    if (green_http_global_init() != 0 || task_register_builtins(&http) != 0) {
-        wd_log(WD_LOG_ERROR, "cannot initialise libcurl or the built-in tasks");
+    if (green_http_global_init() != 0) {
+        wd_log(WD_LOG_ERROR, "cannot initialise libcurl");
         wd_options_free(&opts);
         return 1;
     }

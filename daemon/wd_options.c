@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "task.h"
+#include "task_exec.h"
 #include "task_http_policy.h"
 
 #define OPT_BASE 256 /* above every char, so getopt_long can return ids for long-only ones */
@@ -67,9 +68,27 @@ static int unknown_option(const char *shown, char *errbuf, size_t errlen) {
     return fail(errbuf, errlen, "unknown option '%s' (see workerd --help)", shown);
 }
 
+/* A list option given again on the command line adds its entries: the values joined with
+ * a comma (their escapes stay as written), in joined[id], which the caller frees. */
+static int add_up(const char *cli[], char *joined[], int id, const char *value, char *errbuf,
+                  size_t errlen) {
+    size_t a = strlen(cli[id]), b = strlen(value);
+    char *both = malloc(a + b + 2);
+    if (both == NULL)
+        return fail(errbuf, errlen, "out of memory");
+    memcpy(both, cli[id], a);
+    both[a] = ',';
+    memcpy(both + a + 1, value, b + 1);
+    free(joined[id]);
+    joined[id] = both;
+    cli[id] = both;
+    return 0;
+}
+
 /* The first pass: collect argv's values into cli[], act on --help and --version.
  * Returns 0, 1 (help or version printed) or -1. */
-static int scan_argv(int argc, char *const argv[], const char *cli[], char *errbuf, size_t errlen) {
+static int scan_argv(int argc, char *const argv[], const char *cli[], char *joined[], char *errbuf,
+                     size_t errlen) {
     struct option longopts[SETTINGS_COUNT + 1];
     char shortopts[3 + 2 * SETTINGS_COUNT] = "+:"; /* '+': never permute argv; ':': report ':' */
     size_t ns = 2;
@@ -119,6 +138,11 @@ static int scan_argv(int argc, char *const argv[], const char *cli[], char *errb
             fflush(stdout);
             return 1;
         }
+        if (settings_opts[id].kind == SETTINGS_KIND_LIST && cli[id] != NULL && optarg != NULL) {
+            if (add_up(cli, joined, id, optarg, errbuf, errlen) < 0)
+                return -1;
+            continue;
+        }
         cli[id] = optarg ? optarg : "on"; /* a flag (-E) sets "on" */
     }
     if (optind < argc)
@@ -127,8 +151,13 @@ static int scan_argv(int argc, char *const argv[], const char *cli[], char *errb
     return 0;
 }
 
-/* The http.* tasks' address policy lists and extra methods are the tasks' to parse. */
+/* The http.* tasks' address policy lists and extra methods, and the entries of
+ * --exec-task and --exec-env, are the tasks' to parse. */
 static int check_policy(enum settings_id id, const char *value, char *why, size_t whylen) {
+    if (id == SETTINGS_EXEC_TASK)
+        return task_exec_check_task(value, why, whylen);
+    if (id == SETTINGS_EXEC_ENV)
+        return task_exec_check_env(value, why, whylen);
     if (id == SETTINGS_HTTP_METHODS) {
         const char *bad = task_http_check_methods(value);
         if (bad == NULL)
@@ -170,6 +199,11 @@ static void read_values(struct wd_options *o) {
     o->processes = (int)v[SETTINGS_PROCESSES].num;
     o->max_tasks_per_child = v[SETTINGS_MAX_TASKS_PER_CHILD].num;
     o->max_memory_per_child = v[SETTINGS_MAX_MEMORY_PER_CHILD].num;
+    o->exec_tasks = v[SETTINGS_EXEC_TASK].items;
+    o->nexec_tasks = v[SETTINGS_EXEC_TASK].nitems;
+    o->exec_env = v[SETTINGS_EXEC_ENV].items;
+    o->nexec_env = v[SETTINGS_EXEC_ENV].nitems;
+    o->exec_max_output = (size_t)v[SETTINGS_EXEC_MAX_OUTPUT].num;
 
     if (o->pool == WD_POOL_SOLO)
         o->concurrency = 1;
@@ -186,13 +220,16 @@ int wd_options_load(struct wd_options *opts, int argc, char *const argv[], wd_ge
                     char *errbuf, size_t errlen) {
     struct settings_sources src = {
         .program = "workerd", .getenv_fn = getenv_fn, .uses = SETTINGS_ALL, .check = check_policy};
+    char *joined[SETTINGS_COUNT] = {0};
     memset(opts, 0, sizeof *opts);
     errbuf[0] = '\0';
-    int r = scan_argv(argc, argv, src.cli, errbuf, errlen);
+    int r = scan_argv(argc, argv, src.cli, joined, errbuf, errlen);
+    if (r == 0 && settings_load(&opts->all, &src, errbuf, errlen) < 0)
+        r = -1;
+    for (int id = 0; id < SETTINGS_COUNT; id++)
+        free(joined[id]);
     if (r != 0)
         return r;
-    if (settings_load(&opts->all, &src, errbuf, errlen) < 0)
-        return -1;
     read_values(opts);
     return 0;
 }

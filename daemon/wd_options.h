@@ -65,8 +65,13 @@ struct wd_options {
     int processes;             /* worker processes; > 1 runs the supervisor */
     long max_tasks_per_child;  /* 0: no limit; else a child exits after this many tasks */
     long max_memory_per_child; /* KiB; 0: no limit */
-    struct settings all;       /* every option's value as loaded, which the fields above
-                                  are read from: what a reload compares */
+    char **exec_tasks;         /* --exec-task: "NAME=PATH" entries (task_exec.h) */
+    size_t nexec_tasks;
+    char **exec_env; /* --exec-env: "KEY=VALUE" entries for the programs */
+    size_t nexec_env;
+    size_t exec_max_output; /* --exec-max-output: stdout bytes a program may write */
+    struct settings all;    /* every option's value as loaded, which the fields above
+                               are read from: what a reload compares */
 };
 
 /* Reads one environment variable; getenv and secure_getenv fit. */

@@ -62,6 +62,9 @@ enum settings_id {
     SETTINGS_PROCESSES,
     SETTINGS_MAX_TASKS_PER_CHILD,
     SETTINGS_MAX_MEMORY_PER_CHILD,
+    SETTINGS_EXEC_TASK,
+    SETTINGS_EXEC_ENV,
+    SETTINGS_EXEC_MAX_OUTPUT,
     SETTINGS_CONFIG,
     SETTINGS_HELP,
     SETTINGS_VERSION,
@@ -88,6 +91,10 @@ enum settings_kind {
     SETTINGS_KIND_LISTEN,   /* "off" (text NULL) or ADDR:PORT with a numeric IPv4 address,
                                localhost or [IPv6]: text the numeric address, num the port */
     SETTINGS_KIND_CHECKED,  /* text checked by the program's settings_check_fn */
+    SETTINGS_KIND_LIST,     /* entries separated by commas, "\," for a comma inside one and
+                               "\\" for a backslash, none empty, each checked by the
+                               program's settings_check_fn: items, nitems. On a command line
+                               the option may be repeated: the values add up */
     SETTINGS_KIND_FILE,     /* the config file: text, its path */
     SETTINGS_KIND_ACTION,   /* --help, --version: no value; the program acts on them */
 };
@@ -130,7 +137,7 @@ struct settings_value {
     long num;       /* NUMBER, SIZE; FLAG: 1 or 0; LISTEN: the port */
     char *text;     /* CHOICE, URL, PREFIX, HOSTNAME, CHECKED, FILE; LISTEN: the address */
     char *redacted; /* URL: text with its password replaced by *** (for logs) */
-    char **items;   /* QUEUES: the names in order */
+    char **items;   /* QUEUES: the names in order; LIST: the entries, unescaped */
     size_t nitems;
 };
 
@@ -141,7 +148,8 @@ struct settings {
 /* Reads one environment variable; getenv and secure_getenv fit. */
 typedef char *(*settings_getenv_fn)(const char *name);
 
-/* Checks a SETTINGS_KIND_CHECKED value: 0, or -1 with a one-line reason in why. */
+/* Checks a SETTINGS_KIND_CHECKED value, or one entry of a SETTINGS_KIND_LIST: 0, or -1
+ * with a one-line reason in why. */
 typedef int (*settings_check_fn)(enum settings_id id, const char *value, char *why, size_t whylen);
 
 /* What settings_load reads. */

@@ -172,6 +172,26 @@ const struct settings_opt settings_opts[SETTINGS_COUNT] = {
          .kind = SETTINGS_KIND_NUMBER, .apply = SETTINGS_RESTART, .lo = 0, .hi = 1L << 30,
          .help = "A worker process whose resident memory exceeds KIB kibibytes after a task\n"
                  "is replaced the same way. 0: no limit."},
+    [SETTINGS_EXEC_TASK] =
+        {"exec-task", 0, "WORKERD_EXEC_TASK", "NAME=PATH", NULL, .kind = SETTINGS_KIND_LIST,
+         .apply = SETTINGS_RESTART,
+         .help = "Register task NAME, run by the program at PATH (absolute and executable; no\n"
+                 "shell): it reads the message as JSON on stdin and prints its result as JSON\n"
+                 "on stdout; exit status 75 asks for a retry (see workerd(1)). Repeat the\n"
+                 "option for more tasks, or separate entries with commas (\\, for a comma in\n"
+                 "a path)."},
+    [SETTINGS_EXEC_ENV] =
+        {"exec-env", 0, "WORKERD_EXEC_ENV", "KEY=VALUE", NULL, .kind = SETTINGS_KIND_LIST,
+         .apply = SETTINGS_RESTART,
+         .help = "Add KEY=VALUE to the environment of --exec-task programs, which otherwise\n"
+                 "is PATH=/usr/local/bin:/usr/bin:/bin, LANG=C.UTF-8 and workerd's HOME (a\n"
+                 "KEY here replaces those). Repeatable, or comma-separated (\\, for a comma in\n"
+                 "a value)."},
+    [SETTINGS_EXEC_MAX_OUTPUT] =
+        {"exec-max-output", 0, "WORKERD_EXEC_MAX_OUTPUT", "BYTES", "10M",
+         .kind = SETTINGS_KIND_SIZE, .apply = SETTINGS_RESTART, .lo = 1024, .hi = 512L << 20,
+         .help = "Most an --exec-task program may write on stdout (K, M, G suffixes); one\n"
+                 "that writes more is killed and its task fails with BadOutput."},
     [SETTINGS_CONFIG] =
         {"config", 0, "WORKERD_CONFIG", "FILE", NULL, .kind = SETTINGS_KIND_FILE,
          .apply = SETTINGS_RESTART,

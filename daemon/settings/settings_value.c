@@ -289,6 +289,53 @@ static int set_checked(struct settings__load *l, enum settings_id id, const char
     return store_text(l, name, v, value);
 }
 
+/* Entries separated by commas, unescaped ("\," is a comma, "\\" a backslash; any other
+ * backslash is kept as written), none empty, each checked by the program. A comma is the
+ * separator the other lists use; the escape lets a path or a value hold one anyway. */
+static int set_list(struct settings__load *l, enum settings_id id, const char *name,
+                    const char *value, struct settings_value *v) {
+    struct settings_value fresh = {0};
+    size_t n = 1, len = strlen(value);
+    char why[384];
+    for (const char *p = value; *p; p++)
+        n += *p == ',';
+    char *entry = malloc(len + 1);
+    if (entry == NULL || (fresh.items = calloc(n, sizeof *fresh.items)) == NULL) {
+        free(entry);
+        return settings__fail(l, "%s: out of memory", name);
+    }
+    for (const char *p = value;;) {
+        size_t k = 0;
+        for (; *p && *p != ','; p++) {
+            if (*p == '\\' && (p[1] == ',' || p[1] == '\\'))
+                p++;
+            entry[k++] = *p;
+        }
+        entry[k] = '\0';
+        if (k == 0) {
+            settings__fail(l, "%s: an entry of the list is empty", name);
+            goto fail;
+        }
+        if (l->check != NULL && l->check(id, entry, why, sizeof why) < 0) {
+            settings__fail(l, "%s: %s", name, why);
+            goto fail;
+        }
+        if ((fresh.items[fresh.nitems] = strdup(entry)) == NULL) {
+            settings__fail(l, "%s: out of memory", name);
+            goto fail;
+        }
+        fresh.nitems++;
+        if (*p++ == '\0')
+            break;
+    }
+    free(entry);
+    return store(v, &fresh);
+fail:
+    free(entry);
+    settings__value_free(&fresh);
+    return -1;
+}
+
 int settings__set(struct settings__load *l, enum settings_id id, const char *name,
                   const char *value, struct settings_value *v) {
     const struct settings_opt *d = &settings_opts[id];
@@ -320,6 +367,8 @@ int settings__set(struct settings__load *l, enum settings_id id, const char *nam
         return set_listen(l, name, value, v);
     case SETTINGS_KIND_CHECKED:
         return set_checked(l, id, name, value, v);
+    case SETTINGS_KIND_LIST:
+        return set_list(l, id, name, value, v);
     case SETTINGS_KIND_FILE:
         return store_text(l, name, v, value);
     case SETTINGS_KIND_ACTION:
