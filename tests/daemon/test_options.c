@@ -833,6 +833,9 @@ TEST(a_reload_notices_a_change_to_any_option) {
         {SETTINGS_PROCESSES, "WORKERD_PROCESSES=2"},
         {SETTINGS_MAX_TASKS_PER_CHILD, "WORKERD_MAX_TASKS_PER_CHILD=10"},
         {SETTINGS_MAX_MEMORY_PER_CHILD, "WORKERD_MAX_MEMORY_PER_CHILD=1000"},
+        {SETTINGS_EXEC_TASK, "WORKERD_EXEC_TASK=noop=/bin/true"},
+        {SETTINGS_EXEC_ENV, "WORKERD_EXEC_ENV=A=1"},
+        {SETTINGS_EXEC_MAX_OUTPUT, "WORKERD_EXEC_MAX_OUTPUT=1M"},
         {SETTINGS_CONFIG, config},
     };
     size_t n = sizeof changes / sizeof *changes;
@@ -889,4 +892,56 @@ TEST(http_methods_come_from_the_option_and_bad_lists_are_rejected) {
                       "environment)",
                       NULL);
     set_env(NULL);
+}
+
+/* --exec-task and --exec-env are lists: repeated on the command line they add up, commas
+ * separate entries in every layer, "\," keeps a comma inside one, and a higher layer
+ * replaces a lower one's whole list. */
+TEST(exec_lists_add_up_on_the_command_line_and_escape_commas) {
+    set_env("WORKERD_EXEC_TASK=old=/bin/true", "WORKERD_EXEC_ENV=A=1\\,2,B=3", NULL);
+    struct wd_options o;
+    ASSERT_EQ(load(&o, NULL), 0);
+    ASSERT_EQ(o.nexec_tasks, 1);
+    ASSERT_STREQ(o.exec_tasks[0], "old=/bin/true");
+    ASSERT_EQ(o.nexec_env, 2);
+    ASSERT_STREQ(o.exec_env[0], "A=1,2");
+    ASSERT_STREQ(o.exec_env[1], "B=3");
+    ASSERT_EQ(o.exec_max_output, 10 << 20);
+    wd_options_free(&o);
+    ASSERT_EQ(load(&o, "--exec-task", "a=/bin/true", "--exec-task", "b=/bin/false,c=/bin/sh",
+                   "--exec-env", "X=a\\\\b", "--exec-max-output", "64K", NULL),
+              0);
+    ASSERT_EQ(o.nexec_tasks, 3);
+    ASSERT_STREQ(o.exec_tasks[0], "a=/bin/true");
+    ASSERT_STREQ(o.exec_tasks[1], "b=/bin/false");
+    ASSERT_STREQ(o.exec_tasks[2], "c=/bin/sh");
+    ASSERT_EQ(o.nexec_env, 1);
+    ASSERT_STREQ(o.exec_env[0], "X=a\\b");
+    ASSERT_EQ(o.exec_max_output, 64 << 10);
+    wd_options_free(&o);
+    set_env(NULL);
+}
+
+TEST(exec_entries_that_cannot_run_are_refused_with_their_layer) {
+    set_env(NULL);
+    ASSERT_LOAD_FAILS("workerd: --exec-task: 'noop' is not NAME=PATH (from the command line)",
+                      "--exec-task", "noop");
+    ASSERT_LOAD_FAILS("workerd: --exec-task: x: /nonexistent/prog: No such file or directory "
+                      "(from the command line)",
+                      "--exec-task", "ok=/bin/true", "--exec-task", "x=/nonexistent/prog");
+    ASSERT_LOAD_FAILS("workerd: --exec-task: a: the path 'true' is not absolute (from the "
+                      "command line)",
+                      "--exec-task", "a=true");
+    ASSERT_LOAD_FAILS("workerd: --exec-task: an entry of the list is empty (from the command "
+                      "line)",
+                      "--exec-task", "a=/bin/true,");
+    ASSERT_LOAD_FAILS("workerd: --exec-env: 'NOVALUE' is not KEY=VALUE (from the command line)",
+                      "--exec-env", "NOVALUE");
+    set_env("WORKERD_EXEC_ENV=NO_PROXY=a,b", NULL);
+    ASSERT_LOAD_FAILS("workerd: WORKERD_EXEC_ENV: 'b' is not KEY=VALUE (from the environment)",
+                      NULL);
+    set_env(NULL);
+    ASSERT_LOAD_FAILS("workerd: --exec-max-output: '100' is out of range, expected "
+                      "1024..536870912 (from the command line)",
+                      "--exec-max-output", "100");
 }
