@@ -242,9 +242,7 @@ static void run(struct wd_job *j) {
     green_timeout_start(&hard, m->time_limit > 0 ? m->time_limit : -1);
     green_timeout_start(&soft, m->soft_time_limit > 0 ? m->soft_time_limit : -1);
     json_t *result = NULL;
-    task_error err; /* only the first bytes: zeroing it all would commit stack pages of
-                       every running task for a message most never write */
-    err.type[0] = err.message[0] = '\0';
+    task_error err = {{0}, {0}, NULL};
     task_call call = {m->id, m->task, m->args, m->kwargs, m->retries};
     int rc = fn(&call, &result, &err);
     bool soft_fired = green_timeout_end(&soft);
@@ -252,6 +250,7 @@ static void run(struct wd_job *j) {
 
     if (rc == -ECANCELED && w->stop != WD_RUNNING) {
         json_decref(result);
+        task_error_clear(&err);
         wd_observe_put_back(w->obs);
         wd_log_task(WD_LOG_INFO, m->id, "%s interrupted by shutdown; it goes back to queue %s",
                     m->task, j->d.queue);
@@ -261,9 +260,10 @@ static void run(struct wd_job *j) {
     if (rc == 0) {
         finish(j, BROKER_SUCCESS, result ? result : json_null(), NULL, NULL);
     } else if (rc == TASK_EFAIL) {
-        finish(j, BROKER_FAILURE, NULL, err.type[0] ? err.type : "TaskError", err.message);
+        finish(j, BROKER_FAILURE, NULL, err.type[0] ? err.type : "TaskError",
+               task_error_text(&err));
     } else if (rc == TASK_EINVAL) {
-        reject(j, m->id, err.type[0] ? err.type : "TypeError", err.message);
+        reject(j, m->id, err.type[0] ? err.type : "TypeError", task_error_text(&err));
     } else if (rc == -ETIMEDOUT && (hard_fired || soft_fired)) {
         char msg[128];
         double limit = hard_fired ? m->time_limit : m->soft_time_limit;
@@ -281,6 +281,7 @@ static void run(struct wd_job *j) {
         finish(j, BROKER_FAILURE, NULL, "InternalError", msg);
     }
     json_decref(result);
+    task_error_clear(&err);
 }
 
 static void *job_main(void *arg) {

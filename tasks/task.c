@@ -56,6 +56,23 @@ int task_error_invalid(task_error *err, const char *type, const char *fmt, ...) 
     return TASK_EINVAL;
 }
 
+int task_error_set_long(task_error *err, const char *type, const char *text) {
+    snprintf(err->type, sizeof err->type, "%s", type);
+    snprintf(err->message, sizeof err->message, "%s", text);
+    free(err->long_message);
+    err->long_message = strlen(text) >= sizeof err->message ? strdup(text) : NULL;
+    return TASK_EFAIL;
+}
+
+const char *task_error_text(const task_error *err) {
+    return err->long_message ? err->long_message : err->message;
+}
+
+void task_error_clear(task_error *err) {
+    free(err->long_message);
+    err->long_message = NULL;
+}
+
 /* ---- the registry ------------------------------------------------------------------- */
 
 static bool name_char(char c, bool first) {

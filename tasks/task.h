@@ -78,12 +78,17 @@ typedef struct task_call {
 } task_call;
 
 /* A failure description, filled by the task. Both strings are NUL-terminated and
- * truncated to fit. The message has room for a sentence and the last 4 KiB of an external
- * program's stderr (task_exec.h). */
-#define TASK_ERROR_MESSAGE_MAX 5120
+ * truncated to fit. A longer reason (an external program's stderr, task_exec.h) is set
+ * with task_error_set_long, which also keeps the whole text in long_message. Whoever calls
+ * a task function sets long_message to NULL first (a zeroed struct will do) and afterwards
+ * takes the reason from task_error_text and frees it with task_error_clear. message stays
+ * at 1 KiB because the struct lives on the stack of every running task: a larger one
+ * would commit another page of each parked greenlet. */
 typedef struct task_error {
-    char type[64];                        /* class name: "HTTPError", "TypeError", ... */
-    char message[TASK_ERROR_MESSAGE_MAX]; /* human-readable reason */
+    char type[64];      /* class name: "HTTPError", "TypeError", ... */
+    char message[1024]; /* human-readable reason */
+    char *long_message; /* NULL, or the whole reason when message holds only its start
+                           (malloc'd, task_error_set_long; freed by task_error_clear) */
 } task_error;
 
 typedef int (*task_fn)(const task_call *call, json_t **result, task_error *err);
@@ -98,6 +103,17 @@ int task_error_set(task_error *err, const char *type, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 int task_error_invalid(task_error *err, const char *type, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Fill err with type and a ready-made text of any length: message gets as much of it as
+ * fits and, when that is not all, long_message a copy of the whole (left NULL when out of
+ * memory: the reason is then cut short, never lost). Returns TASK_EFAIL. Does not yield. */
+int task_error_set_long(task_error *err, const char *type, const char *text);
+
+/* The whole reason: long_message when set, else message. */
+const char *task_error_text(const task_error *err);
+
+/* Free long_message and set it to NULL. */
+void task_error_clear(task_error *err);
 
 /* ---- the registry ------------------------------------------------------------------- */
 

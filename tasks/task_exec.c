@@ -282,19 +282,22 @@ static void append_text(char *out, size_t size, const char *text, size_t len) {
     out[n] = '\0';
 }
 
-/* ExecError: how the program ended, and the tail of its stderr. */
+/* ExecError: how the program ended, and the tail of its stderr (longer than a task_error's
+ * message holds, hence task_error_set_long). */
 static int exec_error(green_proc *p, task_error *err) {
-    size_t len, total;
+    size_t len, total, size = GREEN_PROC_ERR_TAIL + 128;
     const char *tail = green_proc_stderr(p, &len, &total);
-    char end[64];
-    describe_end(green_proc_status(p), end, sizeof end);
+    char *text = malloc(size); /* not on the stack: a greenlet's pages stay committed */
+    if (text == NULL)
+        return task_error_set(err, "MemoryError", "out of memory");
+    describe_end(green_proc_status(p), text, size);
+    size_t n = strlen(text);
     if (total == 0)
-        return task_error_set(err, "ExecError", "%s; nothing on stderr", end);
-    if (len < total)
-        task_error_set(err, "ExecError", "%s; stderr (the last %zu of %zu bytes): ", end, len,
-                       total);
+        snprintf(text + n, size - n, "; nothing on stderr");
+    else if (len < total)
+        snprintf(text + n, size - n, "; stderr (the last %zu of %zu bytes): ", len, total);
     else
-        task_error_set(err, "ExecError", "%s; stderr: ", end);
+        snprintf(text + n, size - n, "; stderr: ");
     if (len < total) {
         /* Cut in the middle: start at a character, not inside a UTF-8 sequence. */
         while (len > 0 && ((unsigned char)*tail & 0xc0) == 0x80)
@@ -302,8 +305,10 @@ static int exec_error(green_proc *p, task_error *err) {
     }
     if (len > 0 && tail[len - 1] == '\n')
         len--;
-    append_text(err->message, sizeof err->message, tail, len);
-    return TASK_EFAIL;
+    append_text(text, size, tail, len);
+    int rc = task_error_set_long(err, "ExecError", text);
+    free(text);
+    return rc;
 }
 
 static bool blank(const char *s, size_t len) {

@@ -33,6 +33,8 @@ static const struct {
     {"fail.sh", "#!/bin/sh\necho \"cannot frobnicate $(cat)\" >&2\nexit 4\n"},
     {"bad.sh", "#!/bin/sh\necho 'hello'\n"},
     {"retry.sh", "#!/bin/sh\nexit 75\n"},
+    {"chatty.sh", "#!/bin/sh\nhead -c 10000 /dev/zero | tr '\\000' x >&2\necho END >&2\n"
+                  "exit 1\n"},
     {"gated.sh", "#!/bin/sh\nexec 3< \"$DIR/gate\"\nprintf x >> \"$DIR/ready\"\n"
                  "echo $$ >> \"$DIR/pids\"\nread x <&3\necho '\"through\"'\n"},
     {"forever.sh", "#!/bin/sh\necho $$ >> \"$DIR/pids\"\nprintf x >> \"$DIR/ready\"\n"
@@ -202,6 +204,7 @@ TEST(exec_results_of_success_failure_bad_output_and_retry_reach_redis) {
     e2e_push(x.e.c, "default", "{\"id\":\"f-1\",\"task\":\"fail_sh\",\"args\":[\"x\"]}");
     e2e_push(x.e.c, "default", "{\"id\":\"b-1\",\"task\":\"bad_sh\"}");
     e2e_push(x.e.c, "default", "{\"id\":\"r-1\",\"task\":\"retry_sh\"}");
+    e2e_push(x.e.c, "default", "{\"id\":\"c-1\",\"task\":\"chatty_sh\"}");
 
     json_t *res = must_result(&x, "a-1", TEST_NEVER);
     ASSERT_STREQ(e2e_jstr(res, "status"), "SUCCESS");
@@ -223,6 +226,14 @@ TEST(exec_results_of_success_failure_bad_output_and_retry_reach_redis) {
     json_decref(res);
     res = must_result(&x, "r-1", TEST_NEVER);
     ASSERT_STREQ(e2e_jstr(json_object_get(res, "error"), "type"), "RetryRequested");
+    json_decref(res);
+    /* The whole stderr tail, 4 KiB, not the 1 KiB a task_error's message holds. */
+    res = must_result(&x, "c-1", TEST_NEVER);
+    const char *why = e2e_jerror(res);
+    const char *head = "exited with status 1; stderr (the last 4096 of 10004 bytes): ";
+    ASSERT(why != NULL && strncmp(why, head, strlen(head)) == 0);
+    ASSERT_EQ(strlen(why + strlen(head)), 4095);
+    ASSERT_STREQ(why + strlen(why) - 4, "xEND");
     json_decref(res);
     env_end(&x);
 }

@@ -112,6 +112,7 @@ static inline task_outcome task_run(const char *task, const char *args, const ch
 static inline void task_outcome_free(task_outcome *o) {
     json_decref(o->result);
     o->result = NULL;
+    task_error_clear(&o->err);
 }
 
 #endif

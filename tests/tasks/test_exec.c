@@ -179,11 +179,16 @@ TEST(exec_error_keeps_the_last_4_kib_of_stderr) {
     ASSERT_EQ(o.rc, TASK_EFAIL);
     ASSERT_STREQ(o.err.type, "ExecError");
     const char *head = "exited with status 1; stderr (the last 4096 of 10004 bytes): ";
-    ASSERT(strncmp(o.err.message, head, strlen(head)) == 0);
-    const char *tail = o.err.message + strlen(head);
+    const char *text = task_error_text(&o.err);
+    ASSERT(strncmp(text, head, strlen(head)) == 0);
+    const char *tail = text + strlen(head);
     ASSERT_EQ(strlen(tail), 4095); /* the final newline is dropped */
     ASSERT_STREQ(tail + 4092, "END");
     ASSERT_EQ(strspn(tail, "x"), 4092);
+    /* message holds the start, for callers that read only it. */
+    ASSERT_EQ(strlen(o.err.message), sizeof o.err.message - 1);
+    ASSERT(strncmp(o.err.message, text, sizeof o.err.message - 1) == 0);
+    task_outcome_free(&o);
     teardown();
 }
 
@@ -344,4 +349,22 @@ TEST(exec_names_taken_or_given_twice_are_refused) {
     ASSERT_EQ(task_exec_check(&cfg, why, sizeof why), -1);
     ASSERT_STREQ(why, "--exec-env: variable A is given twice");
     teardown();
+}
+
+TEST(exec_long_error_text_is_kept_whole_beside_the_message) {
+    task_error err = {{0}, {0}, NULL};
+    ASSERT_EQ(task_error_set_long(&err, "ExecError", "short"), TASK_EFAIL);
+    ASSERT_STREQ(err.type, "ExecError");
+    ASSERT_STREQ(err.message, "short");
+    ASSERT(err.long_message == NULL);
+    ASSERT_STREQ(task_error_text(&err), "short");
+    char text[3000];
+    memset(text, 'z', sizeof text - 1);
+    text[sizeof text - 1] = '\0';
+    ASSERT_EQ(task_error_set_long(&err, "ExecError", text), TASK_EFAIL);
+    ASSERT_EQ(strlen(err.message), sizeof err.message - 1);
+    ASSERT_STREQ(task_error_text(&err), text);
+    task_error_clear(&err);
+    ASSERT(err.long_message == NULL);
+    ASSERT_EQ(strlen(task_error_text(&err)), sizeof err.message - 1);
 }
