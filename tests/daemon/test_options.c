@@ -919,6 +919,14 @@ TEST(exec_lists_add_up_on_the_command_line_and_escape_commas) {
     ASSERT_STREQ(o.exec_env[0], "X=a\\b");
     ASSERT_EQ(o.exec_max_output, 64 << 10);
     wd_options_free(&o);
+    /* In the config file, single quotes keep the backslash for the list. */
+    set_env(NULL);
+    char *path = write_config("WORKERD_EXEC_ENV='NO_PROXY=localhost\\,127.0.0.1'\n");
+    ASSERT_EQ(load(&o, "--config", path, NULL), 0);
+    ASSERT_EQ(o.nexec_env, 1);
+    ASSERT_STREQ(o.exec_env[0], "NO_PROXY=localhost,127.0.0.1");
+    wd_options_free(&o);
+    remove_config();
     set_env(NULL);
 }
 
