@@ -185,6 +185,7 @@ int green_proc_spawn(green_proc **out, const green_proc_spec *spec) {
         return -ENOMEM;
     /* Not calloc'd whole: the 8 KiB stderr buffer is written before it is read. */
     memset(p, 0, offsetof(struct green_proc, err));
+    p->err[0] = '\0';
     p->status = -1;
     int in[2] = {-1, -1}, o[2] = {-1, -1}, e[2] = {-1, -1};
     int rc = make_pipe(in);
