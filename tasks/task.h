@@ -75,6 +75,7 @@ typedef struct task_call {
     const json_t *args;   /* JSON array, never NULL */
     const json_t *kwargs; /* JSON object, never NULL */
     int retries;          /* how many times this message was retried before (0 first) */
+    const bool *soft_lim; /* private to the daemon: read it with task_soft_limit_reached */
 } task_call;
 
 /* A failure description, filled by the task. Both strings are NUL-terminated and
@@ -96,6 +97,32 @@ int task_error_set(task_error *err, const char *type, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 int task_error_invalid(task_error *err, const char *type, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* ---- time limits -------------------------------------------------------------------- */
+
+/*
+ * A message's soft_time_limit (default: workerd's --soft-time-limit) asks the task to
+ * stop. When it runs out, the task's pending blocking call, or its next one if it is
+ * computing, returns -ETIMEDOUT, once: the calls after it work normally, so the task can
+ * clean up (close what it opened, save partial work, even make a last request) and then
+ * return whatever it decides:
+ *   - 0 with its own *result: SUCCESS, a partial result is allowed;
+ *   - TASK_EFAIL: FAILURE with its own error;
+ *   - the -ETIMEDOUT itself (what a task that ignores limits does): FAILURE, type
+ *     SoftTimeLimitExceeded.
+ * task_soft_limit_reached(call) tells that -ETIMEDOUT from the task's own deadlines (a
+ * green_timeout scope it opened, a timeout argument it passed): true from the moment the
+ * soft limit ran out. Call it where a blocking call returned -ETIMEDOUT, or any time to
+ * poll. Does not yield; callable on the task's greenlet during the call only.
+ *
+ * The hard time_limit (--time-limit) applies all along, also after the soft one: when it
+ * runs out, the task is killed (its blocking calls return -ECANCELED, again about every
+ * second for as long as it keeps making them; a transfer in flight is aborted and its
+ * connection closed) and the result is FAILURE, type TimeLimitExceeded, whatever the task
+ * returns. A task that computes without blocking cannot be stopped inside its process;
+ * under --processes its supervisor replaces the whole process (README.md "Time limits").
+ */
+bool task_soft_limit_reached(const task_call *call);
 
 /* ---- the registry ------------------------------------------------------------------- */
 
