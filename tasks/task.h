@@ -38,13 +38,14 @@
  *                     "TypeError" or "ValueError" and a message naming the task and the
  *                     argument. Retrying cannot help: the daemon dead-letters the message
  *                     and stores a FAILURE result.
- *       -ETIMEDOUT    a green_* call returned -ETIMEDOUT (the task's time limit, a scope
- *       -ECANCELED    opened by the daemon) or -ECANCELED (the greenlet was killed, e.g. on
- *                     cold shutdown): return it unchanged, after cleaning up, and leave
- *                     err as is. The daemon maps the first to a time limit failure and the
- *                     second to putting the message back on its queue. A task that opens
- *                     its own green_timeout scope reports its own deadline as TASK_EFAIL
- *                     (type "Timeout") and propagates the enclosing ones.
+ *       -ETIMEDOUT    a green_* call returned -ETIMEDOUT (the task's soft time limit,
+ *       -ECANCELED    see "time limits" below) or -ECANCELED (the greenlet was killed: its
+ *                     hard time limit, a cold shutdown): return it unchanged, after
+ *                     cleaning up, and leave err as is. The daemon maps the first to a
+ *                     time limit failure and the second to one or to putting the message
+ *                     back on its queue. A task that opens its own green_timeout scope
+ *                     reports its own deadline as TASK_EFAIL (type "Timeout") and
+ *                     propagates the others.
  *     Any other return value is a bug in the task; the daemon stores a FAILURE result
  *     with type "InternalError" and, as the message, the errno's text for a negative
  *     errno (strerror(-rc): "No such file or directory") or "the task returned N, which
