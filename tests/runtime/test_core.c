@@ -181,12 +181,13 @@ TEST(test_killed_before_start_never_runs) {
 
 struct thrown {
     int first, second, third;
+    double wait; /* the first sleep's length; the others are 1 ms */
 };
 
 /* Sleeps three times; records what each sleep returned. */
 static void *sleep_thrice(void *arg) {
     struct thrown *t = arg;
-    t->first = green_sleep(TEST_NEVER);
+    t->first = green_sleep(t->wait);
     t->second = green_sleep(0.001);
     t->third = green_sleep(0.001);
     return NULL;
@@ -204,7 +205,7 @@ static void *throw_parked_main(void *arg) {
 /* The parked call returns the code, once: the calls after it work normally. And a thrown
  * -ETIMEDOUT is not mistaken by green_sleep for its own deadline (which is a success). */
 TEST(test_throw_interrupts_the_parked_call_once_with_its_code) {
-    struct thrown t = {1, 1, 1};
+    struct thrown t = {1, 1, 1, TEST_NEVER};
     double t0 = test_now();
     run(throw_parked_main, &t);
     ASSERT_EQ(t.first, -ETIMEDOUT);
@@ -213,8 +214,10 @@ TEST(test_throw_interrupts_the_parked_call_once_with_its_code) {
     ASSERT_RANGE(test_now() - t0, 0, TEST_SOON);
 }
 
+/* The same, but first yields: the throw arrives while it is ready, not parked, and is
+ * delivered by its first sleep (which, without it, sleeps only 1 ms). */
 static void *yield_then_sleep_thrice(void *arg) {
-    ASSERT_EQ(green_yield(), 0); /* the throw arrives while this greenlet is ready */
+    ASSERT_EQ(green_yield(), 0);
     return sleep_thrice(arg);
 }
 
@@ -238,7 +241,7 @@ static void *throw_ready_main(void *arg) {
 
 /* A greenlet that is not parked gets the code at its next blocking call. */
 TEST(test_throw_at_a_ready_greenlet_ends_its_next_call) {
-    struct throw_ready r = {{1, 1, 1}, -ETIMEDOUT, 1};
+    struct throw_ready r = {{1, 1, 1, 0.001}, -ETIMEDOUT, 1};
     run(throw_ready_main, &r);
     ASSERT_EQ(r.t.first, -ETIMEDOUT);
     ASSERT_EQ(r.t.second, 0);
@@ -247,11 +250,11 @@ TEST(test_throw_at_a_ready_greenlet_ends_its_next_call) {
 
 /* A kill is never downgraded by a throw, and replaces one not yet delivered. */
 TEST(test_kill_wins_over_a_pending_throw_either_way) {
-    struct throw_ready r = {{1, 1, 1}, -ETIMEDOUT, -ECANCELED};
+    struct throw_ready r = {{1, 1, 1, 0.001}, -ETIMEDOUT, -ECANCELED};
     run(throw_ready_main, &r);
     ASSERT_EQ(r.t.first, -ECANCELED);
     ASSERT_EQ(r.t.second, 0);
-    struct throw_ready k = {{1, 1, 1}, -ECANCELED, -ETIMEDOUT};
+    struct throw_ready k = {{1, 1, 1, 0.001}, -ECANCELED, -ETIMEDOUT};
     run(throw_ready_main, &k);
     ASSERT_EQ(k.t.first, -ECANCELED);
     ASSERT_EQ(k.t.second, 0);
@@ -259,10 +262,10 @@ TEST(test_kill_wins_over_a_pending_throw_either_way) {
 
 /* green_throw(g, 0) withdraws a throw not delivered yet, but never a kill. */
 TEST(test_throw_zero_withdraws_a_throw_but_not_a_kill) {
-    struct throw_ready r = {{1, 1, 1}, -ETIMEDOUT, 0};
+    struct throw_ready r = {{1, 1, 1, 0.001}, -ETIMEDOUT, 0};
     run(throw_ready_main, &r);
     ASSERT_EQ(r.t.first, 0);
-    struct throw_ready k = {{1, 1, 1}, -ECANCELED, 0};
+    struct throw_ready k = {{1, 1, 1, 0.001}, -ECANCELED, 0};
     run(throw_ready_main, &k);
     ASSERT_EQ(k.t.first, -ECANCELED);
 }
