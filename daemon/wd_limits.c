@@ -49,8 +49,11 @@
 #include <string.h>
 #include <time.h>
 
-/* The watch samples every quarter of --blocking-warn, but at least this often. */
+/* The watch samples every quarter of --blocking-warn, but at least every WATCH_PERIOD_MAX
+ * and at most every WATCH_PERIOD_MIN seconds (a tiny --blocking-warn must not make the
+ * thread a busy loop). */
 #define WATCH_PERIOD_MAX 0.05
+#define WATCH_PERIOD_MIN 0.005
 
 /* A stall still going on this long after --blocking-warn is logged while it lasts. */
 #define STALL_ONGOING_AFTER 1.0
@@ -200,7 +203,7 @@ static bool wait_or_stop(struct wd_limits *l, double seconds) {
 
 static void *watch_main(void *arg) {
     struct wd_limits *l = arg;
-    double period = fmin(WATCH_PERIOD_MAX, l->warn / 4);
+    double period = fmax(WATCH_PERIOD_MIN, fmin(WATCH_PERIOD_MAX, l->warn / 4));
     struct stall s = {.count = green_progress_switches(l->progress), .since = mono_now()};
     while (!wait_or_stop(l, period)) {
         uint64_t count = green_progress_switches(l->progress);

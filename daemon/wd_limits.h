@@ -21,16 +21,17 @@
  *
  * The blocking watch (--blocking-warn SECONDS, 0: off). A thread of its own looks at the
  * hub's progress (green.h: its switch count and the tag of the greenlet running) every
- * quarter of --blocking-warn, at most every 50 ms. A count that stands still for
- * --blocking-warn while a task's greenlet runs is a task that does not yield: one warning
- * per such stall, with the task's name and id, when it ends ("did not yield for about
- * 0.30 s"), or while it lasts once it has lasted a second more than --blocking-warn ("has
- * not yielded for 1.1 s"). Why a thread and not the loop's own timing (ev_prepare /
- * ev_check): greenlets switch to each other without passing through the loop, so the loop
- * sees that something took long but not which greenlet, and only afterwards; a task that
- * never yields again would never be named. The thread costs the hot path two stores per
- * switch (in the runtime) and, per task, a fence where the task's record is released (see
- * wd_limits_run_release), and wakes up 20 to 40 times a second.
+ * quarter of --blocking-warn, but at least every 50 ms and at most every 5 ms. A count
+ * that stands still for --blocking-warn while a task's greenlet runs is a task that does
+ * not yield: one warning per such stall, with the task's name and id, when it ends ("did
+ * not yield for about 0.30 s"), or while it lasts once it has lasted a second more than
+ * --blocking-warn ("has not yielded for 1.1 s"). Why a thread and not the loop's own
+ * timing (ev_prepare / ev_check): greenlets switch to each other without passing through
+ * the loop, so the loop sees that something took long but not which greenlet, and only
+ * afterwards; a task that never yields again would never be named. The thread costs the
+ * hot path two stores per switch (in the runtime) and, per task, a fence where the task's
+ * record is released (see wd_limits_run_release), and wakes up 40 times a second at the
+ * default 0.1 s.
  *
  * The thread reads the running task's name and id while the hub may go on and free them:
  * the run's record is the greenlet's tag, and the thread announces the record it is
