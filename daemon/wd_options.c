@@ -17,9 +17,11 @@
 
 #include <getopt.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "task.h"
 #include "task_http_policy.h"
 
 #define OPT_BASE 256 /* above every char, so getopt_long can return ids for long-only ones */
@@ -125,9 +127,15 @@ static int scan_argv(int argc, char *const argv[], const char *cli[], char *errb
     return 0;
 }
 
-/* The http.* tasks' address policy lists are the tasks' to parse. */
+/* The http.* tasks' address policy lists and extra methods are the tasks' to parse. */
 static int check_policy(enum settings_id id, const char *value, char *why, size_t whylen) {
-    (void)id;
+    if (id == SETTINGS_HTTP_METHODS) {
+        const char *bad = task_http_check_methods(value);
+        if (bad == NULL)
+            return 0;
+        snprintf(why, whylen, "%s", bad);
+        return -1;
+    }
     return task_http_policy_validate(value, why, whylen);
 }
 
@@ -156,6 +164,7 @@ static void read_values(struct wd_options *o) {
     o->max_redeliveries = (int)v[SETTINGS_MAX_REDELIVERIES].num;
     o->http_deny = v[SETTINGS_HTTP_DENY].text;
     o->http_allow = v[SETTINGS_HTTP_ALLOW].text;
+    o->http_methods = v[SETTINGS_HTTP_METHODS].text;
     o->http_host = v[SETTINGS_HTTP].text;
     o->http_port = (int)v[SETTINGS_HTTP].num;
     o->events = v[SETTINGS_EVENTS].num != 0;

@@ -59,6 +59,7 @@ struct wd_options {
     int max_redeliveries;      /* a message redelivered more often is dead-lettered */
     char *http_deny;           /* the http.* tasks' address policy (task_http_policy.h): */
     char *http_allow;          /* validated comma lists as given, or NULL for none */
+    char *http_methods;        /* --http-methods: extra methods for http.request, or NULL */
     char *http_host;           /* --http: the metrics endpoint's numeric address, or NULL */
     int http_port;             /* its port (0: any free one) */
     bool events;               /* -E: publish task events on PREFIX:events */

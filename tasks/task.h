@@ -125,7 +125,18 @@ void task_registry_clear(void);
  * CIDR networks and host names ("10.0.0.0/8,127.0.0.0/8", "127.0.0.1,*.internal.example")
  * that an http.* task may not / may connect to, on top of the built-in deny list
  * (link-local with the cloud metadata services, unspecified, multicast). NULL or "" for
- * none. They are parsed at registration; the strings are not kept. */
+ * none.
+ *
+ * methods: the HTTP methods http.request may send beyond the standard GET, HEAD, POST,
+ * PUT, PATCH, DELETE and OPTIONS, comma-separated ("PROPFIND,REPORT"; blanks around an
+ * entry are ignored). Each is an HTTP token (RFC 7230: letters, digits and
+ * !#$%&'*+-.^_`|~) of at most TASK_HTTP_METHOD_MAX bytes, at most TASK_HTTP_METHODS_MAX of
+ * them; upper-case is recommended, and the comparison ignores case, since http.request
+ * sends the method upper-cased. Any other method is a FAILURE (HTTPError) before a
+ * connection is made: without this, a task could send "SET /x HTTP/1.1" to a Redis on
+ * loopback. NULL or "" for none.
+ *
+ * The strings are parsed at registration and not kept. */
 typedef struct task_http_limits {
     double max_timeout;      /* seconds per request; default 300 */
     size_t max_size;         /* response body bytes; default 100 MiB */
@@ -134,7 +145,16 @@ typedef struct task_http_limits {
     size_t max_header_bytes; /* request headers, and response headers; default 64 KiB */
     const char *deny;        /* --http-deny */
     const char *allow;       /* --http-allow */
+    const char *methods;     /* --http-methods */
 } task_http_limits;
+
+#define TASK_HTTP_METHOD_MAX 32
+#define TASK_HTTP_METHODS_MAX 32
+
+/* Check a methods list (above) without keeping it: NULL when it is valid (NULL and "" are),
+ * else a static sentence saying what is wrong, for the settings code's message. Pure;
+ * callable anywhere. */
+const char *task_http_check_methods(const char *list);
 
 #define TASK_HTTP_DEFAULT_MAX_TIMEOUT 300.0
 #define TASK_HTTP_DEFAULT_MAX_SIZE ((size_t)100 << 20)
@@ -145,8 +165,9 @@ typedef struct task_http_limits {
 /* Register the built-in tasks: echo, sleep, fail, http.get, http.request (see
  * task_builtin.c and task_http.c for their arguments and results). limits (NULL: the
  * defaults) is copied and applies to every http.* call of the process. Returns 0,
- * -EINVAL when limits->deny or ->allow is not a valid list (check them first with
- * task_http_policy_validate for a message; the http.* tasks are then not registered),
+ * -EINVAL when limits->deny, ->allow or ->methods is not a valid list (check them first
+ * with task_http_policy_validate and task_http_check_methods for a message; the http.*
+ * tasks are then not registered),
  * -ENOMEM, or the first error of task_registry_add (-EEXIST if called twice).
  * Start-up only. */
 int task_register_builtins(const task_http_limits *limits);

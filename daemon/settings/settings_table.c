@@ -145,6 +145,12 @@ const struct settings_opt settings_opts[SETTINGS_COUNT] = {
                  "--http-deny 127.0.0.0/8 --http-allow 127.0.0.1 admits 127.0.0.1 alone);\n"
                  "on a tie, --http-deny wins over --http-allow, which wins over the\n"
                  "built-in list. Default: none."},
+    [SETTINGS_HTTP_METHODS] =
+        {"http-methods", 0, "WORKERD_HTTP_METHODS", "LIST", NULL, .kind = SETTINGS_KIND_CHECKED,
+         .apply = SETTINGS_RESTART,
+         .help = "HTTP methods http.request may send besides GET, HEAD, POST, PUT, PATCH,\n"
+                 "DELETE and OPTIONS, comma-separated (e.g. PROPFIND,REPORT). A method not\n"
+                 "allowed fails the task before any connection. Default: none."},
     [SETTINGS_HTTP] =
         {"http", 0, "WORKERD_HTTP", "ADDR:PORT", "off", .kind = SETTINGS_KIND_LISTEN,
          .apply = SETTINGS_RESTART,

@@ -828,6 +828,7 @@ TEST(a_reload_notices_a_change_to_any_option) {
         {SETTINGS_MAX_REDELIVERIES, "WORKERD_MAX_REDELIVERIES=1"},
         {SETTINGS_HTTP_DENY, "WORKERD_HTTP_DENY=10.0.0.0/8"},
         {SETTINGS_HTTP_ALLOW, "WORKERD_HTTP_ALLOW=127.0.0.1"},
+        {SETTINGS_HTTP_METHODS, "WORKERD_HTTP_METHODS=PROPFIND"},
         {SETTINGS_HTTP, "WORKERD_HTTP=127.0.0.1:0"},
         {SETTINGS_EVENTS, "WORKERD_EVENTS=on"},
         {SETTINGS_PROCESSES, "WORKERD_PROCESSES=2"},
@@ -870,4 +871,23 @@ TEST(a_reload_notices_a_change_to_any_option) {
     }
     wd_options_free(&before);
     remove_config();
+}
+
+TEST(http_methods_come_from_the_option_and_bad_lists_are_rejected) {
+    set_env(NULL);
+    struct wd_options o;
+    ASSERT_EQ(load(&o, NULL), 0);
+    ASSERT(o.http_methods == NULL);
+    wd_options_free(&o);
+    ASSERT_EQ(load(&o, "--http-methods", "PROPFIND,REPORT", NULL), 0);
+    ASSERT_STREQ(o.http_methods, "PROPFIND,REPORT");
+    wd_options_free(&o);
+    ASSERT_LOAD_FAILS("workerd: --http-methods: a method may hold only letters, digits and "
+                      "!#$%&'*+-.^_`|~ (an HTTP token) (from the command line)",
+                      "--http-methods", "GET /x HTTP/1.1");
+    set_env("WORKERD_HTTP_METHODS=A,,B", NULL);
+    ASSERT_LOAD_FAILS("workerd: WORKERD_HTTP_METHODS: an entry of the list is empty (from the "
+                      "environment)",
+                      NULL);
+    set_env(NULL);
 }
