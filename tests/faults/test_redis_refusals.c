@@ -2,10 +2,11 @@
  * test_redis_refusals.c - Redis answering, but refusing what the worker stores, with exact
  * accounting (tests/lib/books.h):
  *
- *   - one result Redis will not take (over proto-max-bulk-len, lowered to its 1 MiB
- *     minimum here) among others: that one becomes a small FAILURE ResultRefused, the
- *     others are stored, the message runs once and no other worker picks it up; before,
- *     the worker retried the batch for ever and its successor wedged the same way;
+ *   - results Redis will not take (over proto-max-bulk-len or client-query-buffer-limit,
+ *     lowered to their 1 MiB minimum here) among others: each becomes a small FAILURE
+ *     ResultRefused, the others are stored, each message runs once and no other worker
+ *     picks it up; before, the worker retried the batch for ever and its successor wedged
+ *     the same way;
  *   - Redis out of memory (maxmemory with noeviction) refusing results: the worker backs
  *     off instead of retrying at once (counted in Redis's own INFO commandstats), logs
  *     the state once, says so on /healthz (503) and /metrics, takes no new work, counts
@@ -53,41 +54,50 @@ static char *echo_of(const char *id, size_t n) {
     return msg;
 }
 
-TEST(a_result_redis_refuses_fails_alone_and_the_others_are_stored) {
+/* Redis refuses the poisons' results once `limit` (its lowest, 1 MiB) is set. */
+static void poison_among_others(const char *limit, const char *why) {
     e2e_env e;
     e2e_env_start(&e);
     books *b = books_new();
     books_ids(b, "ok-", 1, SMALL, "SUCCESS");
-    books_ids(b, "poison-", 1, 1, "FAILURE");
-    /* The poison in the middle of the queue: pushed while Redis still takes 2 MiB. */
+    books_ids(b, "poison-", 1, 2, "FAILURE");
+    /* The poisons in the queue, pushed while Redis still takes them: 2 MiB, which Redis
+     * answers with an error before it closes the connection, and 12 MiB, where the
+     * worker is still writing when the connection is reset. */
     for (int i = 1; i <= SMALL; i++) {
         char id[32];
         snprintf(id, sizeof id, "ok-%d", i);
         e2e_push_task(e.c, "default", id, "echo", "[1, \"two\"]");
-        if (i == SMALL / 2) {
-            char *msg = echo_of("poison-1", (size_t)2 << 20);
+        if (i == SMALL / 2 || i == SMALL * 3 / 4) {
+            char *msg = i == SMALL / 2 ? echo_of("poison-1", (size_t)2 << 20)
+                                       : echo_of("poison-2", (size_t)12 << 20);
             e2e_push(e.c, "default", msg);
             free(msg);
         }
     }
-    config_set(e.c, "proto-max-bulk-len", "1mb");
+    config_set(e.c, limit, "1mb");
 
     e2e_worker w[WORKERS];
     for (int i = 0; i < WORKERS; i++) {
-        E2E_START(&w[i], e.redis.port, "-c", "50", "--max-message-size", "4M", "-l", "debug");
+        E2E_START(&w[i], e.redis.port, "-c", "50", "--max-message-size", "16M", "-l", "debug");
         books_log(b, w[i].log);
     }
-    json_t *poison = e2e_wait_result(e.c, "poison-1", NULL, 30.0);
-    if (!poison)
-        for (int i = 0; i < WORKERS; i++)
-            e2e_log_dump(&w[i]);
-    ASSERT(poison != NULL);
-    ASSERT_STREQ(e2e_jstr(poison, "status"), "FAILURE");
-    json_t *error = json_object_get(poison, "error");
-    ASSERT_STREQ(e2e_jstr(error, "type"), "ResultRefused");
-    printf("poison-1: %s\n", e2e_jerror(poison));
-    ASSERT(strstr(e2e_jerror(poison), "could not be stored") != NULL);
-    json_decref(poison);
+    for (int k = 1; k <= 2; k++) {
+        char id[32];
+        snprintf(id, sizeof id, "poison-%d", k);
+        json_t *poison = e2e_wait_result(e.c, id, NULL, 30.0);
+        if (!poison)
+            for (int i = 0; i < WORKERS; i++)
+                e2e_log_dump(&w[i]);
+        ASSERT(poison != NULL);
+        ASSERT_STREQ(e2e_jstr(poison, "status"), "FAILURE");
+        json_t *error = json_object_get(poison, "error");
+        ASSERT_STREQ(e2e_jstr(error, "type"), "ResultRefused");
+        printf("%s: %s\n", id, e2e_jerror(poison));
+        ASSERT(strstr(e2e_jerror(poison), "could not be stored") != NULL);
+        ASSERT(strstr(e2e_jerror(poison), why) != NULL);
+        json_decref(poison);
+    }
 
     /* Both workers go on taking work. */
     books_ids(b, "after-", 1, 100, "SUCCESS");
@@ -101,10 +111,24 @@ TEST(a_result_redis_refuses_fails_alone_and_the_others_are_stored) {
         stop_worker(&w[i]);
     books_check(b, e.c);
     ASSERT_EQ(books_runs(b, "poison-1"), 1);
+    ASSERT_EQ(books_runs(b, "poison-2"), 1);
     for (int i = 0; i < WORKERS; i++)
         e2e_worker_stop(&w[i]);
     books_free(b);
     e2e_env_end(&e);
+}
+
+/* An argument over proto-max-bulk-len: Redis answers with an error, then closes. */
+TEST(a_result_over_proto_max_bulk_len_fails_alone_and_the_others_are_stored) {
+    poison_among_others("proto-max-bulk-len", "Redis refused it: ERR Protocol error");
+}
+
+/* A command over client-query-buffer-limit: Redis closes the connection without a word,
+ * so the worker sees a lost link each time it sends the result (and a Redis that
+ * answers every reconnect). */
+TEST(a_result_over_client_query_buffer_limit_fails_alone_and_the_others_are_stored) {
+    poison_among_others("client-query-buffer-limit",
+                        "Redis closed the connection each time it was sent");
 }
 
 /* ---- Redis out of memory ------------------------------------------------------------- */
