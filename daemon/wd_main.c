@@ -100,8 +100,10 @@ int main(int argc, char **argv) {
         if (opts.http_host && opts.http_port)
             opts.http_port += slot;
     }
-    task_http_limits http = {
-        .deny = opts.http_deny, .allow = opts.http_allow, .methods = opts.http_methods};
+    task_http_limits http = {.deny = opts.http_deny,
+                             .allow = opts.http_allow,
+                             .methods = opts.http_methods,
+                             .max_result = opts.max_result_size};
     if (green_http_global_init() != 0 || task_register_builtins(&http) != 0) {
         wd_log(WD_LOG_ERROR, "cannot initialise libcurl or the built-in tasks");
         wd_options_free(&opts);

@@ -195,6 +195,7 @@ static void read_values(struct wd_options *o) {
     wd_log_level_parse(v[SETTINGS_LOGLEVEL].text, &o->loglevel); /* one of its names */
     o->config_path = v[SETTINGS_CONFIG].text;
     o->max_message_size = (size_t)v[SETTINGS_MAX_MESSAGE_SIZE].num;
+    o->max_result_size = (size_t)v[SETTINGS_MAX_RESULT_SIZE].num;
     o->heartbeat = (int)v[SETTINGS_HEARTBEAT].num;
     o->max_redeliveries = (int)v[SETTINGS_MAX_REDELIVERIES].num;
     o->soft_time_limit = seconds_of(&v[SETTINGS_SOFT_TIME_LIMIT]);

@@ -53,6 +53,7 @@ struct wd_options {
     enum wd_log_level loglevel;
     char *config_path;         /* the config file read, or NULL */
     size_t max_message_size;   /* bytes; a larger message is dead-lettered */
+    size_t max_result_size;    /* bytes of JSON; a larger result is a ResultTooLarge FAILURE */
     int heartbeat;             /* seconds between heartbeats */
     int heartbeat_ttl;         /* seconds: 3 * heartbeat; a worker silent longer is dead */
     int max_redeliveries;      /* a message redelivered more often is dead-lettered */

@@ -174,6 +174,9 @@ typedef struct task_http_limits {
     const char *deny;        /* --http-deny */
     const char *allow;       /* --http-allow */
     const char *methods;     /* --http-methods */
+    size_t max_result;       /* bytes of JSON a result may take (--max-result-size): a body
+                                that could not fit is not read past it, and fails with
+                                "ResultTooLarge"; 0: no limit */
 } task_http_limits;
 
 #define TASK_HTTP_METHOD_MAX 32

@@ -109,6 +109,14 @@ const struct settings_opt settings_opts[SETTINGS_COUNT] = {
          .kind = SETTINGS_KIND_SIZE, .apply = SETTINGS_RESTART, .lo = 1024, .hi = 512L << 20,
          .help = "Largest task message accepted (a K, M or G suffix multiplies by 1024,\n"
                  "1024^2, 1024^3); a larger one goes to the dead-letter list."},
+    [SETTINGS_MAX_RESULT_SIZE] =
+        {"max-result-size", 0, "WORKERD_MAX_RESULT_SIZE", "BYTES", "16M",
+         .kind = SETTINGS_KIND_SIZE, .apply = SETTINGS_RESTART, .lo = 1024, .hi = 256L << 20,
+         .help = "Largest result stored, as JSON (K, M, G suffixes as above, at most 256M).\n"
+                 "A task whose result would be larger fails with ResultTooLarge, stored\n"
+                 "small. The default keeps a worker's memory per task bounded and results\n"
+                 "well under Redis's 512 MB proto-max-bulk-len and under the 32 MB at which\n"
+                 "Redis drops a subscriber waiting for a result."},
     [SETTINGS_HEARTBEAT] =
         {"heartbeat", 0, "WORKERD_HEARTBEAT", "SECONDS", "5", .kind = SETTINGS_KIND_NUMBER,
          .apply = SETTINGS_RESTART, .lo = 1, .hi = 3600,
