@@ -26,8 +26,8 @@
 #include <unistd.h>
 
 #define CONNECT_TIMEOUT 5.0
-#define BACKOFF_FIRST 0.1
-#define BACKOFF_MAX 5.0
+#define BACKOFF_FIRST BROKER_CONN_BACKOFF_FIRST
+#define BACKOFF_MAX BROKER_CONN_BACKOFF_MAX
 #define IDLE_CHECK 1.0
 
 struct broker_conn {
@@ -35,9 +35,9 @@ struct broker_conn {
     char *name;
     broker_conn_state_fn on_state;
     void *arg;
-    green_redis *r;      /* the live connection, NULL while down */
-    green_event up;      /* set while r is usable */
-    green_event broken;  /* set by a caller that saw the link fail */
+    green_redis *r;     /* the live connection, NULL while down */
+    green_event up;     /* set while r is usable */
+    green_event broken; /* set by a caller that saw the link fail */
     green_t owner;
     bool closing;
     unsigned long drops;
@@ -51,7 +51,7 @@ bool broker_conn_error_is_link(int err) {
 
 static double jitter(broker_conn *c, double delay) {
     double r = (double)rand_r(&c->seed) / RAND_MAX; /* 0..1 */
-    return delay * (0.8 + 0.4 * r);
+    return delay * (1 - BROKER_CONN_BACKOFF_JITTER + 2 * BROKER_CONN_BACKOFF_JITTER * r);
 }
 
 static void report(broker_conn *c, bool up, const char *err) {
@@ -71,9 +71,10 @@ static int ping(green_redis *r, char *why, size_t len) {
         strncmp(reply->str, "LOADING", 7) == 0)
         rc = -EAGAIN; /* a restarted Redis still reading its AOF or RDB */
     if (rc != 0)
-        snprintf(why, len, "%s", rc == -EAGAIN ? "Redis is loading its data"
-                                 : green_redis_error(r) ? green_redis_last_error(r)
-                                                        : strerror(-rc));
+        snprintf(why, len, "%s",
+                 rc == -EAGAIN          ? "Redis is loading its data"
+                 : green_redis_error(r) ? green_redis_last_error(r)
+                                        : strerror(-rc));
     if (reply)
         freeReplyObject(reply);
     return rc;

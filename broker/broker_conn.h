@@ -28,6 +28,13 @@
 
 typedef struct broker_conn broker_conn;
 
+/* The reconnect backoff above, for callers that wait out other troubles of Redis on the
+ * same schedule (the acker, while Redis refuses writes): the first delay, the most, and
+ * the jitter (each delay times 1 +- this). */
+#define BROKER_CONN_BACKOFF_FIRST 0.1
+#define BROKER_CONN_BACKOFF_MAX 5.0
+#define BROKER_CONN_BACKOFF_JITTER 0.2
+
 /* Called on the connection's greenlet at every change: up (err NULL) or down (err says
  * why, with no password in it). Must not yield. */
 typedef void (*broker_conn_state_fn)(void *arg, const char *name, bool up, const char *err);

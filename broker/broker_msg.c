@@ -293,6 +293,18 @@ static bool get_seconds(json_t *root, const char *name, double *out, broker_msg_
     return true;
 }
 
+/* A time limit: get_seconds, and at most BROKER_TIME_LIMIT_MAX. */
+static bool get_limit(json_t *root, const char *name, double *out, broker_msg_error *err) {
+    if (!get_seconds(root, name, out, err))
+        return false;
+    if (*out > BROKER_TIME_LIMIT_MAX) {
+        set_reason(err, "field \"%s\" must be at most %g seconds, got %g", name,
+                   BROKER_TIME_LIMIT_MAX, *out);
+        return false;
+    }
+    return true;
+}
+
 /* Checks every field of the parsed object and fills msg (strings still unset). Returns
  * false with the reason in err. */
 static bool check_fields(json_t *root, const broker_limits *lim, double now, broker_msg *msg,
@@ -350,8 +362,8 @@ static bool check_fields(json_t *root, const broker_limits *lim, double now, bro
     if (!get_seconds(root, "countdown", &msg->countdown, err) ||
         !get_seconds(root, "eta", &msg->eta, err) ||
         !get_seconds(root, "expires", &msg->expires, err) ||
-        !get_seconds(root, "time_limit", &msg->time_limit, err) ||
-        !get_seconds(root, "soft_time_limit", &msg->soft_time_limit, err))
+        !get_limit(root, "time_limit", &msg->time_limit, err) ||
+        !get_limit(root, "soft_time_limit", &msg->soft_time_limit, err))
         return false;
     if (msg->eta == 0 && msg->countdown > 0)
         msg->eta = now + msg->countdown;

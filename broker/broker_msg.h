@@ -21,8 +21,10 @@
  *   countdown        number >= 0, seconds from `now` (the parse argument) until it may run
  *   eta              number >= 0, unix seconds when it may run (wins over countdown)
  *   expires          number >= 0, unix seconds after which it is revoked instead of run
- *   time_limit       number >= 0, seconds a run may take before it is killed
- *   soft_time_limit  number >= 0, seconds before the task is asked to stop
+ *   time_limit       number 0..BROKER_TIME_LIMIT_MAX, seconds a run may take before it
+ *                    is killed
+ *   soft_time_limit  number 0..BROKER_TIME_LIMIT_MAX, seconds before the task is asked
+ *                    to stop
  *   ignore_result    boolean, default false
  *
  * For the numbers, 0 means "none". msg.eta is always absolute: the "eta" field, else
@@ -70,6 +72,9 @@ typedef struct broker_limits {
 #define BROKER_MAX_TASK_BYTES_DEFAULT 255
 #define BROKER_MAX_RETRIES_DEFAULT 3
 #define BROKER_GENERATED_ID_BYTES 36 /* a UUID-4 text, broker_msg_new_id */
+/* The longest time_limit and soft_time_limit, in seconds: a day. More is surely a mistake
+ * (a timestamp, milliseconds), and would hold a slot for ever. */
+#define BROKER_TIME_LIMIT_MAX 86400.0
 
 /* Fills every field with its default. */
 void broker_limits_default(broker_limits *lim);

@@ -11,8 +11,10 @@
  */
 #include "broker_result.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -155,24 +157,45 @@ json_t *broker_result_json(const broker_result *r) {
  * JSON_COMPACT), except for reals (shortest round-trip text, tb_real) and \u escapes
  * (lower-case hex); the task's own value too (tb_value). Timestamps are written
  * from whole microseconds with integer arithmetic: the same double as seconds() gives,
- * always with a decimal point so that a reader sees a real, not an integer. */
+ * always with a decimal point so that a reader sees a real, not an integer.
+ *
+ * The buffer may have a limit (broker_result_encode_max): past it, what was stored is
+ * freed and the rest is only counted, so the caller learns the whole size without the
+ * worker ever holding the text of a result Redis would refuse anyway. */
 
 typedef struct text_buf {
     char *p;
     size_t len, cap;
-    bool failed;
+    size_t max;  /* the most bytes stored (the NUL aside); SIZE_MAX: no limit */
+    bool over;   /* len went past max: nothing is stored any more, len only counts */
+    bool failed; /* out of memory (nomem), or a value that has no JSON text */
+    bool nomem;
 } text_buf;
 
 static void tb_put(text_buf *b, const char *s, size_t n) {
     if (b->failed)
         return;
+    if (b->over || n > b->max - b->len) {
+        /* Past the limit: keep counting, so that the caller can say how large the
+         * document would have been, but let go of what was stored. */
+        if (!b->over) {
+            free(b->p);
+            b->p = NULL;
+            b->cap = 0;
+            b->over = true;
+        }
+        b->len = n > SIZE_MAX - b->len ? SIZE_MAX : b->len + n;
+        return;
+    }
     if (b->len + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
         while (cap < b->len + n + 1)
             cap *= 2;
+        if (b->max != SIZE_MAX && cap > b->max + 1)
+            cap = b->max + 1; /* never twice the limit for the last doubling */
         char *p = realloc(b->p, cap);
         if (p == NULL) {
-            b->failed = true;
+            b->failed = b->nomem = true;
             return;
         }
         b->p = p;
@@ -204,13 +227,26 @@ static void tb_string(text_buf *b, const char *s, size_t n) {
             esc = "\\\\";
         } else if (c < 0x20) {
             switch (c) {
-            case '\b': esc = "\\b"; break;
-            case '\f': esc = "\\f"; break;
-            case '\n': esc = "\\n"; break;
-            case '\r': esc = "\\r"; break;
-            case '\t': esc = "\\t"; break;
-            default:
-                snprintf(u, sizeof u, "\\u%04x", c);
+            case '\b':
+                esc = "\\b";
+                break;
+            case '\f':
+                esc = "\\f";
+                break;
+            case '\n':
+                esc = "\\n";
+                break;
+            case '\r':
+                esc = "\\r";
+                break;
+            case '\t':
+                esc = "\\t";
+                break;
+            default: /* by hand: snprintf per byte was seconds for 100 MiB of them */
+                memcpy(u, "\\u00", 4);
+                u[4] = "0123456789abcdef"[c >> 4];
+                u[5] = "0123456789abcdef"[c & 15];
+                u[6] = '\0';
                 esc = u;
             }
         } else if (c >= 0x80 && (k = utf8_seq_len(p + i, n - i)) == 0) {
@@ -359,64 +395,81 @@ static void tb_value(text_buf *b, const json_t *v, int depth) {
     }
 }
 
-char *broker_result_encode(const broker_result *r) {
-    if (r->id == NULL)
-        return NULL;
-    text_buf b = {0};
-    tb_lit(&b, "{\"id\":");
-    tb_text(&b, r->id);
+/* The result document into b (see broker_result_encode_max). */
+static void tb_result(text_buf *b, const broker_result *r) {
+    tb_lit(b, "{\"id\":");
+    tb_text(b, r->id);
     if (r->task != NULL) {
-        tb_lit(&b, ",\"task\":");
-        tb_text(&b, r->task);
+        tb_lit(b, ",\"task\":");
+        tb_text(b, r->task);
     }
-    tb_lit(&b, ",\"status\":\"");
-    tb_lit(&b, broker_status_name(r->status));
-    tb_lit(&b, "\"");
+    tb_lit(b, ",\"status\":\"");
+    tb_lit(b, broker_status_name(r->status));
+    tb_lit(b, "\"");
     if (r->status == BROKER_SUCCESS) {
-        tb_lit(&b, ",\"result\":");
+        tb_lit(b, ",\"result\":");
         if (r->result == NULL)
-            tb_lit(&b, "null");
+            tb_lit(b, "null");
         else
-            tb_value(&b, r->result, 1);
+            tb_value(b, r->result, 1);
     }
     if (r->error_type != NULL || r->error_message != NULL) {
-        tb_lit(&b, ",\"error\":{");
+        tb_lit(b, ",\"error\":{");
         if (r->error_type != NULL) {
-            tb_lit(&b, "\"type\":");
-            tb_text(&b, r->error_type);
+            tb_lit(b, "\"type\":");
+            tb_text(b, r->error_type);
         }
         if (r->error_message != NULL) {
-            tb_lit(&b, r->error_type != NULL ? ",\"message\":" : "\"message\":");
-            tb_text(&b, r->error_message);
+            tb_lit(b, r->error_type != NULL ? ",\"message\":" : "\"message\":");
+            tb_text(b, r->error_message);
         }
-        tb_lit(&b, "}");
+        tb_lit(b, "}");
     }
-    tb_lit(&b, ",\"retries\":");
-    tb_long(&b, r->retries);
+    tb_lit(b, ",\"retries\":");
+    tb_long(b, r->retries);
     if (r->worker != NULL) {
-        tb_lit(&b, ",\"worker\":");
-        tb_text(&b, r->worker);
+        tb_lit(b, ",\"worker\":");
+        tb_text(b, r->worker);
     }
     if (r->started_at > 0) {
-        tb_lit(&b, ",\"started_at\":");
-        tb_seconds(&b, r->started_at);
+        tb_lit(b, ",\"started_at\":");
+        tb_seconds(b, r->started_at);
     }
     if (r->finished_at > 0) {
-        tb_lit(&b, ",\"finished_at\":");
-        tb_seconds(&b, r->finished_at);
+        tb_lit(b, ",\"finished_at\":");
+        tb_seconds(b, r->finished_at);
     }
     if (r->started_at > 0 && r->finished_at > 0) {
         /* A wall-clock step can make the difference negative; a runtime never is. */
         double runtime = r->finished_at - r->started_at;
-        tb_lit(&b, ",\"runtime\":");
-        tb_seconds(&b, runtime > 0 ? runtime : 0);
+        tb_lit(b, ",\"runtime\":");
+        tb_seconds(b, runtime > 0 ? runtime : 0);
     }
-    tb_lit(&b, "}");
+    tb_lit(b, "}");
+}
+
+int broker_result_encode_max(const broker_result *r, size_t max, char **out, size_t *len) {
+    *out = NULL;
+    *len = 0;
+    if (r->id == NULL)
+        return -EINVAL;
+    text_buf b = {.max = max ? max : SIZE_MAX};
+    tb_result(&b, r);
     if (b.failed) {
         free(b.p);
-        return NULL;
+        return b.nomem ? -ENOMEM : -EINVAL;
     }
-    return b.p;
+    *len = b.len;
+    if (b.over)
+        return -E2BIG;
+    *out = b.p;
+    return 0;
+}
+
+char *broker_result_encode(const broker_result *r) {
+    char *text;
+    size_t len;
+    return broker_result_encode_max(r, 0, &text, &len) == 0 ? text : NULL;
 }
 
 /* The largest cut <= max that does not split a UTF-8 character of raw (if raw is UTF-8

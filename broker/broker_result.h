@@ -69,6 +69,15 @@ json_t *broker_result_json(const broker_result *r);
 /* The same, encoded compactly into a malloc'd NUL-terminated string (free it), or NULL. */
 char *broker_result_encode(const broker_result *r);
 
+/* The same with a size limit, for what a task returned: 0 with *out (malloc'd,
+ * NUL-terminated, *len bytes) when the document takes at most max bytes; -E2BIG when it
+ * would take more, with *out NULL and *len its whole size. Past max the encoder stops
+ * storing and only counts, so a huge result costs at most max bytes of memory here, never
+ * its whole text (an http.get of 100 MiB of control bytes is 600 MB escaped). -ENOMEM,
+ * or -EINVAL when id is NULL or the value cannot be encoded (nested deeper than 1024, a
+ * timestamp that is no number). max 0: no limit. */
+int broker_result_encode_max(const broker_result *r, size_t max, char **out, size_t *len);
+
 #define BROKER_DEAD_MESSAGE_MAX_DEFAULT (64 * 1024)
 
 /* What goes into a dead-letter entry. Everything is borrowed for the call. */

@@ -28,6 +28,7 @@ struct broker_worker {
     int max_redeliveries;
     broker_conn *main;
     broker_conn *results;
+    char refusal[BROKER_REFUSAL_MAX]; /* the last error reply of an ack (its first line) */
 };
 
 /* A growable argument vector. Strings are borrowed unless added with argv_addf. */
@@ -102,8 +103,8 @@ static void argv_free(argv_buf *a) {
 
 /* Run script id with the arguments built in a (build: 0 when building them succeeded),
  * then free a. *r is the caller's on 0. */
-static int eval_args(broker_worker *w, broker_script_id id, argv_buf *a, int build,
-                     double timeout, redisReply **r) {
+static int eval_args(broker_worker *w, broker_script_id id, argv_buf *a, int build, double timeout,
+                     redisReply **r) {
     int rc = build ? -ENOMEM : broker_conn_eval(w->main, r, timeout, id, a->n, a->v, a->len);
     argv_free(a);
     return rc;
@@ -150,6 +151,52 @@ static int reply_error(redisReply *r) {
     return r->type == REDIS_REPLY_ERROR ? -EPROTO : 0;
 }
 
+/* ---- refusals ------------------------------------------------------------------------- */
+
+const char *broker_worker_refusal(const broker_worker *w) {
+    return w->refusal;
+}
+
+const char *broker_refusal_state(const char *text) {
+    /* The error codes (the reply's first word) of a Redis that refuses writes as a whole,
+     * for now: retrying the same later is right, and splitting the batch is not. */
+    static const struct {
+        const char *code, *state;
+    } states[] = {
+        {"OOM", "oom"},
+        {"READONLY", "readonly"},
+        {"MISCONF", "misconf"},
+        {"BUSY", "busy"},
+        {"LOADING", "loading"},
+        {"NOREPLICAS", "noreplicas"},
+        {"MASTERDOWN", "masterdown"},
+        {"NOPERM", "noperm"},
+        {"NOAUTH", "noauth"},
+        {"CLUSTERDOWN", "clusterdown"},
+        {"TRYAGAIN", "tryagain"},
+    };
+    size_t n = strcspn(text, " ");
+    for (size_t i = 0; i < sizeof states / sizeof *states; i++)
+        if (strlen(states[i].code) == n && strncmp(text, states[i].code, n) == 0)
+            return states[i].state;
+    return NULL;
+}
+
+/* An error reply of an ack: keep its words (first line, without the script location
+ * Redis appends) and say which kind of refusal it is (broker_ack's contract). */
+static int refused(broker_worker *w, const redisReply *r) {
+    const char *text = r->str ? r->str : "";
+    size_t n = strcspn(text, "\r\n");
+    const char *where = strstr(text, " script: ");
+    if (where && (size_t)(where - text) < n)
+        n = (size_t)(where - text);
+    if (n >= sizeof w->refusal)
+        n = sizeof w->refusal - 1;
+    memcpy(w->refusal, text, n);
+    w->refusal[n] = '\0';
+    return broker_refusal_state(w->refusal) ? -EAGAIN : -EREMOTEIO;
+}
+
 /* ---- fetch ---------------------------------------------------------------------------- */
 
 void broker_deliveries_free(broker_delivery *d, size_t n) {
@@ -170,8 +217,7 @@ static char *dup_bytes(const char *s, size_t len) {
     return p;
 }
 
-int broker_fetch(broker_worker *w, size_t n, broker_delivery **out, size_t *count,
-                 double timeout) {
+int broker_fetch(broker_worker *w, size_t n, broker_delivery **out, size_t *count, double timeout) {
     *out = NULL;
     *count = 0;
     argv_buf a = {0};
@@ -247,12 +293,12 @@ static int store_results(broker_worker *w, const broker_ack_entry *acks, size_t 
     redisReply **replies = NULL;
     if (rc == 0 && b.n > 0) {
         replies = calloc(b.n, sizeof *replies);
-        rc = replies ? broker_conn_pipeline(w->results, b.n, b.argcs, b.argvs, b.argvlens,
-                                            replies, timeout)
+        rc = replies ? broker_conn_pipeline(w->results, b.n, b.argcs, b.argvs, b.argvlens, replies,
+                                            timeout)
                      : -ENOMEM;
         for (size_t i = 0; replies && i < b.n; i++) {
             if (rc == 0 && replies[i]->type == REDIS_REPLY_ERROR)
-                rc = -EPROTO;
+                rc = refused(w, replies[i]);
             if (replies[i])
                 freeReplyObject(replies[i]);
         }
@@ -268,7 +314,8 @@ static bool in_script(const broker_ack_entry *e, bool separate) {
     return e->tag && (!e->if_owned || (e->id && !separate));
 }
 
-int broker_ack(broker_worker *w, const broker_ack_entry *acks, size_t n, bool *owned, double timeout) {
+int broker_ack(broker_worker *w, const broker_ack_entry *acks, size_t n, bool *owned,
+               double timeout) {
     bool separate = w->results != w->main;
     green_timeout t;
     green_timeout_start(&t, timeout);
@@ -316,12 +363,13 @@ int broker_ack(broker_worker *w, const broker_ack_entry *acks, size_t n, bool *o
         redisReply *r = NULL;
         rc = broker_conn_eval(w->main, &r, -1, BROKER_SCRIPT_ACK, a.n, a.v, a.len);
         if (rc == 0) {
-            if (reply_error(r) || r->type != REDIS_REPLY_ARRAY || r->elements != acked) {
+            if (r->type == REDIS_REPLY_ERROR) {
+                rc = refused(w, r);
+            } else if (r->type != REDIS_REPLY_ARRAY || r->elements != acked) {
                 rc = -EPROTO;
             } else if (owned) {
                 for (size_t i = 0, k = 0; i < n; i++)
-                    owned[i] = in_script(&acks[i], separate) ? r->element[k++]->integer == 1
-                                                              : true;
+                    owned[i] = in_script(&acks[i], separate) ? r->element[k++]->integer == 1 : true;
             }
             freeReplyObject(r);
         }

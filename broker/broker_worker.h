@@ -22,11 +22,11 @@
 
 typedef struct broker_worker_cfg {
     const char *prefix;
-    const char *wid;            /* this worker's id: host:pid:random */
-    const char *const *queues;  /* strict priority order */
+    const char *wid;           /* this worker's id: host:pid:random */
+    const char *const *queues; /* strict priority order */
     size_t nqueues;
-    long result_expires;        /* seconds a result is kept; 0: forever */
-    int heartbeat_ttl;          /* seconds; a worker silent this long is dead */
+    long result_expires; /* seconds a result is kept; 0: forever */
+    int heartbeat_ttl;   /* seconds; a worker silent this long is dead */
     int max_redeliveries;
 } broker_worker_cfg;
 
@@ -42,12 +42,12 @@ typedef struct broker_delivery {
 
 /* What to store when a message is done. */
 typedef struct broker_ack_entry {
-    const char *tag;    /* the delivery tag; NULL: store the result only (no ack) */
-    const char *id;     /* task id: where the result goes; NULL: no result stored */
-    const char *json;   /* the result document */
-    bool if_owned;      /* with a tag: no ack; store the result only while the tag is still
-                           this worker's (a STARTED result sent late must never replace the
-                           final result of a worker that took the message over) */
+    const char *tag;  /* the delivery tag; NULL: store the result only (no ack) */
+    const char *id;   /* task id: where the result goes; NULL: no result stored */
+    const char *json; /* the result document */
+    bool if_owned;    /* with a tag: no ack; store the result only while the tag is still
+                         this worker's (a STARTED result sent late must never replace the
+                         final result of a worker that took the message over) */
 } broker_ack_entry;
 
 /* cfg is copied. main carries fetch/ack/heartbeat; results may be the same connection or
@@ -59,8 +59,7 @@ void broker_worker_free(broker_worker *w);
 
 /* Take up to n messages (strict queue order) into the in-flight hash. *out is a new
  * array of *count deliveries (free with broker_deliveries_free), possibly empty. */
-int broker_fetch(broker_worker *w, size_t n, broker_delivery **out, size_t *count,
-                 double timeout);
+int broker_fetch(broker_worker *w, size_t n, broker_delivery **out, size_t *count, double timeout);
 void broker_deliveries_free(broker_delivery *d, size_t n);
 
 /* Block on conn (a connection of its own: BLMOVE holds it) up to block_seconds for a
@@ -75,8 +74,33 @@ int broker_wait_for_work(broker_worker *w, broker_conn *conn, const char *queue,
  * NULL are stored unconditionally; entries with if_owned are stored (not acked) only while
  * their tag is still in flight here. With a separate result backend (another Redis) no
  * script can check both at once: there if_owned entries are stored unconditionally, as
- * before the ack; the late-STARTED race is then still open. */
-int broker_ack(broker_worker *w, const broker_ack_entry *acks, size_t n, bool *owned, double timeout);
+ * before the ack; the late-STARTED race is then still open.
+ *
+ * Returns 0, a link error or -ETIMEDOUT (broker_conn's: retry once the link is back),
+ * or, when Redis answered with an error (its words in broker_worker_refusal):
+ *   -EAGAIN     Redis refuses writes of any kind for now (broker_refusal_state names the
+ *               state: out of memory under noeviction, a read-only replica, ...): the
+ *               same batch will do once that passes; nothing was written;
+ *   -EREMOTEIO  Redis refused this batch itself (an argument over proto-max-bulk-len, a
+ *               script error): sending the same again will not help; some entries before
+ *               the one that failed may have been written, as a script stops where it
+ *               fails. */
+int broker_ack(broker_worker *w, const broker_ack_entry *acks, size_t n, bool *owned,
+               double timeout);
+
+/* The last error reply broker_ack met, in Redis's words (the first line, without the
+ * "script: <sha>, on @user_script:N." that Redis adds inside a script; at most
+ * BROKER_REFUSAL_MAX - 1 bytes); "" before any. Valid until the next broker_ack. */
+#define BROKER_REFUSAL_MAX 256
+const char *broker_worker_refusal(const broker_worker *w);
+
+/* The state of a Redis that refuses every write for a while, named from its error reply
+ * (text, as broker_worker_refusal gives it): "oom" (maxmemory reached with noeviction),
+ * "readonly" (a replica), "misconf" (snapshots failing, stop-writes-on-bgsave-error),
+ * "busy" (a script or module running too long), "loading", "noreplicas", "masterdown",
+ * "noperm", "noauth", "clusterdown", "tryagain"; NULL when the error is about the
+ * command itself. Pure; callable anywhere. */
+const char *broker_refusal_state(const char *text);
 
 /* Refresh this worker's heartbeat (<prefix>:worker:<wid>, a hash of info_fields pairs,
  * with the TTL) and its entry in <prefix>:workers. info is name, value, name, value... */

@@ -114,7 +114,9 @@ void *wd_fetcher_main(void *arg) {
          * messages (memory, and redeliveries after a crash). A worker holds at most twice
          * its concurrency: the running and the finished-but-not-yet-acked. */
         size_t cap = 2 * (size_t)w->opts->concurrency;
-        if (w->live_count >= cap) {
+        /* While Redis refuses to store results (out of memory, ...), new work would only
+         * pile up more results it cannot take: wait until the acker gets a batch in. */
+        if (w->live_count >= cap || wd_observe_refusal(w->obs)) {
             green_event_clear(&w->acked);
             if (green_event_wait(&w->acked, 1.0) == -ECANCELED)
                 break;

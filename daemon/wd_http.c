@@ -141,12 +141,18 @@ static void page_metrics(struct wd_worker *w, struct answer *a) {
 }
 
 static void page_healthz(struct wd_worker *w, struct answer *a) {
+    /* Redis refusing results (out of memory, ...): its reason, "oom: OOM command ...". */
+    const char *refusal = wd_observe_refusal(w->obs);
+    char text[400];
+    snprintf(text, sizeof text, "broker refusing to store results: %s\n", refusal ? refusal : "");
     if (w->stop != WD_RUNNING)
         set_text(a, 503, "shutting down\n");
     else if (!w->consuming)
         set_text(a, 503, "starting\n");
     else if (!broker_conn_is_up(w->conn))
         set_text(a, 503, "broker unreachable\n");
+    else if (refusal)
+        set_text(a, 503, text);
     else
         set_text(a, 200, "ok\n");
 }

@@ -19,8 +19,19 @@
  * A job killed by a shutdown (-ECANCELED while the worker stops) queues nothing: its
  * message stays in the in-flight hash and the shutdown's requeue puts it back.
  *
- * The acker's round trip is retried through Redis outages by wd_batch_send (wd_batch.h),
- * until the shutdown's deadline (w->give_up_at) once there is one.
+ * A result is at most --max-result-size bytes of JSON: broker_result_encode_max stops
+ * building a larger one at the limit, and it becomes a FAILURE ResultTooLarge saying how
+ * large it would have been. A task is counted (metrics, events, /workers) once its result
+ * is stored, not when it ends: until Redis has taken it, it has not succeeded for anyone
+ * reading results.
+ *
+ * The acker's round trips go through wd_batch_send_entries (wd_batch.h): retried through
+ * Redis outages until the shutdown's deadline (w->give_up_at) once there is one; waited
+ * out on the reconnect schedule while Redis refuses writes (out of memory, ...), which is
+ * reported to the observers (the log, /healthz, the metrics) and stops the fetcher; and,
+ * when Redis refuses a batch itself, sent again in halves down to the one result it will
+ * not take, which becomes a short FAILURE ResultRefused (ack_refused) so that it neither
+ * holds up the others nor comes back to the next worker.
  *
  * All of this runs on greenlets of the worker's hub.
  */
@@ -30,6 +41,7 @@
 #include "green_check.h"
 #include "task.h"
 #include "wd_batch.h"
+#include "wd_limits.h"
 #include "wd_log.h"
 #include "wd_observe.h"
 #include "wd_shutdown.h"
@@ -40,6 +52,10 @@
 #include <string.h>
 
 #define ACK_BATCH 1024
+/* The most bytes of results one round trip sends (a larger result goes alone): the
+ * command is copied twice on its way out (hiredis formats it, then buffers it), and
+ * results of many MiB gain nothing from sharing a round trip. */
+#define ACK_BATCH_BYTES ((size_t)8 << 20)
 #define DEAD_LETTER_TIMEOUT 10.0
 
 /* STARTED: store a STARTED result; FINAL: store the result and ack; RELEASE: only free
@@ -52,6 +68,12 @@ struct ack_item {
     struct wd_job *job;
     char *json; /* the result document; NULL: ack without storing a result (a STARTED item:
                    the acker encodes it when it sends it) */
+    /* A final outcome (finish): reported to the observers once the result is stored. */
+    bool observe;
+    bool shrunk; /* Redis refused the result: json is now a short FAILURE saying so */
+    broker_status status;
+    double runtime;
+    char *etype, *emsg; /* malloc'd copies, or NULL */
 };
 
 struct wd_job {
@@ -63,6 +85,7 @@ struct wd_job {
                           result); NULL otherwise, where msg.id is the id */
     bool finished;     /* its final ack is queued: a pending STARTED is moot */
     double started_at;
+    struct wd_limits_run lim;             /* its time limits (wd_limits.h) */
     struct wd_job *prev, *next;           /* w->running: not finished yet */
     struct wd_job *live_prev, *live_next; /* w->live: not freed yet (holds its tag) */
 };
@@ -74,6 +97,7 @@ static const char *job_id(const struct wd_job *j) {
 
 static void job_free(struct wd_job *j) {
     struct wd_worker *w = j->w;
+    wd_limits_run_release(&j->lim);
     w->live_count--;
     if (j->live_prev)
         j->live_prev->live_next = j->live_next;
@@ -99,19 +123,35 @@ static void unlink_job(struct wd_job *j) {
     j->prev = j->next = NULL;
 }
 
-static void queue_ack(struct wd_worker *w, enum ack_kind kind, struct wd_job *j, char *json) {
-    struct ack_item *it = malloc(sizeof *it);
-    if (it)
-        *it = (struct ack_item){.kind = kind, .job = j, .json = json};
+static void item_free(struct ack_item *it) {
+    free(it->json);
+    free(it->etype);
+    free(it->emsg);
+    free(it);
+}
+
+static void queue_item(struct wd_worker *w, struct ack_item *it, enum ack_kind kind,
+                       struct wd_job *j, char *json) {
+    if (it) {
+        it->kind = kind;
+        it->job = j;
+        it->json = json;
+    }
     if (!it || green_queue_try_put(&w->acks, it) != 0) {
         /* Out of memory: the message stays in flight and comes back through recovery. */
         wd_log_task(WD_LOG_ERROR, j->parsed ? j->msg.id : j->d.tag,
                     "out of memory queueing a result; the message will be redelivered");
-        free(it);
-        free(json);
+        if (it)
+            item_free(it);
+        else
+            free(json);
         if (kind != ACK_STARTED)
             job_free(j);
     }
+}
+
+static void queue_ack(struct wd_worker *w, enum ack_kind kind, struct wd_job *j, char *json) {
+    queue_item(w, calloc(1, sizeof(struct ack_item)), kind, j, json);
 }
 
 /* Forget a job without acking it: its message stays in flight, for the shutdown's requeue
@@ -139,13 +179,49 @@ static char *result_json(struct wd_job *j, const char *id, broker_status status,
     return broker_result_encode(&r);
 }
 
-/* The final outcome: counted, logged, queued for the acker (which frees the job). */
+/* The final result document of j, at most --max-result-size bytes: one that would be
+ * larger becomes a FAILURE ResultTooLarge saying how large it was (*status, *etype and
+ * *emsg then describe that failure; emsg points into buf). NULL when out of memory. */
+static char *final_json(struct wd_job *j, broker_status *status, json_t *value, const char **etype,
+                        const char **emsg, char *buf, size_t buflen) {
+    broker_result r = {
+        .id = j->msg.id,
+        .task = j->msg.task,
+        .status = *status,
+        .result = value,
+        .error_type = *etype,
+        .error_message = *emsg,
+        .retries = j->msg.retries,
+        .worker = j->w->wid,
+        .started_at = j->started_at,
+        .finished_at = green_wallclock(),
+    };
+    char *json = NULL;
+    size_t len = 0, max = j->w->opts->max_result_size;
+    if (broker_result_encode_max(&r, max, &json, &len) != -E2BIG)
+        return json;
+    snprintf(buf, buflen,
+             "the result is %zu bytes of JSON, over --max-result-size (%zu bytes); it was not "
+             "stored",
+             len, max);
+    *status = BROKER_FAILURE;
+    *etype = "ResultTooLarge";
+    *emsg = buf;
+    return result_json(j, j->msg.id, *status, NULL, *etype, *emsg);
+}
+
+/* The final outcome: logged, queued for the acker (which frees the job, and counts it once
+ * the result is stored). */
 static void finish(struct wd_job *j, broker_status status, json_t *value, const char *etype,
                    const char *emsg) {
     struct wd_worker *w = j->w;
     unlink_job(j);
     j->finished = true;
     const char *id = j->msg.id;
+    char too_large[160];
+    char *json = j->msg.ignore_result
+                     ? NULL
+                     : final_json(j, &status, value, &etype, &emsg, too_large, sizeof too_large);
     if (status == BROKER_SUCCESS) {
         wd_log_task(WD_LOG_DEBUG, id, "%s succeeded in %.3f s", j->msg.task,
                     green_wallclock() - j->started_at);
@@ -153,11 +229,15 @@ static void finish(struct wd_job *j, broker_status status, json_t *value, const 
         wd_log_task(WD_LOG_WARNING, id, "%s %s: %s: %s", j->msg.task,
                     status == BROKER_REVOKED ? "revoked" : "failed", etype, emsg);
     }
-    wd_observe_finished(w->obs, id, j->msg.task, status,
-                        status == BROKER_REVOKED ? -1 : green_wallclock() - j->started_at, etype,
-                        emsg);
-    char *json = j->msg.ignore_result ? NULL : result_json(j, id, status, value, etype, emsg);
-    queue_ack(w, ACK_FINAL, j, json);
+    struct ack_item *it = calloc(1, sizeof *it);
+    if (it) {
+        it->observe = true;
+        it->status = status;
+        it->runtime = status == BROKER_REVOKED ? -1 : green_wallclock() - j->started_at;
+        it->etype = etype ? strdup(etype) : NULL;
+        it->emsg = emsg ? strdup(emsg) : NULL;
+    }
+    queue_item(w, it, ACK_FINAL, j, json);
 }
 
 /* Store a dead letter, retrying through Redis outages: the message must not be acked
@@ -238,16 +318,21 @@ static void run(struct wd_job *j) {
     wd_log_task(WD_LOG_DEBUG, m->id, "%s started (tag %s)", m->task, j->d.tag);
     wd_observe_started(w->obs, m->id, m->task);
 
-    green_timeout hard, soft;
-    green_timeout_start(&hard, m->time_limit > 0 ? m->time_limit : -1);
-    green_timeout_start(&soft, m->soft_time_limit > 0 ? m->soft_time_limit : -1);
     json_t *result = NULL;
     task_error err = {{0}, {0}, NULL};
-    task_call call = {m->id, m->task, m->args, m->kwargs, m->retries};
+    wd_limits_run_start(&j->lim, w->lims, m);
+    task_call call = {m->id, m->task, m->args, m->kwargs, m->retries, &j->lim.soft_fired};
     int rc = fn(&call, &result, &err);
-    bool soft_fired = green_timeout_end(&soft);
-    bool hard_fired = green_timeout_end(&hard);
+    wd_limits_run_end(&j->lim);
+    char limit_msg[128];
+    const char *limit_type = wd_limits_outcome(&j->lim, rc, limit_msg, sizeof limit_msg);
 
+    if (limit_type) {
+        json_decref(result); /* after the hard limit, whatever the task returned */
+        task_error_clear(&err);
+        finish(j, BROKER_FAILURE, NULL, limit_type, limit_msg);
+        return;
+    }
     if (rc == -ECANCELED && w->stop != WD_RUNNING) {
         json_decref(result);
         task_error_clear(&err);
@@ -264,13 +349,6 @@ static void run(struct wd_job *j) {
                task_error_text(&err));
     } else if (rc == TASK_EINVAL) {
         reject(j, m->id, err.type[0] ? err.type : "TypeError", task_error_text(&err));
-    } else if (rc == -ETIMEDOUT && (hard_fired || soft_fired)) {
-        char msg[128];
-        double limit = hard_fired ? m->time_limit : m->soft_time_limit;
-        snprintf(msg, sizeof msg, "the task ran past its %s of %g s",
-                 hard_fired ? "time_limit" : "soft_time_limit", limit);
-        finish(j, BROKER_FAILURE, NULL, hard_fired ? "TimeLimitExceeded" : "SoftTimeLimitExceeded",
-               msg);
     } else if (rc < 0) {
         /* An errno the task should have turned into a TASK_EFAIL (task.h). */
         finish(j, BROKER_FAILURE, NULL, "InternalError", strerror(-rc));
@@ -368,14 +446,94 @@ struct acker {
     void *items[ACK_BATCH]; /* struct ack_item * */
     broker_ack_entry acks[ACK_BATCH];
     bool owned[ACK_BATCH];
+    bool done[ACK_BATCH];    /* Redis took entry i (owned[i] says whether it was ours) */
+    size_t bytes[ACK_BATCH]; /* what entry i sends */
     struct ack_item *sent[ACK_BATCH];
-    size_t m; /* entries in acks[] and sent[] */
+    size_t m;                         /* entries in acks[] and sent[] */
+    char refusal[BROKER_REFUSAL_MAX]; /* Redis's words for the last refused round trip */
 };
 
-/* One round trip of the batch (wd_batch_send's attempt). */
-static int ack_once(void *arg, double timeout) {
+/* What entry i sends, about: the result, its key and channel, the tag. */
+static size_t entry_bytes(const broker_ack_entry *e) {
+    return (e->json && e->id ? strlen(e->json) + 2 * strlen(e->id) : 0) + 64;
+}
+
+/* One round trip of entries [first, first + count) (wd_batch_send_entries's attempt).
+ * Reports Redis refusing writes, and its end, to the observers. */
+static int ack_range(void *arg, size_t first, size_t count, double timeout) {
     struct acker *a = arg;
-    return broker_ack(a->w->bw, a->acks, a->m, a->owned, timeout);
+    struct wd_observe *obs = a->w->obs;
+    int rc = broker_ack(a->w->bw, a->acks + first, count, a->owned + first, timeout);
+    const char *text = broker_worker_refusal(a->w->bw);
+    if (rc == 0) {
+        memset(a->done + first, 1, count * sizeof *a->done);
+        wd_observe_refusing(obs, NULL, NULL);
+    } else if (rc == -EAGAIN) {
+        wd_observe_refusing(obs, broker_refusal_state(text), text);
+    } else if (rc == -EREMOTEIO) {
+        snprintf(a->refusal, sizeof a->refusal, "%s", text);
+    }
+    return rc;
+}
+
+static size_t ack_bytes(void *arg, size_t i) {
+    return ((struct acker *)arg)->bytes[i];
+}
+
+/* Redis would not take entry i on its own (wd_batch_entries.refused): a poison result must
+ * not hold up the others, nor come back to the next worker. A result becomes a short
+ * FAILURE ResultRefused saying why; if even that is refused, the message is acked without
+ * a result. A STARTED result is only informative: it is dropped. */
+static bool ack_refused(void *arg, size_t i, int err) {
+    struct acker *a = arg;
+    struct ack_item *it = a->sent[i];
+    broker_ack_entry *e = &a->acks[i];
+    struct wd_job *j = it->job;
+    char why[BROKER_REFUSAL_MAX + 64];
+    if (err == -EMSGSIZE)
+        snprintf(why, sizeof why, "Redis closed the connection each time it was sent");
+    else
+        snprintf(why, sizeof why, "Redis refused it: %s", a->refusal);
+    if (it->kind == ACK_STARTED) {
+        wd_log_task(WD_LOG_WARNING, job_id(j), "STARTED result not stored: %s", why);
+        return false;
+    }
+    wd_observe_result_refused(a->w->obs);
+    if (e->id && !it->shrunk) {
+        char msg[sizeof why + 96];
+        snprintf(msg, sizeof msg, "the result (%zu bytes of JSON) could not be stored: %s",
+                 strlen(e->json), why);
+        char *json = result_json(j, e->id, BROKER_FAILURE, NULL, "ResultRefused", msg);
+        char *etype = strdup("ResultRefused"), *emsg = strdup(msg);
+        if (json && etype && emsg) {
+            wd_log_task(WD_LOG_WARNING, e->id, "%s failed: ResultRefused: %s",
+                        j->parsed ? j->msg.task : "message", msg);
+            free(it->json);
+            free(it->etype);
+            free(it->emsg);
+            it->json = json, it->etype = etype, it->emsg = emsg;
+            it->status = BROKER_FAILURE;
+            it->shrunk = true;
+            e->json = json;
+            a->bytes[i] = entry_bytes(e);
+            return true;
+        }
+        free(json);
+        free(etype);
+        free(emsg);
+    }
+    if (e->id) {
+        wd_log_task(WD_LOG_ERROR, e->id, "result not stored (%s); acking the message without it",
+                    why);
+        e->id = NULL;
+        e->json = NULL;
+        a->bytes[i] = entry_bytes(e);
+        return true;
+    }
+    wd_log_task(WD_LOG_ERROR, job_id(j),
+                "Redis refused even the ack of this message (tag %s: %s); it stays in flight",
+                e->tag, why);
+    return false;
 }
 
 static void send_batch(struct acker *a, size_t n) {
@@ -385,6 +543,7 @@ static void send_batch(struct acker *a, size_t n) {
     bool *owned = a->owned;
     size_t m = 0;
     memset(owned, 0, n * sizeof *owned);
+    memset(a->done, 0, n * sizeof *a->done);
     for (size_t i = 0; i < n; i++) {
         struct ack_item *it = a->items[i];
         if (it->kind == ACK_RELEASE || (it->kind == ACK_STARTED && it->job->finished))
@@ -404,16 +563,17 @@ static void send_batch(struct acker *a, size_t n) {
             .json = it->json,
             .if_owned = it->kind == ACK_STARTED,
         };
+        a->bytes[m] = entry_bytes(&acks[m]);
         sent[m++] = it;
     }
     a->m = m;
     if (m > 0) {
-        /* Give up where retrying cannot help (Redis refuses the batch three times) or may
-         * not wait (a shutdown with Redis away, past its deadline): the messages stay in
-         * flight, and recovery or the next start redelivers them. At least once, never
-         * lost. A deadline, not a count of attempts: each attempt may wait a whole call
-         * time-out for a Redis that is down, and 20 of those kept a SIGTERMed worker for
-         * minutes. */
+        /* Give up only where waiting may not go on (a shutdown with Redis away or
+         * refusing, past its deadline): the messages stay in flight, and recovery or the
+         * next start redelivers them. At least once, never lost. A deadline, not a count
+         * of attempts: each attempt may wait a whole call time-out for a Redis that is
+         * down, and 20 of those kept a SIGTERMed worker for minutes. What Redis refuses
+         * for good is found entry by entry (wd_batch_send_entries, ack_refused). */
         char what[64];
         snprintf(what, sizeof what, "storing %zu results", m);
         struct wd_batch_policy policy = {
@@ -423,29 +583,46 @@ static void send_batch(struct acker *a, size_t n) {
             .max_refusals = 2,
             .what = what,
         };
-        int rc = wd_batch_send(&policy, ack_once, a);
-        if (rc != 0) {
+        struct wd_batch_entries entries = {
+            .n = m,
+            .max_bytes = ACK_BATCH_BYTES,
+            .send = ack_range,
+            .bytes = ack_bytes,
+            .refused = ack_refused,
+            .arg = a,
+        };
+        int rc = wd_batch_send_entries(&policy, &entries);
+        size_t left = 0;
+        for (size_t i = 0; i < m; i++)
+            left += !a->done[i];
+        if (rc != 0)
             wd_log(WD_LOG_ERROR,
                    "giving up storing %zu results (%s): their messages stay "
                    "in flight and will be redelivered",
-                   m, strerror(-rc));
-            memset(owned, 1, m * sizeof *owned);
-        }
+                   left, strerror(-rc));
     }
     for (size_t i = 0; i < m; i++) {
-        if (sent[i]->kind == ACK_FINAL && !owned[i]) {
+        struct ack_item *it = sent[i];
+        if (!a->done[i] || it->kind != ACK_FINAL)
+            continue;
+        struct wd_job *j = it->job;
+        if (!owned[i]) {
             wd_observe_lost_ownership(w->obs);
-            wd_log_task(WD_LOG_WARNING, job_id(sent[i]->job),
+            wd_log_task(WD_LOG_WARNING, job_id(j),
                         "this worker was presumed dead and the message was given to another "
                         "worker meanwhile: its result here was not stored");
+        } else if (it->observe) {
+            /* Counted only now that Redis holds the result: until then the task has not
+             * succeeded as far as anyone reading results can tell. */
+            wd_observe_finished(w->obs, j->msg.id, j->msg.task, it->status, it->runtime, it->etype,
+                                it->emsg);
         }
     }
     for (size_t i = 0; i < n; i++) {
         struct ack_item *it = a->items[i];
         if (it->kind != ACK_STARTED)
             job_free(it->job);
-        free(it->json);
-        free(it);
+        item_free(it);
     }
 }
 

@@ -107,8 +107,10 @@ int main(int argc, char **argv) {
     wd_log_set_level(opts.loglevel);
     /* The tasks, before any child of --processes is forked: a bad --exec-task (a name
      * taken by a built-in) is a bad option, refused once, not by every child. */
-    task_http_limits http = {
-        .deny = opts.http_deny, .allow = opts.http_allow, .methods = opts.http_methods};
+    task_http_limits http = {.deny = opts.http_deny,
+                             .allow = opts.http_allow,
+                             .methods = opts.http_methods,
+                             .max_result = opts.max_result_size};
     if (task_register_builtins(&http) != 0) {
         wd_log(WD_LOG_ERROR, "cannot register the built-in tasks");
         wd_options_free(&opts);

@@ -47,6 +47,8 @@ struct wd_metrics {
     uint64_t buckets[NBUCKETS + 1]; /* the last one is +Inf */
     uint64_t observed;
     double sum;
+    char refusing[32];        /* broker_refusal_state's name while Redis refuses; "" */
+    uint64_t results_refused; /* results Redis would not take */
 };
 
 struct wd_metrics *wd_metrics_new(void) {
@@ -96,6 +98,16 @@ void wd_metrics_task_done(struct wd_metrics *m, const char *task, enum wd_outcom
         m->observed++;
         m->sum += runtime;
     }
+}
+
+void wd_metrics_set_refusing(struct wd_metrics *m, const char *state) {
+    if (m)
+        snprintf(m->refusing, sizeof m->refusing, "%s", state ? state : "");
+}
+
+void wd_metrics_result_refused(struct wd_metrics *m) {
+    if (m)
+        m->results_refused++;
 }
 
 uint64_t wd_metrics_total(const struct wd_metrics *m, enum wd_outcome outcome) {
@@ -232,6 +244,20 @@ char *wd_metrics_render(const struct wd_metrics *m, const struct wd_metrics_gaug
     }
     scalar(&b, "workerd_broker_up", "gauge", "1 while the broker connection is up, else 0.",
            g->broker_up ? 1 : 0);
+    family(&b, "workerd_broker_refusing", "gauge",
+           "1 while Redis refuses to store results, labelled with why (oom: maxmemory "
+           "reached with noeviction; readonly, misconf, busy, ...), else 0.");
+    if (m->refusing[0]) {
+        put(&b, "workerd_broker_refusing{reason=\"");
+        put_label(&b, m->refusing);
+        put(&b, "\"} 1\n");
+    } else {
+        put(&b, "workerd_broker_refusing 0\n");
+    }
+    scalar(&b, "workerd_results_refused_total", "counter",
+           "Results Redis would not take on their own (over its size limits, refused), "
+           "stored as a small FAILURE instead.",
+           (unsigned long long)m->results_refused);
     scalar(&b, "workerd_broker_reconnects_total", "counter",
            "Times the broker connection went down (each followed by reconnecting).",
            (unsigned long long)g->reconnects);

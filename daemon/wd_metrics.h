@@ -48,6 +48,13 @@ void wd_metrics_free(struct wd_metrics *m);
 void wd_metrics_task_done(struct wd_metrics *m, const char *task, enum wd_outcome outcome,
                           double runtime);
 
+/* Redis refuses to store results for now: state is broker_refusal_state's name ("oom",
+ * copied), or NULL once it stores them again. Rendered as workerd_broker_refusing. */
+void wd_metrics_set_refusing(struct wd_metrics *m, const char *state);
+
+/* Count one result Redis would not take (workerd_results_refused_total). */
+void wd_metrics_result_refused(struct wd_metrics *m);
+
 /* How many tasks ended with outcome, over every name (for tests and logs). */
 uint64_t wd_metrics_total(const struct wd_metrics *m, enum wd_outcome outcome);
 

@@ -34,6 +34,8 @@ struct wd_observe {
     long max_tasks;           /* --max-tasks-per-child; 0: none */
     long max_memory_kib;      /* --max-memory-per-child; 0: none */
     double rss_checked_at;    /* loop time of the last memory check */
+    bool refusing;            /* Redis refuses to store results (wd_observe_refusing) */
+    char refusal[300];        /* then "<state>: <Redis's words>" */
 };
 
 int wd_observe_new(struct wd_observe **out, long max_tasks_per_child, long max_memory_kib) {
@@ -129,6 +131,30 @@ void wd_observe_put_back(struct wd_observe *o) {
 
 void wd_observe_lost_ownership(struct wd_observe *o) {
     o->counters.lost_ownership++;
+}
+
+void wd_observe_refusing(struct wd_observe *o, const char *state, const char *text) {
+    if (state) {
+        snprintf(o->refusal, sizeof o->refusal, "%s: %s", state, text ? text : "");
+        if (!o->refusing)
+            wd_log_state("results", 0, WD_LOG_ERROR,
+                         "Redis refuses to store results (%s); retrying with backoff, and "
+                         "taking no new tasks until it stores them",
+                         o->refusal);
+        o->refusing = true;
+    } else if (o->refusing) {
+        wd_log_state("results", 1, WD_LOG_INFO, "Redis stores results again");
+        o->refusing = false;
+    }
+    wd_metrics_set_refusing(o->metrics, o->refusing ? state : NULL);
+}
+
+const char *wd_observe_refusal(const struct wd_observe *o) {
+    return o->refusing ? o->refusal : NULL;
+}
+
+void wd_observe_result_refused(struct wd_observe *o) {
+    wd_metrics_result_refused(o->metrics);
 }
 
 const struct wd_counters *wd_observe_counters(const struct wd_observe *o) {

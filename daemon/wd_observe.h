@@ -65,7 +65,9 @@ void wd_observe_started(struct wd_observe *o, const char *id, const char *task);
 
 /* The task ended with status (BROKER_SUCCESS, BROKER_FAILURE, BROKER_RETRY, BROKER_REVOKED)
  * after runtime seconds (< 0 when it never ran, e.g. expired); etype/emsg describe a
- * failure or revocation (may be NULL). */
+ * failure or revocation (may be NULL). Called once its result is stored (or, for a task
+ * that stores none, once its message is acked): a task whose result Redis has not taken
+ * has not succeeded yet. */
 void wd_observe_finished(struct wd_observe *o, const char *id, const char *task,
                          broker_status status, double runtime, const char *etype, const char *emsg);
 
@@ -79,6 +81,22 @@ void wd_observe_put_back(struct wd_observe *o);
 
 /* A result was not stored because another worker had taken the message over. */
 void wd_observe_lost_ownership(struct wd_observe *o);
+
+/* ---- Redis refusing results ------------------------------------------------------------ */
+
+/* The acker's round trip was refused because Redis refuses writes for now (state: "oom",
+ * "readonly", ... as broker_refusal_state names it; text: Redis's words), or, with state
+ * NULL, Redis took a batch again. The change is logged once each way (not at every retry);
+ * /healthz, the metrics and the fetcher (which takes no new work meanwhile) read it back. */
+void wd_observe_refusing(struct wd_observe *o, const char *state, const char *text);
+
+/* While Redis refuses results, why, for /healthz ("oom: OOM command not allowed when used
+ * memory > 'maxmemory'."); NULL otherwise. */
+const char *wd_observe_refusal(const struct wd_observe *o);
+
+/* Redis would not take one result (too large for it, a refusal of that entry alone): it
+ * was replaced by a small FAILURE result, or not stored at all. */
+void wd_observe_result_refused(struct wd_observe *o);
 
 /* ---- reading back ---------------------------------------------------------------------- */
 

@@ -38,13 +38,14 @@
  *                     "TypeError" or "ValueError" and a message naming the task and the
  *                     argument. Retrying cannot help: the daemon dead-letters the message
  *                     and stores a FAILURE result.
- *       -ETIMEDOUT    a green_* call returned -ETIMEDOUT (the task's time limit, a scope
- *       -ECANCELED    opened by the daemon) or -ECANCELED (the greenlet was killed, e.g. on
- *                     cold shutdown): return it unchanged, after cleaning up, and leave
- *                     err as is. The daemon maps the first to a time limit failure and the
- *                     second to putting the message back on its queue. A task that opens
- *                     its own green_timeout scope reports its own deadline as TASK_EFAIL
- *                     (type "Timeout") and propagates the enclosing ones.
+ *       -ETIMEDOUT    a green_* call returned -ETIMEDOUT (the task's soft time limit,
+ *       -ECANCELED    see "time limits" below) or -ECANCELED (the greenlet was killed: its
+ *                     hard time limit, a cold shutdown): return it unchanged, after
+ *                     cleaning up, and leave err as is. The daemon maps the first to a
+ *                     time limit failure and the second to one or to putting the message
+ *                     back on its queue. A task that opens its own green_timeout scope
+ *                     reports its own deadline as TASK_EFAIL (type "Timeout") and
+ *                     propagates the others.
  *     Any other return value is a bug in the task; the daemon stores a FAILURE result
  *     with type "InternalError" and, as the message, the errno's text for a negative
  *     errno (strerror(-rc): "No such file or directory") or "the task returned N, which
@@ -75,6 +76,7 @@ typedef struct task_call {
     const json_t *args;   /* JSON array, never NULL */
     const json_t *kwargs; /* JSON object, never NULL */
     int retries;          /* how many times this message was retried before (0 first) */
+    const bool *soft_lim; /* private to the daemon: read it with task_soft_limit_reached */
 } task_call;
 
 /* A failure description, filled by the task. Both strings are NUL-terminated and
@@ -114,6 +116,32 @@ const char *task_error_text(const task_error *err);
 
 /* Free long_message and set it to NULL. */
 void task_error_clear(task_error *err);
+
+/* ---- time limits -------------------------------------------------------------------- */
+
+/*
+ * A message's soft_time_limit (default: workerd's --soft-time-limit) asks the task to
+ * stop. When it runs out, the task's pending blocking call, or its next one if it is
+ * computing, returns -ETIMEDOUT, once: the calls after it work normally, so the task can
+ * clean up (close what it opened, save partial work, even make a last request) and then
+ * return whatever it decides:
+ *   - 0 with its own *result: SUCCESS, a partial result is allowed;
+ *   - TASK_EFAIL: FAILURE with its own error;
+ *   - the -ETIMEDOUT itself (what a task that ignores limits does): FAILURE, type
+ *     SoftTimeLimitExceeded.
+ * task_soft_limit_reached(call) tells that -ETIMEDOUT from the task's own deadlines (a
+ * green_timeout scope it opened, a timeout argument it passed): true from the moment the
+ * soft limit ran out. Call it where a blocking call returned -ETIMEDOUT, or any time to
+ * poll. Does not yield; callable on the task's greenlet during the call only.
+ *
+ * The hard time_limit (--time-limit) applies all along, also after the soft one: when it
+ * runs out, the task is killed (its blocking calls return -ECANCELED, again about every
+ * second for as long as it keeps making them; a transfer in flight is aborted and its
+ * connection closed) and the result is FAILURE, type TimeLimitExceeded, whatever the task
+ * returns. A task that computes without blocking cannot be stopped inside its process;
+ * under --processes its supervisor replaces the whole process (README.md "Time limits").
+ */
+bool task_soft_limit_reached(const task_call *call);
 
 /* ---- the registry ------------------------------------------------------------------- */
 
@@ -164,6 +192,9 @@ typedef struct task_http_limits {
     const char *deny;        /* --http-deny */
     const char *allow;       /* --http-allow */
     const char *methods;     /* --http-methods */
+    size_t max_result;       /* bytes of JSON a result may take (--max-result-size): a body
+                                that could not fit is not read past it, and fails with
+                                "ResultTooLarge"; 0: no limit */
 } task_http_limits;
 
 #define TASK_HTTP_METHOD_MAX 32

@@ -8,8 +8,9 @@
  *   http.request(method, url, body=None, ...the same keyword arguments)
  *
  * Result, like requests' Response: {"status": 200, "headers": {"content-type": "..."},
- * "body": "text" (when the body is valid UTF-8) or "body_base64": "..." (otherwise),
- * "url": final URL after redirects, "elapsed_ms": 12.5}. Response header names are
+ * "body": "text" (when the body is valid UTF-8, and escaping it for JSON costs no more than
+ * base64 would: see response_object) or "body_base64": "..." (otherwise), "url": final
+ * URL after redirects, "elapsed_ms": 12.5}. Response header names are
  * lowercased; repeated headers are joined with ", ". A 4xx/5xx status is a success
  * unless raise_for_status is true. Transport failures (refused, DNS, TLS, too many
  * redirects, body or headers too large, unsupported protocol) are TASK_EFAIL "HTTPError"
@@ -18,7 +19,11 @@
  * green_http_perform) is returned as is.
  *
  * Limits: every size and time a message may ask for is capped by task_http_limits, so a
- * message cannot make the worker hold a gigabyte or a connection for a week. Only http
+ * message cannot make the worker hold a gigabyte or a connection for a week. The result's
+ * own limit (max_result, the worker's --max-result-size) caps what is read too: a body's
+ * JSON is never shorter than the body, so a body longer than a result may be could only
+ * end as a result too large to store; the transfer stops there, TASK_EFAIL
+ * "ResultTooLarge", and the worker never holds more of it than the limit. Only http
  * and https are allowed, for the first URL and for every redirect (no file://, no
  * gopher:// to reach internal services). Request headers are validated (token names, no
  * CR/LF in values: no header injection). http.request sends the standard methods and those
@@ -78,6 +83,8 @@
 #define DEFAULT_MAX_SIZE ((long long)10 << 20)
 #define DEFAULT_MAX_REDIRECTS 5LL
 #define MIN_TIMEOUT 0.001
+/* A body stays text while its escaped JSON is at most this much longer than base64. */
+#define BODY_TEXT_SLACK 64
 #define METHOD_MAX TASK_HTTP_METHOD_MAX
 
 /* The limits before registration (an initializer, not a const object, so that any C11
@@ -135,7 +142,9 @@ typedef struct transfer {
     buffer headers; /* raw header lines of the last response */
     size_t header_lines;
     size_t max_size;
+    size_t max_result; /* limits.max_result; 0: none */
     bool body_too_big;
+    bool body_over_result; /* longer than any result may be (max_result) */
     bool headers_too_big;
     bool out_of_memory;
     bool refused;       /* the address policy refused a connection */
@@ -160,6 +169,7 @@ static void limits_set(const task_http_limits *in) {
         limits.max_headers = in->max_headers;
     if (in->max_header_bytes > 0)
         limits.max_header_bytes = in->max_header_bytes;
+    limits.max_result = in->max_result;
 }
 
 static CURL *handle_get(void) {
@@ -238,6 +248,10 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata) {
     size_t n = size * nmemb;
     if (n > t->max_size - t->body.len) {
         t->body_too_big = true;
+        return 0;
+    }
+    if (t->max_result > 0 && n > t->max_result - t->body.len) {
+        t->body_over_result = true;
         return 0;
     }
     if (!buffer_append(&t->body, data, n)) {
@@ -441,6 +455,17 @@ static int transport_error(const task_call *call, CURLcode res, const transfer *
      * allowed address may fail on the allowed one for reasons of its own. */
     if (t->refused && (res == CURLE_COULDNT_CONNECT || res == CURLE_ABORTED_BY_CALLBACK))
         return task_error_set(err, "HTTPError", "%s", t->refusal);
+    if (t->body_over_result) {
+        curl_off_t length = -1;
+        curl_easy_getinfo(t->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length);
+        char told[64] = "";
+        if (length > 0)
+            snprintf(told, sizeof told, " (%lld bytes by its Content-Length)", (long long)length);
+        return task_error_set(err, "ResultTooLarge",
+                              "%s: the response body is over %zu bytes%s, so its result would "
+                              "be over --max-result-size (%zu bytes); it was not read further",
+                              call->name, t->max_result, told, t->max_result);
+    }
     if (t->body_too_big || res == CURLE_FILESIZE_EXCEEDED)
         return task_error_set(err, "HTTPError",
                               "%s: response body larger than max_size (%lld bytes)", what,
@@ -485,8 +510,10 @@ static json_t *headers_object(const transfer *t) {
 /* The result object of a finished transfer, or NULL when out of memory.
  * json_object_set_new consumes its value even when it fails (and fails on NULL), so
  * the failures can be collected and checked once. curl reports the URL with the
- * credentials a task gave in it: "url" carries it redacted. */
-static json_t *response_object(CURL *easy, long status, const transfer *t, double elapsed_ms) {
+ * credentials a task gave in it: "url" carries it redacted. The body is text when as_text
+ * and it is valid UTF-8, else base64. */
+static json_t *response_object(CURL *easy, long status, const transfer *t, bool as_text,
+                               double elapsed_ms) {
     const char *url = NULL;
     curl_easy_getinfo(easy, CURLINFO_EFFECTIVE_URL, &url);
     if (url == NULL)
@@ -495,7 +522,7 @@ static json_t *response_object(CURL *easy, long status, const transfer *t, doubl
     if (res == NULL)
         return NULL;
     const char *body = t->body.data ? t->body.data : "";
-    json_t *text = json_stringn(body, t->body.len);
+    json_t *text = as_text ? json_stringn(body, t->body.len) : NULL;
     int bad = json_object_set_new(res, "status", json_integer(status));
     bad |= json_object_set_new(res, "headers", headers_object(t));
     if (text != NULL)
@@ -523,7 +550,7 @@ static int perform(const task_call *call, const request *req, json_t **result, t
         task__http_header_list_free(headers);
         return task_error_set(err, "MemoryError", "%s: could not create a curl handle", call->name);
     }
-    transfer t = {.easy = easy, .max_size = (size_t)req->max_size};
+    transfer t = {.easy = easy, .max_size = (size_t)req->max_size, .max_result = limits.max_result};
     char errbuf[CURL_ERROR_SIZE] = "";
     configure(easy, req, headers, &t, errbuf);
 
@@ -544,10 +571,24 @@ static int perform(const task_call *call, const request *req, json_t **result, t
     } else {
         long status = 0;
         curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+        /* Text only when escaping it costs no more than base64 (plus a little, so that a
+         * short text with a newline stays text): each control byte is six bytes escaped
+         * (a body of \x01 bytes was six times its size), a quote or a backslash two. */
+        const char *body = t.body.data ? t.body.data : "";
+        size_t escaped = task__json_escaped_len(body, t.body.len);
+        size_t base64 = (t.body.len + 2) / 3 * 4;
+        bool as_text = escaped <= base64 + BODY_TEXT_SLACK;
+        size_t body_json = as_text ? escaped : base64;
         if (req->raise_for_status && status >= 400) {
             rc = task_error_set(err, "HTTPError", "HTTP %ld", status);
+        } else if (limits.max_result > 0 && body_json > limits.max_result) {
+            /* Not worth building: the result could not be stored. */
+            rc = task_error_set(err, "ResultTooLarge",
+                                "%s: the response body of %zu bytes is %zu bytes of JSON, over "
+                                "--max-result-size (%zu bytes)",
+                                call->name, t.body.len, body_json, limits.max_result);
         } else {
-            *result = response_object(easy, status, &t, elapsed);
+            *result = response_object(easy, status, &t, as_text, elapsed);
             if (*result == NULL)
                 rc = task_error_set(err, "MemoryError", "%s: out of memory", call->name);
         }

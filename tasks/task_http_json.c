@@ -41,6 +41,18 @@ json_t *task__base64(const void *data, size_t len) {
     return s;
 }
 
+size_t task__json_escaped_len(const char *s, size_t len) {
+    size_t n = len;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n' || c == '\r' || c == '\t')
+            n += 1;
+        else if (c < 0x20)
+            n += 5;
+    }
+    return n;
+}
+
 /* A JSON string of bytes that should be text (header values, URLs) but may not be UTF-8
  * (Latin-1 header values exist): invalid bytes become '?', so the result always exists. */
 json_t *task__text(const char *s, size_t len) {

@@ -42,6 +42,11 @@ void task__http_header_list_free(struct curl_slist *list);
 /* Standard padded base64 of len bytes (Python's base64.b64encode). */
 json_t *task__base64(const void *data, size_t len);
 
+/* The length of the JSON string the result encoder writes for these bytes, quotes aside:
+ * 2 for '"', '\\', \b, \f, \n, \r, \t; 6 for another byte under 0x20 (\u0001); 1 for
+ * the rest. Pure; never allocates. */
+size_t task__json_escaped_len(const char *s, size_t len);
+
 /* A JSON string of bytes that ought to be text but may not be UTF-8: when the bytes are not
  * valid UTF-8, each non-ASCII or NUL byte becomes '?'. */
 json_t *task__text(const char *s, size_t len);

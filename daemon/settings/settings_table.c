@@ -109,6 +109,14 @@ const struct settings_opt settings_opts[SETTINGS_COUNT] = {
          .kind = SETTINGS_KIND_SIZE, .apply = SETTINGS_RESTART, .lo = 1024, .hi = 512L << 20,
          .help = "Largest task message accepted (a K, M or G suffix multiplies by 1024,\n"
                  "1024^2, 1024^3); a larger one goes to the dead-letter list."},
+    [SETTINGS_MAX_RESULT_SIZE] =
+        {"max-result-size", 0, "WORKERD_MAX_RESULT_SIZE", "BYTES", "16M",
+         .kind = SETTINGS_KIND_SIZE, .apply = SETTINGS_RESTART, .lo = 1024, .hi = 256L << 20,
+         .help = "Largest result stored, as JSON (K, M, G suffixes as above, at most 256M).\n"
+                 "A task whose result would be larger fails with ResultTooLarge, stored\n"
+                 "small. The default keeps a worker's memory per task bounded and results\n"
+                 "well under Redis's 512 MB proto-max-bulk-len and under the 32 MB at which\n"
+                 "Redis drops a subscriber waiting for a result."},
     [SETTINGS_HEARTBEAT] =
         {"heartbeat", 0, "WORKERD_HEARTBEAT", "SECONDS", "5", .kind = SETTINGS_KIND_NUMBER,
          .apply = SETTINGS_RESTART, .lo = 1, .hi = 3600,
@@ -119,6 +127,25 @@ const struct settings_opt settings_opts[SETTINGS_COUNT] = {
          .kind = SETTINGS_KIND_NUMBER, .apply = SETTINGS_RESTART, .lo = 0, .hi = 1000,
          .help = "A message redelivered more often than this (its workers keep dying on it)\n"
                  "goes to the dead-letter list instead (0..1000)."},
+    [SETTINGS_SOFT_TIME_LIMIT] =
+        {"soft-time-limit", 0, "WORKERD_SOFT_TIME_LIMIT", "SECONDS", "0",
+         .kind = SETTINGS_KIND_CHECKED, .apply = SETTINGS_RESTART,
+         .help = "A task's soft time limit when its message sets none (fractions allowed, up\n"
+                 "to 86400; 0: none): its blocking call then returns ETIMEDOUT, once, and it\n"
+                 "may clean up and return its own result (else FAILURE SoftTimeLimitExceeded)."},
+    [SETTINGS_TIME_LIMIT] =
+        {"time-limit", 0, "WORKERD_TIME_LIMIT", "SECONDS", "0",
+         .kind = SETTINGS_KIND_CHECKED, .apply = SETTINGS_RESTART,
+         .help = "A task's hard time limit when its message sets none (fractions allowed, up\n"
+                 "to 86400; 0: none): the task is killed at its next blocking call, its HTTP\n"
+                 "transfers aborted, FAILURE TimeLimitExceeded. With --processes, also a\n"
+                 "child whose loop is stuck this long (a task computing without yielding)\n"
+                 "is killed and replaced, and its messages go to another worker."},
+    [SETTINGS_BLOCKING_WARN] =
+        {"blocking-warn", 0, "WORKERD_BLOCKING_WARN", "SECONDS", "0.1",
+         .kind = SETTINGS_KIND_CHECKED, .apply = SETTINGS_RESTART,
+         .help = "Log a warning naming a task that runs this long without yielding (fractions\n"
+                 "allowed, up to 60; 0: off): meanwhile every other task of the process waits."},
     [SETTINGS_HTTP_DENY] =
         {"http-deny", 0, "WORKERD_HTTP_DENY", "LIST", NULL, .kind = SETTINGS_KIND_CHECKED,
          .apply = SETTINGS_RESTART,
