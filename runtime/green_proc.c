@@ -62,6 +62,7 @@ struct green_proc {
     ev_child child_w;     /* the exit (data: this record) */
     struct green *waiter; /* the greenlet parked on this child, or NULL */
     unsigned ready;       /* END_* bits the callbacks found ready */
+    bool started;         /* communicate has begun (a later call resumes it) */
     const char *in;       /* communicate's input, and how much of it is written */
     size_t in_len, in_off;
     char *out; /* stdout as read: out_len bytes, room for out_cap */
@@ -383,10 +384,13 @@ int green_proc_communicate(green_proc *p, const void *in, size_t in_len, size_t 
     int rc = green__check();
     if (rc < 0)
         return rc;
-    p->in = in;
-    p->in_len = in_len;
-    p->in_off = 0;
-    p->out_max = out_max;
+    if (!p->started) {
+        p->started = true;
+        p->in = in;
+        p->in_len = in_len;
+        p->in_off = 0;
+        p->out_max = out_max;
+    }
     unsigned ready = END_IN | END_OUT | END_ERR; /* try each end once before waiting */
     while (!p->exited) {
         if (pump(p, ready) < 0) {
@@ -441,21 +445,17 @@ int green_proc_stop(green_proc *p, double grace) {
     if (p->exited)
         return 0;
     kill(-p->pid, SIGTERM);
+    /* The grace: only the exit or its end finish it; an interruption is consumed. */
     double deadline = green__deadline_in(grace > 0 ? grace : 0);
-    int rc = 0;
-    while (!p->exited && rc != -ETIMEDOUT) {
-        rc = park_on(p, deadline, false);
-        if (rc == -ECANCELED && !p->exited) {
-            kill(-p->pid, SIGKILL);
-            return -ECANCELED;
-        }
-    }
-    if (!p->exited)
-        kill(-p->pid, SIGKILL);
+    while (!p->exited && ev_time() < deadline)
+        park_on(p, deadline, false);
+    if (p->exited)
+        return 0;
+    kill(-p->pid, SIGKILL);
     while (!p->exited) {
-        rc = park_on(p, GREEN_FOREVER, false);
-        if (rc == -ECANCELED && !p->exited)
-            return -ECANCELED;
+        int rc = park_on(p, GREEN_FOREVER, false);
+        if (rc < 0 && !p->exited)
+            return rc;
     }
     return 0;
 }

@@ -75,7 +75,8 @@ pid_t green_proc_pid(const green_proc *p);
  * keeping the last GREEN_PROC_ERR_TAIL bytes; until the child has exited. Then whatever is
  * still in the pipes is read without waiting (what the child wrote before it exited is all
  * there) and the pipes are closed: output written after the child's exit, by a process it
- * left behind, is not waited for. in may be NULL when in_len is 0. MAY YIELD; call it once.
+ * left behind, is not waited for. in may be NULL when in_len is 0; it must stay valid until
+ * the call that returns 0, -EFBIG or -ENOMEM. MAY YIELD.
  *
  * A child that exits or closes its stdin without reading all of in is not an error: the
  * rest is dropped. Returns:
@@ -83,8 +84,10 @@ pid_t green_proc_pid(const green_proc *p);
  *                green_proc_stderr say how and what it wrote;
  *   -EFBIG       it wrote more than out_max bytes on stdout: its process group was sent
  *                SIGKILL, its exit awaited; green_proc_stdout holds the first out_max bytes;
- *   -ETIMEDOUT   (an enclosing scope) or -ECANCELED: the child may still be running; stop
- *                it (green_proc_stop) or let green_proc_free kill it;
+ *   -ETIMEDOUT, -ECANCELED, or a green_throw's code: interrupted, the child may still be
+ *                running. Call again (same arguments) to carry on where it stopped, e.g.
+ *                after a soft limit asked the child to stop with SIGTERM; or stop it
+ *                (green_proc_stop), or let green_proc_free kill it;
  *   -EPERM       not called from a greenlet;
  *   -ENOMEM      no memory for its stdout: the process group was sent SIGKILL; its exit
  *                is still to come (green_proc_wait, or green_proc_free). */
@@ -100,11 +103,13 @@ int green_proc_signal(green_proc *p, int sig);
 
 /* Stop the child: SIGTERM to its process group, up to grace seconds for it to exit, then
  * SIGKILL and wait for the exit, which comes at once (a process in uninterruptible sleep
- * delays it). MAY YIELD. This is clean-up, typically after a time limit fired, so the
- * enclosing green_timeout scopes do not apply to it (they would end it at once). A
- * green_kill of the caller makes it send SIGKILL at once and return -ECANCELED without
- * waiting for the end (libev reaps the child later; green_proc_free is safe). Returns 0
- * when the child has exited (at once if it already had), -ECANCELED, -EPERM. */
+ * delays it). MAY YIELD. This is clean-up on a fixed schedule, typically run because the
+ * caller was just killed or its time ran out, so nothing cuts the grace short: not the
+ * enclosing green_timeout scopes, not a green_kill or green_throw (a kill that arrives
+ * meanwhile is consumed). Once SIGKILL is sent, an interruption ends the wait: the call
+ * returns its code (-ECANCELED for a kill) without waiting for the end (libev reaps the
+ * child later; green_proc_free is safe). Returns 0 when the child has exited (at once if
+ * it already had), such a code, or -EPERM. */
 int green_proc_stop(green_proc *p, double grace);
 
 /* The child's wait status once it has exited (test it with WIFEXITED, WEXITSTATUS,

@@ -17,11 +17,16 @@
  *     other exit, or a signal          FAILURE ExecError: how it ended, the stderr tail
  *     program could not be started     FAILURE ExecError: why
  *
- * A time limit or a shutdown interrupts the wait: on -ETIMEDOUT the program is stopped
- * (SIGTERM, TASK_EXEC_GRACE seconds, SIGKILL; green_proc_stop waits even though the scope
- * has expired) before the task returns -ETIMEDOUT, so the slot is held until the program
- * is gone and -c bounds the children too; on -ECANCELED (a shutdown) the group is killed
- * at once and the task returns -ECANCELED, which puts the message back.
+ * The time limits interrupt the wait (task.h "time limits"). The soft one arrives once, as
+ * -ETIMEDOUT: the program gets SIGTERM and the wait goes on, so a program that handles it
+ * can still exit 0 with a partial result; one that ends otherwise makes the task return
+ * -ETIMEDOUT (SoftTimeLimitExceeded). The hard one, like a shutdown, arrives as
+ * -ECANCELED (and the hard one again every second): the program is stopped with SIGTERM,
+ * then SIGKILL after TASK_EXEC_GRACE seconds (green_proc_stop, which those repeated kills
+ * do not cut short), and only then does the task return, so the slot is held until the
+ * program is gone and -c bounds the programs too. A deadline that stays passed (a
+ * green_timeout scope of whoever calls the task) is handled as the soft limit, then, when
+ * the resumed wait ends at once, as a stop.
  *
  * Runs on the task's greenlet; the table is read-only once registered.
  */
@@ -340,6 +345,22 @@ static int parse_result(green_proc *p, json_t **result, task_error *err) {
     return TASK_EFAIL;
 }
 
+/* The outcome of a program that has exited. After a soft limit (soft), a program that
+ * does not finish with a result of its own has ended because of the limit. */
+static int outcome(green_proc *p, bool soft, json_t **result, task_error *err) {
+    int status = green_proc_status(p);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        return parse_result(p, result, err);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == TASK_EXEC_RETRY_STATUS)
+        return task_error_set(err, "RetryRequested",
+                              "the program asked for a retry (exit status %d), but this worker "
+                              "does not retry tasks yet",
+                              TASK_EXEC_RETRY_STATUS);
+    if (soft)
+        return -ETIMEDOUT;
+    return exec_error(p, err);
+}
+
 static int exec_run(const task_call *call, json_t **result, task_error *err) {
     const struct program *prog = program_of(call->name);
     if (prog == NULL)
@@ -357,23 +378,22 @@ static int exec_run(const task_call *call, json_t **result, task_error *err) {
         free(in);
         return task_error_set(err, "ExecError", "cannot run %s: %s", prog->path, strerror(-rc));
     }
+    bool soft = false;
     rc = green_proc_communicate(p, in, in_len, max_output);
-    free(in);
     if (rc == -ETIMEDOUT) {
-        /* A time limit: the program is stopped before the slot is given back. */
-        if (green_proc_stop(p, TASK_EXEC_GRACE) == -ECANCELED)
-            rc = -ECANCELED;
-    } else if (rc == 0) {
-        int status = green_proc_status(p);
-        if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-            rc = parse_result(p, result, err);
-        else if (WIFEXITED(status) && WEXITSTATUS(status) == TASK_EXEC_RETRY_STATUS)
-            rc = task_error_set(err, "RetryRequested",
-                                "the program asked for a retry (exit status %d), but this "
-                                "worker does not retry tasks yet",
-                                TASK_EXEC_RETRY_STATUS);
-        else
-            rc = exec_error(p, err);
+        /* The soft limit (once): ask the program to stop, and let it answer. A deadline
+         * that stays passed (a scope of whoever runs this task) ends it instead. */
+        soft = true;
+        green_proc_signal(p, SIGTERM);
+        rc = green_proc_communicate(p, in, in_len, max_output);
+        if (rc == -ETIMEDOUT) {
+            green_proc_stop(p, TASK_EXEC_GRACE);
+            rc = -ETIMEDOUT;
+        }
+    }
+    free(in);
+    if (rc == 0) {
+        rc = outcome(p, soft, result, err);
     } else if (rc == -EFBIG) {
         rc = task_error_set(err, "BadOutput",
                             "the program wrote more than %zu bytes on stdout "
@@ -381,8 +401,11 @@ static int exec_run(const task_call *call, json_t **result, task_error *err) {
                             max_output);
     } else if (rc == -ENOMEM) {
         rc = task_error_set(err, "MemoryError", "out of memory reading the program's output");
+    } else if (rc == -ECANCELED) {
+        /* The hard limit or a shutdown: the program is stopped before the slot is given
+         * back, so -c bounds the programs running too. */
+        green_proc_stop(p, TASK_EXEC_GRACE);
     }
-    /* -ECANCELED (a shutdown) and anything else: green_proc_free kills the group. */
-    green_proc_free(p);
+    green_proc_free(p); /* kills the group if anything above left it running */
     return rc;
 }

@@ -21,11 +21,13 @@
  *     it ended and carries the last 4 KiB of its stderr.
  *   - The task ends when the program exits: whatever it left running in its process group
  *     is killed, and output written after the exit is not read.
- *   - The message's time_limit (or soft_time_limit) is a hard limit: the process group
- *     gets SIGTERM, then SIGKILL after TASK_EXEC_GRACE seconds, and the task fails with
- *     TimeLimitExceeded (SoftTimeLimitExceeded) once the program is gone. A shutdown that
- *     stops the task (cold, or warm past --shutdown-timeout) kills the group at once; the
- *     message goes back to its queue.
+ *   - Time limits (task.h "time limits"). The soft limit sends the process group SIGTERM
+ *     and lets the program answer: exiting 0 with a (partial) result is a SUCCESS, exit 75
+ *     a retry request, anything else a FAILURE SoftTimeLimitExceeded. The hard limit, and
+ *     a shutdown that stops the task (cold, or warm past --shutdown-timeout), stop the
+ *     program: SIGTERM to the group, then SIGKILL after TASK_EXEC_GRACE seconds; the task
+ *     returns once the program is gone (the daemon then stores TimeLimitExceeded, or puts
+ *     the message back), so its slot is held until then.
  *
  * Each running task holds one child and three descriptors; -c bounds both.
  *
@@ -41,7 +43,8 @@
 /* The exit status that asks for a retry (sysexits.h's EX_TEMPFAIL). */
 #define TASK_EXEC_RETRY_STATUS 75
 
-/* Seconds between SIGTERM and SIGKILL when a time limit stops a program. */
+/* Seconds between SIGTERM and SIGKILL when the hard limit or a shutdown stops a program
+ * (the daemon's repeated kills do not shorten it). */
 #define TASK_EXEC_GRACE 5.0
 
 /* --exec-max-output's default: 10 MiB of stdout. */

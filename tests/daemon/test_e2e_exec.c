@@ -37,6 +37,8 @@ static const struct {
                   "exit 1\n"},
     {"gated.sh", "#!/bin/sh\nexec 3< \"$DIR/gate\"\nprintf x >> \"$DIR/ready\"\n"
                  "echo $$ >> \"$DIR/pids\"\nread x <&3\necho '\"through\"'\n"},
+    {"polite.sh", "#!/bin/sh\ntrap 'echo \\\"partial\\\"; exit 0' TERM\n"
+                  "while :; do sleep 0.05; done\n"},
     {"forever.sh", "#!/bin/sh\necho $$ >> \"$DIR/pids\"\nprintf x >> \"$DIR/ready\"\n"
                    "exec sleep 1000\n"},
 };
@@ -290,6 +292,18 @@ TEST(exec_time_limit_kills_the_program_and_fails_the_task) {
     pid_t pid;
     ASSERT_EQ(read_pids(&x, &pid, 1), 1);
     ASSERT(dead(pid));
+    env_end(&x);
+}
+
+TEST(exec_soft_time_limit_lets_the_program_answer_sigterm_with_a_partial_result) {
+    env x;
+    env_start(&x);
+    start(&x, NULL);
+    e2e_push(x.e.c, "default", "{\"id\":\"s-1\",\"task\":\"polite_sh\",\"soft_time_limit\":1}");
+    json_t *res = must_result(&x, "s-1", TEST_NEVER);
+    ASSERT_STREQ(e2e_jstr(res, "status"), "SUCCESS");
+    ASSERT_STREQ(e2e_jstr(res, "result"), "partial");
+    json_decref(res);
     env_end(&x);
 }
 

@@ -40,6 +40,8 @@ static const struct {
                           "msg = json.load(sys.stdin)\n"
                           "print(len(msg['args']), ']')\n"},
     {"sh.sleeper", "#!/bin/sh\necho $$ > \"$DIR/sleeper.pid\"\nexec sleep 1000\n"},
+    {"sh.polite", "#!/bin/sh\ntrap 'echo \\\"partial\\\"; exit 0' TERM\n"
+                  "echo $$ > \"$DIR/polite.pid\"\nwhile :; do sleep 0.05; done\n"},
     {"sh.stubborn", "#!/bin/sh\ntrap '' TERM\necho $$ > \"$DIR/stubborn.pid\"\n"
                     "while :; do sleep 0.1; done\n"},
     {"sh.forker", "#!/bin/sh\nsleep 1000 &\necho $! > \"$DIR/grandchild.pid\"\n"
@@ -244,7 +246,8 @@ TEST(exec_large_message_to_a_program_that_writes_first_does_not_deadlock) {
 
 /* ---- time limits and leftovers -------------------------------------------------------------- */
 
-TEST(exec_time_limit_stops_the_program_with_sigterm) {
+/* A deadline that stays passed (a scope around the call) stops the program too. */
+TEST(exec_an_expired_scope_stops_the_program_with_sigterm) {
     setup();
     task_outcome o = task_run_limited("sh.sleeper", NULL, NULL, 0.5);
     ASSERT_EQ(o.rc, -ETIMEDOUT);
@@ -253,13 +256,97 @@ TEST(exec_time_limit_stops_the_program_with_sigterm) {
     teardown();
 }
 
-TEST(exec_time_limit_kills_a_program_that_ignores_sigterm_after_the_grace) {
+/* The daemon's limits, as wd_limits delivers them: once the program has written its pid
+ * file, the soft limit throws -ETIMEDOUT at the task's greenlet once; the hard limit kills
+ * it, again every LIMIT_AGAIN seconds while it runs. */
+#define LIMIT_AGAIN 0.2
+
+typedef struct limited {
+    const char *task, *pid_file;
+    bool hard;
+    task_outcome out;
+    double since_limit; /* seconds from the (first) limit to the task's return */
+    bool done;
+} limited;
+
+static void *limited_task(void *arg) {
+    limited *l = arg;
+    task_fn fn = task_registry_find(l->task);
+    json_t *args = json_array(), *kwargs = json_object();
+    task_call call = {.id = "test-1", .name = l->task, .args = args, .kwargs = kwargs};
+    l->out.rc = fn(&call, &l->out.result, &l->out.err);
+    l->done = true;
+    json_decref(args);
+    json_decref(kwargs);
+    return NULL;
+}
+
+static void *limits_main(void *arg) {
+    limited *l = arg;
+    green_t g;
+    ASSERT_EQ(green_spawn(&g, limited_task, l), 0);
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, l->pid_file);
+    struct stat st;
+    double end = test_now() + TEST_NEVER;
+    while (stat(path, &st) != 0 || st.st_size == 0) {
+        ASSERT(test_now() < end);
+        green_sleep(0.01);
+    }
+    double t0 = test_now();
+    if (!l->hard)
+        green_throw(g, -ETIMEDOUT);
+    while (l->hard && !l->done) {
+        green_kill(g);
+        green_sleep(LIMIT_AGAIN);
+    }
+    ASSERT_EQ(green_join(g, NULL), 0);
+    l->since_limit = test_now() - t0;
+    return NULL;
+}
+
+static limited run_limited(const char *task, const char *pid_file, bool hard) {
+    limited l = {.task = task, .pid_file = pid_file, .hard = hard};
+    ASSERT_EQ(green_run(NULL, NULL, limits_main, &l, NULL), 0);
+    return l;
+}
+
+TEST(exec_soft_limit_sends_sigterm_and_the_program_may_still_answer) {
     setup();
-    task_outcome o = task_run_limited("sh.stubborn", NULL, NULL, 1.0);
-    ASSERT_EQ(o.rc, -ETIMEDOUT);
-    /* The task returns only once the program is gone: after the grace, not at the limit. */
-    ASSERT_RANGE(o.seconds, 1.0 + TASK_EXEC_GRACE - 0.1, 1.0 + TASK_EXEC_GRACE + TEST_SOON);
+    limited l = run_limited("sh.polite", "polite.pid", false);
+    ASSERT_EQ(l.out.rc, 0);
+    ASSERT_JSON(l.out.result, "\"partial\"");
+    ASSERT(dead(pid_in("polite.pid")));
+    task_outcome_free(&l.out);
+    teardown();
+}
+
+TEST(exec_soft_limit_ends_a_program_that_does_not_handle_sigterm) {
+    setup();
+    limited l = run_limited("sh.sleeper", "sleeper.pid", false);
+    ASSERT_EQ(l.out.rc, -ETIMEDOUT);
+    ASSERT_RANGE(l.since_limit, 0, TEST_SOON);
+    ASSERT(dead(pid_in("sleeper.pid")));
+    teardown();
+}
+
+TEST(exec_hard_limit_kills_a_program_that_ignores_sigterm_after_the_grace) {
+    setup();
+    limited l = run_limited("sh.stubborn", "stubborn.pid", true);
+    ASSERT_EQ(l.out.rc, -ECANCELED);
+    /* The task returns only once the program is gone: after the grace, which the repeated
+     * kills do not cut short. */
+    ASSERT_RANGE(l.since_limit, TASK_EXEC_GRACE - 0.1, TASK_EXEC_GRACE + TEST_SOON);
     ASSERT(dead(pid_in("stubborn.pid")));
+    teardown();
+}
+
+TEST(exec_hard_limit_stops_a_program_with_sigterm_at_once) {
+    setup();
+    limited l = run_limited("sh.sleeper", "sleeper.pid", true);
+    ASSERT_EQ(l.out.rc, -ECANCELED);
+    ASSERT_RANGE(l.since_limit, 0, TEST_SOON);
+    ASSERT(dead(pid_in("sleeper.pid")));
     teardown();
 }
 
