@@ -10,6 +10,7 @@
  * did by appending a byte to "ready", then read it, which ends when the test closes its end.
  */
 #include "e2e.h"
+#include "task_exec.h"
 #include "testlib.h"
 
 #include <dirent.h>
@@ -39,6 +40,8 @@ static const struct {
                  "echo $$ >> \"$DIR/pids\"\nread x <&3\necho '\"through\"'\n"},
     {"polite.sh", "#!/bin/sh\ntrap 'echo \\\"partial\\\"; exit 0' TERM\n"
                   "while :; do sleep 0.05; done\n"},
+    {"stubborn.sh", "#!/bin/sh\ntrap '' TERM\necho $$ >> \"$DIR/pids\"\n"
+                    "while :; do sleep 0.05; done\n"},
     {"forever.sh", "#!/bin/sh\necho $$ >> \"$DIR/pids\"\nprintf x >> \"$DIR/ready\"\n"
                    "exec sleep 1000\n"},
 };
@@ -288,6 +291,24 @@ TEST(exec_time_limit_kills_the_program_and_fails_the_task) {
     e2e_push(x.e.c, "default", "{\"id\":\"t-1\",\"task\":\"forever_sh\",\"time_limit\":0.5}");
     json_t *res = must_result(&x, "t-1", TEST_NEVER);
     ASSERT_STREQ(e2e_jstr(json_object_get(res, "error"), "type"), "TimeLimitExceeded");
+    json_decref(res);
+    pid_t pid;
+    ASSERT_EQ(read_pids(&x, &pid, 1), 1);
+    ASSERT(dead(pid));
+    env_end(&x);
+}
+
+/* The hard limit's kill comes again every second; the program still gets its whole grace
+ * between SIGTERM and SIGKILL, and the result waits until it is gone. */
+TEST(exec_time_limit_kills_a_program_that_ignores_sigterm_after_the_grace) {
+    env x;
+    env_start(&x);
+    start(&x, NULL);
+    double t0 = test_now();
+    e2e_push(x.e.c, "default", "{\"id\":\"t-2\",\"task\":\"stubborn_sh\",\"time_limit\":0.5}");
+    json_t *res = must_result(&x, "t-2", TEST_NEVER);
+    ASSERT_STREQ(e2e_jstr(json_object_get(res, "error"), "type"), "TimeLimitExceeded");
+    ASSERT_RANGE(test_now() - t0, 0.5 + TASK_EXEC_GRACE - 0.1, TEST_NEVER);
     json_decref(res);
     pid_t pid;
     ASSERT_EQ(read_pids(&x, &pid, 1), 1);
