@@ -29,6 +29,7 @@
 #ifndef WORKERD_GREEN_H
 #define WORKERD_GREEN_H
 
+#include <errno.h> /* the codes every call returns */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -112,9 +113,9 @@ int green_sleep(double seconds);
  * deadline wins) and must end in LIFO order. The struct lives in the caller's frame;
  * its fields are private. */
 typedef struct green_timeout {
-    double deadline;              /* absolute, ev_time() clock */
-    double outer_min;             /* earliest deadline of the enclosing scopes */
-    bool fired;                   /* set when this scope's deadline ended a call */
+    double deadline;  /* absolute, ev_time() clock */
+    double outer_min; /* earliest deadline of the enclosing scopes */
+    bool fired;       /* set when this scope's deadline ended a call */
     struct green_timeout *outer;
 } green_timeout;
 
@@ -128,10 +129,10 @@ bool green_timeout_end(green_timeout *t);
 
 /* Counters of the hub on this thread, for metrics and tests. */
 typedef struct green_stats {
-    size_t alive;          /* greenlets spawned and not yet ended */
-    size_t stacks_mapped;  /* stacks ever mapped (in use + cached) */
-    size_t stacks_cached;  /* stacks ready for reuse */
-    uint64_t switches;     /* context switches so far */
+    size_t alive;         /* greenlets spawned and not yet ended */
+    size_t stacks_mapped; /* stacks ever mapped (in use + cached) */
+    size_t stacks_cached; /* stacks ready for reuse */
+    uint64_t switches;    /* context switches so far */
 } green_stats;
 
 void green_get_stats(green_stats *out);
