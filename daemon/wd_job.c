@@ -29,6 +29,7 @@
 #include "broker_result.h"
 #include "green_check.h"
 #include "task.h"
+#include "task_host.h"
 #include "wd_batch.h"
 #include "wd_log.h"
 #include "wd_observe.h"
@@ -243,8 +244,11 @@ static void run(struct wd_job *j) {
     green_timeout_start(&soft, m->soft_time_limit > 0 ? m->soft_time_limit : -1);
     json_t *result = NULL;
     task_error err = {{0}, {0}};
-    task_call call = {m->id, m->task, m->args, m->kwargs, m->retries};
+    task_ctx ctx;
+    task_ctx_begin(&ctx, w->tasks);
+    task_call call = {m->id, m->task, m->args, m->kwargs, m->retries, &ctx};
     int rc = fn(&call, &result, &err);
+    task_ctx_end(&ctx); /* the task's lent connections go back */
     bool soft_fired = green_timeout_end(&soft);
     bool hard_fired = green_timeout_end(&hard);
 
