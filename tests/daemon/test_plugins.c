@@ -129,6 +129,14 @@ TEST(a_plugin_of_another_abi_is_refused) {
              "rebuild it against this workerd's SDK",
              plugin("bad_abi"));
     expect_refused(args, line);
+    /* One built for a newer SDK also needs functions this workerd lacks: the ABI is still
+     * what the line says, not the missing function. */
+    snprintf(args, sizeof args, "--load '%s'", plugin("bad_newer"));
+    snprintf(line, sizeof line,
+             "workerd: plugin %s: built for plugin ABI 2, but this workerd loads ABI 1: "
+             "rebuild it against this workerd's SDK",
+             plugin("bad_newer"));
+    expect_refused(args, line);
 }
 
 TEST(a_plugin_without_init_is_refused) {
