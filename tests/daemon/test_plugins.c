@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -382,9 +383,16 @@ TEST(plugin_tasks_send_tasks_and_wait_for_them) {
 
 /* ---- a task that crashes ----------------------------------------------------------------- */
 
+/* The workers these tests crash inherit this: no core file left behind. */
+static void no_core_files(void) {
+    struct rlimit none = {0, 0};
+    ASSERT_EQ(setrlimit(RLIMIT_CORE, &none), 0);
+}
+
 /* The worker dies with the task (any C code would take it down); another worker recovers
  * the message once the dead one's heartbeat has expired, and runs it again. */
 TEST(a_crashing_task_kills_its_worker_and_its_message_comes_back) {
+    no_core_files();
     e2e_env e;
     e2e_env_start(&e);
     E2E_START_READY(&e.w, e.redis.port, "--load", plugin("good"), "--heartbeat", "1");
@@ -411,6 +419,7 @@ TEST(a_crashing_task_kills_its_worker_and_its_message_comes_back) {
  * keeps crashing them becomes a dead letter after --max-redeliveries, and the restarted
  * children go on running other tasks. */
 TEST(a_task_that_always_crashes_becomes_a_poison_pill_under_the_supervisor) {
+    no_core_files();
     e2e_env e;
     e2e_env_start(&e);
     E2E_START(&e.w, e.redis.port, "--load", plugin("good"), "--processes", "2", "--heartbeat", "1",
