@@ -190,8 +190,7 @@ const struct settings_opt settings_opts[SETTINGS_COUNT] = {
     [SETTINGS_VERSION] = {"version", 'V', NULL, NULL, NULL, .kind = SETTINGS_KIND_ACTION,
                           .help = "Print the version and exit."},
     [SETTINGS_LIST_TASKS] = {"list-tasks", 0, NULL, NULL, NULL, .kind = SETTINGS_KIND_ACTION,
-                             .help = "Print the name of every task this worker would run (the\n"
-                                     "built-in ones and those of the --load plugins), one per\n"
-                                     "line, and exit."},
+                             .help = "Print the name of every task this worker would run (the built-in\n"
+                                     "ones and those of the --load plugins), one per line, and exit."},
 };
 /* clang-format on */
