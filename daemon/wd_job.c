@@ -40,6 +40,7 @@
 #include "broker_result.h"
 #include "green_check.h"
 #include "task.h"
+#include "task_host.h"
 #include "wd_batch.h"
 #include "wd_limits.h"
 #include "wd_log.h"
@@ -321,8 +322,11 @@ static void run(struct wd_job *j) {
     json_t *result = NULL;
     task_error err = {{0}, {0}};
     wd_limits_run_start(&j->lim, w->lims, m);
-    task_call call = {m->id, m->task, m->args, m->kwargs, m->retries, &j->lim.soft_fired};
+    task_ctx ctx;
+    task_ctx_begin(&ctx, w->tasks);
+    task_call call = {m->id, m->task, m->args, m->kwargs, m->retries, &j->lim.soft_fired, &ctx};
     int rc = fn(&call, &result, &err);
+    task_ctx_end(&ctx); /* the task's lent connections go back */
     wd_limits_run_end(&j->lim);
     char limit_msg[128];
     const char *limit_type = wd_limits_outcome(&j->lim, rc, limit_msg, sizeof limit_msg);

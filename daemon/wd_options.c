@@ -71,9 +71,26 @@ static int unknown_option(const char *shown, char *errbuf, size_t errlen) {
     return fail(errbuf, errlen, "unknown option '%s' (see workerd --help)", shown);
 }
 
+/* Add value to a repeat option's list in cli[id]: the first value is used as it is, later
+ * ones are joined with ',' into a string of joined[id] (freed by the caller). */
+static int add_repeat(int id, const char *value, const char *cli[], char *joined[], char *errbuf,
+                      size_t errlen) {
+    if (cli[id] == NULL) {
+        cli[id] = value;
+        return 0;
+    }
+    char *both = NULL;
+    if (asprintf(&both, "%s,%s", cli[id], value) < 0)
+        return fail(errbuf, errlen, "out of memory");
+    free(joined[id]);
+    cli[id] = joined[id] = both;
+    return 0;
+}
+
 /* The first pass: collect argv's values into cli[], act on --help and --version.
  * Returns 0, 1 (help or version printed) or -1. */
-static int scan_argv(int argc, char *const argv[], const char *cli[], char *errbuf, size_t errlen) {
+static int scan_argv(int argc, char *const argv[], const char *cli[], char *joined[], char *errbuf,
+                     size_t errlen) {
     struct option longopts[SETTINGS_COUNT + 1];
     char shortopts[3 + 2 * SETTINGS_COUNT] = "+:"; /* '+': never permute argv; ':': report ':' */
     size_t ns = 2;
@@ -122,6 +139,11 @@ static int scan_argv(int argc, char *const argv[], const char *cli[], char *errb
             printf("workerd %s\n", wd_version());
             fflush(stdout);
             return 1;
+        }
+        if (settings_opts[id].repeat) {
+            if (add_repeat(id, optarg, cli, joined, errbuf, errlen) < 0)
+                return -1;
+            continue;
         }
         cli[id] = optarg ? optarg : "on"; /* a flag (-E) sets "on" */
     }
@@ -210,6 +232,8 @@ static void read_values(struct wd_options *o) {
     o->processes = (int)v[SETTINGS_PROCESSES].num;
     o->max_tasks_per_child = v[SETTINGS_MAX_TASKS_PER_CHILD].num;
     o->max_memory_per_child = v[SETTINGS_MAX_MEMORY_PER_CHILD].num;
+    o->load = v[SETTINGS_LOAD].items;
+    o->nload = v[SETTINGS_LOAD].nitems;
 
     if (o->pool == WD_POOL_SOLO)
         o->concurrency = 1;
@@ -226,15 +250,19 @@ int wd_options_load(struct wd_options *opts, int argc, char *const argv[], wd_ge
                     char *errbuf, size_t errlen) {
     struct settings_sources src = {
         .program = "workerd", .getenv_fn = getenv_fn, .uses = SETTINGS_ALL, .check = check_value};
+    char *joined[SETTINGS_COUNT] = {0};
     memset(opts, 0, sizeof *opts);
     errbuf[0] = '\0';
-    int r = scan_argv(argc, argv, src.cli, errbuf, errlen);
-    if (r != 0)
-        return r;
-    if (settings_load(&opts->all, &src, errbuf, errlen) < 0)
-        return -1;
-    read_values(opts);
-    return 0;
+    int r = scan_argv(argc, argv, src.cli, joined, errbuf, errlen);
+    if (r == 0 && settings_load(&opts->all, &src, errbuf, errlen) < 0)
+        r = -1;
+    if (r == 0) {
+        read_values(opts);
+        opts->list_tasks = src.cli[SETTINGS_LIST_TASKS] != NULL;
+    }
+    for (int id = 0; id < SETTINGS_COUNT; id++)
+        free(joined[id]);
+    return r;
 }
 
 void wd_options_free(struct wd_options *o) {

@@ -40,6 +40,7 @@
 
 #include "broker_keys.h"
 #include "green_check.h"
+#include "task_host.h"
 #include "wd_http.h"
 #include "wd_limits.h"
 #include "wd_log.h"
@@ -311,11 +312,29 @@ static broker_conn *conn_new(struct wd_worker *w, const char *url, const char *n
     return c;
 }
 
+/* task_log's lines: the worker's log, with the task id. */
+_Static_assert(TASK_LOG_DEBUG == (int)WD_LOG_DEBUG && TASK_LOG_INFO == (int)WD_LOG_INFO &&
+                   TASK_LOG_WARNING == (int)WD_LOG_WARNING && TASK_LOG_ERROR == (int)WD_LOG_ERROR,
+               "task_env.h's log levels are wd_log.h's");
+static void task_log_line(enum task_log_level level, const char *task_id, const char *fmt,
+                          va_list ap) {
+    wd_logv((enum wd_log_level)level, task_id, fmt, ap);
+}
+
 /* The Redis connections (they connect in the background) and the broker's view of this
  * worker. Returns 0 or -1 (logged). */
 static int connect_broker(struct run *r) {
     struct wd_worker *w = &r->w;
     const struct wd_options *opts = w->opts;
+    task_host_cfg tasks = {.broker_url = opts->broker,
+                           .results_url = opts->result_backend,
+                           .prefix = opts->prefix,
+                           .log = task_log_line};
+    int rc = task_host_new(&w->tasks, &tasks);
+    if (rc != 0) {
+        wd_log(WD_LOG_ERROR, "start-up failed: the tasks' connections: %s", strerror(-rc));
+        return -1;
+    }
     if (!(w->conn = conn_new(w, opts->broker, "broker", "connection to the broker")))
         return -1;
     w->results_conn =
@@ -446,6 +465,7 @@ static void run_free(struct run *r) {
     if (w->results_conn != w->conn)
         broker_conn_close(w->results_conn);
     broker_conn_close(w->conn);
+    task_host_free(w->tasks);
     green_queue_destroy(&w->acks);
     green_pool_destroy(&w->pool);
     green_event_destroy(&w->want_work);

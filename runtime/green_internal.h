@@ -19,6 +19,7 @@
 #define WORKERD_GREEN_INTERNAL_H
 
 #include "green.h"
+#include "green_waitq.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -51,16 +52,7 @@ bool green__wake(struct green *g, int code);
  * enclosing scope has already expired, else 0. */
 int green__check(void);
 
-/* A FIFO of parked greenlets (intrusive; waiters live on their greenlets' stacks). */
-typedef struct green__waiter {
-    struct green__waiter *prev, *next;
-    struct green *g;
-    bool linked;
-} green__waiter;
-
-typedef struct green__waitq {
-    green__waiter *head, *tail;
-} green__waitq;
+/* The wait queue's type is green_waitq.h's (public headers embed it). */
 
 /* Park the current greenlet on q until woken, deadline, or kill; unlinks itself
  * afterwards. Returns as green__park. */

@@ -14,6 +14,7 @@
  * Everything here runs on whatever stack calls it (greenlets, in practice).
  */
 #include "task.h"
+#include "task_internal.h"
 
 #include <errno.h>
 #include <math.h>
@@ -27,10 +28,16 @@
 typedef struct entry {
     char *name;
     task_fn fn;
+    const char *owner; /* who registered it (task__registry_begin); NULL: the built-ins */
 } entry;
 
 static entry *entries;
 static size_t n_entries, cap_entries;
+
+/* Who registers now, and the first refusal since (task_internal.h). */
+static const char *owner_now;
+static int refused_err;
+static char refused_name[TASK_NAME_MAX + 1];
 
 /* ---- errors ------------------------------------------------------------------------- */
 
@@ -106,7 +113,7 @@ static size_t registry_search(const char *name, bool *found) {
     return lo;
 }
 
-int task_registry_add(const char *name, task_fn fn) {
+static int registry_add(const char *name, task_fn fn) {
     if (name == NULL || fn == NULL || !name_valid(name))
         return -EINVAL;
     bool found;
@@ -125,9 +132,36 @@ int task_registry_add(const char *name, task_fn fn) {
     if (copy == NULL)
         return -ENOMEM;
     memmove(entries + at + 1, entries + at, (n_entries - at) * sizeof *entries);
-    entries[at] = (entry){.name = copy, .fn = fn};
+    entries[at] = (entry){.name = copy, .fn = fn, .owner = owner_now};
     n_entries++;
     return 0;
+}
+
+int task_registry_add(const char *name, task_fn fn) {
+    int rc = registry_add(name, fn);
+    if (rc != 0 && refused_err == 0) {
+        refused_err = rc;
+        snprintf(refused_name, sizeof refused_name, "%s", name ? name : "(null)");
+    }
+    return rc;
+}
+
+void task__registry_begin(const char *owner) {
+    owner_now = owner;
+    refused_err = 0;
+    refused_name[0] = '\0';
+}
+
+int task__registry_end(const char **name) {
+    owner_now = NULL;
+    *name = refused_name;
+    return refused_err;
+}
+
+const char *task__registry_owner(const char *name) {
+    bool found;
+    size_t at = registry_search(name, &found);
+    return found ? entries[at].owner : NULL;
 }
 
 task_fn task_registry_find(const char *name) {

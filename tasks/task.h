@@ -69,6 +69,8 @@
 #define TASK_EFAIL 1
 #define TASK_EINVAL 2
 
+struct task_ctx;
+
 /* One invocation; borrowed, valid only during the call (see above). */
 typedef struct task_call {
     const char *id;       /* the message id, for logs; never NULL */
@@ -77,6 +79,8 @@ typedef struct task_call {
     const json_t *kwargs; /* JSON object, never NULL */
     int retries;          /* how many times this message was retried before (0 first) */
     const bool *soft_lim; /* private to the daemon: read it with task_soft_limit_reached */
+    struct task_ctx *ctx; /* private: the worker behind the call, for task_env.h's calls;
+                             NULL when no worker made the call (a test) */
 } task_call;
 
 /* A failure description, filled by the task. Both strings are NUL-terminated and

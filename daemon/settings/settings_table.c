@@ -199,6 +199,14 @@ const struct settings_opt settings_opts[SETTINGS_COUNT] = {
          .kind = SETTINGS_KIND_NUMBER, .apply = SETTINGS_RESTART, .lo = 0, .hi = 1L << 30,
          .help = "A worker process whose resident memory exceeds KIB kibibytes after a task\n"
                  "is replaced the same way. 0: no limit."},
+    [SETTINGS_LOAD] =
+        {"load", 0, "WORKERD_LOAD", "PLUGIN.so", NULL, .repeat = true,
+         .kind = SETTINGS_KIND_PATHS, .apply = SETTINGS_RESTART,
+         .help = "Load a task plugin (a shared object built against workerd's SDK; see\n"
+                 "README.md) at start-up, before any worker starts; its tasks join the\n"
+                 "built-in ones. Give it once per plugin, or a comma list; a path without a\n"
+                 "'/' is taken in the working directory. A plugin that cannot be loaded stops\n"
+                 "the start with exit code 2. Default: none."},
     [SETTINGS_CONFIG] =
         {"config", 0, "WORKERD_CONFIG", "FILE", NULL, .kind = SETTINGS_KIND_FILE,
          .apply = SETTINGS_RESTART,
@@ -208,5 +216,8 @@ const struct settings_opt settings_opts[SETTINGS_COUNT] = {
                        .help = "Print this help and exit."},
     [SETTINGS_VERSION] = {"version", 'V', NULL, NULL, NULL, .kind = SETTINGS_KIND_ACTION,
                           .help = "Print the version and exit."},
+    [SETTINGS_LIST_TASKS] = {"list-tasks", 0, NULL, NULL, NULL, .kind = SETTINGS_KIND_ACTION,
+                             .help = "Print the name of every task this worker would run (the built-in\n"
+                                     "ones and those of the --load plugins), one per line, and exit."},
 };
 /* clang-format on */

@@ -874,6 +874,7 @@ TEST(a_reload_notices_a_change_to_any_option) {
         {SETTINGS_PROCESSES, "WORKERD_PROCESSES=2"},
         {SETTINGS_MAX_TASKS_PER_CHILD, "WORKERD_MAX_TASKS_PER_CHILD=10"},
         {SETTINGS_MAX_MEMORY_PER_CHILD, "WORKERD_MAX_MEMORY_PER_CHILD=1000"},
+        {SETTINGS_LOAD, "WORKERD_LOAD=/opt/workerd/plugins/hello.so"},
         {SETTINGS_CONFIG, config},
     };
     size_t n = sizeof changes / sizeof *changes;
