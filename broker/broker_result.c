@@ -128,7 +128,10 @@ json_t *broker_result_json(const broker_result *r) {
         ok = put(o, "error", e) && put_text(e, "type", r->error_type) &&
              put_text(e, "message", r->error_message);
     }
-    ok = ok && put(o, "retries", json_integer(r->retries)) && put_text(o, "worker", r->worker);
+    ok = ok && put(o, "retries", json_integer(r->retries));
+    if (ok && r->eta > 0)
+        ok = put(o, "eta", seconds(r->eta));
+    ok = ok && put_text(o, "worker", r->worker);
     if (ok && r->started_at > 0)
         ok = put(o, "started_at", seconds(r->started_at));
     if (ok && r->finished_at > 0)
@@ -204,11 +207,21 @@ static void tb_string(text_buf *b, const char *s, size_t n) {
             esc = "\\\\";
         } else if (c < 0x20) {
             switch (c) {
-            case '\b': esc = "\\b"; break;
-            case '\f': esc = "\\f"; break;
-            case '\n': esc = "\\n"; break;
-            case '\r': esc = "\\r"; break;
-            case '\t': esc = "\\t"; break;
+            case '\b':
+                esc = "\\b";
+                break;
+            case '\f':
+                esc = "\\f";
+                break;
+            case '\n':
+                esc = "\\n";
+                break;
+            case '\r':
+                esc = "\\r";
+                break;
+            case '\t':
+                esc = "\\t";
+                break;
             default:
                 snprintf(u, sizeof u, "\\u%04x", c);
                 esc = u;
@@ -393,6 +406,10 @@ char *broker_result_encode(const broker_result *r) {
     }
     tb_lit(&b, ",\"retries\":");
     tb_long(&b, r->retries);
+    if (r->eta > 0) {
+        tb_lit(&b, ",\"eta\":");
+        tb_seconds(&b, r->eta);
+    }
     if (r->worker != NULL) {
         tb_lit(&b, ",\"worker\":");
         tb_text(&b, r->worker);

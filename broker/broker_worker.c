@@ -66,10 +66,11 @@ static int argv_str(argv_buf *a, const char *s) {
     return argv_add(a, s, strlen(s));
 }
 
-/* "?<tag>": ack.lua's conditional store (see its header). */
-static int argv_if_owned(argv_buf *a, const char *tag) {
+/* "?<tag>": ack.lua's conditional store; "!<tag>": its ack that keeps the message for
+ * later (see its header). */
+static int argv_marked(argv_buf *a, char mark, const char *tag) {
     char *s;
-    if (asprintf(&s, "?%s", tag) < 0)
+    if (asprintf(&s, "%c%s", mark, tag) < 0)
         return -ENOMEM;
     if (argv_add(a, s, strlen(s)) != 0) {
         free(s);
@@ -91,6 +92,20 @@ static int argv_num(argv_buf *a, long long x) {
     return 0;
 }
 
+/* A due time as the sorted set's score: every digit a double has, so that the score and
+ * the "eta" in the kept message (jansson's "%.17g" too) are the same number. */
+static int argv_time(argv_buf *a, double t) {
+    char *s;
+    if (asprintf(&s, "%.17g", t) < 0)
+        return -ENOMEM;
+    if (argv_add(a, s, strlen(s)) != 0) {
+        free(s);
+        return -ENOMEM;
+    }
+    a->owned[a->nowned++] = s;
+    return 0;
+}
+
 static void argv_free(argv_buf *a) {
     for (int i = 0; i < a->nowned; i++)
         free(a->owned[i]);
@@ -102,8 +117,8 @@ static void argv_free(argv_buf *a) {
 
 /* Run script id with the arguments built in a (build: 0 when building them succeeded),
  * then free a. *r is the caller's on 0. */
-static int eval_args(broker_worker *w, broker_script_id id, argv_buf *a, int build,
-                     double timeout, redisReply **r) {
+static int eval_args(broker_worker *w, broker_script_id id, argv_buf *a, int build, double timeout,
+                     redisReply **r) {
     int rc = build ? -ENOMEM : broker_conn_eval(w->main, r, timeout, id, a->n, a->v, a->len);
     argv_free(a);
     return rc;
@@ -170,8 +185,7 @@ static char *dup_bytes(const char *s, size_t len) {
     return p;
 }
 
-int broker_fetch(broker_worker *w, size_t n, broker_delivery **out, size_t *count,
-                 double timeout) {
+int broker_fetch(broker_worker *w, size_t n, broker_delivery **out, size_t *count, double timeout) {
     *out = NULL;
     *count = 0;
     argv_buf a = {0};
@@ -247,8 +261,8 @@ static int store_results(broker_worker *w, const broker_ack_entry *acks, size_t 
     redisReply **replies = NULL;
     if (rc == 0 && b.n > 0) {
         replies = calloc(b.n, sizeof *replies);
-        rc = replies ? broker_conn_pipeline(w->results, b.n, b.argcs, b.argvs, b.argvlens,
-                                            replies, timeout)
+        rc = replies ? broker_conn_pipeline(w->results, b.n, b.argcs, b.argvs, b.argvlens, replies,
+                                            timeout)
                      : -ENOMEM;
         for (size_t i = 0; replies && i < b.n; i++) {
             if (rc == 0 && replies[i]->type == REDIS_REPLY_ERROR)
@@ -268,7 +282,8 @@ static bool in_script(const broker_ack_entry *e, bool separate) {
     return e->tag && (!e->if_owned || (e->id && !separate));
 }
 
-int broker_ack(broker_worker *w, const broker_ack_entry *acks, size_t n, bool *owned, double timeout) {
+int broker_ack(broker_worker *w, const broker_ack_entry *acks, size_t n, bool *owned,
+               double timeout) {
     bool separate = w->results != w->main;
     green_timeout t;
     green_timeout_start(&t, timeout);
@@ -307,9 +322,15 @@ int broker_ack(broker_worker *w, const broker_ack_entry *acks, size_t n, bool *o
             key = memcpy(keys + used, buf, (size_t)len + 1);
             used += (size_t)len + 1;
         }
-        rc = (acks[i].if_owned ? argv_if_owned(&a, acks[i].tag) : argv_str(&a, acks[i].tag)) ||
-             argv_str(&a, key) || argv_str(&a, store ? acks[i].json : "") ||
+        const broker_ack_entry *e = &acks[i];
+        rc = (e->if_owned ? argv_marked(&a, '?', e->tag)
+              : e->keep   ? argv_marked(&a, '!', e->tag)
+                          : argv_str(&a, e->tag)) ||
+             argv_str(&a, key) || argv_str(&a, store ? e->json : "") ||
              argv_str(&a, store ? ttl : "0") || argv_str(&a, key);
+        if (rc == 0 && e->keep)
+            rc = argv_time(&a, e->due) || argv_str(&a, e->queue) ||
+                 argv_add(&a, e->keep, e->keep_len);
         acked++;
     }
     if (rc == 0 && acked > 0) {
@@ -320,8 +341,7 @@ int broker_ack(broker_worker *w, const broker_ack_entry *acks, size_t n, bool *o
                 rc = -EPROTO;
             } else if (owned) {
                 for (size_t i = 0, k = 0; i < n; i++)
-                    owned[i] = in_script(&acks[i], separate) ? r->element[k++]->integer == 1
-                                                              : true;
+                    owned[i] = in_script(&acks[i], separate) ? r->element[k++]->integer == 1 : true;
             }
             freeReplyObject(r);
         }

@@ -22,11 +22,11 @@
 
 typedef struct broker_worker_cfg {
     const char *prefix;
-    const char *wid;            /* this worker's id: host:pid:random */
-    const char *const *queues;  /* strict priority order */
+    const char *wid;           /* this worker's id: host:pid:random */
+    const char *const *queues; /* strict priority order */
     size_t nqueues;
-    long result_expires;        /* seconds a result is kept; 0: forever */
-    int heartbeat_ttl;          /* seconds; a worker silent this long is dead */
+    long result_expires; /* seconds a result is kept; 0: forever */
+    int heartbeat_ttl;   /* seconds; a worker silent this long is dead */
     int max_redeliveries;
 } broker_worker_cfg;
 
@@ -42,12 +42,18 @@ typedef struct broker_delivery {
 
 /* What to store when a message is done. */
 typedef struct broker_ack_entry {
-    const char *tag;    /* the delivery tag; NULL: store the result only (no ack) */
-    const char *id;     /* task id: where the result goes; NULL: no result stored */
-    const char *json;   /* the result document */
-    bool if_owned;      /* with a tag: no ack; store the result only while the tag is still
-                           this worker's (a STARTED result sent late must never replace the
-                           final result of a worker that took the message over) */
+    const char *tag;  /* the delivery tag; NULL: store the result only (no ack) */
+    const char *id;   /* task id: where the result goes; NULL: no result stored */
+    const char *json; /* the result document */
+    bool if_owned;    /* with a tag: no ack; store the result only while the tag is still
+                         this worker's (a STARTED result sent late must never replace the
+                         final result of a worker that took the message over) */
+    const char *keep; /* with a tag: instead of dropping the message, keep this text of it
+                         in the scheduled set until `due` (ack.lua's "!" entries): a
+                         countdown or eta not reached yet, a retry */
+    size_t keep_len;
+    const char *queue; /* with keep: the queue it goes back to when due */
+    double due;        /* with keep: unix seconds, the Redis server's clock */
 } broker_ack_entry;
 
 /* cfg is copied. main carries fetch/ack/heartbeat; results may be the same connection or
@@ -59,8 +65,7 @@ void broker_worker_free(broker_worker *w);
 
 /* Take up to n messages (strict queue order) into the in-flight hash. *out is a new
  * array of *count deliveries (free with broker_deliveries_free), possibly empty. */
-int broker_fetch(broker_worker *w, size_t n, broker_delivery **out, size_t *count,
-                 double timeout);
+int broker_fetch(broker_worker *w, size_t n, broker_delivery **out, size_t *count, double timeout);
 void broker_deliveries_free(broker_delivery *d, size_t n);
 
 /* Block on conn (a connection of its own: BLMOVE holds it) up to block_seconds for a
@@ -71,12 +76,15 @@ int broker_wait_for_work(broker_worker *w, broker_conn *conn, const char *queue,
 
 /* Store results and ack, n entries in one round trip, in order. owned[i] (if owned is not
  * NULL) is set to true when entry i was still this worker's (acked and stored), false when
- * it had been recovered by another worker meanwhile (nothing written). Entries with tag
+ * it had been recovered by another worker meanwhile (nothing written). An entry with keep
+ * moves its message from the in-flight hash to the scheduled set (or, already due by the
+ * server's clock, to the back of its queue) in the same atomic step as the ack. Entries with tag
  * NULL are stored unconditionally; entries with if_owned are stored (not acked) only while
  * their tag is still in flight here. With a separate result backend (another Redis) no
  * script can check both at once: there if_owned entries are stored unconditionally, as
  * before the ack; the late-STARTED race is then still open. */
-int broker_ack(broker_worker *w, const broker_ack_entry *acks, size_t n, bool *owned, double timeout);
+int broker_ack(broker_worker *w, const broker_ack_entry *acks, size_t n, bool *owned,
+               double timeout);
 
 /* Refresh this worker's heartbeat (<prefix>:worker:<wid>, a hash of info_fields pairs,
  * with the TTL) and its entry in <prefix>:workers. info is name, value, name, value... */
