@@ -32,6 +32,7 @@
 #include "wd_batch.h"
 #include "wd_log.h"
 #include "wd_observe.h"
+#include "wd_sched.h"
 #include "wd_shutdown.h"
 
 #include <errno.h>
@@ -42,9 +43,10 @@
 #define ACK_BATCH 1024
 #define DEAD_LETTER_TIMEOUT 10.0
 
-/* STARTED: store a STARTED result; FINAL: store the result and ack; RELEASE: only free
- * the job (its message stays in flight). */
-enum ack_kind { ACK_STARTED, ACK_FINAL, ACK_RELEASE };
+/* STARTED: store a STARTED result; FINAL: store the result and ack; KEEP: the same, the
+ * ack keeping the message in the scheduled set until it is due (a countdown or eta not
+ * reached, a retry); RELEASE: only free the job (its message stays in flight). */
+enum ack_kind { ACK_STARTED, ACK_FINAL, ACK_KEEP, ACK_RELEASE };
 
 /* One item on w->acks, from a job to the acker. */
 struct ack_item {
@@ -52,6 +54,9 @@ struct ack_item {
     struct wd_job *job;
     char *json; /* the result document; NULL: ack without storing a result (a STARTED item:
                    the acker encodes it when it sends it) */
+    char *keep; /* ACK_KEEP: the message as it will run (broker_msg_encode_scheduled) */
+    size_t keep_len;
+    double due; /* ACK_KEEP: when, on the Redis server's clock */
 };
 
 struct wd_job {
@@ -99,19 +104,31 @@ static void unlink_job(struct wd_job *j) {
     j->prev = j->next = NULL;
 }
 
+static void queue_item(struct wd_worker *w, struct ack_item *it) {
+    if (green_queue_try_put(&w->acks, it) != 0) {
+        /* Out of memory: the message stays in flight and comes back through recovery. */
+        wd_log_task(WD_LOG_ERROR, it->job->parsed ? it->job->msg.id : it->job->d.tag,
+                    "out of memory queueing a result; the message will be redelivered");
+        if (it->kind != ACK_STARTED)
+            job_free(it->job);
+        free(it->json);
+        free(it->keep);
+        free(it);
+    }
+}
+
 static void queue_ack(struct wd_worker *w, enum ack_kind kind, struct wd_job *j, char *json) {
     struct ack_item *it = malloc(sizeof *it);
-    if (it)
-        *it = (struct ack_item){.kind = kind, .job = j, .json = json};
-    if (!it || green_queue_try_put(&w->acks, it) != 0) {
-        /* Out of memory: the message stays in flight and comes back through recovery. */
+    if (!it) {
         wd_log_task(WD_LOG_ERROR, j->parsed ? j->msg.id : j->d.tag,
                     "out of memory queueing a result; the message will be redelivered");
-        free(it);
         free(json);
         if (kind != ACK_STARTED)
             job_free(j);
+        return;
     }
+    *it = (struct ack_item){.kind = kind, .job = j, .json = json};
+    queue_item(w, it);
 }
 
 /* Forget a job without acking it: its message stays in flight, for the shutdown's requeue
@@ -158,6 +175,94 @@ static void finish(struct wd_job *j, broker_status status, json_t *value, const 
                         emsg);
     char *json = j->msg.ignore_result ? NULL : result_json(j, id, status, value, etype, emsg);
     queue_ack(w, ACK_FINAL, j, json);
+}
+
+/* ---- keeping a message for later (wd_sched.h) -------------------------------------------
+ *
+ * A message whose time has not come, or whose task asked for a retry, is acked with its
+ * text kept in the scheduled set (ack.lua's "!" entries): the acker sends it in its next
+ * batch, and until then it is still in flight here, so a kill at any point leaves the old
+ * delivery or the kept copy, never both. No pool slot is held meanwhile. */
+
+/* Queue the ack that keeps j's message, as `retries`, due at `due` (server clock), with
+ * result json (may be NULL: none stored). Returns false, the job untouched, when out of
+ * memory; json is the caller's then. */
+static bool keep_for_later(struct wd_job *j, double due, int retries, char *json) {
+    struct ack_item *it = malloc(sizeof *it);
+    size_t len = 0;
+    char *text = it ? broker_msg_encode_scheduled(&j->msg, due, retries, &len) : NULL;
+    if (!text) {
+        free(it);
+        return false;
+    }
+    unlink_job(j);
+    j->finished = true;
+    *it = (struct ack_item){
+        .kind = ACK_KEEP, .job = j, .json = json, .keep = text, .keep_len = len, .due = due};
+    queue_item(j->w, it);
+    return true;
+}
+
+/* A message taken before its eta (or countdown): back to the scheduled set, unrun. True
+ * when it was kept (or, out of memory, released to stay in flight); false: run it now. */
+static bool wait_until_due(struct wd_job *j) {
+    struct wd_worker *w = j->w;
+    broker_msg *m = &j->msg;
+    if (m->eta <= 0 || m->eta <= wd_sched_now_lo(w->sched))
+        return false;
+    wd_log_task(WD_LOG_DEBUG, m->id, "%s waits until %.6f (in %.3f s) in the scheduled set",
+                m->task, m->eta, m->eta - wd_sched_now_lo(w->sched));
+    if (!keep_for_later(j, m->eta, m->retries, NULL)) {
+        wd_log_task(WD_LOG_ERROR, m->id,
+                    "out of memory keeping a message for later; it stays in flight and "
+                    "will be redelivered");
+        release(j);
+    }
+    return true;
+}
+
+/* The task asked for a retry (TASK_ERETRY): keep the message for its next attempt with a
+ * RETRY result, or, without retries left, the FAILURE result. */
+static void retry(struct wd_job *j, const task_error *err) {
+    struct wd_worker *w = j->w;
+    broker_msg *m = &j->msg;
+    const char *etype = err->type[0] ? err->type : "TaskError";
+    if (m->retries >= m->max_retries) {
+        wd_log_task(WD_LOG_INFO, m->id, "%s asked for a retry, but it has had all %d", m->task,
+                    m->max_retries);
+        finish(j, BROKER_FAILURE, NULL, etype, err->message);
+        return;
+    }
+    double delay = wd_sched_retry_delay(w->sched, m, err->retry_in);
+    double due = wd_sched_now_hi(w->sched) + delay;
+    char *json = NULL;
+    if (!m->ignore_result) {
+        broker_result r = {
+            .id = m->id,
+            .task = m->task,
+            .status = BROKER_RETRY,
+            .error_type = etype,
+            .error_message = err->message,
+            .retries = m->retries + 1,
+            .eta = due,
+            .worker = w->wid,
+            .started_at = j->started_at,
+            .finished_at = green_wallclock(),
+        };
+        json = broker_result_encode(&r);
+        if (!json) {
+            finish(j, BROKER_FAILURE, NULL, "MemoryError", "out of memory scheduling a retry");
+            return;
+        }
+    }
+    wd_log_task(WD_LOG_INFO, m->id, "%s failed (%s: %s); retry %d of %d in %.3f s", m->task, etype,
+                err->message, m->retries + 1, m->max_retries, delay);
+    wd_observe_finished(w->obs, m->id, m->task, BROKER_RETRY, green_wallclock() - j->started_at,
+                        etype, err->message);
+    if (!keep_for_later(j, due, m->retries + 1, json)) {
+        free(json);
+        finish(j, BROKER_FAILURE, NULL, "MemoryError", "out of memory scheduling a retry");
+    }
 }
 
 /* Store a dead letter, retrying through Redis outages: the message must not be acked
@@ -219,7 +324,7 @@ static void run(struct wd_job *j) {
         reject(j, m->id, "NotRegistered", reason);
         return;
     }
-    if (m->expires > 0 && green_wallclock() > m->expires) {
+    if (m->expires > 0 && wd_sched_now_lo(w->sched) >= m->expires) {
         finish(j, BROKER_REVOKED, NULL, "TaskExpired", "the message expired before it ran");
         return;
     }
@@ -235,14 +340,18 @@ static void run(struct wd_job *j) {
      * a quarter of the worker's CPU on 100k echo tasks for documents that were dropped. */
     if (!m->ignore_result)
         queue_ack(w, ACK_STARTED, j, NULL);
-    wd_log_task(WD_LOG_DEBUG, m->id, "%s started (tag %s)", m->task, j->d.tag);
+    if (m->retries > 0)
+        wd_log_task(WD_LOG_DEBUG, m->id, "%s started (tag %s, retry %d)", m->task, j->d.tag,
+                    m->retries);
+    else
+        wd_log_task(WD_LOG_DEBUG, m->id, "%s started (tag %s)", m->task, j->d.tag);
     wd_observe_started(w->obs, m->id, m->task);
 
     green_timeout hard, soft;
     green_timeout_start(&hard, m->time_limit > 0 ? m->time_limit : -1);
     green_timeout_start(&soft, m->soft_time_limit > 0 ? m->soft_time_limit : -1);
     json_t *result = NULL;
-    task_error err = {{0}, {0}};
+    task_error err = {{0}, {0}, -1};
     task_call call = {m->id, m->task, m->args, m->kwargs, m->retries};
     int rc = fn(&call, &result, &err);
     bool soft_fired = green_timeout_end(&soft);
@@ -262,6 +371,8 @@ static void run(struct wd_job *j) {
         finish(j, BROKER_FAILURE, NULL, err.type[0] ? err.type : "TaskError", err.message);
     } else if (rc == TASK_EINVAL) {
         reject(j, m->id, err.type[0] ? err.type : "TypeError", err.message);
+    } else if (rc == TASK_ERETRY) {
+        retry(j, &err);
     } else if (rc == -ETIMEDOUT && (hard_fired || soft_fired)) {
         char msg[128];
         double limit = hard_fired ? m->time_limit : m->soft_time_limit;
@@ -286,9 +397,16 @@ static void *job_main(void *arg) {
     broker_msg_error perr;
     memset(&perr, 0, sizeof perr);
     j->started_at = green_wallclock();
-    int rc = broker_msg_parse(j->d.raw, j->d.len, &j->w->limits, j->started_at, &j->msg, &perr);
+    /* Relative times (countdown, expires) count from the Redis server's clock, its upper
+     * bound: a countdown is never cut short. */
+    int rc = broker_msg_parse(j->d.raw, j->d.len, &j->w->limits, wd_sched_now_hi(j->w->sched),
+                              &j->msg, &perr);
     if (rc == 0) {
         j->parsed = true;
+        if (wait_until_due(j))
+            return NULL;
+        /* Read after the due time was checked: a task never starts before its eta. */
+        j->started_at = green_wallclock();
         wd_observe_received(j->w->obs, j->msg.id, j->msg.task, j->d.queue);
         run(j);
     } else if (rc == -EINVAL) {
@@ -400,6 +518,10 @@ static void send_batch(struct acker *a, size_t n) {
             .id = it->json ? job_id(it->job) : NULL,
             .json = it->json,
             .if_owned = it->kind == ACK_STARTED,
+            .keep = it->keep,
+            .keep_len = it->keep_len,
+            .queue = it->job->d.queue,
+            .due = it->due,
         };
         sent[m++] = it;
     }
@@ -430,7 +552,9 @@ static void send_batch(struct acker *a, size_t n) {
         }
     }
     for (size_t i = 0; i < m; i++) {
-        if (sent[i]->kind == ACK_FINAL && !owned[i]) {
+        if (sent[i]->kind == ACK_KEEP && owned[i])
+            wd_sched_kept(w->sched, sent[i]->due);
+        if ((sent[i]->kind == ACK_FINAL || sent[i]->kind == ACK_KEEP) && !owned[i]) {
             wd_observe_lost_ownership(w->obs);
             wd_log_task(WD_LOG_WARNING, job_id(sent[i]->job),
                         "this worker was presumed dead and the message was given to another "
@@ -442,6 +566,7 @@ static void send_batch(struct acker *a, size_t n) {
         if (it->kind != ACK_STARTED)
             job_free(it->job);
         free(it->json);
+        free(it->keep);
         free(it);
     }
 }

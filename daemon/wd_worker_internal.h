@@ -28,6 +28,7 @@ enum wd_stop { WD_RUNNING, WD_WARM, WD_COLD };
 
 struct wd_job;
 struct wd_observe;
+struct wd_sched;
 
 struct wd_worker {
     const struct wd_options *opts;
@@ -56,6 +57,7 @@ struct wd_worker {
     green_event acked;      /* the acker sent a batch: live_count went down */
     double started_at;      /* unix time */
     struct wd_observe *obs; /* counters, metrics, events, recycling (wd_observe.h) */
+    struct wd_sched *sched; /* the Redis clock, the mover, retry delays (wd_sched.h) */
     struct wd_http *http;   /* NULL unless --http */
 };
 
