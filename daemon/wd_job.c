@@ -233,6 +233,9 @@ static void retry(struct wd_job *j, const task_error *err) {
         finish(j, BROKER_FAILURE, NULL, etype, err->message);
         return;
     }
+    /* The attempt ended before the delay starts: read in this order, the next attempt
+     * never starts before finished_at + delay. */
+    double finished = green_wallclock();
     double delay = wd_sched_retry_delay(w->sched, m, err->retry_in);
     double due = wd_sched_now_hi(w->sched) + delay;
     char *json = NULL;
@@ -247,7 +250,7 @@ static void retry(struct wd_job *j, const task_error *err) {
             .eta = due,
             .worker = w->wid,
             .started_at = j->started_at,
-            .finished_at = green_wallclock(),
+            .finished_at = finished,
         };
         json = broker_result_encode(&r);
         if (!json) {
@@ -257,8 +260,8 @@ static void retry(struct wd_job *j, const task_error *err) {
     }
     wd_log_task(WD_LOG_INFO, m->id, "%s failed (%s: %s); retry %d of %d in %.3f s", m->task, etype,
                 err->message, m->retries + 1, m->max_retries, delay);
-    wd_observe_finished(w->obs, m->id, m->task, BROKER_RETRY, green_wallclock() - j->started_at,
-                        etype, err->message);
+    wd_observe_finished(w->obs, m->id, m->task, BROKER_RETRY, finished - j->started_at, etype,
+                        err->message);
     if (!keep_for_later(j, due, m->retries + 1, json)) {
         free(json);
         finish(j, BROKER_FAILURE, NULL, "MemoryError", "out of memory scheduling a retry");
