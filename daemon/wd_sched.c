@@ -122,15 +122,17 @@ void wd_sched_kept(struct wd_sched *s, double due) {
     }
 }
 
-/* One move; 0, or the call's error. *full when it moved a whole batch. */
-static int move_once(struct wd_worker *w, bool *full) {
+/* One move of up to *batch messages on conn; 0, or the call's error. After a full
+ * batch (more are due: a burst) the next one is twice as large, up to WD_SCHED_BATCH_MAX;
+ * otherwise it goes back to WD_SCHED_BATCH. *full when it moved a whole batch. */
+static int move_once(struct wd_worker *w, broker_conn *conn, size_t *batch, bool *full) {
     struct wd_sched *s = w->sched;
     broker_sched_moved mv;
     green_event_clear(&s->kick);
     s->moving = true;
     s->kept_during = 0;
     double t0 = green_wallclock();
-    int rc = broker_sched_move(w->conn, w->opts->prefix, w->wid, WD_SCHED_BATCH, &mv, MOVE_TIMEOUT);
+    int rc = broker_sched_move(conn, w->opts->prefix, w->wid, *batch, &mv, MOVE_TIMEOUT);
     double t1 = green_wallclock();
     s->moving = false;
     if (rc != 0) {
@@ -148,34 +150,44 @@ static int move_once(struct wd_worker *w, bool *full) {
     s->target = mv.next_due;
     if (s->kept_during > 0 && (s->target == 0 || s->kept_during < s->target))
         s->target = s->kept_during;
-    *full = mv.moved >= WD_SCHED_BATCH;
+    *full = mv.moved >= *batch;
+    *batch = !*full ? WD_SCHED_BATCH : *batch < WD_SCHED_BATCH_MAX ? 2 * *batch : *batch;
     return 0;
 }
 
 void *wd_sched_main(void *arg) {
     struct wd_worker *w = arg;
     struct wd_sched *s = w->sched;
+    /* A connection of its own: a move must not wait behind the acker's batches on the
+     * worker's connection (a burst of due messages is on their queues that much sooner),
+     * and a clock sample taken on an idle link is narrow. Without memory for it, the
+     * worker's. Its outages are the broker's too, which logs them. */
+    broker_conn *own = broker_conn_new(w->opts->broker, "mover", NULL, NULL);
+    broker_conn *conn = own ? own : w->conn;
+    size_t batch = WD_SCHED_BATCH;
     for (;;) {
         bool full = false;
-        int rc = move_once(w, &full);
+        int rc = move_once(w, conn, &batch, &full);
         if (rc == -ECANCELED)
             break;
         if (rc != 0) {
             if (!broker_conn_error_is_link(rc) && rc != -ETIMEDOUT)
                 wd_log(WD_LOG_ERROR, "moving due messages failed: %s; retrying", strerror(-rc));
-            if (broker_conn_wait_up(w->conn, 1.0) == -ECANCELED ||
+            if (broker_conn_wait_up(conn, 1.0) == -ECANCELED ||
                 green_sleep(0.1 + 0.1 * uniform(s)) == -ECANCELED)
                 break;
             continue;
         }
         if (full)
-            continue; /* more may be due: the call yielded, others had their turn */
+            continue; /* more are due: the call yielded, others had their turn */
         double wait = WD_SCHED_RECHECK * (0.9 + 0.2 * uniform(s));
         if (s->target > 0 && s->target - wd_sched_now_lo(s) < wait)
             wait = s->target - wd_sched_now_lo(s);
         if (wait > 0 && green_event_wait(&s->kick, wait) == -ECANCELED)
             break;
     }
+    if (own)
+        broker_conn_close(own);
     return NULL;
 }
 
