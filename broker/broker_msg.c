@@ -350,6 +350,18 @@ static bool get_time(json_t *root, const char *name, double now, bool relative, 
     return true;
 }
 
+/* A time limit: get_seconds, and at most BROKER_TIME_LIMIT_MAX. */
+static bool get_limit(json_t *root, const char *name, double *out, broker_msg_error *err) {
+    if (!get_seconds(root, name, out, err))
+        return false;
+    if (*out > BROKER_TIME_LIMIT_MAX) {
+        set_reason(err, "field \"%s\" must be at most %g seconds, got %g", name,
+                   BROKER_TIME_LIMIT_MAX, *out);
+        return false;
+    }
+    return true;
+}
+
 /* Checks every field of the parsed object and fills msg (strings still unset). Returns
  * false with the reason in err. */
 static bool check_fields(json_t *root, const broker_limits *lim, double now, broker_msg *msg,
@@ -411,8 +423,8 @@ static bool check_fields(json_t *root, const broker_limits *lim, double now, bro
                       err) ||
         !get_duration(root, "retry_backoff_max", BROKER_RETRY_BACKOFF_MAX_DEFAULT,
                       &msg->retry_backoff_max, err) ||
-        !get_seconds(root, "time_limit", &msg->time_limit, err) ||
-        !get_seconds(root, "soft_time_limit", &msg->soft_time_limit, err))
+        !get_limit(root, "time_limit", &msg->time_limit, err) ||
+        !get_limit(root, "soft_time_limit", &msg->soft_time_limit, err))
         return false;
     if (msg->eta == 0 && msg->countdown > 0)
         msg->eta = now + msg->countdown;

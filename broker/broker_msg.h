@@ -28,8 +28,10 @@
  *                    number below BROKER_EXPIRES_RELATIVE_BELOW is seconds from `now`
  *                    (a producer without a clock, redis-cli, can say "within the hour"),
  *                    from it on Unix seconds
- *   time_limit       number >= 0, seconds a run may take before it is killed
- *   soft_time_limit  number >= 0, seconds before the task is asked to stop
+ *   time_limit       number 0..BROKER_TIME_LIMIT_MAX, seconds a run may take before it
+ *                    is killed
+ *   soft_time_limit  number 0..BROKER_TIME_LIMIT_MAX, seconds before the task is asked
+ *                    to stop
  *   ignore_result    boolean, default false
  *
  * For the numbers, 0 means "none". msg.eta and msg.expires are always absolute: the
@@ -85,6 +87,9 @@ typedef struct broker_limits {
 /* An "expires" number below this (2001-09-09 as a Unix time) is relative seconds. */
 #define BROKER_EXPIRES_RELATIVE_BELOW 1e9
 #define BROKER_GENERATED_ID_BYTES 36 /* a UUID-4 text, broker_msg_new_id */
+/* The longest time_limit and soft_time_limit, in seconds: a day. More is surely a mistake
+ * (a timestamp, milliseconds), and would hold a slot for ever. */
+#define BROKER_TIME_LIMIT_MAX 86400.0
 
 /* Fills every field with its default. */
 void broker_limits_default(broker_limits *lim);

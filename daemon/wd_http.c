@@ -1,18 +1,31 @@
 /*
  * wd_http.c - the metrics, health and worker endpoint of wd_http.h: a minimal HTTP/1.x
- * server on the runtime's green_server.
+ * server on the runtime's green_server, built to keep answering probes while clients
+ * hold connections open and send nothing, or send a request one byte at a time.
  *
- * The request parser reads until the end of the headers ("\r\n\r\n", or "\n\n" from a
- * lenient client) into a fixed REQUEST_MAX buffer; a request that does not fit is refused
- * with 400 rather than buffered further. It looks only at the request line - method,
- * target (the query string is ignored), version HTTP/1.0 or HTTP/1.1 - and ignores the
- * headers: no request here has a body, and the answer always closes the connection.
- * After answering, the handler half-closes the socket and reads what the client may still
- * send (briefly), so that closing does not reset the connection under an unread answer.
+ * Reading a head. A connection costs nothing but its greenlet until its first byte
+ * arrives; then a buffer of HEAD_FIRST bytes, doubled as needed up to HEAD_MAX. Every
+ * byte is checked as it arrives, so that a head that can never be served is answered at
+ * once rather than when its deadline passes: a control character (NUL included) or a CR
+ * not followed by LF gives 400; so does a malformed request line, as soon as its line end
+ * arrives (method a token, one space, a target of visible characters, one space,
+ * HTTP/1.0 or HTTP/1.1); a method other than GET or HEAD gets its 405 (or 404) as soon as
+ * the request line is complete; a head that outgrows HEAD_MAX gets 400, and one cut off
+ * by the client 400 too. Headers are not interpreted (no request here has a body), but a
+ * GET or HEAD is answered only once they have ended ("\r\n\r\n", or "\n\n" from a
+ * lenient client).
  *
- * Each connection runs on its own greenlet with a REQUEST_DEADLINE scope, so a client that
- * sends half a request and waits cannot hold a slot for long; at most MAX_CONNS are served
- * at once (more wait in the kernel's backlog).
+ * Deadlines. The whole head must arrive within HEAD_DEADLINE of the connection's start,
+ * however it trickles in; after that the client gets 408 and the connection is closed.
+ * Computing and writing an answer has ANSWER_DEADLINE; then the handler half-closes the
+ * socket and reads what the client may still send for at most LINGER seconds, so that
+ * closing does not reset the connection under an unread answer.
+ *
+ * Connection bound. At most max_conns connections are kept (MAX_CONNS, or a quarter of
+ * the descriptor limit if that is lower); a connection is "busy" for green_server (not to
+ * be shed while others can be) only from a complete head to its answer written. So when
+ * the bound is reached, a new connection pushes out the oldest one that is still waiting
+ * for its head or lingering, and a fresh probe is answered whatever the other clients do.
  *
  * Runs on greenlets of the worker's hub. Reads the worker's state directly, and its
  * counters from wd_observe: plain fields written by greenlets of the same hub, so a
@@ -34,13 +47,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define REQUEST_MAX 8192
-#define REQUEST_DEADLINE 5.0
+#define HEAD_FIRST 1024     /* bytes first allocated for a head */
+#define HEAD_MAX 8192       /* the largest head served */
+#define HEAD_DEADLINE 2.0   /* seconds for the whole head, from the connection's start */
+#define ANSWER_DEADLINE 5.0 /* seconds to compute and write an answer */
+#define LINGER 1.0          /* seconds to read what follows an answer before closing */
+#define LINGER_MAX 65536    /* bytes read so, at most */
 #define QUEUE_DEPTH_TIMEOUT 1.0
-#define MAX_CONNS 16
+#define MAX_CONNS 1024 /* connections kept at once; more push the oldest idle one out */
+#define LISTEN_BACKLOG 1024
 
 struct wd_http {
     struct wd_worker *w;
@@ -63,6 +82,8 @@ static const char *reason(int status) {
         return "Bad Request";
     case 404:
         return "Not Found";
+    case 408:
+        return "Request Timeout";
     case 405:
         return "Method Not Allowed";
     case 503:
@@ -163,93 +184,226 @@ static void page_workers(struct wd_worker *w, struct answer *a) {
 
 /* ---- the protocol ----------------------------------------------------------------------- */
 
-/* Parse the request line of req (NUL-terminated headers) and pick the page. */
-static void route(struct wd_worker *w, char *req, struct answer *a, bool *head) {
-    char *eol = req + strcspn(req, "\r\n");
-    *eol = '\0';
-    char *method = req, *target = strchr(req, ' ');
-    char *version = target ? strchr(target + 1, ' ') : NULL;
-    if (!target || !version || strchr(version + 1, ' ') || target + 1 == version ||
-        (strcmp(version + 1, "HTTP/1.1") != 0 && strcmp(version + 1, "HTTP/1.0") != 0)) {
-        set_text(a, 400, "malformed request line\n");
-        return;
+/* A request being read: the head so far, how far it was checked, and the parts of the
+ * request line once it was (offsets into buf). */
+struct request {
+    char *buf;
+    size_t len, cap;
+    size_t scanned;    /* bytes checked; a trailing CR waits for its LF */
+    size_t line_start; /* where the line being read begins */
+    bool have_line;    /* the request line was parsed */
+    bool done;         /* the head is complete, or the request line decides the answer */
+    size_t method, method_len, path, path_len;
+};
+
+static bool span_is(const struct request *rq, size_t off, size_t len, const char *lit) {
+    return len == strlen(lit) && memcmp(rq->buf + off, lit, len) == 0;
+}
+
+static bool is_get_or_head(const struct request *rq) {
+    return span_is(rq, rq->method, rq->method_len, "GET") ||
+           span_is(rq, rq->method, rq->method_len, "HEAD");
+}
+
+/* RFC 9110's tchar: the characters of a method token. */
+static bool is_tchar(unsigned char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+/* Parse the request line buf[start, start + n) (its line end removed). false if it is
+ * not `method SP origin-or-other-target SP HTTP/1.x`. */
+static bool parse_request_line(struct request *rq, size_t start, size_t n) {
+    const unsigned char *line = (const unsigned char *)rq->buf + start;
+    size_t i = 0;
+    while (i < n && is_tchar(line[i]))
+        i++;
+    if (i == 0 || i == n || line[i] != ' ')
+        return false;
+    rq->method = start;
+    rq->method_len = i;
+    size_t target = ++i;
+    while (i < n && line[i] > ' ' && line[i] < 0x7f)
+        i++;
+    if (i == target || i == n || line[i] != ' ')
+        return false;
+    const char *version = (const char *)line + i + 1;
+    if (n - i - 1 != 8 ||
+        (memcmp(version, "HTTP/1.1", 8) != 0 && memcmp(version, "HTTP/1.0", 8) != 0))
+        return false;
+    /* The path: the target without its query string or fragment. */
+    size_t end = target;
+    while (end < i && line[end] != '?' && line[end] != '#')
+        end++;
+    rq->path = start + target;
+    rq->path_len = end - target;
+    return true;
+}
+
+/* Check the bytes that arrived since the last call. Returns NULL while the head goes on,
+ * and sets rq->done once it is complete (or once the request line decides the answer);
+ * returns why (a 400 body) when the head cannot be served. */
+static const char *scan_head(struct request *rq) {
+    for (size_t i = rq->scanned; i < rq->len; i++) {
+        unsigned char c = (unsigned char)rq->buf[i];
+        if ((c < ' ' && c != '\t' && c != '\r' && c != '\n') || c == 0x7f)
+            return "control character in the request head\n";
+        if (c == '\r') {
+            if (i + 1 == rq->len) {
+                rq->scanned = i; /* decide when the next byte arrives */
+                return NULL;
+            }
+            if (rq->buf[i + 1] != '\n')
+                return "CR without LF in the request head\n";
+            continue;
+        }
+        if (c != '\n')
+            continue;
+        size_t start = rq->line_start, end = i;
+        if (end > start && rq->buf[end - 1] == '\r')
+            end--;
+        rq->line_start = i + 1;
+        if (!rq->have_line) {
+            if (!parse_request_line(rq, start, end - start))
+                return "malformed request line\n";
+            rq->have_line = true;
+            if (!is_get_or_head(rq)) { /* refused whatever follows */
+                rq->done = true;
+                return NULL;
+            }
+        } else if (end == start) {
+            rq->done = true;
+            return NULL;
+        }
     }
-    *target++ = '\0';
-    *version = '\0';
-    target[strcspn(target, "?#")] = '\0';
-    *head = strcmp(method, "HEAD") == 0;
-    bool known = strcmp(target, "/metrics") == 0 || strcmp(target, "/healthz") == 0 ||
-                 strcmp(target, "/workers") == 0;
-    if (!known) {
+    rq->scanned = rq->len;
+    return NULL;
+}
+
+/* Read a head into rq, within HEAD_DEADLINE. Returns 0 when there is something to answer:
+ * rq->done, or a refusal already set in a (400, 408). Returns a negative errno when the
+ * connection went away, sent nothing, or was shed: nothing to answer then. MAY YIELD. */
+static int read_head(int fd, struct request *rq, struct answer *a) {
+    green_timeout deadline;
+    green_timeout_start(&deadline, HEAD_DEADLINE);
+    /* An idle connection costs no buffer. */
+    int rc = green_fd_wait(fd, GREEN_READ, -1);
+    while (rc >= 0 && !rq->done && !a->status) {
+        if (rq->len == HEAD_MAX) {
+            set_text(a, 400, "request too large\n");
+            break;
+        }
+        if (rq->len == rq->cap) {
+            size_t cap = rq->cap ? rq->cap * 2 : HEAD_FIRST;
+            char *buf = realloc(rq->buf, cap);
+            if (!buf) {
+                rc = -ENOMEM;
+                break;
+            }
+            rq->buf = buf;
+            rq->cap = cap;
+        }
+        ssize_t n = green_read(fd, rq->buf + rq->len, rq->cap - rq->len, -1);
+        if (n > 0) {
+            rq->len += (size_t)n;
+            const char *bad = scan_head(rq);
+            if (bad)
+                set_text(a, 400, bad);
+        } else if (n == 0 && rq->len > 0) {
+            set_text(a, 400, "incomplete request head\n");
+        } else {
+            rc = n == 0 ? -ECONNRESET : (int)n;
+        }
+    }
+    bool late = green_timeout_end(&deadline);
+    if (rc == -ETIMEDOUT && late) {
+        set_text(a, 408, "request head not received in time\n");
+        rc = 0;
+    }
+    return a->status ? 0 : rc < 0 ? rc : 0;
+}
+
+/* Pick the page for a parsed request line; *head when the method is HEAD. */
+static void route(struct wd_worker *w, const struct request *rq, struct answer *a, bool *head) {
+    *head = span_is(rq, rq->method, rq->method_len, "HEAD");
+    size_t p = rq->path, n = rq->path_len;
+    bool metrics = span_is(rq, p, n, "/metrics"), healthz = span_is(rq, p, n, "/healthz");
+    bool workers = span_is(rq, p, n, "/workers");
+    if (!metrics && !healthz && !workers) {
         set_text(a, 404, "not found: try /metrics, /healthz or /workers\n");
-    } else if (strcmp(method, "GET") != 0 && !*head) {
+    } else if (!is_get_or_head(rq)) {
         set_text(a, 405, "only GET (and HEAD) here\n");
         a->allow = "GET, HEAD";
-    } else if (strcmp(target, "/metrics") == 0) {
+    } else if (metrics) {
         page_metrics(w, a);
-    } else if (strcmp(target, "/healthz") == 0) {
+    } else if (healthz) {
         page_healthz(w, a);
     } else {
         page_workers(w, a);
     }
 }
 
-/* Read up to the end of the headers. Returns the length (headers NUL-terminated in buf),
- * 0 when the request is too large, or a negative errno (the client went away or stalled). */
-static ssize_t read_request(int fd, char *buf) {
-    size_t len = 0;
-    for (;;) {
-        ssize_t n = green_read(fd, buf + len, REQUEST_MAX - len, -1);
-        if (n <= 0)
-            return n < 0 ? n : -ECONNRESET;
-        len += (size_t)n;
-        buf[len] = '\0';
-        char *end = strstr(buf, "\r\n\r\n");
-        if (!end)
-            end = strstr(buf, "\n\n");
-        if (end)
-            return (ssize_t)len;
-        if (len == REQUEST_MAX)
-            return 0;
+static void write_answer(int fd, struct answer *a, bool head) {
+    if (!a->body) { /* out of memory rendering a page */
+        a->status = 500;
+        a->type = "text/plain; charset=utf-8";
     }
+    const char *body = a->body ? a->body : "";
+    char hdr[512];
+    int hl = snprintf(hdr, sizeof hdr,
+                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                      "Cache-Control: no-store\r\nConnection: close\r\n%s%s%s\r\n",
+                      a->status, reason(a->status), a->type, strlen(body),
+                      a->allow ? "Allow: " : "", a->allow ? a->allow : "", a->allow ? "\r\n" : "");
+    if (green_write_all(fd, hdr, (size_t)hl, -1) == 0 && !head)
+        green_write_all(fd, body, strlen(body), -1);
 }
 
-static void handle(int fd, void *arg) {
+/* Half-close, then swallow what the client still sends for a moment: closing a socket
+ * with unread input resets it, and the client could lose the answer. */
+static void linger(int fd) {
+    shutdown(fd, SHUT_WR);
+    green_timeout t;
+    green_timeout_start(&t, LINGER);
+    char sink[4096];
+    ssize_t n;
+    for (size_t total = 0; total < LINGER_MAX; total += (size_t)n) {
+        n = green_read(fd, sink, sizeof sink, -1);
+        if (n <= 0)
+            break;
+    }
+    green_timeout_end(&t);
+}
+
+static void handle(green_server_conn *conn, int fd, void *arg) {
     struct wd_http *h = arg;
-    char *buf = malloc(REQUEST_MAX + 1);
+    struct request rq = {0};
     struct answer a = {0};
     bool head = false;
-    green_timeout deadline;
-    green_timeout_start(&deadline, REQUEST_DEADLINE);
-    ssize_t n = buf ? read_request(fd, buf) : -ENOMEM;
-    if (n == 0)
-        set_text(&a, 400, "request too large\n");
-    else if (n > 0)
-        route(h->w, buf, &a, &head);
-    if (a.status) {
-        if (!a.body) { /* out of memory rendering a page */
-            a.status = 500;
-            a.type = "text/plain; charset=utf-8";
-        }
-        const char *body = a.body ? a.body : "";
-        char hdr[512];
-        int hl = snprintf(hdr, sizeof hdr,
-                          "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                          "Cache-Control: no-store\r\nConnection: close\r\n%s%s%s\r\n",
-                          a.status, reason(a.status), a.type, strlen(body),
-                          a.allow ? "Allow: " : "", a.allow ? a.allow : "", a.allow ? "\r\n" : "");
-        if (green_write_all(fd, hdr, (size_t)hl, -1) == 0 && !head)
-            green_write_all(fd, body, strlen(body), -1);
-        /* Half-close, then swallow what the client still sends for a moment: closing a
-         * socket with unread input resets it, and the client could lose the answer. */
-        shutdown(fd, SHUT_WR);
-        char sink[512];
-        for (int i = 0; i < 8 && green_read(fd, sink, sizeof sink, 0.5) > 0; i++)
-            ;
+    if (read_head(fd, &rq, &a) == 0) {
+        /* Answering: pushed out only if every other connection is answering too. */
+        green_server_conn_set_busy(conn, true);
+        green_timeout deadline;
+        green_timeout_start(&deadline, ANSWER_DEADLINE);
+        if (!a.status)
+            route(h->w, &rq, &a, &head);
+        write_answer(fd, &a, head);
+        green_timeout_end(&deadline);
+        green_server_conn_set_busy(conn, false);
+        linger(fd);
     }
-    green_timeout_end(&deadline);
     free(a.body);
-    free(buf);
+    free(rq.buf);
+}
+
+/* MAX_CONNS, or a quarter of the descriptor limit when that is lower: the worker's tasks
+ * and Redis links need descriptors too. */
+static size_t max_conns(void) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        rl.rlim_cur / 4 < MAX_CONNS)
+        return rl.rlim_cur / 4 > 0 ? (size_t)(rl.rlim_cur / 4) : 1;
+    return MAX_CONNS;
 }
 
 struct wd_http *wd_http_start(struct wd_worker *w, const char *host, int port) {
@@ -259,14 +413,14 @@ struct wd_http *wd_http_start(struct wd_worker *w, const char *host, int port) {
         return NULL;
     }
     h->w = w;
-    h->fd = green_tcp_listen(host, port, 128);
+    h->fd = green_tcp_listen(host, port, LISTEN_BACKLOG);
     if (h->fd < 0) {
         wd_log(WD_LOG_ERROR, "start-up failed: --http: cannot listen on %s:%d: %s", host, port,
                strerror(-h->fd));
         free(h);
         return NULL;
     }
-    int rc = green_server_start(&h->server, h->fd, handle, h, MAX_CONNS);
+    int rc = green_server_start(&h->server, h->fd, handle, h, max_conns());
     if (rc != 0) {
         wd_log(WD_LOG_ERROR, "start-up failed: --http: cannot start serving: %s", strerror(-rc));
         close(h->fd);

@@ -12,14 +12,20 @@
  *                  queues, concurrency, in flight, counters, broker up); an array so that
  *                  one shape can later list several
  *
- * HEAD is answered like GET without the body; any other method gets 405, an unknown path
- * 404, a malformed or oversized (> 8 KiB) request 400. Every answer closes the connection
- * (HTTP/1.1 "Connection: close"): a scraper makes one request every few seconds.
+ * HEAD is answered like GET without the body; any other method gets 405 (404 for an
+ * unknown path), and a malformed request 400, as soon as its request line has arrived. A
+ * head holding a control character (a NUL byte, say) or a CR without LF gets 400 as soon
+ * as that byte arrives; one over 8 KiB gets 400 without being read further; one cut off
+ * by the client 400; one that has not fully arrived 2 s after the connection opened, 408.
+ * Every answer closes the connection (HTTP/1.1 "Connection: close"): a scraper makes one
+ * request every few seconds.
  *
  * The server is the runtime's green_server on the worker's hub (one greenlet per
- * connection, at most MAX_CONNS at once, each bounded by a 5 s deadline), so a scrape
- * never blocks the tasks. There is no authentication: bind it to loopback or a private
- * network.
+ * connection), so a scrape never blocks the tasks. It keeps at most 1024 connections
+ * (fewer when the descriptor limit is under 4096: a quarter of it); when more arrive,
+ * each new one pushes out the oldest connection still waiting for its head, so clients
+ * that connect and send nothing, or a head one byte at a time, cannot starve a probe.
+ * There is no authentication: bind it to loopback or a private network.
  */
 #ifndef WORKERD_WD_HTTP_H
 #define WORKERD_WD_HTTP_H

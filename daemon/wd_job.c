@@ -30,6 +30,7 @@
 #include "green_check.h"
 #include "task.h"
 #include "wd_batch.h"
+#include "wd_limits.h"
 #include "wd_log.h"
 #include "wd_observe.h"
 #include "wd_sched.h"
@@ -68,6 +69,7 @@ struct wd_job {
                           result); NULL otherwise, where msg.id is the id */
     bool finished;     /* its final ack is queued: a pending STARTED is moot */
     double started_at;
+    struct wd_limits_run lim;             /* its time limits (wd_limits.h) */
     struct wd_job *prev, *next;           /* w->running: not finished yet */
     struct wd_job *live_prev, *live_next; /* w->live: not freed yet (holds its tag) */
 };
@@ -79,6 +81,7 @@ static const char *job_id(const struct wd_job *j) {
 
 static void job_free(struct wd_job *j) {
     struct wd_worker *w = j->w;
+    wd_limits_run_release(&j->lim);
     w->live_count--;
     if (j->live_prev)
         j->live_prev->live_next = j->live_next;
@@ -350,16 +353,20 @@ static void run(struct wd_job *j) {
         wd_log_task(WD_LOG_DEBUG, m->id, "%s started (tag %s)", m->task, j->d.tag);
     wd_observe_started(w->obs, m->id, m->task);
 
-    green_timeout hard, soft;
-    green_timeout_start(&hard, m->time_limit > 0 ? m->time_limit : -1);
-    green_timeout_start(&soft, m->soft_time_limit > 0 ? m->soft_time_limit : -1);
     json_t *result = NULL;
     task_error err = {{0}, {0}, -1};
-    task_call call = {m->id, m->task, m->args, m->kwargs, m->retries};
+    wd_limits_run_start(&j->lim, w->lims, m);
+    task_call call = {m->id, m->task, m->args, m->kwargs, m->retries, &j->lim.soft_fired};
     int rc = fn(&call, &result, &err);
-    bool soft_fired = green_timeout_end(&soft);
-    bool hard_fired = green_timeout_end(&hard);
+    wd_limits_run_end(&j->lim);
+    char limit_msg[128];
+    const char *limit_type = wd_limits_outcome(&j->lim, rc, limit_msg, sizeof limit_msg);
 
+    if (limit_type) {
+        json_decref(result); /* after the hard limit, whatever the task returned */
+        finish(j, BROKER_FAILURE, NULL, limit_type, limit_msg);
+        return;
+    }
     if (rc == -ECANCELED && w->stop != WD_RUNNING) {
         json_decref(result);
         wd_observe_put_back(w->obs);
@@ -376,13 +383,6 @@ static void run(struct wd_job *j) {
         reject(j, m->id, err.type[0] ? err.type : "TypeError", err.message);
     } else if (rc == TASK_ERETRY) {
         retry(j, &err);
-    } else if (rc == -ETIMEDOUT && (hard_fired || soft_fired)) {
-        char msg[128];
-        double limit = hard_fired ? m->time_limit : m->soft_time_limit;
-        snprintf(msg, sizeof msg, "the task ran past its %s of %g s",
-                 hard_fired ? "time_limit" : "soft_time_limit", limit);
-        finish(j, BROKER_FAILURE, NULL, hard_fired ? "TimeLimitExceeded" : "SoftTimeLimitExceeded",
-               msg);
     } else if (rc < 0) {
         /* An errno the task should have turned into a TASK_EFAIL (task.h). */
         finish(j, BROKER_FAILURE, NULL, "InternalError", strerror(-rc));

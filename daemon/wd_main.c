@@ -100,7 +100,8 @@ int main(int argc, char **argv) {
         if (opts.http_host && opts.http_port)
             opts.http_port += slot;
     }
-    task_http_limits http = {.deny = opts.http_deny, .allow = opts.http_allow};
+    task_http_limits http = {
+        .deny = opts.http_deny, .allow = opts.http_allow, .methods = opts.http_methods};
     if (green_http_global_init() != 0 || task_register_builtins(&http) != 0) {
         wd_log(WD_LOG_ERROR, "cannot initialise libcurl or the built-in tasks");
         wd_options_free(&opts);

@@ -15,11 +15,17 @@
  */
 #include "wd_options.h"
 
+#include <ctype.h>
+#include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "broker_msg.h"
+#include "task.h"
 #include "task_http_policy.h"
 
 #define OPT_BASE 256 /* above every char, so getopt_long can return ids for long-only ones */
@@ -125,10 +131,48 @@ static int scan_argv(int argc, char *const argv[], const char *cli[], char *errb
     return 0;
 }
 
-/* The http.* tasks' address policy lists are the tasks' to parse. */
-static int check_policy(enum settings_id id, const char *value, char *why, size_t whylen) {
-    (void)id;
+/* Seconds with fractions, in 0..max: 0, 2, 0.5, 1e-3; not "1s", "nan", "inf", "-1". */
+static int check_seconds(const char *value, double max, double *out, char *why, size_t whylen) {
+    char *end;
+    errno = 0;
+    double d = strtod(value, &end);
+    if (end == value || *end != '\0' || errno == ERANGE || !isfinite(d) ||
+        isspace((unsigned char)*value)) {
+        snprintf(why, whylen, "'%s' is not a number of seconds", value);
+        return -1;
+    }
+    if (d < 0 || d > max) {
+        snprintf(why, whylen, "'%s' is out of range, expected 0..%g seconds", value, max);
+        return -1;
+    }
+    if (out)
+        *out = d;
+    return 0;
+}
+
+/* The values the settings module leaves to workerd: the http.* tasks' address policy
+ * lists and extra methods (the tasks' to parse) and the seconds of the time limits. */
+static int check_value(enum settings_id id, const char *value, char *why, size_t whylen) {
+    if (id == SETTINGS_SOFT_TIME_LIMIT || id == SETTINGS_TIME_LIMIT)
+        return check_seconds(value, BROKER_TIME_LIMIT_MAX, NULL, why, whylen);
+    if (id == SETTINGS_BLOCKING_WARN)
+        return check_seconds(value, WD_OPTIONS_BLOCKING_WARN_MAX, NULL, why, whylen);
+    if (id == SETTINGS_HTTP_METHODS) {
+        const char *bad = task_http_check_methods(value);
+        if (bad == NULL)
+            return 0;
+        snprintf(why, whylen, "%s", bad);
+        return -1;
+    }
     return task_http_policy_validate(value, why, whylen);
+}
+
+/* A value check_value accepted. */
+static double seconds_of(const struct settings_value *v) {
+    double d = 0;
+    char why[128];
+    check_seconds(v->text, INFINITY, &d, why, sizeof why);
+    return d;
 }
 
 /* The typed fields, from the values (every option has one, but the three without a
@@ -153,8 +197,12 @@ static void read_values(struct wd_options *o) {
     o->max_message_size = (size_t)v[SETTINGS_MAX_MESSAGE_SIZE].num;
     o->heartbeat = (int)v[SETTINGS_HEARTBEAT].num;
     o->max_redeliveries = (int)v[SETTINGS_MAX_REDELIVERIES].num;
+    o->soft_time_limit = seconds_of(&v[SETTINGS_SOFT_TIME_LIMIT]);
+    o->time_limit = seconds_of(&v[SETTINGS_TIME_LIMIT]);
+    o->blocking_warn = seconds_of(&v[SETTINGS_BLOCKING_WARN]);
     o->http_deny = v[SETTINGS_HTTP_DENY].text;
     o->http_allow = v[SETTINGS_HTTP_ALLOW].text;
+    o->http_methods = v[SETTINGS_HTTP_METHODS].text;
     o->http_host = v[SETTINGS_HTTP].text;
     o->http_port = (int)v[SETTINGS_HTTP].num;
     o->events = v[SETTINGS_EVENTS].num != 0;
@@ -176,7 +224,7 @@ static void read_values(struct wd_options *o) {
 int wd_options_load(struct wd_options *opts, int argc, char *const argv[], wd_getenv_fn getenv_fn,
                     char *errbuf, size_t errlen) {
     struct settings_sources src = {
-        .program = "workerd", .getenv_fn = getenv_fn, .uses = SETTINGS_ALL, .check = check_policy};
+        .program = "workerd", .getenv_fn = getenv_fn, .uses = SETTINGS_ALL, .check = check_value};
     memset(opts, 0, sizeof *opts);
     errbuf[0] = '\0';
     int r = scan_argv(argc, argv, src.cli, errbuf, errlen);

@@ -56,8 +56,12 @@ struct wd_options {
     int heartbeat;             /* seconds between heartbeats */
     int heartbeat_ttl;         /* seconds: 3 * heartbeat; a worker silent longer is dead */
     int max_redeliveries;      /* a message redelivered more often is dead-lettered */
+    double soft_time_limit;    /* seconds; a task's default soft time limit; 0: none */
+    double time_limit;         /* seconds; its default hard time limit; 0: none */
+    double blocking_warn;      /* seconds a task may run without yielding unlogged; 0: off */
     char *http_deny;           /* the http.* tasks' address policy (task_http_policy.h): */
     char *http_allow;          /* validated comma lists as given, or NULL for none */
+    char *http_methods;        /* --http-methods: extra methods for http.request, or NULL */
     char *http_host;           /* --http: the metrics endpoint's numeric address, or NULL */
     int http_port;             /* its port (0: any free one) */
     bool events;               /* -E: publish task events on PREFIX:events */
@@ -67,6 +71,9 @@ struct wd_options {
     struct settings all;       /* every option's value as loaded, which the fields above
                                   are read from: what a reload compares */
 };
+
+/* The longest --blocking-warn, in seconds (the time limits' is BROKER_TIME_LIMIT_MAX). */
+#define WD_OPTIONS_BLOCKING_WARN_MAX 60.0
 
 /* Reads one environment variable; getenv and secure_getenv fit. */
 typedef char *(*wd_getenv_fn)(const char *name);

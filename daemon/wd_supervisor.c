@@ -17,7 +17,9 @@
  * Notifications. Children write sd_notify datagrams to an abstract AF_UNIX socket
  * ("@workerd-supervisor-<pid>-<random>") that has SO_PASSCRED, so each datagram carries
  * its sender's pid and is credited to that slot: READY=1 marks it ready, any datagram
- * (WATCHDOG=1 in particular) proves it alive.
+ * (WATCHDOG=1 in particular) proves it alive. The children ping (WATCHDOG=1 at half the
+ * WATCHDOG_USEC they are given) for systemd's watchdog, for --time-limit, or both; one
+ * timer checks them at the same pace.
  *
  * Everything runs on the main thread of the parent, in libev callbacks or between loop
  * runs; nothing yields (there are no greenlets here).
@@ -44,6 +46,8 @@
 #define BACKOFF_FIRST 1.0
 #define BACKOFF_MAX 30.0
 #define BACKOFF_RESET_AFTER 60.0
+#define LIMIT_PING_MIN 0.25
+#define LIMIT_PING_MAX 1.0
 
 struct sup;
 
@@ -72,7 +76,9 @@ struct sup {
     int notify_fd;
     char notify_name[96]; /* "@workerd-supervisor-..." as NOTIFY_SOCKET spells it */
     ev_timer watchdog;
-    int64_t watchdog_usec;
+    int64_t watchdog_usec; /* systemd's watchdog interval; 0: off */
+    double limit_ping;     /* --time-limit: how often children ping; 0: no limit */
+    int64_t child_usec;    /* the interval children are told to ping within; 0: none */
 };
 
 static const int forwarded[4] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP};
@@ -232,23 +238,47 @@ static void on_notify(struct ev_loop *loop, ev_io *w, int revents) {
     }
 }
 
-/* Feed systemd's watchdog from this loop; replace a child that stopped pinging. */
+/* How often children ping under --time-limit: often enough that a silence longer than
+ * --time-limit plus this proves a loop stuck for longer than --time-limit (the stall began
+ * at most one ping after the last one heard), rarely enough to cost nothing. */
+static double limit_ping(const struct wd_options *opts) {
+    if (!(opts->time_limit > 0))
+        return 0;
+    double ping = opts->time_limit / 4;
+    return ping < LIMIT_PING_MIN ? LIMIT_PING_MIN : ping > LIMIT_PING_MAX ? LIMIT_PING_MAX : ping;
+}
+
+/* Feed systemd's watchdog from this loop; replace a child that stopped pinging: for
+ * systemd's whole interval, or (--time-limit) for longer than the time limit. */
 static void on_watchdog(struct ev_loop *loop, ev_timer *w, int revents) {
     struct sup *s = w->data;
     (void)revents;
     double interval = (double)s->watchdog_usec / 1e6;
     for (int i = 0; i < s->n; i++) {
         struct kid *k = &s->kids[i];
-        if (k->pid && ev_now(loop) - k->last_heard > interval) {
+        double silent = ev_now(loop) - k->last_heard;
+        if (!k->pid)
+            continue;
+        if (s->watchdog_usec > 0 && silent > interval) {
             wd_log(WD_LOG_ERROR,
                    "supervisor: child %d (pid %d) sent no watchdog ping for "
                    "%.0f s: its loop is stuck; killing it",
-                   k->slot, (int)k->pid, ev_now(loop) - k->last_heard);
-            kill(k->pid, SIGKILL);
-            k->last_heard = ev_now(loop); /* once: the kill's exit restarts it */
+                   k->slot, (int)k->pid, silent);
+        } else if (s->limit_ping > 0 && silent > s->opts->time_limit + s->limit_ping) {
+            wd_log(WD_LOG_ERROR,
+                   "supervisor: child %d (pid %d) has been stuck for more than --time-limit "
+                   "(%g s; no ping for %.1f s), likely in a task computing without yielding; "
+                   "killing it: its messages go back to their queues once its heartbeat "
+                   "expires",
+                   k->slot, (int)k->pid, s->opts->time_limit, silent);
+        } else {
+            continue;
         }
+        kill(k->pid, SIGKILL);
+        k->last_heard = ev_now(loop); /* once: the kill's exit restarts it */
     }
-    wd_notify("WATCHDOG=1");
+    if (s->watchdog_usec > 0)
+        wd_notify("WATCHDOG=1");
 }
 
 static int notify_socket(struct sup *s) {
@@ -300,8 +330,8 @@ static void become_child(struct sup *s, pid_t parent) {
     if (getppid() != parent) /* the supervisor died before the line above */
         _exit(0);
     setenv("NOTIFY_SOCKET", s->notify_name, 1);
-    if (s->watchdog_usec > 0) {
-        snprintf(usec, sizeof usec, "%lld", (long long)s->watchdog_usec);
+    if (s->child_usec > 0) {
+        snprintf(usec, sizeof usec, "%lld", (long long)s->child_usec);
         snprintf(pid, sizeof pid, "%d", (int)getpid());
         setenv("WATCHDOG_USEC", usec, 1);
         setenv("WATCHDOG_PID", pid, 1);
@@ -380,10 +410,18 @@ int wd_supervisor_run(const struct wd_options *opts, int *slot) {
     s->notify_w.data = s;
     ev_io_start(s->loop, &s->notify_w);
     s->watchdog_usec = wd_notify_watchdog_usec();
-    double half = s->watchdog_usec > 0 ? (double)s->watchdog_usec / 2e6 : 1.0;
+    if (s->watchdog_usec < 0)
+        s->watchdog_usec = 0;
+    s->limit_ping = limit_ping(opts);
+    /* The children ping at half the interval they are given: half of systemd's, or
+     * limit_ping, whichever is more often; so does this loop check them. */
+    s->child_usec = s->watchdog_usec;
+    if (s->limit_ping > 0 && (s->child_usec == 0 || s->child_usec > s->limit_ping * 2e6))
+        s->child_usec = (int64_t)(s->limit_ping * 2e6);
+    double half = s->child_usec > 0 ? (double)s->child_usec / 2e6 : 1.0;
     ev_timer_init(&s->watchdog, on_watchdog, half, half);
     s->watchdog.data = s;
-    if (s->watchdog_usec > 0)
+    if (s->child_usec > 0)
         ev_timer_start(s->loop, &s->watchdog);
     for (int i = 0; i < s->n; i++) {
         struct kid *k = &s->kids[i];

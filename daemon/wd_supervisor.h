@@ -26,6 +26,14 @@
  * a crash) a child that stayed silent for a whole interval: a hung child is replaced
  * alone, instead of systemd restarting the whole service.
  *
+ * Time limits. A greenlet cannot be pre-empted: a task that computes without yielding
+ * holds its whole process, and no time limit inside the process can stop it. With
+ * --time-limit, each child pings the supervisor every quarter of the limit (between 0.25
+ * and 1 s), and the supervisor kills (SIGKILL, then restarts as a crash) a child that
+ * stayed silent for longer than the limit plus one ping: its loop has then been stuck for
+ * longer than --time-limit. Its messages are redelivered by the ordinary recovery once its
+ * heartbeat expires. This is the hard limit for CPU-bound tasks (README.md "Time limits").
+ *
  * Children run in their own process group (a terminal's Ctrl-C reaches the supervisor
  * only, which passes it on once: a child that got it twice would shut down cold), and get
  * SIGTERM if the supervisor dies (PR_SET_PDEATHSIG).

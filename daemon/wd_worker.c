@@ -42,6 +42,7 @@
 #include "broker_keys.h"
 #include "green_check.h"
 #include "wd_http.h"
+#include "wd_limits.h"
 #include "wd_log.h"
 #include "wd_notify.h"
 #include "wd_observe.h"
@@ -289,6 +290,8 @@ static struct run *run_new(const struct wd_options *opts, wd_reload_fn reload, v
     r->wakers = calloc(opts->nqueues, sizeof *r->wakers);
     int rc = wd_observe_new(&w->obs, opts->max_tasks_per_child, opts->max_memory_per_child);
     if (rc == 0)
+        rc = wd_limits_new(&w->lims, opts->soft_time_limit, opts->time_limit, opts->blocking_warn);
+    if (rc == 0)
         rc = wd_sched_new(&w->sched);
     if (rc == 0 && (!w->queue_list || !w->blocking || !r->wakers))
         rc = -ENOMEM;
@@ -440,6 +443,7 @@ static void log_stopped(const struct wd_worker *w) {
 static void run_free(struct run *r) {
     struct wd_worker *w = &r->w;
     wd_observe_free(w->obs); /* stops the event publisher first, if it still runs */
+    wd_limits_free(w->lims);
     wd_sched_free(w->sched);
     for (size_t i = 0; w->blocking && i < w->opts->nqueues; i++)
         broker_conn_close(w->blocking[i]);

@@ -27,6 +27,7 @@
 enum wd_stop { WD_RUNNING, WD_WARM, WD_COLD };
 
 struct wd_job;
+struct wd_limits;
 struct wd_observe;
 struct wd_sched;
 
@@ -57,6 +58,7 @@ struct wd_worker {
     green_event acked;      /* the acker sent a batch: live_count went down */
     double started_at;      /* unix time */
     struct wd_observe *obs; /* counters, metrics, events, recycling (wd_observe.h) */
+    struct wd_limits *lims; /* time limits' defaults, the blocking watch (wd_limits.h) */
     struct wd_sched *sched; /* the Redis clock, the mover, retry delays (wd_sched.h) */
     struct wd_http *http;   /* NULL unless --http */
 };

@@ -28,6 +28,7 @@
 #include "green_stack.h"
 
 #include <ev.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -54,24 +55,33 @@ struct green {
     green_ctx ctx;
     enum gstate state;
     bool detached;
-    bool cancel_pending;
+    int pending; /* 0, or the code the next blocking call returns: -ECANCELED
+                    (green_kill) or what green_throw gave */
     int wake_code;
+    void *tag; /* green_set_tag's, published to the hub's progress */
     uint64_t gen;
     green_fn fn;
     void *arg;
     void *ret;
     green_stack *stack;
-    void *stack_lo;          /* for the sanitizer annotations */
+    void *stack_lo; /* for the sanitizer annotations */
     size_t stack_size;
-    struct green *next;      /* ready queue or free list */
+    struct green *next; /* ready queue or free list */
     struct green *prev_alive, *next_alive;
     struct green *joiner;
-    green_timeout *scopes;   /* innermost green_timeout */
-    double scope_min;        /* earliest deadline of the scopes */
+    green_timeout *scopes; /* innermost green_timeout */
+    double scope_min;      /* earliest deadline of the scopes */
     ev_timer timer;
 #ifdef GREEN_ASAN
     void *asan_fake;
 #endif
+};
+
+/* What green_progress_get hands a monitor thread: written by the hub's thread at every
+ * switch, read by any thread. */
+struct green_progress {
+    _Atomic uint64_t switches;
+    void *_Atomic tag;
 };
 
 #define CHUNK_GREENLETS 1024
@@ -83,17 +93,18 @@ struct chunk {
 
 struct hub {
     struct ev_loop *loop;
-    struct green self;       /* the hub's own context (the thread's stack) */
+    struct green self; /* the hub's own context (the thread's stack) */
     struct green *current;
     struct green *ready_head, *ready_tail;
     size_t ready_count;
-    size_t batch;            /* greenlets left in the running batch */
+    size_t batch; /* greenlets left in the running batch */
     double last_poll;
     struct green *free_list;
     struct chunk *chunks;
     struct green *alive_list;
     size_t alive;
     uint64_t switches;
+    green_progress progress; /* what a monitor thread may read (green_progress_get) */
     uint64_t next_gen;
     green_config cfg;
     green_stack_pool stacks;
@@ -110,13 +121,28 @@ static __thread green_ctx dead_ctx; /* where a finished greenlet's last switch s
 
 #define POLL_INTERVAL 0.0005
 
+/* The wake code of a parked greenlet's own deadline timer. Not an errno and not a code any
+ * waker passes (they pass 0, a negative errno or green_io's positive event bits), so that
+ * green__park_ex tells its deadline from a green_throw(g, -ETIMEDOUT). */
+#define WAKE_DEADLINE INT_MIN
+
 /* ---- switching ------------------------------------------------------------------ */
+
+/* Tell a monitor thread who runs now. Two plain stores on x86_64 (a release store is a
+ * mov there) and two stlr on aarch64: the hot path pays nothing else for the monitor. The
+ * tag goes first, released, so that a monitor that reads it (acquire) also sees what the
+ * greenlet's owner wrote before tagging it. */
+static inline void publish(struct green *to) {
+    atomic_store_explicit(&hub->progress.tag, to->tag, memory_order_release);
+    atomic_store_explicit(&hub->progress.switches, hub->switches, memory_order_relaxed);
+}
 
 static void switch_to(struct green *from, struct green *to) {
     if (from == to)
         return;
     hub->current = to == &hub->self ? NULL : to;
     hub->switches++;
+    publish(to);
 #ifdef GREEN_ASAN
     __sanitizer_start_switch_fiber(&from->asan_fake, to->stack_lo, to->stack_size);
 #endif
@@ -161,7 +187,7 @@ static struct green *pick_next(void) {
 static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
     (void)loop;
     (void)revents;
-    green__wake(w->data, -ETIMEDOUT);
+    green__wake(w->data, WAKE_DEADLINE);
 }
 
 static struct green *record_get(void) {
@@ -223,6 +249,7 @@ static void finish(struct green *g) {
     /* g's record may now be reused: save the dying context into a scratch one. */
     hub->current = next == &hub->self ? NULL : next;
     hub->switches++;
+    publish(next);
 #ifdef GREEN_ASAN
     __sanitizer_start_switch_fiber(NULL, next->stack_lo, next->stack_size);
 #endif
@@ -235,9 +262,9 @@ static void entry(void *arg) {
 #ifdef GREEN_ASAN
     __sanitizer_finish_switch_fiber(NULL, NULL, NULL);
 #endif
-    if (!g->cancel_pending)
+    if (g->pending != -ECANCELED)
         g->ret = g->fn(g->arg);
-    g->cancel_pending = false;
+    g->pending = 0;
     finish(g);
 }
 
@@ -263,7 +290,8 @@ int green_spawn(green_t *out, green_fn fn, void *arg) {
     g->gen = ++hub->next_gen;
     g->state = G_NEW;
     g->detached = out == NULL;
-    g->cancel_pending = hub->main_done; /* spawned during teardown: never runs */
+    g->pending = hub->main_done ? -ECANCELED : 0; /* spawned during teardown: never runs */
+    g->tag = NULL;
     g->joiner = NULL;
     g->scopes = NULL;
     g->scope_min = GREEN_FOREVER;
@@ -302,8 +330,9 @@ static atomic_flag said_not_in_greenlet = ATOMIC_FLAG_INIT;
 
 static int not_in_greenlet(const char *what) {
     if (!atomic_flag_test_and_set(&said_not_in_greenlet))
-        fprintf(stderr, "green: %s called outside a greenlet (from the hub, a callback or a "
-                        "thread without a hub): it would block the loop; returning EPERM\n",
+        fprintf(stderr,
+                "green: %s called outside a greenlet (from the hub, a callback or a "
+                "thread without a hub): it would block the loop; returning EPERM\n",
                 what);
     assert(!"green: a call that may yield was made outside a greenlet (from the hub, a "
             "libev, curl or hiredis callback, or a thread without a hub)");
@@ -321,9 +350,10 @@ int green__check(void) {
     struct green *g = green__current();
     if (!g)
         return not_in_greenlet("a blocking call");
-    if (g->cancel_pending) {
-        g->cancel_pending = false;
-        return -ECANCELED;
+    if (g->pending) {
+        int code = g->pending;
+        g->pending = 0;
+        return code;
     }
     if (g->scope_min < GREEN_FOREVER) {
         double now = ev_time();
@@ -341,9 +371,10 @@ int green__park_ex(double deadline, bool *own_deadline) {
         *own_deadline = false;
     if (!g)
         return not_in_greenlet("a blocking call");
-    if (g->cancel_pending) {
-        g->cancel_pending = false;
-        return -ECANCELED;
+    if (g->pending) {
+        int code = g->pending;
+        g->pending = 0;
+        return code;
     }
     double until = deadline < g->scope_min ? deadline : g->scope_min;
     if (until < GREEN_FOREVER) {
@@ -358,7 +389,7 @@ int green__park_ex(double deadline, bool *own_deadline) {
     g->state = G_RUNNING;
     if (ev_is_active(&g->timer))
         ev_timer_stop(hub->loop, &g->timer);
-    if (g->wake_code != -ETIMEDOUT)
+    if (g->wake_code != WAKE_DEADLINE)
         return g->wake_code;
 timed_out:
     if (deadline <= g->scope_min) {
@@ -402,9 +433,10 @@ int green_yield(void) {
     struct green *g = green__current();
     if (!g)
         return not_in_greenlet("green_yield");
-    if (g->cancel_pending) {
-        g->cancel_pending = false;
-        return -ECANCELED;
+    if (g->pending) {
+        int code = g->pending;
+        g->pending = 0;
+        return code;
     }
     g->state = G_READY;
     g->wake_code = 0;
@@ -457,14 +489,44 @@ int green_detach(green_t h) {
 }
 
 int green_kill(green_t h) {
+    return green_throw(h, -ECANCELED);
+}
+
+int green_throw(green_t h, int code) {
     struct green *g = resolve(h);
     if (!g)
         return -ESRCH;
-    if (g->state == G_PARKED)
-        green__wake(g, -ECANCELED);
-    else if (g->state != G_DONE)
-        g->cancel_pending = true;
+    assert(code <= 0 && "green_throw: the code must be a negative errno (or 0 to withdraw)");
+    if (code == 0) {
+        if (g->pending != -ECANCELED)
+            g->pending = 0;
+    } else if (g->state == G_PARKED) {
+        green__wake(g, code);
+    } else if (g->state != G_DONE && g->pending != -ECANCELED) {
+        g->pending = code; /* a kill is never replaced by a lesser interruption */
+    }
     return 0;
+}
+
+void green_set_tag(void *tag) {
+    struct green *g = green__current();
+    assert(g != NULL && "green_set_tag: must be called from a greenlet");
+    if (!g)
+        return;
+    g->tag = tag;
+    atomic_store_explicit(&hub->progress.tag, tag, memory_order_release);
+}
+
+const green_progress *green_progress_get(void) {
+    return hub ? &hub->progress : NULL;
+}
+
+uint64_t green_progress_switches(const green_progress *p) {
+    return atomic_load_explicit(&p->switches, memory_order_relaxed);
+}
+
+void *green_progress_tag(const green_progress *p) {
+    return atomic_load_explicit(&p->tag, memory_order_seq_cst);
 }
 
 void green_timeout_start(green_timeout *t, double seconds) {
@@ -511,8 +573,9 @@ void green__slot_set(enum green__slot slot, void *value, void (*destroy)(void *v
 /* Everyone is parked and the loop has nothing that could wake anyone: gevent raises
  * LoopExit here. Waking them all with EDEADLK lets each unwind instead of hanging. */
 static void break_deadlock(void) {
-    fprintf(stderr, "green: deadlock: %zu greenlets parked and no watcher left to wake "
-                    "them; their blocking calls return EDEADLK\n",
+    fprintf(stderr,
+            "green: deadlock: %zu greenlets parked and no watcher left to wake "
+            "them; their blocking calls return EDEADLK\n",
             hub->alive);
     for (struct green *g = hub->alive_list; g; g = g->next_alive)
         green__wake(g, -EDEADLK);

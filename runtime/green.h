@@ -20,7 +20,8 @@
  *     the first time in the process.
  *   - Every blocking call returns -ECANCELED when the greenlet is killed while parked in
  *     it (or is killed before it parks), and -ETIMEDOUT when a deadline passes: its own
- *     timeout argument, or any enclosing green_timeout scope.
+ *     timeout argument, or any enclosing green_timeout scope; or whatever code another
+ *     greenlet or a callback interrupted it with (green_throw).
  *   - Callbacks of libev, libcurl and hiredis run on the hub's stack. They may make
  *     greenlets ready (green_spawn, green_kill, setting an event) but never yield.
  *   - Nothing here is thread-safe unless it says so: a hub and its greenlets belong to
@@ -97,6 +98,16 @@ int green_detach(green_t g);
  * -ESRCH. */
 int green_kill(green_t g);
 
+/* Interrupt g like green_kill, but its pending blocking call (or its next one) returns
+ * code instead of -ECANCELED: gevent's kill(exception=...), e.g. green_throw(g, -ETIMEDOUT)
+ * for a deadline someone else keeps. code is a negative errno. Delivered once, like a kill;
+ * a pending kill is never replaced by a throw, and a kill replaces a pending throw. A
+ * greenlet that has not started yet starts and gets code at its first blocking call.
+ * green_throw(g, 0) withdraws a throw not delivered yet (never a kill): for the owner of a
+ * deadline that ended before the greenlet blocked again. Does not yield; callable from the
+ * hub. Returns 0 (also for an ended but unjoined g) or -ESRCH. */
+int green_throw(green_t g, int code);
+
 /* Let every other ready greenlet run, and the loop poll for I/O, then continue.
  * May yield. Returns 0, -ECANCELED, -EPERM. */
 int green_yield(void);
@@ -112,9 +123,9 @@ int green_sleep(double seconds);
  * deadline wins) and must end in LIFO order. The struct lives in the caller's frame;
  * its fields are private. */
 typedef struct green_timeout {
-    double deadline;              /* absolute, ev_time() clock */
-    double outer_min;             /* earliest deadline of the enclosing scopes */
-    bool fired;                   /* set when this scope's deadline ended a call */
+    double deadline;  /* absolute, ev_time() clock */
+    double outer_min; /* earliest deadline of the enclosing scopes */
+    bool fired;       /* set when this scope's deadline ended a call */
     struct green_timeout *outer;
 } green_timeout;
 
@@ -126,12 +137,42 @@ void green_timeout_start(green_timeout *t, double seconds);
  * (so the caller can tell its own Timeout from an outer one). */
 bool green_timeout_end(green_timeout *t);
 
+/* ---- watching a hub from another thread ----------------------------------------------
+ *
+ * A greenlet that computes for long without a blocking call holds up every other greenlet
+ * of its hub, and nothing on the hub's own thread can notice while it happens. A monitor
+ * thread can (gevent's monitor thread does the same): the hub publishes, at every switch,
+ * how many switches it has made and the tag of the greenlet it switched to (NULL for the
+ * hub itself and for untagged greenlets). A count that stays the same across two looks,
+ * with a tag, is a tagged greenlet that has not yielded in between. Publishing costs two
+ * stores per switch. */
+typedef struct green_progress green_progress;
+
+/* The progress record of the hub on this thread (NULL without one). It lives until
+ * green_run returns: stop every thread reading it before that. Call from the hub's
+ * thread; the reads below are for any thread. */
+const green_progress *green_progress_get(void);
+
+/* The hub's switch count (relaxed: only compare it with an earlier one). Thread-safe. */
+uint64_t green_progress_switches(const green_progress *p);
+
+/* The tag of the greenlet running now, or of the last one switched to. A seq_cst load,
+ * which pairs with the release store the hub makes when it switches: whatever the
+ * greenlet's owner wrote before green_set_tag is visible once the tag is seen. The tag
+ * may be stale a moment later; whoever frees what it points to must agree with the
+ * monitor on how it stops looking (a hazard pointer, for one). Thread-safe. */
+void *green_progress_tag(const green_progress *p);
+
+/* Tag the calling greenlet (NULL: untag it); published at once and at every switch to
+ * it. A new greenlet has no tag. Must be called from a greenlet; does not yield. */
+void green_set_tag(void *tag);
+
 /* Counters of the hub on this thread, for metrics and tests. */
 typedef struct green_stats {
-    size_t alive;          /* greenlets spawned and not yet ended */
-    size_t stacks_mapped;  /* stacks ever mapped (in use + cached) */
-    size_t stacks_cached;  /* stacks ready for reuse */
-    uint64_t switches;     /* context switches so far */
+    size_t alive;         /* greenlets spawned and not yet ended */
+    size_t stacks_mapped; /* stacks ever mapped (in use + cached) */
+    size_t stacks_cached; /* stacks ready for reuse */
+    uint64_t switches;    /* context switches so far */
 } green_stats;
 
 void green_get_stats(green_stats *out);

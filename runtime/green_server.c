@@ -1,11 +1,23 @@
 /*
- * green_server.c - the accept loop and per-connection greenlets of green_server.h.
+ * green_server.c - the accept loop, per-connection greenlets and shedding of
+ * green_server.h.
  *
- * Pieces. A heap green_server; one joinable accept-loop greenlet; one heap `conn` record
- * per accepted connection, linked in the server's list, run by a detached greenlet.
- * Two wait queues: `slots`, where the accept loop parks while max_conns handlers run,
- * and `drained`, where green_server_stop parks until the handlers are gone. Every
- * connection greenlet that ends wakes both, so neither waiter ever polls.
+ * Pieces. A heap green_server; one joinable accept-loop greenlet; one heap record
+ * (green_server_conn) per accepted connection, linked in the server's list in accept
+ * order (oldest first), run by a detached greenlet. Two wait queues: `slots`, where the
+ * accept loop parks while too many shed connections are still unwinding (or while it
+ * waits for a descriptor to be freed), and `drained`, where green_server_stop parks until
+ * the handlers are gone. Every connection greenlet that ends wakes both, so neither
+ * waiter ever polls.
+ *
+ * Shedding. The accept loop accepts first and makes room after: only a connection that
+ * actually arrives pushes an old one out. The victim is the first record, in accept
+ * order, that is idle and not already shed, else the first one not shed: a scan that
+ * skips busy connections, which are few (a busy connection is answering a request). A
+ * shed connection stays counted in `active` until its greenlet has unwound, and in
+ * `shedding` meanwhile; the loop keeps (active - shedding) below max_conns and waits only
+ * when `shedding` itself reaches max_conns, so a handler slow to unwind never holds up a
+ * new client, and the total stays within twice the bound.
  *
  * Lifetime. The server is reference-counted: one reference for the owner (dropped by
  * green_server_stop), one for the accept loop while it may still run, one per live
@@ -15,12 +27,13 @@
  *
  * Greenlets that never started. green_kill on a greenlet that has not run yet means it
  * never runs (green.h). The server relies on that instead of fighting it: a record
- * carries `started`, and stop, after killing such a greenlet, cleans up in its place
- * (closes the fd, unlinks and frees the record, drops its reference). A started greenlet
- * always cleans up after itself, whatever its handler did.
+ * carries `started`, and stop or shedding, after killing such a greenlet, cleans up in
+ * its place (closes the fd, unlinks and frees the record, drops its reference). A started
+ * greenlet always cleans up after itself, whatever its handler did.
  *
- * Stacks: green_server_start runs anywhere; the accept loop, the connection greenlets
- * and green_server_stop each on their own greenlet's stack. Nothing runs on the hub.
+ * Stacks: green_server_start and green_server_conn_set_busy run anywhere; the accept
+ * loop, the connection greenlets and green_server_stop each on their own greenlet's
+ * stack. Nothing runs on the hub.
  */
 #include "green_server.h"
 #include "green_internal.h"
@@ -29,30 +42,37 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
-typedef struct conn {
-    struct conn *prev, *next;
+typedef struct green_server_conn conn;
+
+struct green_server_conn {
+    conn *prev, *next; /* accept order: prev is older */
     green_server *srv;
     green_t g;
     int fd;
     bool started;
-} conn;
+    bool busy; /* set by the handler; idle connections are shed first */
+    bool shed; /* shut down and killed; unwinding */
+};
 
 struct green_server {
     int listen_fd;
     green_server_handler handler;
     void *arg;
     size_t max_conns; /* 0: no limit */
-    size_t active;    /* records in `conns` */
+    size_t active;    /* records in the list */
+    size_t shedding;  /* records shed and not yet closed */
     size_t accepted;
+    size_t shed;
     int last_error;
     bool logged;   /* the current accept error episode was logged */
     bool stopping; /* no more accepts */
     size_t refs;
     green_t acceptor;
     bool acceptor_started;
-    conn *conns;
+    conn *oldest, *newest;
     green__waitq slots;
     green__waitq drained;
 };
@@ -62,13 +82,26 @@ static void server_unref(green_server *s) {
         free(s);
 }
 
+static void conn_link(green_server *s, conn *c) {
+    c->prev = s->newest;
+    c->next = NULL;
+    if (s->newest != NULL)
+        s->newest->next = c;
+    else
+        s->oldest = c;
+    s->newest = c;
+    s->active++;
+}
+
 static void conn_unlink(green_server *s, conn *c) {
     if (c->prev != NULL)
         c->prev->next = c->next;
     else
-        s->conns = c->next;
+        s->oldest = c->next;
     if (c->next != NULL)
         c->next->prev = c->prev;
+    else
+        s->newest = c->prev;
     s->active--;
 }
 
@@ -77,6 +110,8 @@ static void conn_unlink(green_server *s, conn *c) {
 static void conn_finish(green_server *s, conn *c) {
     close(c->fd);
     conn_unlink(s, c);
+    if (c->shed)
+        s->shedding--;
     free(c);
     green__waitq_wake_one(&s->slots, 0);
     green__waitq_wake_all(&s->drained, 0);
@@ -87,9 +122,77 @@ static void *conn_main(void *p) {
     conn *c = p;
     green_server *s = c->srv;
     c->started = true;
-    s->handler(c->fd, s->arg);
+    s->handler(c, c->fd, s->arg);
     conn_finish(s, c);
     return NULL;
+}
+
+void green_server_conn_set_busy(green_server_conn *c, bool busy) {
+    c->busy = busy;
+}
+
+/* The connection to shed next: the oldest idle one not already shed; else, unless
+ * idle_only, the oldest one not shed. NULL when there is none. */
+static conn *next_victim(green_server *s, bool idle_only) {
+    conn *oldest_busy = NULL;
+    for (conn *c = s->oldest; c != NULL; c = c->next) {
+        if (c->shed)
+            continue;
+        if (!c->busy)
+            return c;
+        if (oldest_busy == NULL)
+            oldest_busy = c;
+    }
+    return idle_only ? NULL : oldest_busy;
+}
+
+/* Shut c down and kill its greenlet; one that never started is closed here and now. */
+static void shed_conn(green_server *s, conn *c) {
+    c->shed = true;
+    s->shedding++;
+    s->shed++;
+    green_kill(c->g);
+    if (!c->started)
+        conn_finish(s, c);
+    else
+        shutdown(c->fd, SHUT_RDWR);
+}
+
+/* Room for one more connection: shed until fewer than max_conns are kept, then wait while
+ * max_conns shed ones are still unwinding. MAY YIELD. 0 or -ECANCELED. */
+static int make_room(green_server *s) {
+    if (s->max_conns == 0)
+        return 0;
+    while (s->active - s->shedding >= s->max_conns) {
+        conn *victim = next_victim(s, false);
+        if (victim == NULL)
+            break;
+        shed_conn(s, victim);
+    }
+    while (s->shedding >= s->max_conns) {
+        int rc = green__waitq_wait(&s->slots, GREEN_FOREVER);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Out of descriptors: shed the oldest idle connection and wait (at most 100 ms) until a
+ * connection is closed. MAY YIELD. 0 when one was closed; -ENOENT (nothing idle to shed),
+ * -ETIMEDOUT, -ECANCELED. */
+static int free_a_descriptor(green_server *s) {
+    conn *victim = next_victim(s, true);
+    if (victim == NULL)
+        return -ENOENT;
+    size_t before = s->active;
+    shed_conn(s, victim);
+    double deadline = green__deadline_in(0.1);
+    while (s->active >= before) {
+        int rc = green__waitq_wait(&s->slots, deadline);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
 }
 
 /* Remember an accept or spawn error; say it once per episode, since a server out of
@@ -120,11 +223,7 @@ static int conn_spawn(green_server *s, int fd) {
         return rc;
     }
     green_detach(c->g);
-    c->next = s->conns;
-    if (s->conns != NULL)
-        s->conns->prev = c;
-    s->conns = c;
-    s->active++;
+    conn_link(s, c);
     s->accepted++;
     s->refs++;
     return 0;
@@ -134,23 +233,37 @@ static void *accept_loop(void *p) {
     green_server *s = p;
     s->acceptor_started = true;
     while (!s->stopping) {
-        if (s->max_conns > 0 && s->active >= s->max_conns) {
-            if (green__waitq_wait(&s->slots, GREEN_FOREVER) == -ECANCELED)
-                break;
-            continue;
-        }
         int fd = green_accept(s->listen_fd, -1);
         if (fd == -ECANCELED || s->stopping) {
             if (fd >= 0)
                 close(fd);
             break;
         }
-        int rc = fd < 0 ? fd : conn_spawn(s, fd);
-        if (rc == 0) {
-            s->logged = false;
-            continue;
+        if (fd == -EMFILE || fd == -ENFILE) {
+            note_error(s, "accept", fd);
+            int rc = free_a_descriptor(s);
+            if (rc == -ECANCELED)
+                break;
+            if (rc == 0)
+                continue;
+        } else if (fd >= 0) {
+            int rc = make_room(s);
+            if (rc < 0) {
+                close(fd);
+                break;
+            }
+            rc = conn_spawn(s, fd);
+            if (rc == 0) {
+                s->logged = false;
+                /* Let the new handler read what its client sent before the next accept. */
+                if (green_yield() == -ECANCELED)
+                    break;
+                continue;
+            }
+            note_error(s, "spawning a connection greenlet", rc);
+        } else {
+            note_error(s, "accept", fd);
         }
-        note_error(s, fd < 0 ? "accept" : "spawning a connection greenlet", rc);
         if (green_sleep(0.1) == -ECANCELED)
             break;
     }
@@ -186,7 +299,7 @@ int green_server_start(green_server **out, int listen_fd, green_server_handler h
  * server), which stop must neither wait for nor kill. */
 static bool self_is_conn(green_server *s) {
     green_t me = green_self();
-    for (conn *c = s->conns; c != NULL; c = c->next) {
+    for (conn *c = s->oldest; c != NULL; c = c->next) {
         if (c->g.ptr == me.ptr && c->g.gen == me.gen)
             return true;
     }
@@ -231,7 +344,7 @@ int green_server_stop(green_server *s, double grace) {
 
     /* Out of grace: kill the handlers still running; clean up for those not started. */
     green_t me = green_self();
-    for (conn *c = s->conns, *next; c != NULL; c = next) {
+    for (conn *c = s->oldest, *next; c != NULL; c = next) {
         next = c->next;
         if (c->g.ptr == me.ptr && c->g.gen == me.gen)
             continue;
@@ -251,5 +364,6 @@ int green_server_stop(green_server *s, double grace) {
 void green_server_get_stats(const green_server *s, green_server_stats *out) {
     out->active = s->active;
     out->accepted = s->accepted;
+    out->shed = s->shed;
     out->last_error = s->last_error;
 }

@@ -64,6 +64,15 @@ int task_retry(task_error *err, double seconds, const char *type, const char *fm
     return TASK_ERETRY;
 }
 
+/* ---- time limits -------------------------------------------------------------------- */
+
+/* The daemon points call->soft_lim at a flag its soft-limit timer sets (on the same
+ * thread, between two runs of the task's greenlet); a call made by a test or by hand has
+ * none and never reaches its soft limit. */
+bool task_soft_limit_reached(const task_call *call) {
+    return call->soft_lim != NULL && *call->soft_lim;
+}
+
 /* ---- the registry ------------------------------------------------------------------- */
 
 static bool name_char(char c, bool first) {

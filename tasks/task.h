@@ -47,13 +47,14 @@
  *                     counted in it) in the scheduled set until the delay has passed:
  *                     no pool slot is held meanwhile. Without retries left, the FAILURE
  *                     result of TASK_EFAIL. *result unset.
- *       -ETIMEDOUT    a green_* call returned -ETIMEDOUT (the task's time limit, a scope
- *       -ECANCELED    opened by the daemon) or -ECANCELED (the greenlet was killed, e.g. on
- *                     cold shutdown): return it unchanged, after cleaning up, and leave
- *                     err as is. The daemon maps the first to a time limit failure and the
- *                     second to putting the message back on its queue. A task that opens
- *                     its own green_timeout scope reports its own deadline as TASK_EFAIL
- *                     (type "Timeout") and propagates the enclosing ones.
+ *       -ETIMEDOUT    a green_* call returned -ETIMEDOUT (the task's soft time limit,
+ *       -ECANCELED    see "time limits" below) or -ECANCELED (the greenlet was killed: its
+ *                     hard time limit, a cold shutdown): return it unchanged, after
+ *                     cleaning up, and leave err as is. The daemon maps the first to a
+ *                     time limit failure and the second to one or to putting the message
+ *                     back on its queue. A task that opens its own green_timeout scope
+ *                     reports its own deadline as TASK_EFAIL (type "Timeout") and
+ *                     propagates the others.
  *     Any other return value is a bug in the task; the daemon stores a FAILURE result
  *     with type "InternalError" and, as the message, the errno's text for a negative
  *     errno (strerror(-rc): "No such file or directory") or "the task returned N, which
@@ -85,6 +86,7 @@ typedef struct task_call {
     const json_t *args;   /* JSON array, never NULL */
     const json_t *kwargs; /* JSON object, never NULL */
     int retries;          /* how many times this message was retried before (0 first) */
+    const bool *soft_lim; /* private to the daemon: read it with task_soft_limit_reached */
 } task_call;
 
 /* A failure description, filled by the task. Both strings are NUL-terminated and
@@ -118,6 +120,32 @@ int task_error_invalid(task_error *err, const char *type, const char *fmt, ...)
 int task_retry(task_error *err, double seconds, const char *type, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* ---- time limits -------------------------------------------------------------------- */
+
+/*
+ * A message's soft_time_limit (default: workerd's --soft-time-limit) asks the task to
+ * stop. When it runs out, the task's pending blocking call, or its next one if it is
+ * computing, returns -ETIMEDOUT, once: the calls after it work normally, so the task can
+ * clean up (close what it opened, save partial work, even make a last request) and then
+ * return whatever it decides:
+ *   - 0 with its own *result: SUCCESS, a partial result is allowed;
+ *   - TASK_EFAIL: FAILURE with its own error;
+ *   - the -ETIMEDOUT itself (what a task that ignores limits does): FAILURE, type
+ *     SoftTimeLimitExceeded.
+ * task_soft_limit_reached(call) tells that -ETIMEDOUT from the task's own deadlines (a
+ * green_timeout scope it opened, a timeout argument it passed): true from the moment the
+ * soft limit ran out. Call it where a blocking call returned -ETIMEDOUT, or any time to
+ * poll. Does not yield; callable on the task's greenlet during the call only.
+ *
+ * The hard time_limit (--time-limit) applies all along, also after the soft one: when it
+ * runs out, the task is killed (its blocking calls return -ECANCELED, again about every
+ * second for as long as it keeps making them; a transfer in flight is aborted and its
+ * connection closed) and the result is FAILURE, type TimeLimitExceeded, whatever the task
+ * returns. A task that computes without blocking cannot be stopped inside its process;
+ * under --processes its supervisor replaces the whole process (README.md "Time limits").
+ */
+bool task_soft_limit_reached(const task_call *call);
+
 /* ---- the registry ------------------------------------------------------------------- */
 
 /* Register fn under name. A name is 1..128 bytes of letters, digits and "_-.:", starting
@@ -146,7 +174,18 @@ void task_registry_clear(void);
  * CIDR networks and host names ("10.0.0.0/8,127.0.0.0/8", "127.0.0.1,*.internal.example")
  * that an http.* task may not / may connect to, on top of the built-in deny list
  * (link-local with the cloud metadata services, unspecified, multicast). NULL or "" for
- * none. They are parsed at registration; the strings are not kept. */
+ * none.
+ *
+ * methods: the HTTP methods http.request may send beyond the standard GET, HEAD, POST,
+ * PUT, PATCH, DELETE and OPTIONS, comma-separated ("PROPFIND,REPORT"; blanks around an
+ * entry are ignored). Each is an HTTP token (RFC 7230: letters, digits and
+ * !#$%&'*+-.^_`|~) of at most TASK_HTTP_METHOD_MAX bytes, at most TASK_HTTP_METHODS_MAX of
+ * them; upper-case is recommended, and the comparison ignores case, since http.request
+ * sends the method upper-cased. Any other method is a FAILURE (HTTPError) before a
+ * connection is made: without this, a task could send "SET /x HTTP/1.1" to a Redis on
+ * loopback. NULL or "" for none.
+ *
+ * The strings are parsed at registration and not kept. */
 typedef struct task_http_limits {
     double max_timeout;      /* seconds per request; default 300 */
     size_t max_size;         /* response body bytes; default 100 MiB */
@@ -155,7 +194,16 @@ typedef struct task_http_limits {
     size_t max_header_bytes; /* request headers, and response headers; default 64 KiB */
     const char *deny;        /* --http-deny */
     const char *allow;       /* --http-allow */
+    const char *methods;     /* --http-methods */
 } task_http_limits;
+
+#define TASK_HTTP_METHOD_MAX 32
+#define TASK_HTTP_METHODS_MAX 32
+
+/* Check a methods list (above) without keeping it: NULL when it is valid (NULL and "" are),
+ * else a static sentence saying what is wrong, for the settings code's message. Pure;
+ * callable anywhere. */
+const char *task_http_check_methods(const char *list);
 
 #define TASK_HTTP_DEFAULT_MAX_TIMEOUT 300.0
 #define TASK_HTTP_DEFAULT_MAX_SIZE ((size_t)100 << 20)
@@ -166,8 +214,9 @@ typedef struct task_http_limits {
 /* Register the built-in tasks: echo, sleep, fail, http.get, http.request (see
  * task_builtin.c and task_http.c for their arguments and results). limits (NULL: the
  * defaults) is copied and applies to every http.* call of the process. Returns 0,
- * -EINVAL when limits->deny or ->allow is not a valid list (check them first with
- * task_http_policy_validate for a message; the http.* tasks are then not registered),
+ * -EINVAL when limits->deny, ->allow or ->methods is not a valid list (check them first
+ * with task_http_policy_validate and task_http_check_methods for a message; the http.*
+ * tasks are then not registered),
  * -ENOMEM, or the first error of task_registry_add (-EEXIST if called twice).
  * Start-up only. */
 int task_register_builtins(const task_http_limits *limits);

@@ -21,7 +21,8 @@
  * message cannot make the worker hold a gigabyte or a connection for a week. Only http
  * and https are allowed, for the first URL and for every redirect (no file://, no
  * gopher:// to reach internal services). Request headers are validated (token names, no
- * CR/LF in values: no header injection).
+ * CR/LF in values: no header injection). http.request sends the standard methods and those
+ * the administrator lists (task_http_methods.h), nothing else.
  *
  * The address policy (task_http_policy.h) keeps a message from turning the worker against
  * its own neighbourhood, the cloud metadata service first. It is checked on the address
@@ -37,7 +38,9 @@
  *
  * Credentials and redirects: libcurl (since 7.83, CVE-2022-27776) drops a custom
  * Authorization or Cookie header when a redirect leads to another host, port or scheme,
- * and CURLOPT_UNRESTRICTED_AUTH stays off; test_http_task.c holds it to that.
+ * and CURLOPT_UNRESTRICTED_AUTH stays off; test_http_guard.c holds it to that. Credentials
+ * in the URL itself ("http://user:pass@host/") are sent, but never reported: the result's
+ * url, its Location header and error messages carry them redacted (task_http_redact.h).
  *
  * Stacks: the task functions run on a task's greenlet and yield inside
  * green_http_perform. The write and header callbacks run on the hub's stack
@@ -52,7 +55,9 @@
  * burst, their memory stays for the next one. task_http_cleanup frees the list.
  */
 #include "task.h"
+#include "task_http_methods.h"
 #include "task_http_policy.h"
+#include "task_http_redact.h"
 #include "task_internal.h"
 
 #include "green.h"
@@ -73,19 +78,22 @@
 #define DEFAULT_MAX_SIZE ((long long)10 << 20)
 #define DEFAULT_MAX_REDIRECTS 5LL
 #define MIN_TIMEOUT 0.001
-#define METHOD_MAX 32
+#define METHOD_MAX TASK_HTTP_METHOD_MAX
 
-static const task_http_limits default_limits = {
-    .max_timeout = TASK_HTTP_DEFAULT_MAX_TIMEOUT,
-    .max_size = TASK_HTTP_DEFAULT_MAX_SIZE,
-    .max_redirects = TASK_HTTP_DEFAULT_MAX_REDIRECTS,
-    .max_headers = TASK_HTTP_DEFAULT_MAX_HEADERS,
-    .max_header_bytes = TASK_HTTP_DEFAULT_MAX_HEADER_BYTES,
-};
+/* The limits before registration (an initializer, not a const object, so that any C11
+ * compiler accepts it for the static below). */
+#define DEFAULT_LIMITS                                                                             \
+    {                                                                                              \
+        .max_timeout = TASK_HTTP_DEFAULT_MAX_TIMEOUT, .max_size = TASK_HTTP_DEFAULT_MAX_SIZE,      \
+        .max_redirects = TASK_HTTP_DEFAULT_MAX_REDIRECTS,                                          \
+        .max_headers = TASK_HTTP_DEFAULT_MAX_HEADERS,                                              \
+        .max_header_bytes = TASK_HTTP_DEFAULT_MAX_HEADER_BYTES,                                    \
+    }
+static const task_http_limits default_limits = DEFAULT_LIMITS;
 
 /* The limits of the process, set at registration; read-only afterwards (so any thread
  * may read them). */
-static task_http_limits limits = default_limits;
+static task_http_limits limits = DEFAULT_LIMITS;
 
 /* The address policy of the process: built at configuration, read-only afterwards; the
  * built-in deny list alone until then. policy_needs_host: it has host-name rules, so the
@@ -138,7 +146,8 @@ typedef struct transfer {
 
 static void limits_set(const task_http_limits *in) {
     limits = default_limits;
-    limits.deny = limits.allow = NULL; /* parsed into policy; the strings are not kept */
+    /* Parsed into the policy and the method set; the strings are not kept. */
+    limits.deny = limits.allow = limits.methods = NULL;
     if (in == NULL)
         return;
     if (in->max_timeout > 0)
@@ -313,10 +322,14 @@ static void refuse(transfer *t, const char *host, const char *addr, const task_h
         snprintf(who, sizeof who, "%s", addr);
     else
         snprintf(who, sizeof who, "%.255s (%s)", host, addr);
+    /* An IPv6 address refused for the IPv4 address it carries says which and why. */
+    char inside[96] = "";
+    if (v->form != NULL)
+        snprintf(inside, sizeof inside, ", for %s inside this %s address", v->ipv4, v->form);
     snprintf(t->refusal, sizeof t->refusal,
-             "connection to %s refused by the HTTP address policy (%s%s%s)", who,
+             "connection to %s refused by the HTTP address policy (%s%s%s%s)", who,
              task_http_rule_origin_name(v->origin),
-             v->origin == TASK_HTTP_RULE_BUILTIN ? ": " : " ", v->rule);
+             v->origin == TASK_HTTP_RULE_BUILTIN ? ": " : " ", v->rule, inside);
 }
 
 /* CURLOPT_OPENSOCKETFUNCTION: the policy check before connect. A refused address gets no
@@ -441,9 +454,38 @@ static int transport_error(const task_call *call, CURLcode res, const transfer *
     return task_error_set(err, type, "%s: %s", what, errbuf);
 }
 
+/* A JSON string of a URL with its userinfo redacted (task_http_redact.h); NULL when out
+ * of memory. whole: text is one URL, not text that may hold some. */
+static json_t *redacted_text(const char *text, size_t len, bool whole) {
+    if (memchr(text, '@', len) == NULL)
+        return task__text(text, len);
+    size_t n;
+    char *r = task__redact_dup(text, len, whole, &n);
+    json_t *j = r ? task__text(r, n) : NULL;
+    free(r);
+    return j;
+}
+
+/* The response headers; the ones that hold a URL (a redirect's target) redacted. */
+static json_t *headers_object(const transfer *t) {
+    static const char *const url_headers[] = {"location", "content-location"};
+    json_t *h = task__headers_object(t->headers.data, t->headers.len);
+    for (size_t i = 0; h != NULL && i < sizeof url_headers / sizeof *url_headers; i++) {
+        json_t *v = json_object_get(h, url_headers[i]);
+        if (v != NULL && json_object_set_new(h, url_headers[i],
+                                             redacted_text(json_string_value(v),
+                                                           json_string_length(v), true)) != 0) {
+            json_decref(h);
+            return NULL;
+        }
+    }
+    return h;
+}
+
 /* The result object of a finished transfer, or NULL when out of memory.
  * json_object_set_new consumes its value even when it fails (and fails on NULL), so
- * the failures can be collected and checked once. */
+ * the failures can be collected and checked once. curl reports the URL with the
+ * credentials a task gave in it: "url" carries it redacted. */
 static json_t *response_object(CURL *easy, long status, const transfer *t, double elapsed_ms) {
     const char *url = NULL;
     curl_easy_getinfo(easy, CURLINFO_EFFECTIVE_URL, &url);
@@ -455,13 +497,12 @@ static json_t *response_object(CURL *easy, long status, const transfer *t, doubl
     const char *body = t->body.data ? t->body.data : "";
     json_t *text = json_stringn(body, t->body.len);
     int bad = json_object_set_new(res, "status", json_integer(status));
-    bad |=
-        json_object_set_new(res, "headers", task__headers_object(t->headers.data, t->headers.len));
+    bad |= json_object_set_new(res, "headers", headers_object(t));
     if (text != NULL)
         bad |= json_object_set_new(res, "body", text);
     else
         bad |= json_object_set_new(res, "body_base64", task__base64(body, t->body.len));
-    bad |= json_object_set_new(res, "url", task__text(url, strlen(url)));
+    bad |= json_object_set_new(res, "url", redacted_text(url, strlen(url), true));
     /* Microsecond resolution is plenty, and keeps the JSON short. */
     double ms = (double)(long long)(elapsed_ms * 1000.0 + 0.5) / 1000.0;
     bad |= json_object_set_new(res, "elapsed_ms", json_real(ms));
@@ -515,6 +556,9 @@ static int perform(const task_call *call, const request *req, json_t **result, t
     task__http_header_list_free(headers);
     free(t.body.data);
     free(t.headers.data);
+    /* curl's reasons rarely quote a URL, but one that does must not quote a password. */
+    if (rc == TASK_EFAIL)
+        task__redact_in_place(err->message, sizeof err->message);
     return rc;
 }
 
@@ -586,6 +630,11 @@ static int task_http_request(const task_call *call, json_t **result, task_error 
     /* Methods are case-sensitive in HTTP, but every producer means the upper-case ones. */
     for (size_t i = 0; method[i] != '\0'; i++)
         req.method[i] = (char)(method[i] >= 'a' && method[i] <= 'z' ? method[i] - 32 : method[i]);
+    if (!task__http_method_allowed(req.method))
+        return task_error_set(err, "HTTPError",
+                              "%s: method '%s' is not allowed: http.request sends %s, and other "
+                              "methods only when listed in --http-methods",
+                              call->name, req.method, task__http_standard_methods);
     return perform(call, &req, result, err);
 }
 
@@ -595,10 +644,13 @@ static int task_http_request(const task_call *call, json_t **result, task_error 
 int task__http_register(const task_http_limits *in) {
     task_http_policy *fresh;
     char why[256];
+    if (task_http_check_methods(in ? in->methods : NULL) != NULL)
+        return -EINVAL;
     int rc =
         task_http_policy_new(in ? in->deny : NULL, in ? in->allow : NULL, &fresh, why, sizeof why);
     if (rc != 0)
         return rc;
+    task__http_methods_set(in ? in->methods : NULL); /* checked above: cannot fail */
     task_http_policy_free(policy);
     policy = fresh;
     policy_needs_host = task_http_policy_has_host_rules(fresh);

@@ -327,17 +327,90 @@ static const rule *host_rule(const task_http_policy *p, const char *host) {
     return best;
 }
 
+/* The network rule that decides for a, or NULL: the longest prefix, then rank(). */
+static const rule *network_rule(const task_http_policy *p, const unsigned char a[16]) {
+    const rule *best = NULL;
+    for (size_t i = 0; i < p->n; i++) {
+        const rule *r = &p->rules[i];
+        if (r->is_host || !in_network(a, r))
+            continue;
+        if (best == NULL || r->prefix > best->prefix ||
+            (r->prefix == best->prefix && rank(r->origin) > rank(best->origin)))
+            best = r;
+    }
+    return best;
+}
+
+/* The IPv6 forms that carry an IPv4 address a translator or tunnel may deliver to (the
+ * header lists them). Returns the form's name and the address in v4, or NULL. An
+ * IPv4-mapped address is not among them: it is stored as the IPv4 address itself, so its
+ * one check is the IPv4 check already. */
+static const char *embedded_ipv4(const unsigned char a[16], unsigned char v4[4]) {
+    static const unsigned char zero[12];
+    static const unsigned char nat64[12] = {0x00, 0x64, 0xff, 0x9b};
+    static const unsigned char nat64_local[6] = {0x00, 0x64, 0xff, 0x9b, 0x00, 0x01};
+    static const unsigned char translated[12] = {[8] = 0xff, [9] = 0xff};
+    if (memcmp(a, zero, 12) == 0) {
+        /* ::/96 but not ::/104, where :: (unspecified) and ::1 (loopback) are IPv6's own
+         * and 0.0.0.0/8 has no address to embed. */
+        if (a[12] == 0)
+            return NULL;
+        memcpy(v4, a + 12, 4);
+        return "IPv4-compatible";
+    }
+    if (memcmp(a, translated, 12) == 0) { /* ::ffff:0:0/96, SIIT (RFC 2765) */
+        memcpy(v4, a + 12, 4);
+        return "IPv4-translated";
+    }
+    if (memcmp(a, nat64, 12) == 0) { /* 64:ff9b::/96, the well-known prefix (RFC 6052) */
+        memcpy(v4, a + 12, 4);
+        return "NAT64";
+    }
+    if (memcmp(a, nat64_local, 6) == 0) {
+        /* 64:ff9b:1::/48 (RFC 8215), laid out as RFC 6052 does for a /48: the address in
+         * bits 48-63 and 72-87, around the u-octet (bits 64-71, always zero). */
+        v4[0] = a[6], v4[1] = a[7], v4[2] = a[9], v4[3] = a[10];
+        return "NAT64";
+    }
+    if (a[0] == 0x20 && a[1] == 0x02) { /* 2002::/16, 6to4 (RFC 3056): bits 16-47 */
+        memcpy(v4, a + 2, 4);
+        return "6to4";
+    }
+    if (a[0] == 0x20 && a[1] == 0x01 && a[2] == 0 && a[3] == 0) {
+        /* 2001::/32, Teredo (RFC 4380): the client's address, the last 32 bits inverted. */
+        for (int i = 0; i < 4; i++)
+            v4[i] = (unsigned char)~a[12 + i];
+        return "Teredo";
+    }
+    return NULL;
+}
+
+/* A host-name rule decides alone. Otherwise the network rules judge the address itself
+ * and, for a form that embeds an IPv4 address, that IPv4 address (as ::ffff:a.b.c.d) on
+ * its own; the connection is allowed only when both are, and a refusal names the view that
+ * refused, the address itself first. */
 static bool check_bytes(const task_http_policy *p, const char *host, const unsigned char a[16],
                         task_http_verdict *v) {
+    v->form = NULL;
+    v->ipv4[0] = '\0';
     const rule *best = host_rule(p, host);
-    if (best == NULL) {
-        for (size_t i = 0; i < p->n; i++) {
-            const rule *r = &p->rules[i];
-            if (r->is_host || !in_network(a, r))
-                continue;
-            if (best == NULL || r->prefix > best->prefix ||
-                (r->prefix == best->prefix && rank(r->origin) > rank(best->origin)))
-                best = r;
+    if (best != NULL) {
+        decide(v, best);
+        return v->allowed;
+    }
+    best = network_rule(p, a);
+    unsigned char v4[4];
+    const char *form = embedded_ipv4(a, v4);
+    if (form != NULL && (best == NULL || best->origin == TASK_HTTP_RULE_ALLOW)) {
+        struct in_addr in;
+        unsigned char m[16];
+        memcpy(&in, v4, 4);
+        mapped(&in, m);
+        const rule *inner = network_rule(p, m);
+        if (inner != NULL && (best == NULL || inner->origin != TASK_HTTP_RULE_ALLOW)) {
+            best = inner;
+            v->form = form;
+            inet_ntop(AF_INET, v4, v->ipv4, sizeof v->ipv4);
         }
     }
     decide(v, best);
@@ -345,6 +418,8 @@ static bool check_bytes(const task_http_policy *p, const char *host, const unsig
 }
 
 static bool deny_family(task_http_verdict *v) {
+    v->form = NULL;
+    v->ipv4[0] = '\0';
     v->allowed = false;
     v->origin = TASK_HTTP_RULE_BUILTIN;
     snprintf(v->rule, sizeof v->rule, "address family");

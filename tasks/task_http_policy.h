@@ -9,7 +9,8 @@
  *   - addresses: "10.0.0.0/8", "127.0.0.1" (a /32), "fc00::/7", "::1" (a /128). An IPv4
  *     network is also the IPv4-mapped IPv6 network (::ffff:10.0.0.0/104), and a mapped
  *     address is checked as the IPv4 address it carries, so ::ffff:169.254.169.254 is
- *     169.254.169.254. A network with host bits set ("10.0.0.1/8") is refused as a typo.
+ *     169.254.169.254 (other IPv6 forms that carry an IPv4 address: below). A network
+ *     with host bits set ("10.0.0.1/8") is refused as a typo.
  *   - host names: "api.example.com" (exactly that name) or "*.example.com" (any name
  *     under it, not the name itself); case-insensitive; a trailing dot on the URL's host
  *     is ignored. Matched against the host of the URL being fetched (each redirect's own).
@@ -26,6 +27,35 @@
  *      a user's allow beats a built-in deny (so "--http-allow 169.254.0.0/16" undoes that
  *      default).
  *   3. No rule matches: allowed.
+ *
+ * IPv6 addresses that carry an IPv4 address. A translator or a tunnel may deliver a
+ * connection to one of these IPv6 addresses to the IPv4 address inside it, so
+ * [64:ff9b::169.254.169.254] could reach the metadata service. Each of these forms is
+ * judged twice by the network rules (step 2): as the IPv6 address it is, and as the IPv4
+ * address it carries, taken as if connected to directly. The connection is allowed only
+ * when both views allow it; a refusal names the view that refused (the address itself
+ * first) and, for the IPv4 view, the form and the IPv4 address. The forms:
+ *
+ *   - IPv4-compatible ::a.b.c.d (::/96, except ::/104: :: and ::1 are IPv6's own, and
+ *     0.0.0.0/8 holds no address to reach);
+ *   - IPv4-mapped ::ffff:a.b.c.d: stored as the IPv4 address itself (above), so its two
+ *     views are one;
+ *   - IPv4-translated ::ffff:0:a.b.c.d (::ffff:0:0/96, SIIT);
+ *   - NAT64 64:ff9b::a.b.c.d (64:ff9b::/96, the well-known prefix, RFC 6052), and NAT64
+ *     in the local-use 64:ff9b:1::/48 (RFC 8215), read with RFC 6052's layout for a /48
+ *     prefix: the IPv4 address in bits 48-63 and 72-87, around the u-octet (bits 64-71).
+ *     A translator that uses a longer prefix inside 64:ff9b:1::/48 puts the address
+ *     elsewhere: deny that prefix explicitly (--http-deny 64:ff9b:1:2::/96);
+ *   - 6to4 2002:AABB:CCDD::/48 (2002::/16): the address in bits 16-47;
+ *   - Teredo (2001::/32): the client's address, the last 32 bits inverted (XOR
+ *     0xffffffff).
+ *
+ * Allow exceptions lift a deny only in their own view: "--http-allow 2002::/16" does not
+ * admit 2002:a9fe:a9fe::1, whose IPv4 view 169.254.169.254 the built-in list denies. To
+ * reach an embedded IPv4 address that an IPv4 rule denies, allow the IPv4 address
+ * ("--http-allow 10.1.2.3" beside "--http-deny 10.0.0.0/8"): it is then allowed in every
+ * form, unless an IPv6 rule denies the form's own address. A host-name rule (step 1)
+ * still decides alone.
  *
  * Built-in deny rules, always present below the user's: 0.0.0.0/8 and :: (unspecified:
  * Linux connects them to the local host), 169.254.0.0/16 and fe80::/10 (link-local, where
@@ -65,6 +95,11 @@ typedef struct task_http_verdict {
     bool allowed;
     enum task_http_rule_origin origin;
     char rule[256]; /* the deciding rule as written ("127.0.0.0/8", "*.example.com"), or "" */
+    /* When the rule decided on the IPv4 address an IPv6 address carries (above): the form,
+     * a static string ("IPv4-compatible", "IPv4-translated", "NAT64", "6to4", "Teredo"),
+     * and that IPv4 address in text; else NULL and "". */
+    const char *form;
+    char ipv4[16];
 } task_http_verdict;
 
 /* Check a comma-separated list of rules (blanks around each are ignored) without building

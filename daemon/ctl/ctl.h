@@ -187,8 +187,30 @@ void ctl_msg_fields(const char *raw, size_t len, char *id, size_t idlen, char *t
 
 /* ---- Output -------------------------------------------------------------------------- */
 
+/*
+ * Human output never writes a control character it got from Redis: a result, an error
+ * message, a dead letter or a key may hold ESC sequences that retitle, clear or rewrite a
+ * terminal. Every string from Redis that a person's output shows goes through
+ * ctl_escape (the tables do it for their cells): C0 controls and DEL become \xNN (\n,
+ * \r and \t as such), the C1 controls U+0080..U+009F and the bidirectional formatting
+ * characters (U+200E, U+200F, U+202A..U+202E, U+2066..U+2069) become \uNNNN, and bytes
+ * that are not UTF-8 become \xNN. Backslashes are left as they are: the form is for
+ * reading; --json gives the exact value.
+ */
+
+/* s[0..len) escaped as above, in a new malloc'd string; NULL when out of memory. */
+char *ctl_escape(const char *s, size_t len);
+
+/* Write s[0..len) escaped to stdout (on out of memory, "?" instead). */
+void ctl_put_escaped(const char *s, size_t len);
+
 /* Print a JSON value on one line on stdout and take the reference. */
 void ctl_print_json(json_t *v);
+
+/* Set "raw" in obj to the stored bytes s[0..len) that are not the JSON expected there: a
+ * JSON string of them when they are UTF-8 (NUL bytes included), else "raw_base64", their
+ * standard base64. Returns 0, or -1 when out of memory. */
+int ctl_json_set_raw(json_t *obj, const char *s, size_t len);
 
 /* A text table: rows of cells, printed with aligned columns (the last one not padded). */
 typedef struct ctl_table {

@@ -192,8 +192,11 @@ static int write_revoked(ctl *c, const char *id, const char *task) {
     broker_cmd_result_store(&b, &c->keys, id, doc, strlen(doc), c->result_expires);
     int code = ctl_send(rc, &b, r);
     for (size_t i = 0; i < b.n && code == CTL_OK; i++)
-        if (r[i]->type == REDIS_REPLY_ERROR)
-            code = ctl_error(CTL_FAIL, "Redis error: %s", r[i]->str);
+        if (r[i]->type == REDIS_REPLY_ERROR) {
+            char *e = ctl_escape(r[i]->str, r[i]->len);
+            code = ctl_error(CTL_FAIL, "Redis error: %s", e ? e : "?");
+            free(e);
+        }
     for (size_t i = 0; i < b.n && i < 2; i++)
         if (r[i] != NULL)
             freeReplyObject(r[i]);
@@ -263,9 +266,9 @@ int ctl_cmd_revoke(ctl *c, int argc, char **argv) {
         size_t i;
         json_t *w;
         json_array_foreach(holders, i, w) {
-            printf("held by worker %s: it keeps running (workers do not check revocations "
-                   "yet)\n",
-                   json_string_value(w));
+            fputs("held by worker ", stdout);
+            ctl_put_escaped(json_string_value(w), json_string_length(w));
+            puts(": it keeps running (workers do not check revocations yet)");
         }
     }
 out:

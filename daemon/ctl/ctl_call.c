@@ -48,20 +48,39 @@ static int result_code(json_t *doc) {
     return strcmp(status, "SUCCESS") == 0 || !is_final(status) ? CTL_OK : CTL_FAIL;
 }
 
+/* One "name  value" line; the value comes from Redis, so it is escaped (ctl.h). */
 static void print_field(const char *name, const char *value) {
-    printf("%-9s %s\n", name, value);
+    printf("%-9s ", name);
+    ctl_put_escaped(value, strlen(value));
+    putchar('\n');
 }
 
-/* Print a result for people, or as it is stored for --json. Returns its exit code. */
-static int print_result(ctl *c, const char *raw, size_t len) {
+/* A stored value that is not a result document (someone else's key, a hand-made value):
+ * for people, a line saying so and the text, escaped; for --json, still one JSON document,
+ * {"id", "error": "not a JSON object", "raw" or "raw_base64"} (ctl_json_set_raw). */
+static int print_not_a_result(ctl *c, const char *id, const char *raw, size_t len) {
+    if (!c->json) {
+        print_field("result", "(not a JSON object; the stored text follows)");
+        ctl_put_escaped(raw, len);
+        putchar('\n');
+        return CTL_FAIL;
+    }
+    json_t *doc = json_pack("{s:s, s:s}", "id", id, "error", "not a JSON object");
+    if (doc == NULL || ctl_json_set_raw(doc, raw, len) != 0) {
+        json_decref(doc);
+        return ctl_error(CTL_FAIL, "out of memory");
+    }
+    ctl_print_json(doc);
+    return CTL_FAIL;
+}
+
+/* Print the result of id for people, or as it is stored for --json. Returns its exit
+ * code. */
+static int print_result(ctl *c, const char *id, const char *raw, size_t len) {
     json_t *doc = json_loadb(raw, len, 0, NULL);
     if (!json_is_object(doc)) {
         json_decref(doc);
-        /* Not a document a worker wrote: show the stored text as it is. */
-        if (!c->json)
-            print_field("result", "(not a JSON object; the stored text follows)");
-        printf("%.*s\n", (int)len, raw);
-        return CTL_FAIL;
+        return print_not_a_result(c, id, raw, len);
     }
     int code = result_code(doc);
     if (c->json) {
@@ -166,7 +185,7 @@ static int wait_result(ctl *c, redisContext *sub, const char *id, double seconds
             if (m->type == REDIS_REPLY_ARRAY && m->elements == 3 &&
                 m->element[2]->type == REDIS_REPLY_STRING &&
                 raw_is_final(m->element[2]->str, m->element[2]->len)) {
-                code = print_result(c, m->element[2]->str, m->element[2]->len);
+                code = print_result(c, id, m->element[2]->str, m->element[2]->len);
                 freeReplyObject(m);
                 goto out;
             }
@@ -183,7 +202,7 @@ static int wait_result(ctl *c, redisContext *sub, const char *id, double seconds
             if (code != CTL_OK)
                 goto out;
             if (r != NULL && raw_is_final(r->str, r->len)) {
-                code = print_result(c, r->str, r->len);
+                code = print_result(c, id, r->str, r->len);
                 freeReplyObject(r);
                 goto out;
             }
@@ -394,7 +413,7 @@ int ctl_cmd_result(ctl *c, int argc, char **argv) {
         return code;
     if (r == NULL)
         return ctl_error(CTL_FAIL, "no result for '%s' (unknown, not started yet, or expired)", id);
-    code = print_result(c, r->str, r->len);
+    code = print_result(c, id, r->str, r->len);
     freeReplyObject(r);
     return code;
 }

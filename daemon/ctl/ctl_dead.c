@@ -65,9 +65,16 @@ static int dead_list(ctl *c, int argc, char **argv) {
     json_t *list = json_array();
     for (size_t i = 0; i < r->elements; i++) {
         json_t *e = json_loadb(r->element[i]->str, r->element[i]->len, 0, NULL);
-        if (!json_is_object(e)) { /* a hand-pushed entry: show its text */
+        if (!json_is_object(e)) { /* a hand-pushed entry: show its bytes */
             json_decref(e);
-            e = json_pack("{s:s%}", "raw", r->element[i]->str, r->element[i]->len);
+            e = json_object();
+            if (e == NULL || ctl_json_set_raw(e, r->element[i]->str, r->element[i]->len) != 0) {
+                json_decref(e);
+                json_decref(list);
+                freeReplyObject(r);
+                freeReplyObject(total);
+                return ctl_error(CTL_FAIL, "out of memory");
+            }
         }
         json_object_set_new(e, "index", json_integer((json_int_t)i));
         json_array_append_new(list, e);
@@ -207,8 +214,13 @@ static int dead_requeue(ctl *c, int argc, char **argv) {
         if (why == NULL) {
             json_array_append_new(done, json_pack("{s:I, s:s, s:s}", "index", (json_int_t)index,
                                                   "id", id, "queue", queue));
-            if (!c->json)
-                printf("requeued %s to queue '%s'\n", *id ? id : "(no id)", queue);
+            if (!c->json) {
+                fputs("requeued ", stdout);
+                ctl_put_escaped(*id ? id : "(no id)", strlen(*id ? id : "(no id)"));
+                fputs(" to queue '", stdout);
+                ctl_put_escaped(queue, strlen(queue));
+                puts("'");
+            }
         } else {
             json_array_append_new(skipped, json_pack("{s:I, s:s, s:s}", "index", (json_int_t)index,
                                                      "id", id, "reason", why));

@@ -107,7 +107,9 @@ static redisReply *checked(redisContext *rc, redisReply *r, int *code) {
         return NULL;
     }
     if (r->type == REDIS_REPLY_ERROR) {
-        ctl_error(CTL_FAIL, "Redis error: %s", r->str);
+        char *e = ctl_escape(r->str, r->len); /* a script's error may quote stored data */
+        ctl_error(CTL_FAIL, "Redis error: %s", e ? e : "?");
+        free(e);
         freeReplyObject(r);
         if (code)
             *code = CTL_FAIL;

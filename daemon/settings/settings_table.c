@@ -119,6 +119,25 @@ const struct settings_opt settings_opts[SETTINGS_COUNT] = {
          .kind = SETTINGS_KIND_NUMBER, .apply = SETTINGS_RESTART, .lo = 0, .hi = 1000,
          .help = "A message redelivered more often than this (its workers keep dying on it)\n"
                  "goes to the dead-letter list instead (0..1000)."},
+    [SETTINGS_SOFT_TIME_LIMIT] =
+        {"soft-time-limit", 0, "WORKERD_SOFT_TIME_LIMIT", "SECONDS", "0",
+         .kind = SETTINGS_KIND_CHECKED, .apply = SETTINGS_RESTART,
+         .help = "A task's soft time limit when its message sets none (fractions allowed, up\n"
+                 "to 86400; 0: none): its blocking call then returns ETIMEDOUT, once, and it\n"
+                 "may clean up and return its own result (else FAILURE SoftTimeLimitExceeded)."},
+    [SETTINGS_TIME_LIMIT] =
+        {"time-limit", 0, "WORKERD_TIME_LIMIT", "SECONDS", "0",
+         .kind = SETTINGS_KIND_CHECKED, .apply = SETTINGS_RESTART,
+         .help = "A task's hard time limit when its message sets none (fractions allowed, up\n"
+                 "to 86400; 0: none): the task is killed at its next blocking call, its HTTP\n"
+                 "transfers aborted, FAILURE TimeLimitExceeded. With --processes, also a\n"
+                 "child whose loop is stuck this long (a task computing without yielding)\n"
+                 "is killed and replaced, and its messages go to another worker."},
+    [SETTINGS_BLOCKING_WARN] =
+        {"blocking-warn", 0, "WORKERD_BLOCKING_WARN", "SECONDS", "0.1",
+         .kind = SETTINGS_KIND_CHECKED, .apply = SETTINGS_RESTART,
+         .help = "Log a warning naming a task that runs this long without yielding (fractions\n"
+                 "allowed, up to 60; 0: off): meanwhile every other task of the process waits."},
     [SETTINGS_HTTP_DENY] =
         {"http-deny", 0, "WORKERD_HTTP_DENY", "LIST", NULL, .kind = SETTINGS_KIND_CHECKED,
          .apply = SETTINGS_RESTART,
@@ -137,6 +156,12 @@ const struct settings_opt settings_opts[SETTINGS_COUNT] = {
                  "--http-deny 127.0.0.0/8 --http-allow 127.0.0.1 admits 127.0.0.1 alone);\n"
                  "on a tie, --http-deny wins over --http-allow, which wins over the\n"
                  "built-in list. Default: none."},
+    [SETTINGS_HTTP_METHODS] =
+        {"http-methods", 0, "WORKERD_HTTP_METHODS", "LIST", NULL, .kind = SETTINGS_KIND_CHECKED,
+         .apply = SETTINGS_RESTART,
+         .help = "HTTP methods http.request may send besides GET, HEAD, POST, PUT, PATCH,\n"
+                 "DELETE and OPTIONS, comma-separated (e.g. PROPFIND,REPORT). A method not\n"
+                 "allowed fails the task before any connection. Default: none."},
     [SETTINGS_HTTP] =
         {"http", 0, "WORKERD_HTTP", "ADDR:PORT", "off", .kind = SETTINGS_KIND_LISTEN,
          .apply = SETTINGS_RESTART,

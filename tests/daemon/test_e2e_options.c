@@ -265,3 +265,38 @@ TEST(sighup_that_turns_events_on_restarts_the_worker_which_then_publishes_them) 
     test_rmtree(dir);
     free(dir);
 }
+
+/* --http-methods reaches the http.* tasks: PROPFIND fails before any connection without it
+ * and is sent with it. */
+TEST(http_methods_option_lets_http_request_send_a_listed_method) {
+    test_nginx n;
+    test_nginx_start(&n);
+    char msg[256];
+    snprintf(msg, sizeof msg,
+             "{\"id\":\"m-%%s\",\"task\":\"http.request\",\"args\":[\"PROPFIND\","
+             "\"http://127.0.0.1:%d/fast\"]}",
+             n.port);
+    for (int allowed = 0; allowed <= 1; allowed++) {
+        e2e_env e;
+        e2e_env_start(&e);
+        if (allowed)
+            E2E_START_READY(&e.w, e.redis.port, "--http-methods", "PROPFIND,REPORT");
+        else
+            E2E_START_READY(&e.w, e.redis.port);
+        char one[300], id[16];
+        snprintf(id, sizeof id, "m-%d", allowed);
+        snprintf(one, sizeof one, msg, allowed ? "1" : "0");
+        e2e_push(e.c, "default", one);
+        json_t *res = e2e_must_result(&e, id);
+        if (allowed) {
+            ASSERT_STREQ(e2e_jstr(res, "status"), "SUCCESS");
+        } else {
+            ASSERT_STREQ(e2e_jstr(res, "status"), "FAILURE");
+            const char *why = e2e_jstr(json_object_get(res, "error"), "message");
+            ASSERT(why != NULL && strstr(why, "PROPFIND") && strstr(why, "--http-methods"));
+        }
+        json_decref(res);
+        e2e_env_end(&e);
+    }
+    test_nginx_stop(&n);
+}

@@ -787,6 +787,43 @@ TEST(processes_and_recycling_limits_are_checked) {
                       "--max-memory-per-child", "200M");
 }
 
+/* Seconds with fractions, 0 for none; defaults none, none and 0.1 s. */
+TEST(time_limits_and_blocking_warn_take_fractions_of_seconds) {
+    set_env(NULL);
+    struct wd_options o;
+    ASSERT_EQ(load(&o, NULL), 0);
+    ASSERT(o.soft_time_limit == 0 && o.time_limit == 0 && o.blocking_warn == 0.1);
+    wd_options_free(&o);
+    set_env("WORKERD_TIME_LIMIT=90", NULL);
+    ASSERT_EQ(load(&o, "--soft-time-limit", "2.5", "--blocking-warn", "0", NULL), 0);
+    ASSERT(o.soft_time_limit == 2.5 && o.time_limit == 90 && o.blocking_warn == 0);
+    wd_options_free(&o);
+    set_env(NULL);
+    ASSERT_LOAD_FAILS("workerd: --time-limit: '-1' is out of range, expected 0..86400 seconds "
+                      "(from the command line)",
+                      "--time-limit", "-1");
+    ASSERT_LOAD_FAILS("workerd: --time-limit: '86401' is out of range, expected 0..86400 "
+                      "seconds (from the command line)",
+                      "--time-limit", "86401");
+    ASSERT_LOAD_FAILS("workerd: --soft-time-limit: 'nan' is not a number of seconds (from the "
+                      "command line)",
+                      "--soft-time-limit", "nan");
+    ASSERT_LOAD_FAILS("workerd: --soft-time-limit: 'inf' is not a number of seconds (from the "
+                      "command line)",
+                      "--soft-time-limit", "inf");
+    ASSERT_LOAD_FAILS("workerd: --soft-time-limit: '5s' is not a number of seconds (from the "
+                      "command line)",
+                      "--soft-time-limit", "5s");
+    ASSERT_LOAD_FAILS("workerd: --blocking-warn: '61' is out of range, expected 0..60 seconds "
+                      "(from the command line)",
+                      "--blocking-warn", "61");
+    set_env("WORKERD_BLOCKING_WARN=1e999", NULL);
+    ASSERT_LOAD_FAILS("workerd: WORKERD_BLOCKING_WARN: '1e999' is not a number of seconds (from "
+                      "the environment)",
+                      NULL);
+    set_env(NULL);
+}
+
 /* ---- reload: what a changed value needs ------------------------------------------------- */
 
 TEST(every_option_is_marked_live_or_restart) {
@@ -825,8 +862,12 @@ TEST(a_reload_notices_a_change_to_any_option) {
         {SETTINGS_MAX_MESSAGE_SIZE, "WORKERD_MAX_MESSAGE_SIZE=2M"},
         {SETTINGS_HEARTBEAT, "WORKERD_HEARTBEAT=2"},
         {SETTINGS_MAX_REDELIVERIES, "WORKERD_MAX_REDELIVERIES=1"},
+        {SETTINGS_SOFT_TIME_LIMIT, "WORKERD_SOFT_TIME_LIMIT=1.5"},
+        {SETTINGS_TIME_LIMIT, "WORKERD_TIME_LIMIT=3"},
+        {SETTINGS_BLOCKING_WARN, "WORKERD_BLOCKING_WARN=0.5"},
         {SETTINGS_HTTP_DENY, "WORKERD_HTTP_DENY=10.0.0.0/8"},
         {SETTINGS_HTTP_ALLOW, "WORKERD_HTTP_ALLOW=127.0.0.1"},
+        {SETTINGS_HTTP_METHODS, "WORKERD_HTTP_METHODS=PROPFIND"},
         {SETTINGS_HTTP, "WORKERD_HTTP=127.0.0.1:0"},
         {SETTINGS_EVENTS, "WORKERD_EVENTS=on"},
         {SETTINGS_PROCESSES, "WORKERD_PROCESSES=2"},
@@ -869,4 +910,23 @@ TEST(a_reload_notices_a_change_to_any_option) {
     }
     wd_options_free(&before);
     remove_config();
+}
+
+TEST(http_methods_come_from_the_option_and_bad_lists_are_rejected) {
+    set_env(NULL);
+    struct wd_options o;
+    ASSERT_EQ(load(&o, NULL), 0);
+    ASSERT(o.http_methods == NULL);
+    wd_options_free(&o);
+    ASSERT_EQ(load(&o, "--http-methods", "PROPFIND,REPORT", NULL), 0);
+    ASSERT_STREQ(o.http_methods, "PROPFIND,REPORT");
+    wd_options_free(&o);
+    ASSERT_LOAD_FAILS("workerd: --http-methods: a method may hold only letters, digits and "
+                      "!#$%&'*+-.^_`|~ (an HTTP token) (from the command line)",
+                      "--http-methods", "GET /x HTTP/1.1");
+    set_env("WORKERD_HTTP_METHODS=A,,B", NULL);
+    ASSERT_LOAD_FAILS("workerd: WORKERD_HTTP_METHODS: an entry of the list is empty (from the "
+                      "environment)",
+                      NULL);
+    set_env(NULL);
 }

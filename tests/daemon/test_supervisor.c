@@ -180,16 +180,27 @@ TEST(max_memory_per_child_recycles_after_a_task) {
 
 /* Child k listens on PORT+k: find a port whose next one is free too (other tests take
  * free ports concurrently, so PORT+1 is not free just because PORT was). */
+/* True when 127.0.0.1:port can be bound now, as the worker will bind it (SO_REUSEADDR, so a
+ * connection of an earlier test in TIME_WAIT does not count as taken). */
+static bool port_bindable(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    bool ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    close(fd);
+    return ok;
+}
+
+/* Two consecutive free ports, PORT and PORT+1. Taken below Linux's ephemeral range
+ * (32768..60999 by default), where the kernel hands out the local ports of outgoing
+ * connections: there, with many tests connecting in parallel, an even PORT+1 next to the
+ * odd port a bind(0) returns is often a live connection's. */
 static int two_free_ports(void) {
-    for (int tries = 0; tries < 100; tries++) {
-        int port = test_free_port();
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in a = {.sin_family = AF_INET,
-                                .sin_port = htons((uint16_t)(port + 1)),
-                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        bool ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
-        close(fd);
-        if (ok)
+    for (int tries = 0; tries < 1000; tries++) {
+        int port = 20000 + (int)(((unsigned)rand() ^ (unsigned)getpid() * 2654435761u) % 12000u);
+        if (port_bindable(port) && port_bindable(port + 1))
             return port;
     }
     test__fail(__FILE__, __LINE__, "no two consecutive free ports");

@@ -45,10 +45,10 @@ static const char *build_dir(void) {
     if (env != NULL && env[0] != '\0') {
         snprintf(dir, sizeof dir, "%s", env);
     } else {
-        const char *suffix = "/daemon/workerd";
-        size_t n = strlen(WORKERD_BIN), s = strlen(suffix);
-        ASSERT(n > s && strcmp(WORKERD_BIN + n - s, suffix) == 0);
-        snprintf(dir, sizeof dir, "%.*s", (int)(n - s), WORKERD_BIN);
+        const char *bin = WORKERD_BIN, *suffix = "/daemon/workerd";
+        size_t n = strlen(bin), s = strlen(suffix);
+        ASSERT(n > s && strcmp(bin + n - s, suffix) == 0);
+        snprintf(dir, sizeof dir, "%.*s", (int)(n - s), bin);
     }
     return dir;
 }

@@ -10,6 +10,7 @@
 #include <fenv.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -174,6 +175,157 @@ TEST(test_killed_before_start_never_runs) {
     int ran = 0;
     run(kill_unstarted_main, &ran);
     ASSERT_EQ(ran, 0);
+}
+
+/* ---- green_throw: an interruption with a code of the caller's choosing ------------- */
+
+struct thrown {
+    int first, second, third;
+    double wait; /* the first sleep's length; the others are 1 ms */
+};
+
+/* Sleeps three times; records what each sleep returned. */
+static void *sleep_thrice(void *arg) {
+    struct thrown *t = arg;
+    t->first = green_sleep(t->wait);
+    t->second = green_sleep(0.001);
+    t->third = green_sleep(0.001);
+    return NULL;
+}
+
+static void *throw_parked_main(void *arg) {
+    green_t g;
+    ASSERT_EQ(green_spawn(&g, sleep_thrice, arg), 0);
+    ASSERT_EQ(green_yield(), 0); /* g is parked in its first sleep */
+    ASSERT_EQ(green_throw(g, -ETIMEDOUT), 0);
+    ASSERT_EQ(green_join(g, NULL), 0);
+    return NULL;
+}
+
+/* The parked call returns the code, once: the calls after it work normally. And a thrown
+ * -ETIMEDOUT is not mistaken by green_sleep for its own deadline (which is a success). */
+TEST(test_throw_interrupts_the_parked_call_once_with_its_code) {
+    struct thrown t = {1, 1, 1, TEST_NEVER};
+    double t0 = test_now();
+    run(throw_parked_main, &t);
+    ASSERT_EQ(t.first, -ETIMEDOUT);
+    ASSERT_EQ(t.second, 0);
+    ASSERT_EQ(t.third, 0);
+    ASSERT_RANGE(test_now() - t0, 0, TEST_SOON);
+}
+
+/* The same, but first yields: the throw arrives while it is ready, not parked, and is
+ * delivered by its first sleep (which, without it, sleeps only 1 ms). */
+static void *yield_then_sleep_thrice(void *arg) {
+    ASSERT_EQ(green_yield(), 0);
+    return sleep_thrice(arg);
+}
+
+struct throw_ready {
+    struct thrown t;
+    int code; /* thrown first */
+    int then; /* then this; 1: nothing */
+};
+
+static void *throw_ready_main(void *arg) {
+    struct throw_ready *r = arg;
+    green_t g;
+    ASSERT_EQ(green_spawn(&g, yield_then_sleep_thrice, &r->t), 0);
+    ASSERT_EQ(green_yield(), 0); /* g ran up to its yield: it is ready, not parked */
+    ASSERT_EQ(green_throw(g, r->code), 0);
+    if (r->then != 1)
+        ASSERT_EQ(green_throw(g, r->then), 0);
+    ASSERT_EQ(green_join(g, NULL), 0);
+    return NULL;
+}
+
+/* A greenlet that is not parked gets the code at its next blocking call. */
+TEST(test_throw_at_a_ready_greenlet_ends_its_next_call) {
+    struct throw_ready r = {{1, 1, 1, 0.001}, -ETIMEDOUT, 1};
+    run(throw_ready_main, &r);
+    ASSERT_EQ(r.t.first, -ETIMEDOUT);
+    ASSERT_EQ(r.t.second, 0);
+    ASSERT_EQ(r.t.third, 0);
+}
+
+/* A kill is never downgraded by a throw, and replaces one not yet delivered. */
+TEST(test_kill_wins_over_a_pending_throw_either_way) {
+    struct throw_ready r = {{1, 1, 1, 0.001}, -ETIMEDOUT, -ECANCELED};
+    run(throw_ready_main, &r);
+    ASSERT_EQ(r.t.first, -ECANCELED);
+    ASSERT_EQ(r.t.second, 0);
+    struct throw_ready k = {{1, 1, 1, 0.001}, -ECANCELED, -ETIMEDOUT};
+    run(throw_ready_main, &k);
+    ASSERT_EQ(k.t.first, -ECANCELED);
+    ASSERT_EQ(k.t.second, 0);
+}
+
+/* green_throw(g, 0) withdraws a throw not delivered yet, but never a kill. */
+TEST(test_throw_zero_withdraws_a_throw_but_not_a_kill) {
+    struct throw_ready r = {{1, 1, 1, 0.001}, -ETIMEDOUT, 0};
+    run(throw_ready_main, &r);
+    ASSERT_EQ(r.t.first, 0);
+    struct throw_ready k = {{1, 1, 1, 0.001}, -ECANCELED, 0};
+    run(throw_ready_main, &k);
+    ASSERT_EQ(k.t.first, -ECANCELED);
+}
+
+/* ---- the progress a monitor thread sees -------------------------------------------- */
+
+struct watch {
+    const green_progress *p;
+    int tag;         /* its address is the busy greenlet's tag */
+    atomic_int seen; /* the monitor saw the tag with a still count: 1 */
+    uint64_t count_seen;
+};
+
+/* The monitor: waits until the tagged greenlet runs, checks that the count stands still
+ * while it computes, then lets it go on. */
+static void *monitor(void *arg) {
+    struct watch *w = arg;
+    while (green_progress_tag(w->p) != &w->tag)
+        test_pause();
+    uint64_t n = green_progress_switches(w->p);
+    test_pause();
+    ASSERT(green_progress_tag(w->p) == &w->tag);
+    ASSERT_EQ(green_progress_switches(w->p), n);
+    w->count_seen = n;
+    atomic_store(&w->seen, 1);
+    return NULL;
+}
+
+/* Computes, without yielding, until the monitor has seen it. */
+static void *busy_tagged(void *arg) {
+    struct watch *w = arg;
+    green_set_tag(&w->tag);
+    while (!atomic_load(&w->seen))
+        ;
+    return NULL;
+}
+
+static void *progress_main(void *arg) {
+    struct watch *w = arg;
+    w->p = green_progress_get();
+    ASSERT(w->p != NULL);
+    ASSERT(green_progress_tag(w->p) == NULL); /* the main greenlet has no tag */
+    pthread_t t;
+    ASSERT_EQ(pthread_create(&t, NULL, monitor, w), 0);
+    green_t g;
+    ASSERT_EQ(green_spawn(&g, busy_tagged, w), 0);
+    ASSERT_EQ(green_join(g, NULL), 0);
+    /* Back here: the count moved on, and the tag is ours again (none). */
+    ASSERT(green_progress_switches(w->p) > w->count_seen);
+    ASSERT(green_progress_tag(w->p) == NULL);
+    ASSERT_EQ(pthread_join(t, NULL), 0);
+    return NULL;
+}
+
+/* Another thread sees which tagged greenlet runs and that the hub has not switched since:
+ * what --blocking-warn's watchdog relies on. */
+TEST(test_progress_shows_a_thread_the_greenlet_that_does_not_yield) {
+    struct watch w = {0};
+    run(progress_main, &w);
+    ASSERT_EQ(atomic_load(&w.seen), 1);
 }
 
 static void *sleep_a_bit(void *arg) {

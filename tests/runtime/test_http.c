@@ -10,6 +10,7 @@
  */
 #include "green.h"
 #include "green_http.h"
+#include "green_io.h"
 #include "testlib.h"
 
 #include <dlfcn.h>
@@ -276,6 +277,69 @@ static void *kill_main(void *arg) {
 
 TEST(test_http_kill_while_parked_returns_ecanceled) {
     with_nginx(kill_main);
+}
+
+/* What a killed (or interrupted) transfer leaves at the server: its connection closed.
+ * The server is this test's own listener, which reads the request and never answers. */
+struct silent {
+    int port;
+    int code; /* how the transfer is interrupted: -ECANCELED (green_kill) or another */
+};
+
+static void *get_silent(void *arg) {
+    struct silent *s = arg;
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/", s->port);
+    CURL *easy = curl_easy_init();
+    curl_easy_setopt(easy, CURLOPT_URL, url);
+    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+    CURLcode res;
+    int rc = green_http_perform(easy, &res, -1);
+    curl_easy_cleanup(easy);
+    return (void *)(intptr_t)rc;
+}
+
+static void *silent_main(void *arg) {
+    struct silent *s = arg;
+    int lfd = green_tcp_listen("127.0.0.1", 0, 8);
+    ASSERT(lfd >= 0);
+    s->port = green_sock_port(lfd);
+    green_t g;
+    ASSERT_EQ(green_spawn(&g, get_silent, s), 0);
+    int fd = green_accept(lfd, TEST_SOON);
+    ASSERT(fd >= 0);
+    char req[4096];
+    size_t got = 0;
+    while (got < 4 || memcmp(req + got - 4, "\r\n\r\n", 4) != 0) {
+        ssize_t n = green_read(fd, req + got, sizeof req - got, TEST_SOON);
+        ASSERT(n > 0);
+        got += (size_t)n;
+    }
+    /* The request is in, the transfer waits for an answer that never comes. */
+    ASSERT_EQ(s->code == -ECANCELED ? green_kill(g) : green_throw(g, s->code), 0);
+    void *ret = NULL;
+    ASSERT_EQ(green_join(g, &ret), 0);
+    ASSERT_EQ((intptr_t)ret, s->code);
+    /* The connection is closed, not kept for reuse: the server reads its end. */
+    char c;
+    ASSERT_EQ(green_read(fd, &c, 1, TEST_SOON), 0);
+    close(fd);
+    close(lfd);
+    return NULL;
+}
+
+TEST(test_http_kill_closes_the_connection_of_a_transfer_never_answered) {
+    struct silent s = {0, -ECANCELED};
+    ASSERT_EQ(green_http_global_init(), 0);
+    run_in_hub(silent_main, &s, 0);
+    green_http_global_cleanup();
+}
+
+TEST(test_http_throw_ends_the_transfer_with_its_code_and_closes_the_connection) {
+    struct silent s = {0, -ETIMEDOUT};
+    ASSERT_EQ(green_http_global_init(), 0);
+    run_in_hub(silent_main, &s, 0);
+    green_http_global_cleanup();
 }
 
 static CURL *shared_easy;

@@ -5,12 +5,14 @@
  * refuses denied addresses and host names before a connection is opened, on every
  * redirect and on a reused connection, with a message naming the rule.
  *
- * The policy is tested here through real curl with loopback targets configured as denied,
- * never with the built-in deny list (test_http_policy.c covers that without a socket):
- * were the policy broken, a test must not send a packet to 169.254.169.254. A forked
- * "canned" server answers what the test nginx cannot: a redirect to any URL, and the
- * request head echoed back.
+ * The policy is tested here through real curl with loopback targets configured as denied;
+ * the built-in deny list (test_http_policy.c covers it without a socket) only for the IPv6
+ * forms that carry the metadata address, and then in a network namespace of its own where
+ * the system allows one: were the policy broken, a test must not send a packet to
+ * 169.254.169.254. A forked "canned" server (canned.h) answers what the test nginx
+ * cannot: a redirect to any URL, and the request head echoed back.
  */
+#include "canned.h"
 #include "task_internal.h"
 #include "task_run.h"
 
@@ -18,6 +20,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -65,89 +68,6 @@ static long long field_int(const json_t *obj, const char *key) {
 static bool ends_with(const char *s, const char *suffix) {
     size_t n = strlen(s), m = strlen(suffix);
     return n >= m && strcmp(s + n - m, suffix) == 0;
-}
-
-/* ---- a canned HTTP server, forked --------------------------------------------------- */
-
-/* A one-process HTTP/1.1 server on 127.0.0.1 (SO_REUSEADDR, port from the kernel) that
- * answers one request per connection:
- *     /redirect?to=URL   302 with Location: URL
- *     anything else      200 with the request head it received as the body
- * It runs in a forked child with plain blocking calls, so it needs no runtime. */
-typedef struct canned {
-    pid_t pid;
-    int port;
-} canned;
-
-static void canned_serve(int lfd) {
-    for (;;) {
-        int fd = accept(lfd, NULL, NULL);
-        if (fd < 0)
-            continue;
-        char req[8192];
-        size_t n = 0;
-        while (n < sizeof req - 1) {
-            ssize_t r = read(fd, req + n, sizeof req - 1 - n);
-            if (r <= 0)
-                break;
-            n += (size_t)r;
-            req[n] = '\0';
-            if (strstr(req, "\r\n\r\n") != NULL)
-                break;
-        }
-        req[n] = '\0';
-        char resp[9000];
-        const char *to = strstr(req, " /redirect?to=");
-        if (to != NULL && to < strstr(req, "\r\n")) {
-            to += strlen(" /redirect?to=");
-            snprintf(resp, sizeof resp,
-                     "HTTP/1.1 302 Found\r\nLocation: %.*s\r\nContent-Length: 0\r\n"
-                     "Connection: close\r\n\r\n",
-                     (int)strcspn(to, " "), to);
-        } else {
-            snprintf(resp, sizeof resp,
-                     "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
-                     "Connection: close\r\n\r\n%s",
-                     n, req);
-        }
-        size_t len = strlen(resp), off = 0;
-        while (off < len) {
-            ssize_t w = write(fd, resp + off, len - off);
-            if (w <= 0)
-                break;
-            off += (size_t)w;
-        }
-        close(fd);
-    }
-}
-
-/* A listening socket on 127.0.0.1 with a kernel-chosen port. */
-static int listen_loopback(int *port) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    ASSERT(fd >= 0);
-    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof sin;
-    ASSERT_EQ(bind(fd, (struct sockaddr *)&sin, sizeof sin), 0);
-    ASSERT_EQ(listen(fd, 64), 0);
-    ASSERT_EQ(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
-    *port = ntohs(sin.sin_port);
-    return fd;
-}
-
-static void canned_start(canned *c) {
-    int lfd = listen_loopback(&c->port);
-    c->pid = fork();
-    ASSERT(c->pid >= 0);
-    if (c->pid == 0) {
-        canned_serve(lfd);
-        _exit(0);
-    }
-    close(lfd);
-}
-
-static void canned_stop(canned *c) {
-    kill(c->pid, SIGKILL);
-    waitpid(c->pid, NULL, 0);
 }
 
 /* ---- redirects may not leave http and https ----------------------------------------- */
@@ -232,13 +152,6 @@ TEST(test_credentials_are_not_sent_to_another_host_after_a_redirect) {
 static void register_policy(const char *deny, const char *allow) {
     task_http_limits limits = {.deny = deny, .allow = allow};
     ASSERT_EQ(task_register_builtins(&limits), 0);
-}
-
-/* Whether a connection is waiting in lfd's backlog (the handshake completes without
- * accept, so a connect that happened shows here). */
-static bool connection_pending(int lfd) {
-    struct pollfd p = {.fd = lfd, .events = POLLIN};
-    return poll(&p, 1, 100) == 1;
 }
 
 TEST(test_denied_address_is_refused_before_any_connection) {
@@ -362,6 +275,80 @@ TEST(test_reused_connection_to_a_denied_address_is_refused) {
     register_policy(NULL, NULL);
     ASSERT_EQ(green_run(NULL, NULL, reuse_main, (void *)nginx_args("/fast"), NULL), 0);
     stop();
+}
+
+/* ---- IPv6 forms that carry a denied IPv4 address ------------------------------------ */
+
+/* These use the built-in deny list, on its own subject: the metadata address inside each
+ * IPv6 form. So that not even a broken policy could send a packet there, the task runs in
+ * a child in a network namespace of its own (no interface up: any connect would fail with
+ * "unreachable", which the test would report), when the system lets it make one; without
+ * one it runs anyway, and a working policy sends nothing, as the message proves: it comes
+ * from the open-socket callback, which refuses before a socket exists. */
+
+static bool isolate_network(void) {
+    return unshare(CLONE_NEWNET) == 0 || unshare(CLONE_NEWUSER | CLONE_NEWNET) == 0;
+}
+
+/* http.get url with the default policy; its error message must start with "connection to"
+ * and end with want_end. */
+static void expect_refused_in_a_child(const char *url, const char *want_end) {
+    pid_t pid = fork();
+    ASSERT(pid >= 0);
+    if (pid == 0) {
+        if (!isolate_network())
+            fprintf(stderr, "note: no network namespace (%s); running on the host's network\n",
+                    strerror(errno));
+        ASSERT_EQ(green_http_global_init(), 0);
+        register_policy(NULL, NULL);
+        char args[256];
+        snprintf(args, sizeof args, "[\"%s\"]", url);
+        task_outcome o = task_run("http.get", args, "{\"timeout\": 10}");
+        fprintf(stderr, "%s: %s: %s\n", url, o.err.type, o.err.message);
+        ASSERT_EQ(o.rc, TASK_EFAIL);
+        ASSERT_STREQ(o.err.type, "HTTPError");
+        ASSERT(strncmp(o.err.message, "connection to ", 14) == 0);
+        ASSERT(ends_with(o.err.message, want_end));
+        finish();
+        _exit(0);
+    }
+    int status;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+TEST(test_ipv4_compatible_metadata_url_is_refused_before_connect) {
+    expect_refused_in_a_child("http://[::169.254.169.254]/latest/meta-data/",
+                              "refused by the HTTP address policy (the built-in deny list: "
+                              "169.254.0.0/16, for 169.254.169.254 inside this IPv4-compatible "
+                              "address)");
+}
+
+TEST(test_ipv4_mapped_metadata_url_is_refused_before_connect) {
+    expect_refused_in_a_child("http://[::ffff:169.254.169.254]/latest/meta-data/",
+                              "refused by the HTTP address policy (the built-in deny list: "
+                              "169.254.0.0/16)");
+}
+
+TEST(test_nat64_metadata_url_is_refused_before_connect) {
+    expect_refused_in_a_child("http://[64:ff9b::169.254.169.254]/latest/meta-data/",
+                              "refused by the HTTP address policy (the built-in deny list: "
+                              "169.254.0.0/16, for 169.254.169.254 inside this NAT64 address)");
+    expect_refused_in_a_child("http://[64:ff9b:1:a9fe:a9:fe00::]/",
+                              "refused by the HTTP address policy (the built-in deny list: "
+                              "169.254.0.0/16, for 169.254.169.254 inside this NAT64 address)");
+}
+
+TEST(test_6to4_metadata_url_is_refused_before_connect) {
+    expect_refused_in_a_child("http://[2002:a9fe:a9fe::1]/latest/meta-data/",
+                              "refused by the HTTP address policy (the built-in deny list: "
+                              "169.254.0.0/16, for 169.254.169.254 inside this 6to4 address)");
+}
+
+TEST(test_teredo_metadata_url_is_refused_before_connect) {
+    expect_refused_in_a_child("http://[2001:0:4136:e378:8000:63bf:5601:5601]/latest/meta-data/",
+                              "refused by the HTTP address policy (the built-in deny list: "
+                              "169.254.0.0/16, for 169.254.169.254 inside this Teredo address)");
 }
 
 TEST(test_bad_policy_list_is_einval_at_registration) {

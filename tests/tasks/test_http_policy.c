@@ -1,7 +1,8 @@
 /*
  * test_http_policy.c - the address policy of the http.* tasks (task_http_policy.h) as pure
  * functions: the built-in deny list (the cloud metadata address above all, in its IPv4,
- * IPv4-mapped IPv6 and IPv6 forms), user deny and allow lists over IPv4 and IPv6, longest
+ * IPv4-mapped IPv6 and IPv6 forms, and inside the IPv6 forms that carry an IPv4 address:
+ * IPv4-compatible, NAT64, 6to4, Teredo), user deny and allow lists over IPv4 and IPv6, longest
  * prefix wins, host-name rules with wildcards, and the messages for bad entries.
  *
  * No packet is sent: addresses are only compared. This is where the built-in deny list is
@@ -44,7 +45,8 @@ static bool allows(const task_http_policy *p, const char *host, const char *addr
     task_http_verdict text;
     bool a = task_http_policy_check(p, host, (struct sockaddr *)&ss, len, v);
     bool b = task_http_policy_check_text(p, host, addr, &text);
-    if (a != b || strcmp(v->rule, text.rule) != 0)
+    if (a != b || strcmp(v->rule, text.rule) != 0 || v->form != text.form ||
+        strcmp(v->ipv4, text.ipv4) != 0)
         test__fail(__FILE__, __LINE__, "%s: sockaddr and text checks disagree", addr);
     ASSERT_EQ(a, v->allowed);
     return a;
@@ -59,6 +61,19 @@ static void expect(const task_http_policy *p, const char *host, const char *addr
                    host ? host : "-", addr, v.allowed ? "allowed" : "denied",
                    task_http_rule_origin_name(v.origin), v.rule, allowed ? "allowed" : "denied",
                    task_http_rule_origin_name(origin), rule);
+}
+
+/* The same for a verdict on the IPv4 address inside an IPv6 form: also the form and that
+ * address. */
+static void expect_inside(const task_http_policy *p, const char *addr, bool allowed,
+                          enum task_http_rule_origin origin, const char *rule, const char *form,
+                          const char *ipv4) {
+    task_http_verdict v;
+    expect(p, NULL, addr, allowed, origin, rule);
+    allows(p, NULL, addr, &v);
+    if (v.form == NULL || strcmp(v.form, form) != 0 || strcmp(v.ipv4, ipv4) != 0)
+        test__fail(__FILE__, __LINE__, "%s: decided for %s '%s', want %s '%s'", addr,
+                   v.form ? v.form : "(no form)", v.ipv4, form, ipv4);
 }
 
 static void expect_bad(const char *list, const char *message) {
@@ -136,6 +151,147 @@ TEST(test_other_address_families_are_denied) {
     sa.sa_family = AF_INET6;
     ASSERT(!task_http_policy_check(p, NULL, &sa, sizeof sa, &v));
     ASSERT(!task_http_policy_check_text(p, NULL, "not-an-address", &v));
+    task_http_policy_free(p);
+}
+
+/* ---- IPv6 forms that carry an IPv4 address ------------------------------------------ */
+
+TEST(test_ipv4_compatible_metadata_address_is_denied_by_default) {
+    task_http_policy *p = make(NULL, NULL);
+    expect_inside(p, "::169.254.169.254", false, TASK_HTTP_RULE_BUILTIN, "169.254.0.0/16",
+                  "IPv4-compatible", "169.254.169.254");
+    expect_inside(p, "::a9fe:1", false, TASK_HTTP_RULE_BUILTIN, "169.254.0.0/16", "IPv4-compatible",
+                  "169.254.0.1");
+    expect_inside(p, "::224.0.0.1", false, TASK_HTTP_RULE_BUILTIN, "224.0.0.0/4", "IPv4-compatible",
+                  "224.0.0.1");
+    expect_inside(p, "::100.100.100.200", false, TASK_HTTP_RULE_BUILTIN, "100.100.100.200/32",
+                  "IPv4-compatible", "100.100.100.200");
+    /* :: and ::1 are IPv6's unspecified and loopback addresses, not 0.0.0.0 and 0.0.0.1. */
+    expect(p, NULL, "::", false, TASK_HTTP_RULE_BUILTIN, "::/128");
+    expect(p, NULL, "::1", true, TASK_HTTP_RULE_NONE, "");
+    expect(p, NULL, "::2", true, TASK_HTTP_RULE_NONE, "");
+    expect(p, NULL, "::0.255.255.255", true, TASK_HTTP_RULE_NONE, "");
+    expect(p, NULL, "::1.0.0.0", true, TASK_HTTP_RULE_NONE, "");
+    expect(p, NULL, "::8.8.8.8", true, TASK_HTTP_RULE_NONE, "");
+    task_http_policy_free(p);
+}
+
+TEST(test_ipv4_translated_metadata_address_is_denied_by_default) {
+    task_http_policy *p = make(NULL, NULL);
+    expect_inside(p, "::ffff:0:169.254.169.254", false, TASK_HTTP_RULE_BUILTIN, "169.254.0.0/16",
+                  "IPv4-translated", "169.254.169.254");
+    expect(p, NULL, "::ffff:0:8.8.8.8", true, TASK_HTTP_RULE_NONE, "");
+    task_http_policy_free(p);
+}
+
+TEST(test_nat64_well_known_prefix_metadata_address_is_denied_by_default) {
+    task_http_policy *p = make(NULL, NULL);
+    expect_inside(p, "64:ff9b::169.254.169.254", false, TASK_HTTP_RULE_BUILTIN, "169.254.0.0/16",
+                  "NAT64", "169.254.169.254");
+    expect_inside(p, "64:ff9b::a9fe:a9fe", false, TASK_HTTP_RULE_BUILTIN, "169.254.0.0/16", "NAT64",
+                  "169.254.169.254");
+    expect(p, NULL, "64:ff9b::8.8.8.8", true, TASK_HTTP_RULE_NONE, "");
+    /* Just outside the /96: not NAT64, so the last 32 bits mean nothing. */
+    expect(p, NULL, "64:ff9b:0:0:0:1:a9fe:a9fe", true, TASK_HTTP_RULE_NONE, "");
+    task_http_policy_free(p);
+}
+
+/* 64:ff9b:1::/48 with RFC 6052's /48 layout: a9fe in bits 48-63, the u-octet (bits 64-71)
+ * zero, a9fe in bits 72-87. */
+TEST(test_nat64_local_use_prefix_reads_the_48_bit_layout) {
+    task_http_policy *p = make(NULL, NULL);
+    expect_inside(p, "64:ff9b:1:a9fe:a9:fe00::", false, TASK_HTTP_RULE_BUILTIN, "169.254.0.0/16",
+                  "NAT64", "169.254.169.254");
+    expect_inside(p, "64:ff9b:1:a9fe:00a9:fe00:1234:5678", false, TASK_HTTP_RULE_BUILTIN,
+                  "169.254.0.0/16", "NAT64", "169.254.169.254");
+    /* 8.8.8.8 in the same layout is fine; the same bits read as a /96 would not matter. */
+    expect(p, NULL, "64:ff9b:1:808:8:800::", true, TASK_HTTP_RULE_NONE, "");
+    task_http_policy_free(p);
+}
+
+TEST(test_6to4_metadata_address_is_denied_by_default) {
+    task_http_policy *p = make(NULL, NULL);
+    expect_inside(p, "2002:a9fe:a9fe::1", false, TASK_HTTP_RULE_BUILTIN, "169.254.0.0/16", "6to4",
+                  "169.254.169.254");
+    expect_inside(p, "2002:a9fe:a9fe:ffff:1:2:3:4", false, TASK_HTTP_RULE_BUILTIN, "169.254.0.0/16",
+                  "6to4", "169.254.169.254");
+    expect_inside(p, "2002:e000:1::", false, TASK_HTTP_RULE_BUILTIN, "224.0.0.0/4", "6to4",
+                  "224.0.0.1");
+    expect(p, NULL, "2002:808:808::1", true, TASK_HTTP_RULE_NONE, "");
+    expect(p, NULL, "2003:a9fe:a9fe::1", true, TASK_HTTP_RULE_NONE, "");
+    task_http_policy_free(p);
+}
+
+/* Teredo: server 65.54.227.120 (4136:e378), flags 8000, port 63bf; the client's address
+ * 169.254.169.254 is stored inverted, 5601:5601. */
+TEST(test_teredo_client_metadata_address_is_denied_by_default) {
+    task_http_policy *p = make(NULL, NULL);
+    expect_inside(p, "2001:0:4136:e378:8000:63bf:5601:5601", false, TASK_HTTP_RULE_BUILTIN,
+                  "169.254.0.0/16", "Teredo", "169.254.169.254");
+    /* Not inverted, the same bits are 86.1.86.1: allowed. */
+    expect(p, NULL, "2001:0:4136:e378:8000:63bf:a9fe:a9fe", true, TASK_HTTP_RULE_NONE, "");
+    /* 2001:db8::/32 (documentation) is not Teredo. */
+    expect(p, NULL, "2001:db8::5601:5601", true, TASK_HTTP_RULE_NONE, "");
+    task_http_policy_free(p);
+}
+
+TEST(test_user_ipv4_deny_applies_inside_every_form) {
+    task_http_policy *p = make("10.0.0.0/8", NULL);
+    expect(p, NULL, "::ffff:10.1.2.3", false, TASK_HTTP_RULE_DENY, "10.0.0.0/8");
+    expect_inside(p, "::10.1.2.3", false, TASK_HTTP_RULE_DENY, "10.0.0.0/8", "IPv4-compatible",
+                  "10.1.2.3");
+    expect_inside(p, "::ffff:0:10.1.2.3", false, TASK_HTTP_RULE_DENY, "10.0.0.0/8",
+                  "IPv4-translated", "10.1.2.3");
+    expect_inside(p, "64:ff9b::10.1.2.3", false, TASK_HTTP_RULE_DENY, "10.0.0.0/8", "NAT64",
+                  "10.1.2.3");
+    expect_inside(p, "64:ff9b:1:a01:2:300::", false, TASK_HTTP_RULE_DENY, "10.0.0.0/8", "NAT64",
+                  "10.1.2.3");
+    expect_inside(p, "2002:a01:203::1", false, TASK_HTTP_RULE_DENY, "10.0.0.0/8", "6to4",
+                  "10.1.2.3");
+    expect_inside(p, "2001:0:4136:e378:8000:63bf:f5fe:fdfc", false, TASK_HTTP_RULE_DENY,
+                  "10.0.0.0/8", "Teredo", "10.1.2.3");
+    expect(p, NULL, "2002:b01:203::1", true, TASK_HTTP_RULE_NONE, "");
+    task_http_policy_free(p);
+}
+
+/* Deny if either view denies; an allow lifts a deny only in its own view. */
+TEST(test_embedded_forms_are_allowed_only_when_both_views_allow) {
+    /* An IPv4 allow inside an IPv4 deny admits that address in every form... */
+    task_http_policy *p = make("10.0.0.0/8", "10.1.2.3");
+    expect_inside(p, "2002:a01:203::1", true, TASK_HTTP_RULE_ALLOW, "10.1.2.3", "6to4", "10.1.2.3");
+    expect(p, NULL, "64:ff9b::10.1.2.3", true, TASK_HTTP_RULE_ALLOW, "10.1.2.3");
+    expect_inside(p, "64:ff9b::10.1.2.4", false, TASK_HTTP_RULE_DENY, "10.0.0.0/8", "NAT64",
+                  "10.1.2.4");
+    task_http_policy_free(p);
+    /* ...unless an IPv6 rule denies the form's own address, which is judged first. */
+    p = make("2002::/16", "10.1.2.3");
+    expect(p, NULL, "2002:a01:203::1", false, TASK_HTTP_RULE_DENY, "2002::/16");
+    task_http_policy_free(p);
+    /* An IPv6 allow does not undo a deny of the IPv4 address inside. */
+    p = make(NULL, "2002::/16,64:ff9b::/96,64:ff9b::a9fe:a9fe");
+    expect_inside(p, "2002:a9fe:a9fe::1", false, TASK_HTTP_RULE_BUILTIN, "169.254.0.0/16", "6to4",
+                  "169.254.169.254");
+    expect_inside(p, "64:ff9b::a9fe:a9fe", false, TASK_HTTP_RULE_BUILTIN, "169.254.0.0/16", "NAT64",
+                  "169.254.169.254");
+    expect(p, NULL, "2002:808:808::1", true, TASK_HTTP_RULE_ALLOW, "2002::/16");
+    task_http_policy_free(p);
+    /* An IPv6 deny of the form's prefix denies it whatever it carries. */
+    p = make("64:ff9b::/96", NULL);
+    expect(p, NULL, "64:ff9b::8.8.8.8", false, TASK_HTTP_RULE_DENY, "64:ff9b::/96");
+    task_http_policy_free(p);
+    /* A user's allow of the embedded metadata address is the administrator's word. */
+    p = make(NULL, "169.254.169.254");
+    expect_inside(p, "64:ff9b::169.254.169.254", true, TASK_HTTP_RULE_ALLOW, "169.254.169.254",
+                  "NAT64", "169.254.169.254");
+    task_http_policy_free(p);
+}
+
+TEST(test_host_rule_decides_alone_for_embedded_forms) {
+    task_http_policy *p = make("*.corp.example", "nat64.example");
+    expect(p, "nat64.example", "64:ff9b::a9fe:a9fe", true, TASK_HTTP_RULE_ALLOW, "nat64.example");
+    expect(p, "x.corp.example", "2002:808:808::1", false, TASK_HTTP_RULE_DENY, "*.corp.example");
+    expect(p, "other.example", "64:ff9b::a9fe:a9fe", false, TASK_HTTP_RULE_BUILTIN,
+           "169.254.0.0/16");
     task_http_policy_free(p);
 }
 
