@@ -4,10 +4,14 @@
  * with the attempt's number and its due time while it waits in the scheduled set, runs
  * again under the same id with "retries" counted, and ends with FAILURE (retries = the
  * retries made) or SUCCESS. The backoff is exact without jitter, within its bounds with
- * it, capped, and a task's own delay wins over it. Every result is read from the result's
+ * it, capped, and a task's own delay wins over it. http.get retries the statuses of its
+ * retry_on after their Retry-After (seconds or an HTTP-date; against a server that fails
+ * on purpose, tests/lib/flaky_http.h) and, with retry_on_errors, a refused connection,
+ * but never a refusal of the address policy. Every result is read from the result's
  * channel, so no RETRY in between is missed.
  */
 #include "e2e.h"
+#include "flaky_http.h"
 #include "testlib.h"
 
 #include <math.h>
@@ -216,4 +220,127 @@ TEST(retry_waiting_when_its_worker_is_killed_runs_once_elsewhere) {
     json_decref(res);
     ASSERT_EQ(e2e_log_count(&e.w, "[task rk] fail started"), 1);
     e2e_env_end(&e);
+}
+
+/* http.get with retry_on: a 503 with "Retry-After: 1" waits at least that second, then
+ * the request passes: SUCCESS with retries 1 and the 200. */
+TEST(http_get_retries_a_listed_status_after_its_retry_after_seconds) {
+    flaky_http srv;
+    flaky_http_start(&srv);
+    e2e_env e;
+    e2e_env_start(&e);
+    E2E_START_READY(&e.w, e.redis.port);
+    redisContext *sub = e2e_subscribe(e.redis.port, "workerd:result:h1");
+    pushf(
+        e.c,
+        "{\"id\":\"h1\",\"task\":\"http.get\",\"args\":[\"http://127.0.0.1:%d/a?fail=1&after=1\"],"
+        "\"kwargs\":{\"retry_on\":[429,502,503,504]}}",
+        srv.port);
+    json_t *retry = next_result(&e, sub, "RETRY");
+    ASSERT_STREQ(e2e_jstr(json_object_get(retry, "error"), "type"), "HTTPError");
+    ASSERT_STREQ(e2e_jerror(retry), "HTTP 503");
+    double eta = e2e_jnum(retry, "eta");
+    ASSERT_RANGE(eta - e2e_jnum(retry, "finished_at"), 1 - 2e-6, 1 + TEST_SOON);
+    json_t *ok = next_result(&e, sub, "SUCCESS");
+    ASSERT_EQ(e2e_jnum(ok, "retries"), 1);
+    ASSERT_EQ(json_integer_value(json_object_get(json_object_get(ok, "result"), "status")), 200);
+    ASSERT(e2e_jnum(ok, "started_at") >= eta);
+    ASSERT_EQ(flaky_http_count(&srv, "/a?fail=1&after=1"), 2);
+    json_decref(retry);
+    json_decref(ok);
+    redisFree(sub);
+    e2e_env_end(&e);
+    flaky_http_stop(&srv);
+}
+
+/* An HTTP-date Retry-After, counted from the response's Date: 2 s; and a Retry-After of an
+ * hour capped by the message's retry_backoff_max. */
+TEST(http_get_retry_after_date_sets_the_delay_and_the_cap_bounds_it) {
+    flaky_http srv;
+    flaky_http_start(&srv);
+    e2e_env e;
+    e2e_env_start(&e);
+    E2E_START_READY(&e.w, e.redis.port);
+    redisContext *sub = e2e_subscribe(e.redis.port, "workerd:result:h2");
+    pushf(e.c,
+          "{\"id\":\"h2\",\"task\":\"http.get\",\"args\":[\"http://127.0.0.1:%d/"
+          "d?fail=1&after=date:2\"],"
+          "\"kwargs\":{\"retry_on\":[503]}}",
+          srv.port);
+    json_t *retry = next_result(&e, sub, "RETRY");
+    ASSERT_RANGE(e2e_jnum(retry, "eta") - e2e_jnum(retry, "finished_at"), 2 - 2e-6, 2 + TEST_SOON);
+    json_decref(retry);
+    json_decref(next_result(&e, sub, "SUCCESS"));
+    redisFree(sub);
+
+    sub = e2e_subscribe(e.redis.port, "workerd:result:h3");
+    pushf(e.c,
+          "{\"id\":\"h3\",\"task\":\"http.get\",\"args\":[\"http://127.0.0.1:%d/"
+          "c?fail=1&after=3600\"],"
+          "\"kwargs\":{\"retry_on\":[503]},\"retry_backoff_max\":0.5}",
+          srv.port);
+    retry = next_result(&e, sub, "RETRY");
+    ASSERT_RANGE(e2e_jnum(retry, "eta") - e2e_jnum(retry, "finished_at"), 0.5 - 2e-6, 0.75);
+    json_decref(retry);
+    json_decref(next_result(&e, sub, "SUCCESS"));
+    redisFree(sub);
+    e2e_env_end(&e);
+    flaky_http_stop(&srv);
+}
+
+/* retry_on_errors: a refused connection is retried with the backoff until the retries are
+ * spent, then FAILURE with the transport error and the retries made. A status that stays
+ * bad ends the same way. */
+TEST(http_get_retries_a_refused_connection_until_its_retries_are_spent) {
+    flaky_http srv;
+    flaky_http_start(&srv);
+    e2e_env e;
+    e2e_env_start(&e);
+    E2E_START_READY(&e.w, e.redis.port, "-l", "debug");
+    pushf(e.c,
+          "{\"id\":\"h4\",\"task\":\"http.get\",\"args\":[\"http://127.0.0.1:%d/\"],"
+          "\"kwargs\":{\"retry_on_errors\":true},\"max_retries\":2,\"retry_backoff\":0.05}",
+          test_free_port());
+    pushf(e.c,
+          "{\"id\":\"h5\",\"task\":\"http.get\",\"args\":[\"http://127.0.0.1:%d/s?fail=9\"],"
+          "\"kwargs\":{\"retry_on\":[503]},\"max_retries\":2,\"retry_backoff\":0.05}",
+          srv.port);
+    json_t *res = e2e_wait_result(e.c, "h4", NULL, TEST_NEVER);
+    ASSERT(res != NULL);
+    ASSERT_STREQ(e2e_jstr(res, "status"), "FAILURE");
+    ASSERT_STREQ(e2e_jstr(json_object_get(res, "error"), "type"), "HTTPError");
+    ASSERT(strstr(e2e_jerror(res), "Couldn't connect") != NULL);
+    ASSERT_EQ(e2e_jnum(res, "retries"), 2);
+    json_decref(res);
+    ASSERT_EQ(e2e_log_count(&e.w, "[task h4] http.get started"), 3);
+    res = e2e_wait_result(e.c, "h5", NULL, TEST_NEVER);
+    ASSERT(res != NULL);
+    ASSERT_STREQ(e2e_jstr(res, "status"), "FAILURE");
+    ASSERT_STREQ(e2e_jerror(res), "HTTP 503");
+    ASSERT_EQ(e2e_jnum(res, "retries"), 2);
+    json_decref(res);
+    ASSERT_EQ(flaky_http_count(&srv, "/s?fail=9"), 3);
+    e2e_env_end(&e);
+    flaky_http_stop(&srv);
+}
+
+/* A connection the address policy refuses fails at once: it would be refused again. */
+TEST(http_get_refused_by_the_address_policy_is_not_retried) {
+    flaky_http srv;
+    flaky_http_start(&srv);
+    e2e_env e;
+    e2e_env_start(&e);
+    E2E_START_READY(&e.w, e.redis.port, "--http-deny", "127.0.0.0/8");
+    pushf(e.c,
+          "{\"id\":\"h6\",\"task\":\"http.get\",\"args\":[\"http://127.0.0.1:%d/\"],"
+          "\"kwargs\":{\"retry_on_errors\":true}}",
+          srv.port);
+    json_t *res = e2e_wait_result(e.c, "h6", NULL, TEST_NEVER);
+    ASSERT(res != NULL);
+    ASSERT_STREQ(e2e_jstr(res, "status"), "FAILURE");
+    ASSERT(strstr(e2e_jerror(res), "address policy") != NULL);
+    ASSERT_EQ(e2e_jnum(res, "retries"), 0);
+    json_decref(res);
+    e2e_env_end(&e);
+    flaky_http_stop(&srv);
 }
