@@ -324,6 +324,10 @@ static bool get_time(json_t *root, const char *name, double now, bool relative, 
                        name);
             return false;
         }
+        if (*out < 0) { /* as a number may not be negative */
+            set_reason(err, "field \"%s\" is before 1970", name);
+            return false;
+        }
     } else if (json_is_number(v) && json_number_value(v) >= 0 && isfinite(json_number_value(v))) {
         *out = json_number_value(v);
         if (relative && *out > 0 && *out < BROKER_EXPIRES_RELATIVE_BELOW) {

@@ -16,6 +16,12 @@
  * id can be read, is logged, and is acked. Only that rare path writes from the job's own
  * greenlet (the dead letter must be stored before the ack releases the message).
  *
+ * A message taken before its due time (countdown, eta), and one whose task asked for a
+ * retry (TASK_ERETRY), is acked into the scheduled set instead (an ACK_KEEP item: the ack
+ * and the move are one script, ack.lua's "!" entries), with a RETRY result for a retry;
+ * the job ends there and its slot is free (docs/design.md "Delivery"; the clock and the
+ * delays are wd_sched.h's).
+ *
  * A job killed by a shutdown (-ECANCELED while the worker stops) queues nothing: its
  * message stays in the in-flight hash and the shutdown's requeue puts it back.
  *

@@ -176,6 +176,8 @@ TEST(scheduling_fields_of_the_wrong_type_or_sign_are_refused_naming_the_field) {
                    "field \"eta\" is not an RFC 3339 time with an offset");
     expect_refused("{\"id\":\"x\",\"task\":\"t\",\"eta\":\"2026-11-26T10:00:00\"}",
                    "field \"eta\" is not an RFC 3339 time with an offset");
+    expect_refused("{\"id\":\"x\",\"task\":\"t\",\"expires\":\"1969-12-31T23:59:59Z\"}",
+                   "field \"expires\" is before 1970");
     expect_refused("{\"id\":\"x\",\"task\":\"t\",\"expires\":-3}",
                    "field \"expires\" must be a non-negative number (seconds from now, or Unix");
     expect_refused("{\"id\":\"x\",\"task\":\"t\",\"expires\":{}}",
