@@ -30,6 +30,7 @@ struct task_host;
 struct wd_job;
 struct wd_limits;
 struct wd_observe;
+struct wd_sched;
 
 struct wd_worker {
     const struct wd_options *opts;
@@ -59,6 +60,7 @@ struct wd_worker {
     double started_at;       /* unix time */
     struct wd_observe *obs;  /* counters, metrics, events, recycling (wd_observe.h) */
     struct wd_limits *lims;  /* time limits' defaults, the blocking watch (wd_limits.h) */
+    struct wd_sched *sched;  /* the Redis clock, the mover, retry delays (wd_sched.h) */
     struct wd_http *http;    /* NULL unless --http */
     struct task_host *tasks; /* what the tasks ask of the worker (task_host.h) */
 };

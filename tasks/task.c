@@ -62,6 +62,15 @@ int task_error_invalid(task_error *err, const char *type, const char *fmt, ...) 
     return TASK_EINVAL;
 }
 
+int task_retry(task_error *err, double seconds, const char *type, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    error_vset(err, type, fmt, ap);
+    va_end(ap);
+    err->retry_in = seconds < 0 ? -1 : seconds;
+    return TASK_ERETRY;
+}
+
 /* ---- time limits -------------------------------------------------------------------- */
 
 /* The daemon points call->soft_lim at a flag its soft-limit timer sets (on the same
