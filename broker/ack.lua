@@ -1,7 +1,7 @@
 -- ack.lua - acknowledge a batch of finished messages and store their results, in one
 -- round trip.
 --
--- ARGV: prefix, wid, then 5 values per message:
+-- ARGV: prefix, wid, then 5 values per message (8 for a "!" tag, below):
 --   tag, result key, result JSON, ttl, channel
 -- ttl: seconds the result is kept (SET key json EX ttl); 0 stores no result; a negative
 -- ttl keeps it forever (--result-expires 0).
@@ -23,17 +23,54 @@
 -- final result of the worker that took the message over, and the late worker's own final
 -- ack is then refused, so the id would say STARTED for ever. Returns 1 stored, 0 not ours.
 --
+-- A tag written "!<tag>" is an ack that keeps the message for later (a countdown or eta
+-- not reached yet, a retry): three more values follow the five, due, queue, text:
+--   due    when it may run, Unix seconds on the Redis server's clock, as text (it is the
+--          sorted set's score as given: never through a Lua number, whose %.14g would
+--          round it)
+--   queue  the queue it came from and goes back to
+--   text   the message as it will run (a countdown already made an eta, the retry counted)
+-- Only when HDEL removes the entry:
+--   ZADD <prefix>:scheduled <due> "<tag>@<wid>\n<queue>\n<text>"
+-- (the delivery tag and the worker id make the member unique, even after a Redis restored
+-- from an old snapshot reissues tags, so that two identical messages are two members),
+-- or, when the due time has already come by the server's TIME, LPUSH the text straight
+-- onto its queue, where the mover (move_due.lua) would have put it. Then the
+-- result is stored and published as for an ack (a RETRY result, or none). The entry
+-- leaves the in-flight hash and enters the scheduled set in one atomic step: a worker
+-- killed at any point leaves the old delivery (recovered, run again) or the kept one,
+-- never both, never neither.
+--
 -- Keys are built from the prefix inside the script; not Redis Cluster compatible.
 
 local prefix, wid = ARGV[1], ARGV[2]
 local inflight = prefix .. ':inflight:' .. wid
 local out = {}
-for i = 3, #ARGV, 5 do
+local now
+local i = 3
+while i <= #ARGV do
     local tag, key, json, channel = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 4]
     local ttl = math.floor(tonumber(ARGV[i + 3]) or 0)
+    local kind = string.sub(tag, 1, 1)
     local ours
-    if string.sub(tag, 1, 1) == '?' then
+    if kind == '?' then
         ours = redis.call('HEXISTS', inflight, string.sub(tag, 2)) == 1
+    elseif kind == '!' then
+        local real, due, queue, text = string.sub(tag, 2), ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
+        ours = redis.call('HDEL', inflight, real) == 1
+        if ours then
+            if not now then
+                local t = redis.call('TIME')
+                now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+            end
+            if tonumber(due) <= now then
+                redis.call('LPUSH', prefix .. ':queue:' .. queue, text)
+            else
+                local member = real .. '@' .. wid .. '\n' .. queue .. '\n' .. text
+                redis.call('ZADD', prefix .. ':scheduled', due, member)
+            end
+        end
+        i = i + 3
     else
         ours = redis.call('HDEL', inflight, tag) == 1
     end
@@ -50,5 +87,6 @@ for i = 3, #ARGV, 5 do
     else
         out[#out + 1] = 0
     end
+    i = i + 5
 end
 return out

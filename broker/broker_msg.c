@@ -293,6 +293,67 @@ static bool get_seconds(json_t *root, const char *name, double *out, broker_msg_
     return true;
 }
 
+/* A duration (seconds, >= 0) that may not exceed BROKER_TIME_MAX_AHEAD; dflt when absent. */
+static bool get_duration(json_t *root, const char *name, double dflt, double *out,
+                         broker_msg_error *err) {
+    if (!get_seconds(root, name, out, err))
+        return false;
+    if (field(root, name) == NULL)
+        *out = dflt;
+    if (*out > BROKER_TIME_MAX_AHEAD) {
+        set_reason(err, "field \"%s\" is %g seconds, more than 10 years", name, *out);
+        return false;
+    }
+    return true;
+}
+
+/* A point in time: Unix seconds >= 0 or an RFC 3339 string; 0 when absent. The caller
+ * checks how far ahead it is. *relative (when not NULL) says a number below
+ * BROKER_EXPIRES_RELATIVE_BELOW is seconds from now: then *out is now + it. */
+static bool get_time(json_t *root, const char *name, double now, bool relative, double *out,
+                     broker_msg_error *err) {
+    json_t *v = field(root, name);
+    *out = 0;
+    if (v == NULL)
+        return true;
+    if (json_is_string(v)) {
+        if (!broker_time_parse_rfc3339(json_string_value(v), json_string_length(v), out)) {
+            set_reason(err,
+                       "field \"%s\" is not an RFC 3339 time with an offset, like "
+                       "\"2026-11-26T10:00:00Z\" or \"2026-11-26T11:00:00+01:00\"",
+                       name);
+            return false;
+        }
+        if (*out < 0) { /* as a number may not be negative */
+            set_reason(err, "field \"%s\" is before 1970", name);
+            return false;
+        }
+    } else if (json_is_number(v) && json_number_value(v) >= 0 && isfinite(json_number_value(v))) {
+        *out = json_number_value(v);
+        if (relative && *out > 0 && *out < BROKER_EXPIRES_RELATIVE_BELOW) {
+            if (*out > BROKER_TIME_MAX_AHEAD) {
+                set_reason(err,
+                           "field \"%s\" is %g: neither seconds from now (at most 10 years) "
+                           "nor a Unix time (from %.0f on)",
+                           name, *out, BROKER_EXPIRES_RELATIVE_BELOW);
+                return false;
+            }
+            *out += now;
+        }
+    } else {
+        set_reason(err,
+                   "field \"%s\" must be a non-negative number (%s) or an RFC 3339 time "
+                   "with an offset",
+                   name, relative ? "seconds from now, or Unix seconds" : "Unix seconds");
+        return false;
+    }
+    if (*out > now + BROKER_TIME_MAX_AHEAD) {
+        set_reason(err, "field \"%s\" is more than 10 years in the future", name);
+        return false;
+    }
+    return true;
+}
+
 /* A time limit: get_seconds, and at most BROKER_TIME_LIMIT_MAX. */
 static bool get_limit(json_t *root, const char *name, double *out, broker_msg_error *err) {
     if (!get_seconds(root, name, out, err))
@@ -359,14 +420,25 @@ static bool check_fields(json_t *root, const broker_limits *lim, double now, bro
         !get_count(root, "max_retries", BROKER_MAX_RETRIES_DEFAULT, &msg->max_retries, err) ||
         !get_count(root, "redelivered", 0, &msg->redelivered, err))
         return false;
-    if (!get_seconds(root, "countdown", &msg->countdown, err) ||
-        !get_seconds(root, "eta", &msg->eta, err) ||
-        !get_seconds(root, "expires", &msg->expires, err) ||
+    if (!get_duration(root, "countdown", 0, &msg->countdown, err) ||
+        !get_time(root, "eta", now, false, &msg->eta, err) ||
+        !get_time(root, "expires", now, true, &msg->expires, err) ||
+        !get_duration(root, "retry_backoff", BROKER_RETRY_BACKOFF_DEFAULT, &msg->retry_backoff,
+                      err) ||
+        !get_duration(root, "retry_backoff_max", BROKER_RETRY_BACKOFF_MAX_DEFAULT,
+                      &msg->retry_backoff_max, err) ||
         !get_limit(root, "time_limit", &msg->time_limit, err) ||
         !get_limit(root, "soft_time_limit", &msg->soft_time_limit, err))
         return false;
     if (msg->eta == 0 && msg->countdown > 0)
         msg->eta = now + msg->countdown;
+
+    json_t *jitter = field(root, "retry_jitter");
+    if (jitter != NULL && !json_is_boolean(jitter)) {
+        set_reason(err, "field \"retry_jitter\" must be a boolean");
+        return false;
+    }
+    msg->retry_jitter = jitter == NULL || json_is_true(jitter);
 
     json_t *ignore = field(root, "ignore_result");
     if (ignore != NULL && !json_is_boolean(ignore)) {
@@ -471,6 +543,24 @@ salvage:
     if (err != NULL)
         salvage_id(raw, len, &lim, err);
     return -EINVAL;
+}
+
+char *broker_msg_encode_scheduled(const broker_msg *msg, double eta, int retries, size_t *len) {
+    /* A shallow copy: the members are shared with msg->root, and only the copy's own
+     * table is changed. */
+    json_t *copy = json_copy(msg->root);
+    if (copy == NULL)
+        return NULL;
+    json_object_del(copy, "countdown");
+    char *text = NULL;
+    if (json_object_set_new(copy, "eta", json_real(eta)) == 0 &&
+        json_object_set_new(copy, "retries", json_integer(retries)) == 0 &&
+        (msg->expires <= 0 || json_object_set_new(copy, "expires", json_real(msg->expires)) == 0))
+        text = json_dumps(copy, JSON_COMPACT);
+    json_decref(copy);
+    if (text != NULL && len != NULL)
+        *len = strlen(text);
+    return text;
 }
 
 void broker_msg_free(broker_msg *msg) {

@@ -16,20 +16,30 @@
  *   args             array, default []; at most limits.max_args items
  *   kwargs           object, default {}; at most limits.max_kwargs keys
  *   retries          integer >= 0, default 0 (how many times the task was retried)
- *   max_retries      integer >= 0, default 3
+ *   max_retries      integer >= 0, default 3 (retries allowed to a task that asks)
+ *   retry_backoff    number >= 0, default 1: base seconds of the exponential backoff
+ *   retry_backoff_max  number >= 0, default 600: cap of every retry delay, seconds
+ *   retry_jitter     boolean, default true: full jitter on the backoff
  *   redelivered      integer >= 0, default 0 (set by recovery, see recover.lua)
  *   countdown        number >= 0, seconds from `now` (the parse argument) until it may run
- *   eta              number >= 0, unix seconds when it may run (wins over countdown)
- *   expires          number >= 0, unix seconds after which it is revoked instead of run
+ *   eta              number >= 0 (Unix seconds) or an RFC 3339 string with its offset
+ *                    (broker_time.h): when it may run; wins over countdown
+ *   expires          number or RFC 3339 string: when it is revoked instead of run. A
+ *                    number below BROKER_EXPIRES_RELATIVE_BELOW is seconds from `now`
+ *                    (a producer without a clock, redis-cli, can say "within the hour"),
+ *                    from it on Unix seconds
  *   time_limit       number 0..BROKER_TIME_LIMIT_MAX, seconds a run may take before it
  *                    is killed
  *   soft_time_limit  number 0..BROKER_TIME_LIMIT_MAX, seconds before the task is asked
  *                    to stop
  *   ignore_result    boolean, default false
  *
- * For the numbers, 0 means "none". msg.eta is always absolute: the "eta" field, else
- * now + countdown, else 0. Whoever moves a due message from the scheduled set to its queue
- * must rewrite a countdown into an eta first, or the countdown starts over on delivery.
+ * For the numbers, 0 means "none". msg.eta and msg.expires are always absolute: the
+ * field, or now + the relative value, or 0. No time may lie further ahead of `now` than
+ * BROKER_TIME_MAX_AHEAD (ten years), nor may countdown, retry_backoff and
+ * retry_backoff_max be longer. Whoever keeps a message for later writes it with
+ * broker_msg_encode_scheduled, which makes every relative time absolute, or a countdown
+ * would start over on the next delivery.
  *
  * Duplicate keys: the LAST occurrence wins (jansson's default, and Lua cjson's). Recovery
  * relies on this: it counts a redelivery by appending ,"redelivered":N before the final
@@ -52,6 +62,7 @@
 #include <jansson.h>
 
 #include "broker_keys.h"
+#include "broker_time.h"
 
 /* Limits on one message. Zero fields take the defaults in brackets. */
 typedef struct broker_limits {
@@ -71,6 +82,10 @@ typedef struct broker_limits {
 #define BROKER_MAX_KWARGS_DEFAULT 1024
 #define BROKER_MAX_TASK_BYTES_DEFAULT 255
 #define BROKER_MAX_RETRIES_DEFAULT 3
+#define BROKER_RETRY_BACKOFF_DEFAULT 1.0
+#define BROKER_RETRY_BACKOFF_MAX_DEFAULT 600.0
+/* An "expires" number below this (2001-09-09 as a Unix time) is relative seconds. */
+#define BROKER_EXPIRES_RELATIVE_BELOW 1e9
 #define BROKER_GENERATED_ID_BYTES 36 /* a UUID-4 text, broker_msg_new_id */
 /* The longest time_limit and soft_time_limit, in seconds: a day. More is surely a mistake
  * (a timestamp, milliseconds), and would hold a slot for ever. */
@@ -91,9 +106,12 @@ typedef struct broker_msg {
     int retries;
     int max_retries;
     int redelivered;
-    double countdown; /* as given (relative seconds), 0 = none */
-    double eta;       /* absolute unix seconds, 0 = run now */
-    double expires;   /* absolute unix seconds, 0 = never */
+    double retry_backoff;     /* seconds, the backoff's base */
+    double retry_backoff_max; /* seconds, the cap of every retry delay */
+    bool retry_jitter;        /* full jitter on the backoff */
+    double countdown;         /* as given (relative seconds), 0 = none */
+    double eta;               /* absolute unix seconds, 0 = run now */
+    double expires;           /* absolute unix seconds, 0 = never */
     double time_limit;
     double soft_time_limit;
     bool ignore_result;
@@ -110,7 +128,9 @@ typedef struct broker_msg_error {
 } broker_msg_error;
 
 /* Parses raw[0..len) (not necessarily NUL-terminated) into *msg. lim may be NULL (the
- * defaults). now is the current unix time, used only to turn a countdown into an eta.
+ * defaults). now is the current unix time (the worker passes its estimate of the Redis
+ * server's clock): relative times count from it, and no time may be more than
+ * BROKER_TIME_MAX_AHEAD after it.
  *
  * Returns 0 with *msg filled (free it with broker_msg_free); or -EINVAL when the message
  * is rejected, with err->reason set and, when an id could be read (from the parsed object,
@@ -119,6 +139,13 @@ typedef struct broker_msg_error {
  * and owns nothing. err may be NULL. */
 int broker_msg_parse(const char *raw, size_t len, const broker_limits *lim, double now,
                      broker_msg *msg, broker_msg_error *err);
+
+/* The message as it waits to run again, in the scheduled set (docs/design.md
+ * "Delivery"): msg's object (its id included, also a generated one, so that every
+ * attempt reports under the same id) with "eta" set to eta, "retries" to retries,
+ * "expires" made absolute (msg.expires) and "countdown" removed, encoded compactly. A new
+ * string of *len bytes (free it), or NULL when out of memory. Does not change msg. */
+char *broker_msg_encode_scheduled(const broker_msg *msg, double eta, int retries, size_t *len);
 
 /* Releases what msg owns and zeroes it. A zeroed msg is fine. */
 void broker_msg_free(broker_msg *msg);

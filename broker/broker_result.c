@@ -130,7 +130,10 @@ json_t *broker_result_json(const broker_result *r) {
         ok = put(o, "error", e) && put_text(e, "type", r->error_type) &&
              put_text(e, "message", r->error_message);
     }
-    ok = ok && put(o, "retries", json_integer(r->retries)) && put_text(o, "worker", r->worker);
+    ok = ok && put(o, "retries", json_integer(r->retries));
+    if (ok && r->eta > 0)
+        ok = put(o, "eta", seconds(r->eta));
+    ok = ok && put_text(o, "worker", r->worker);
     if (ok && r->started_at > 0)
         ok = put(o, "started_at", seconds(r->started_at));
     if (ok && r->finished_at > 0)
@@ -427,6 +430,10 @@ static void tb_result(text_buf *b, const broker_result *r) {
     }
     tb_lit(b, ",\"retries\":");
     tb_long(b, r->retries);
+    if (r->eta > 0) {
+        tb_lit(b, ",\"eta\":");
+        tb_seconds(b, r->eta);
+    }
     if (r->worker != NULL) {
         tb_lit(b, ",\"worker\":");
         tb_text(b, r->worker);

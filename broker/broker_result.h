@@ -8,7 +8,9 @@
  *    "retries": 0, "worker": "host:1234:ab12", "started_at": 1700000000.25,
  *    "finished_at": 1700000000.5, "runtime": 0.25}
  *
- *   status is STARTED, SUCCESS, FAILURE, RETRY or REVOKED. "result" is present for
+ *   status is STARTED, SUCCESS, FAILURE, RETRY or REVOKED. A RETRY result (the task
+ *   asked to run again and waits for it) also has "eta": when the next attempt is due;
+ *   "retries" is then the number of that attempt's retry. "result" is present for
  *   SUCCESS (null when the task returned nothing); "error": {"type": ..., "message": ...}
  *   is present whenever an error type or message is given (FAILURE, RETRY, REVOKED).
  *   runtime = finished_at - started_at, when both are known.
@@ -57,6 +59,7 @@ typedef struct broker_result {
     const char *error_type;    /* e.g. "TimeoutError", "InvalidMessage"; NULL: omitted */
     const char *error_message; /* NULL: omitted */
     int retries;
+    double eta;         /* RETRY: when the next attempt is due (unix seconds); 0: omitted */
     const char *worker; /* NULL: omitted */
     double started_at;  /* unix seconds; 0: unknown, omitted */
     double finished_at; /* unix seconds; 0: unknown (STARTED), omitted */

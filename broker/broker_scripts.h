@@ -16,7 +16,8 @@
  *   FETCH    ARGV: prefix, wid, n, queue1, queue2, ...   (strict priority order)
  *            -> flat array tag, queue, raw, ... (at most n triples)
  *   ACK      ARGV: prefix, wid, {tag, result key, result JSON, ttl (0: store none),
- *                  channel ("": no PUBLISH)} per message
+ *                  channel ("": no PUBLISH)} per message; a "!<tag>" adds due, queue,
+ *                  text: the ack keeps the message in the scheduled set until due
  *            -> array of integers, 1 acked / 0 no longer owned (nothing written)
  *   RECOVER  ARGV: prefix, dead wid, max_redeliveries, now, recoverer wid
  *                  [, max dead-letter message bytes, default 65536]
@@ -26,6 +27,8 @@
  *            -> integer: how many messages went back (no redelivery counted)
  *   DEAD_REQUEUE  ARGV: prefix, dead-letter entry (its exact text), queue, message
  *            -> integer: 1 the entry was removed and the message pushed, 0 it was gone
+ *   MOVE_DUE ARGV: prefix, n, wid
+ *            -> {moved, dead, lowest score left ("" if none), TIME seconds, microseconds}
  *
  * Everything here is thread-safe (the digests are computed once, under pthread_once),
  * never yields and may be called from any stack.
@@ -46,6 +49,7 @@ typedef enum broker_script_id {
     BROKER_SCRIPT_RECOVER,
     BROKER_SCRIPT_REQUEUE,
     BROKER_SCRIPT_DEAD_REQUEUE,
+    BROKER_SCRIPT_MOVE_DUE,
     BROKER_SCRIPT_COUNT
 } broker_script_id;
 

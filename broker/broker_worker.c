@@ -67,10 +67,11 @@ static int argv_str(argv_buf *a, const char *s) {
     return argv_add(a, s, strlen(s));
 }
 
-/* "?<tag>": ack.lua's conditional store (see its header). */
-static int argv_if_owned(argv_buf *a, const char *tag) {
+/* "?<tag>": ack.lua's conditional store; "!<tag>": its ack that keeps the message for
+ * later (see its header). */
+static int argv_marked(argv_buf *a, char mark, const char *tag) {
     char *s;
-    if (asprintf(&s, "?%s", tag) < 0)
+    if (asprintf(&s, "%c%s", mark, tag) < 0)
         return -ENOMEM;
     if (argv_add(a, s, strlen(s)) != 0) {
         free(s);
@@ -83,6 +84,20 @@ static int argv_if_owned(argv_buf *a, const char *tag) {
 static int argv_num(argv_buf *a, long long x) {
     char *s;
     if (asprintf(&s, "%lld", x) < 0)
+        return -ENOMEM;
+    if (argv_add(a, s, strlen(s)) != 0) {
+        free(s);
+        return -ENOMEM;
+    }
+    a->owned[a->nowned++] = s;
+    return 0;
+}
+
+/* A due time as the sorted set's score: every digit a double has, so that the score and
+ * the "eta" in the kept message (jansson's "%.17g" too) are the same number. */
+static int argv_time(argv_buf *a, double t) {
+    char *s;
+    if (asprintf(&s, "%.17g", t) < 0)
         return -ENOMEM;
     if (argv_add(a, s, strlen(s)) != 0) {
         free(s);
@@ -354,9 +369,15 @@ int broker_ack(broker_worker *w, const broker_ack_entry *acks, size_t n, bool *o
             key = memcpy(keys + used, buf, (size_t)len + 1);
             used += (size_t)len + 1;
         }
-        rc = (acks[i].if_owned ? argv_if_owned(&a, acks[i].tag) : argv_str(&a, acks[i].tag)) ||
-             argv_str(&a, key) || argv_str(&a, store ? acks[i].json : "") ||
+        const broker_ack_entry *e = &acks[i];
+        rc = (e->if_owned ? argv_marked(&a, '?', e->tag)
+              : e->keep   ? argv_marked(&a, '!', e->tag)
+                          : argv_str(&a, e->tag)) ||
+             argv_str(&a, key) || argv_str(&a, store ? e->json : "") ||
              argv_str(&a, store ? ttl : "0") || argv_str(&a, key);
+        if (rc == 0 && e->keep)
+            rc = argv_time(&a, e->due) || argv_str(&a, e->queue) ||
+                 argv_add(&a, e->keep, e->keep_len);
         acked++;
     }
     if (rc == 0 && acked > 0) {

@@ -48,6 +48,12 @@ typedef struct broker_ack_entry {
     bool if_owned;    /* with a tag: no ack; store the result only while the tag is still
                          this worker's (a STARTED result sent late must never replace the
                          final result of a worker that took the message over) */
+    const char *keep; /* with a tag: instead of dropping the message, keep this text of it
+                         in the scheduled set until `due` (ack.lua's "!" entries): a
+                         countdown or eta not reached yet, a retry */
+    size_t keep_len;
+    const char *queue; /* with keep: the queue it goes back to when due */
+    double due;        /* with keep: unix seconds, the Redis server's clock */
 } broker_ack_entry;
 
 /* cfg is copied. main carries fetch/ack/heartbeat; results may be the same connection or
@@ -70,7 +76,9 @@ int broker_wait_for_work(broker_worker *w, broker_conn *conn, const char *queue,
 
 /* Store results and ack, n entries in one round trip, in order. owned[i] (if owned is not
  * NULL) is set to true when entry i was still this worker's (acked and stored), false when
- * it had been recovered by another worker meanwhile (nothing written). Entries with tag
+ * it had been recovered by another worker meanwhile (nothing written). An entry with keep
+ * moves its message from the in-flight hash to the scheduled set (or, already due by the
+ * server's clock, to the back of its queue) in the same atomic step as the ack. Entries with tag
  * NULL are stored unconditionally; entries with if_owned are stored (not acked) only while
  * their tag is still in flight here. With a separate result backend (another Redis) no
  * script can check both at once: there if_owned entries are stored unconditionally, as

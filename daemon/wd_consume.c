@@ -22,6 +22,7 @@
 #include "wd_log.h"
 #include "wd_notify.h"
 #include "wd_observe.h"
+#include "wd_sched.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -81,6 +82,9 @@ void *wd_fetcher_main(void *arg) {
     struct wd_worker *w = arg;
     bool uncertain = false; /* a failed fetch may have moved messages we never saw */
     double next_check = green_wallclock() + w->opts->heartbeat_ttl;
+    /* Due times are on the Redis server's clock: take nothing before it is known. */
+    if (wd_sched_clock_wait(w->sched) != 0)
+        return NULL;
     while (w->fetching) {
         /* Also every heartbeat TTL: one HKEYS is cheap, and whatever else might strand an
          * entry (a bug, a hand edit) cannot strand it for long. */

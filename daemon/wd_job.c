@@ -16,6 +16,12 @@
  * id can be read, is logged, and is acked. Only that rare path writes from the job's own
  * greenlet (the dead letter must be stored before the ack releases the message).
  *
+ * A message taken before its due time (countdown, eta), and one whose task asked for a
+ * retry (TASK_ERETRY), is acked into the scheduled set instead (an ACK_KEEP item: the ack
+ * and the move are one script, ack.lua's "!" entries), with a RETRY result for a retry;
+ * the job ends there and its slot is free (docs/design.md "Delivery"; the clock and the
+ * delays are wd_sched.h's).
+ *
  * A job killed by a shutdown (-ECANCELED while the worker stops) queues nothing: its
  * message stays in the in-flight hash and the shutdown's requeue puts it back.
  *
@@ -40,10 +46,12 @@
 #include "broker_result.h"
 #include "green_check.h"
 #include "task.h"
+#include "task_host.h"
 #include "wd_batch.h"
 #include "wd_limits.h"
 #include "wd_log.h"
 #include "wd_observe.h"
+#include "wd_sched.h"
 #include "wd_shutdown.h"
 
 #include <errno.h>
@@ -58,9 +66,10 @@
 #define ACK_BATCH_BYTES ((size_t)8 << 20)
 #define DEAD_LETTER_TIMEOUT 10.0
 
-/* STARTED: store a STARTED result; FINAL: store the result and ack; RELEASE: only free
- * the job (its message stays in flight). */
-enum ack_kind { ACK_STARTED, ACK_FINAL, ACK_RELEASE };
+/* STARTED: store a STARTED result; FINAL: store the result and ack; KEEP: the same, the
+ * ack keeping the message in the scheduled set until it is due (a countdown or eta not
+ * reached, a retry); RELEASE: only free the job (its message stays in flight). */
+enum ack_kind { ACK_STARTED, ACK_FINAL, ACK_KEEP, ACK_RELEASE };
 
 /* One item on w->acks, from a job to the acker. */
 struct ack_item {
@@ -74,6 +83,9 @@ struct ack_item {
     broker_status status;
     double runtime;
     char *etype, *emsg; /* malloc'd copies, or NULL */
+    char *keep;         /* ACK_KEEP: the message as it will run (broker_msg_encode_scheduled) */
+    size_t keep_len;
+    double due; /* ACK_KEEP: when, on the Redis server's clock */
 };
 
 struct wd_job {
@@ -127,6 +139,7 @@ static void item_free(struct ack_item *it) {
     free(it->json);
     free(it->etype);
     free(it->emsg);
+    free(it->keep);
     free(it);
 }
 
@@ -240,6 +253,99 @@ static void finish(struct wd_job *j, broker_status status, json_t *value, const 
     queue_item(w, it, ACK_FINAL, j, json);
 }
 
+/* ---- keeping a message for later (wd_sched.h) -------------------------------------------
+ *
+ * A message whose time has not come, or whose task asked for a retry, is acked with its
+ * text kept in the scheduled set (ack.lua's "!" entries): the acker sends it in its next
+ * batch, and until then it is still in flight here, so a kill at any point leaves the old
+ * delivery or the kept copy, never both. No pool slot is held meanwhile. */
+
+/* Queue the ack that keeps j's message, as `retries`, due at `due` (server clock), with
+ * result json (may be NULL: none stored). Returns false, the job untouched, when out of
+ * memory; json is the caller's then. */
+static bool keep_for_later(struct wd_job *j, double due, int retries, char *json) {
+    struct ack_item *it = calloc(1, sizeof *it);
+    size_t len = 0;
+    char *text = it ? broker_msg_encode_scheduled(&j->msg, due, retries, &len) : NULL;
+    if (!text) {
+        free(it);
+        return false;
+    }
+    unlink_job(j);
+    j->finished = true;
+    it->keep = text;
+    it->keep_len = len;
+    it->due = due;
+    queue_item(j->w, it, ACK_KEEP, j, json);
+    return true;
+}
+
+/* A message taken before its eta (or countdown): back to the scheduled set, unrun. True
+ * when it was kept (or, out of memory, released to stay in flight); false: run it now. */
+static bool wait_until_due(struct wd_job *j) {
+    struct wd_worker *w = j->w;
+    broker_msg *m = &j->msg;
+    if (m->eta <= 0 || m->eta <= wd_sched_now_lo(w->sched))
+        return false;
+    wd_log_task(WD_LOG_DEBUG, m->id, "%s waits until %.6f (in %.3f s) in the scheduled set",
+                m->task, m->eta, m->eta - wd_sched_now_lo(w->sched));
+    if (!keep_for_later(j, m->eta, m->retries, NULL)) {
+        wd_log_task(WD_LOG_ERROR, m->id,
+                    "out of memory keeping a message for later; it stays in flight and "
+                    "will be redelivered");
+        release(j);
+    }
+    return true;
+}
+
+/* The task asked for a retry (TASK_ERETRY): keep the message for its next attempt with a
+ * RETRY result, or, without retries left, the FAILURE result. */
+static void retry(struct wd_job *j, const task_error *err) {
+    struct wd_worker *w = j->w;
+    broker_msg *m = &j->msg;
+    const char *etype = err->type[0] ? err->type : "TaskError";
+    const char *emsg = task_error_text(err);
+    if (m->retries >= m->max_retries) {
+        wd_log_task(WD_LOG_INFO, m->id, "%s asked for a retry, but it has had all %d", m->task,
+                    m->max_retries);
+        finish(j, BROKER_FAILURE, NULL, etype, emsg);
+        return;
+    }
+    /* The attempt ended before the delay starts: read in this order, the next attempt
+     * never starts before finished_at + delay. */
+    double finished = green_wallclock();
+    double delay = wd_sched_retry_delay(w->sched, m, err->retry_in);
+    double due = wd_sched_now_hi(w->sched) + delay;
+    char *json = NULL;
+    if (!m->ignore_result) {
+        broker_result r = {
+            .id = m->id,
+            .task = m->task,
+            .status = BROKER_RETRY,
+            .error_type = etype,
+            .error_message = emsg,
+            .retries = m->retries + 1,
+            .eta = due,
+            .worker = w->wid,
+            .started_at = j->started_at,
+            .finished_at = finished,
+        };
+        json = broker_result_encode(&r);
+        if (!json) {
+            finish(j, BROKER_FAILURE, NULL, "MemoryError", "out of memory scheduling a retry");
+            return;
+        }
+    }
+    wd_log_task(WD_LOG_INFO, m->id, "%s failed (%s: %s); retry %d of %d in %.3f s", m->task, etype,
+                emsg, m->retries + 1, m->max_retries, delay);
+    wd_observe_finished(w->obs, m->id, m->task, BROKER_RETRY, finished - j->started_at, etype,
+                        emsg);
+    if (!keep_for_later(j, due, m->retries + 1, json)) {
+        free(json);
+        finish(j, BROKER_FAILURE, NULL, "MemoryError", "out of memory scheduling a retry");
+    }
+}
+
 /* Store a dead letter, retrying through Redis outages: the message must not be acked
  * before its dead letter is safe. Returns 0, or -ECANCELED when a shutdown interrupts. */
 static int store_dead_letter(struct wd_job *j, const char *id, const char *reason) {
@@ -299,7 +405,7 @@ static void run(struct wd_job *j) {
         reject(j, m->id, "NotRegistered", reason);
         return;
     }
-    if (m->expires > 0 && green_wallclock() > m->expires) {
+    if (m->expires > 0 && wd_sched_now_lo(w->sched) >= m->expires) {
         finish(j, BROKER_REVOKED, NULL, "TaskExpired", "the message expired before it ran");
         return;
     }
@@ -315,14 +421,21 @@ static void run(struct wd_job *j) {
      * a quarter of the worker's CPU on 100k echo tasks for documents that were dropped. */
     if (!m->ignore_result)
         queue_ack(w, ACK_STARTED, j, NULL);
-    wd_log_task(WD_LOG_DEBUG, m->id, "%s started (tag %s)", m->task, j->d.tag);
+    if (m->retries > 0)
+        wd_log_task(WD_LOG_DEBUG, m->id, "%s started (tag %s, retry %d)", m->task, j->d.tag,
+                    m->retries);
+    else
+        wd_log_task(WD_LOG_DEBUG, m->id, "%s started (tag %s)", m->task, j->d.tag);
     wd_observe_started(w->obs, m->id, m->task);
 
     json_t *result = NULL;
-    task_error err = {{0}, {0}, NULL};
+    task_error err = {{0}, {0}, -1, NULL};
     wd_limits_run_start(&j->lim, w->lims, m);
-    task_call call = {m->id, m->task, m->args, m->kwargs, m->retries, &j->lim.soft_fired};
+    task_ctx ctx;
+    task_ctx_begin(&ctx, w->tasks);
+    task_call call = {m->id, m->task, m->args, m->kwargs, m->retries, &j->lim.soft_fired, &ctx};
     int rc = fn(&call, &result, &err);
+    task_ctx_end(&ctx); /* the task's lent connections go back */
     wd_limits_run_end(&j->lim);
     char limit_msg[128];
     const char *limit_type = wd_limits_outcome(&j->lim, rc, limit_msg, sizeof limit_msg);
@@ -349,6 +462,8 @@ static void run(struct wd_job *j) {
                task_error_text(&err));
     } else if (rc == TASK_EINVAL) {
         reject(j, m->id, err.type[0] ? err.type : "TypeError", task_error_text(&err));
+    } else if (rc == TASK_ERETRY) {
+        retry(j, &err);
     } else if (rc < 0) {
         /* An errno the task should have turned into a TASK_EFAIL (task.h). */
         finish(j, BROKER_FAILURE, NULL, "InternalError", strerror(-rc));
@@ -367,9 +482,16 @@ static void *job_main(void *arg) {
     broker_msg_error perr;
     memset(&perr, 0, sizeof perr);
     j->started_at = green_wallclock();
-    int rc = broker_msg_parse(j->d.raw, j->d.len, &j->w->limits, j->started_at, &j->msg, &perr);
+    /* Relative times (countdown, expires) count from the Redis server's clock, its upper
+     * bound: a countdown is never cut short. */
+    int rc = broker_msg_parse(j->d.raw, j->d.len, &j->w->limits, wd_sched_now_hi(j->w->sched),
+                              &j->msg, &perr);
     if (rc == 0) {
         j->parsed = true;
+        if (wait_until_due(j))
+            return NULL;
+        /* Read after the due time was checked: a task never starts before its eta. */
+        j->started_at = green_wallclock();
         wd_observe_received(j->w->obs, j->msg.id, j->msg.task, j->d.queue);
         run(j);
     } else if (rc == -EINVAL) {
@@ -562,6 +684,10 @@ static void send_batch(struct acker *a, size_t n) {
             .id = it->json ? job_id(it->job) : NULL,
             .json = it->json,
             .if_owned = it->kind == ACK_STARTED,
+            .keep = it->keep,
+            .keep_len = it->keep_len,
+            .queue = it->job->d.queue,
+            .due = it->due,
         };
         a->bytes[m] = entry_bytes(&acks[m]);
         sent[m++] = it;
@@ -603,9 +729,11 @@ static void send_batch(struct acker *a, size_t n) {
     }
     for (size_t i = 0; i < m; i++) {
         struct ack_item *it = sent[i];
-        if (!a->done[i] || it->kind != ACK_FINAL)
+        if (!a->done[i] || (it->kind != ACK_FINAL && it->kind != ACK_KEEP))
             continue;
         struct wd_job *j = it->job;
+        if (it->kind == ACK_KEEP && owned[i])
+            wd_sched_kept(w->sched, it->due);
         if (!owned[i]) {
             wd_observe_lost_ownership(w->obs);
             wd_log_task(WD_LOG_WARNING, job_id(j),

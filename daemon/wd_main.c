@@ -3,14 +3,21 @@
  * main thread's hub until it shuts down; or, with --processes N (or a recycling limit),
  * the supervisor (wd_supervisor.h), whose children come back here to be that worker.
  *
- * Exit codes: 0 after a clean shutdown (or --help / --version), 1 when the worker could
- * not start or could not put its messages back, 2 for bad options (a one-line message on
- * stderr says which).
+ * The tasks are registered first, in the main process: the built-in ones, then those of
+ * every --load plugin in order (task_loader.h), then the --exec-task programs
+ * (task_exec.h), so that --list-tasks can print them and the supervisor's children inherit
+ * them, loaded once, and a name taken twice is refused once, not by every child.
+ *
+ * Exit codes: 0 after a clean shutdown (or --help / --version / --list-tasks), 1 when the
+ * worker could not start or could not put its messages back, 2 for bad options, a plugin
+ * that cannot be loaded or an --exec-task name already taken (a one-line message on stderr
+ * says which).
  */
 #include "green.h"
 #include "green_http.h"
 #include "task.h"
 #include "task_exec.h"
+#include "task_loader.h"
 #include "wd_log.h"
 #include "wd_options.h"
 #include "wd_supervisor.h"
@@ -87,6 +94,47 @@ static bool reload(void *arg) {
     return restart;
 }
 
+/* The built-in tasks, the plugins' (--load) and the external programs (--exec-task): 0,
+ * or the exit code after a one-line message. */
+static int register_tasks(const struct wd_options *opts) {
+    task_http_limits http = {.deny = opts->http_deny,
+                             .allow = opts->http_allow,
+                             .methods = opts->http_methods,
+                             .max_result = opts->max_result_size};
+    if (green_http_global_init() != 0 || task_register_builtins(&http) != 0) {
+        wd_log(WD_LOG_ERROR, "cannot initialise libcurl or the built-in tasks");
+        return 1;
+    }
+    for (size_t i = 0; i < opts->nload; i++) {
+        char why[1024];
+        if (task_plugin_load(opts->load[i], why, sizeof why) != 0) {
+            fprintf(stderr, "workerd: plugin %s: %s\n", opts->load[i], why);
+            return 2;
+        }
+    }
+    char why[1024];
+    task_exec_config exec = exec_config(opts);
+    int rc = task_exec_register(&exec, why, sizeof why);
+    if (rc != 0) {
+        fprintf(stderr, "workerd: %s\n", why);
+        return rc == -ENOMEM ? 1 : 2;
+    }
+    return 0;
+}
+
+/* --list-tasks: every registered name, one per line, in order. */
+static int list_tasks(void) {
+    size_t n = task_registry_names(NULL, 0);
+    const char **names = calloc(n ? n : 1, sizeof *names);
+    if (names == NULL)
+        return 1;
+    task_registry_names(names, n);
+    for (size_t i = 0; i < n; i++)
+        printf("%s\n", names[i]);
+    free(names);
+    return fflush(stdout) == 0 ? 0 : 1;
+}
+
 static void *worker_greenlet(void *arg) {
     struct run *r = arg;
     r->code = wd_worker_run(r->opts, reload, r);
@@ -105,23 +153,11 @@ int main(int argc, char **argv) {
         return 2;
     }
     wd_log_set_level(opts.loglevel);
-    /* The tasks, before any child of --processes is forked: a bad --exec-task (a name
-     * taken by a built-in) is a bad option, refused once, not by every child. */
-    task_http_limits http = {.deny = opts.http_deny,
-                             .allow = opts.http_allow,
-                             .methods = opts.http_methods,
-                             .max_result = opts.max_result_size};
-    if (task_register_builtins(&http) != 0) {
-        wd_log(WD_LOG_ERROR, "cannot register the built-in tasks");
+    if ((rc = register_tasks(&opts)) != 0 || opts.list_tasks) {
+        if (rc == 0)
+            rc = list_tasks();
         wd_options_free(&opts);
-        return 1;
-    }
-    task_exec_config exec = exec_config(&opts);
-    rc = task_exec_register(&exec, err, sizeof err);
-    if (rc != 0) {
-        fprintf(stderr, "workerd: %s\n", err);
-        wd_options_free(&opts);
-        return rc == -ENOMEM ? 1 : 2;
+        return rc;
     }
     bool supervised = false;
     if (wd_supervisor_wanted(&opts)) {
@@ -135,11 +171,6 @@ int main(int argc, char **argv) {
         }
         if (opts.http_host && opts.http_port)
             opts.http_port += slot;
-    }
-    if (green_http_global_init() != 0) {
-        wd_log(WD_LOG_ERROR, "cannot initialise libcurl");
-        wd_options_free(&opts);
-        return 1;
     }
     struct run r = {&opts, argc, argv, supervised, 1};
     rc = green_run(NULL, NULL, worker_greenlet, &r, NULL);

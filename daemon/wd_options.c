@@ -72,20 +72,19 @@ static int unknown_option(const char *shown, char *errbuf, size_t errlen) {
     return fail(errbuf, errlen, "unknown option '%s' (see workerd --help)", shown);
 }
 
-/* A list option given again on the command line adds its entries: the values joined with
- * a comma (their escapes stay as written), in joined[id], which the caller frees. */
-static int add_up(const char *cli[], char *joined[], int id, const char *value, char *errbuf,
-                  size_t errlen) {
-    size_t a = strlen(cli[id]), b = strlen(value);
-    char *both = malloc(a + b + 2);
-    if (both == NULL)
+/* Add value to a repeat option's list in cli[id]: the first value is used as it is, later
+ * ones are joined with ',' into a string of joined[id] (freed by the caller). */
+static int add_repeat(int id, const char *value, const char *cli[], char *joined[], char *errbuf,
+                      size_t errlen) {
+    if (cli[id] == NULL) {
+        cli[id] = value;
+        return 0;
+    }
+    char *both = NULL;
+    if (asprintf(&both, "%s,%s", cli[id], value) < 0)
         return fail(errbuf, errlen, "out of memory");
-    memcpy(both, cli[id], a);
-    both[a] = ',';
-    memcpy(both + a + 1, value, b + 1);
     free(joined[id]);
-    joined[id] = both;
-    cli[id] = both;
+    cli[id] = joined[id] = both;
     return 0;
 }
 
@@ -142,8 +141,8 @@ static int scan_argv(int argc, char *const argv[], const char *cli[], char *join
             fflush(stdout);
             return 1;
         }
-        if (settings_opts[id].kind == SETTINGS_KIND_LIST && cli[id] != NULL && optarg != NULL) {
-            if (add_up(cli, joined, id, optarg, errbuf, errlen) < 0)
+        if (settings_opts[id].repeat) {
+            if (add_repeat(id, optarg, cli, joined, errbuf, errlen) < 0)
                 return -1;
             continue;
         }
@@ -244,6 +243,8 @@ static void read_values(struct wd_options *o) {
     o->exec_env = v[SETTINGS_EXEC_ENV].items;
     o->nexec_env = v[SETTINGS_EXEC_ENV].nitems;
     o->exec_max_output = (size_t)v[SETTINGS_EXEC_MAX_OUTPUT].num;
+    o->load = v[SETTINGS_LOAD].items;
+    o->nload = v[SETTINGS_LOAD].nitems;
 
     if (o->pool == WD_POOL_SOLO)
         o->concurrency = 1;
@@ -266,12 +267,13 @@ int wd_options_load(struct wd_options *opts, int argc, char *const argv[], wd_ge
     int r = scan_argv(argc, argv, src.cli, joined, errbuf, errlen);
     if (r == 0 && settings_load(&opts->all, &src, errbuf, errlen) < 0)
         r = -1;
+    if (r == 0) {
+        read_values(opts);
+        opts->list_tasks = src.cli[SETTINGS_LIST_TASKS] != NULL;
+    }
     for (int id = 0; id < SETTINGS_COUNT; id++)
         free(joined[id]);
-    if (r != 0)
-        return r;
-    read_values(opts);
-    return 0;
+    return r;
 }
 
 void wd_options_free(struct wd_options *o) {

@@ -74,8 +74,11 @@ struct wd_options {
     char **exec_env; /* --exec-env: "KEY=VALUE" entries for the programs */
     size_t nexec_env;
     size_t exec_max_output; /* --exec-max-output: stdout bytes a program may write */
-    struct settings all;    /* every option's value as loaded, which the fields above
-                               are read from: what a reload compares */
+    char **load;            /* --load: plugin paths, in the order given */
+    size_t nload;
+    bool list_tasks;     /* --list-tasks: print the task names and exit */
+    struct settings all; /* every option's value as loaded, which the fields above
+                            are read from: what a reload compares */
 };
 
 /* The longest --blocking-warn, in seconds (the time limits' is BROKER_TIME_LIMIT_MAX). */
@@ -92,7 +95,9 @@ typedef char *(*wd_getenv_fn)(const char *name);
  * *opts is output only: its previous contents are ignored, not freed, so a reload loads
  * into a fresh struct and swaps it in only on success. Returns:
  *    0  *opts holds the settings; release them with wd_options_free;
- *    1  --help or --version was given and printed to stdout: exit 0; *opts is zeroed;
+ *    1  --help or --version was given and printed to stdout: exit 0; *opts is zeroed
+ *       (--list-tasks is not acted on here: it sets opts->list_tasks, since the plugins
+ *       must be loaded first);
  *   -1  an error: a one-line message (no newline) in errbuf; *opts is zeroed.
  * Callable any number of times (getopt's state is reset on each call). */
 int wd_options_load(struct wd_options *opts, int argc, char *const argv[], wd_getenv_fn getenv_fn,

@@ -7,6 +7,7 @@
  *   fetcher    takes messages and starts a job for each       (wd_consume.c)
  *   wakers     one per queue, block in Redis for new work      (wd_consume.c)
  *   heartbeat  keeps this worker registered, recovers the dead (wd_consume.c)
+ *   mover      puts due messages from the scheduled set on their queues (wd_sched.c)
  *   acker      stores results and acks in batches              (wd_job.c)
  *   jobs       one per running message, from the pool          (wd_job.c)
  *
@@ -40,11 +41,13 @@
 
 #include "broker_keys.h"
 #include "green_check.h"
+#include "task_host.h"
 #include "wd_http.h"
 #include "wd_limits.h"
 #include "wd_log.h"
 #include "wd_notify.h"
 #include "wd_observe.h"
+#include "wd_sched.h"
 #include "wd_shutdown.h"
 
 #include <ev.h>
@@ -65,7 +68,7 @@ struct run {
     struct wd_worker w;
     wd_reload_fn reload;
     void *reload_arg;
-    green_t fetcher, acker, heartbeat;
+    green_t fetcher, acker, heartbeat, mover;
     green_t *wakers; /* one per queue */
     bool watching;   /* the signal and watchdog watchers are started */
     ev_signal sigs[NSIGNALS];
@@ -220,6 +223,7 @@ static int shutdown_worker(struct run *r) {
     struct wd_worker *w = &r->w;
     w->fetching = false;
     kill_join(&r->fetcher);
+    kill_join(&r->mover);
     for (size_t i = 0; i < w->opts->nqueues; i++)
         kill_join(&r->wakers[i]);
     for (size_t i = 0; i < w->opts->nqueues; i++) {
@@ -288,6 +292,8 @@ static struct run *run_new(const struct wd_options *opts, wd_reload_fn reload, v
     int rc = wd_observe_new(&w->obs, opts->max_tasks_per_child, opts->max_memory_per_child);
     if (rc == 0)
         rc = wd_limits_new(&w->lims, opts->soft_time_limit, opts->time_limit, opts->blocking_warn);
+    if (rc == 0)
+        rc = wd_sched_new(&w->sched);
     if (rc == 0 && (!w->queue_list || !w->blocking || !r->wakers))
         rc = -ENOMEM;
     if (rc != 0) {
@@ -311,11 +317,29 @@ static broker_conn *conn_new(struct wd_worker *w, const char *url, const char *n
     return c;
 }
 
+/* task_log's lines: the worker's log, with the task id. */
+_Static_assert(TASK_LOG_DEBUG == (int)WD_LOG_DEBUG && TASK_LOG_INFO == (int)WD_LOG_INFO &&
+                   TASK_LOG_WARNING == (int)WD_LOG_WARNING && TASK_LOG_ERROR == (int)WD_LOG_ERROR,
+               "task_env.h's log levels are wd_log.h's");
+static void task_log_line(enum task_log_level level, const char *task_id, const char *fmt,
+                          va_list ap) {
+    wd_logv((enum wd_log_level)level, task_id, fmt, ap);
+}
+
 /* The Redis connections (they connect in the background) and the broker's view of this
  * worker. Returns 0 or -1 (logged). */
 static int connect_broker(struct run *r) {
     struct wd_worker *w = &r->w;
     const struct wd_options *opts = w->opts;
+    task_host_cfg tasks = {.broker_url = opts->broker,
+                           .results_url = opts->result_backend,
+                           .prefix = opts->prefix,
+                           .log = task_log_line};
+    int rc = task_host_new(&w->tasks, &tasks);
+    if (rc != 0) {
+        wd_log(WD_LOG_ERROR, "start-up failed: the tasks' connections: %s", strerror(-rc));
+        return -1;
+    }
     if (!(w->conn = conn_new(w, opts->broker, "broker", "connection to the broker")))
         return -1;
     w->results_conn =
@@ -411,6 +435,7 @@ static int start_consuming(struct run *r) {
     }
     wd_heartbeat_once(w); /* registers this worker; the heartbeat greenlet retries failures */
     if (spawn(&r->heartbeat, wd_heartbeat_main, w, "heartbeat greenlet") != 0 ||
+        spawn(&r->mover, wd_sched_main, w, "mover of due messages") != 0 ||
         spawn(&r->fetcher, wd_fetcher_main, w, "fetcher greenlet") != 0)
         return -1;
     for (size_t i = 0; i < w->opts->nqueues; i++) {
@@ -438,6 +463,7 @@ static void run_free(struct run *r) {
     struct wd_worker *w = &r->w;
     wd_observe_free(w->obs); /* stops the event publisher first, if it still runs */
     wd_limits_free(w->lims);
+    wd_sched_free(w->sched);
     for (size_t i = 0; w->blocking && i < w->opts->nqueues; i++)
         broker_conn_close(w->blocking[i]);
     free(w->blocking);
@@ -446,6 +472,7 @@ static void run_free(struct run *r) {
     if (w->results_conn != w->conn)
         broker_conn_close(w->results_conn);
     broker_conn_close(w->conn);
+    task_host_free(w->tasks);
     green_queue_destroy(&w->acks);
     green_pool_destroy(&w->pool);
     green_event_destroy(&w->want_work);

@@ -93,6 +93,7 @@ struct chunk {
 
 struct hub {
     struct ev_loop *loop;
+    bool default_loop; /* loop is libev's default loop (green_run was given NULL) */
     struct green self; /* the hub's own context (the thread's stack) */
     struct green *current;
     struct green *ready_head, *ready_tail;
@@ -405,6 +406,10 @@ int green__park(double deadline) {
     return green__park_ex(deadline, NULL);
 }
 
+bool green__default_loop(void) {
+    return hub != NULL && hub->default_loop;
+}
+
 int green__park_unscoped(double deadline) {
     struct green *g = green__current();
     if (!g)
@@ -691,6 +696,7 @@ int green_run(struct ev_loop *loop, const green_config *cfg, green_fn main_fn, v
     if (!hub)
         return -ENOMEM;
     hub->loop = loop ? loop : ev_default_loop(0);
+    hub->default_loop = loop == NULL;
     if (cfg)
         hub->cfg = *cfg;
     if (!hub->cfg.stack_size)

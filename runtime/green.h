@@ -30,6 +30,7 @@
 #ifndef WORKERD_GREEN_H
 #define WORKERD_GREEN_H
 
+#include <errno.h> /* the codes every call returns */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>

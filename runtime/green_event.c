@@ -15,6 +15,7 @@
  * on the waiting greenlet's stack and its waiter record lives there.
  */
 #include "green_sync.h"
+#include "green_internal.h"
 
 void green_event_init(green_event *e) {
     e->flag = false;

@@ -19,6 +19,7 @@
 #define WORKERD_GREEN_INTERNAL_H
 
 #include "green.h"
+#include "green_waitq.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -42,6 +43,12 @@ int green__park(double deadline);
  * (*own_deadline = true) or an enclosing scope. green_sleep uses it. */
 int green__park_ex(double deadline, bool *own_deadline);
 
+/* Whether this thread's hub runs on libev's default loop, the one loop that can watch
+ * child processes (green_run was given NULL). Asked of the hub rather than with libev's
+ * ev_is_default_loop, which reads a variable of libev's that the executable would then
+ * define and export (a copy relocation). */
+bool green__default_loop(void);
+
 /* Park like green__park, but with the enclosing green_timeout scopes lifted for the
  * duration: only `deadline`, a wake or green_kill end it. For clean-up that must still
  * wait after a scope has expired (green_proc_stop reaping a child whose time limit has
@@ -58,16 +65,7 @@ bool green__wake(struct green *g, int code);
  * enclosing scope has already expired, else 0. */
 int green__check(void);
 
-/* A FIFO of parked greenlets (intrusive; waiters live on their greenlets' stacks). */
-typedef struct green__waiter {
-    struct green__waiter *prev, *next;
-    struct green *g;
-    bool linked;
-} green__waiter;
-
-typedef struct green__waitq {
-    green__waiter *head, *tail;
-} green__waitq;
+/* The wait queue's type is green_waitq.h's (public headers embed it). */
 
 /* Park the current greenlet on q until woken, deadline, or kill; unlinks itself
  * afterwards. Returns as green__park. */

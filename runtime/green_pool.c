@@ -32,6 +32,7 @@
  * live on its stack; member_main runs on the member's own stack.
  */
 #include "green_pool.h"
+#include "green_internal.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -26,7 +26,7 @@
 #define WORKERD_GREEN_POOL_H
 
 #include "green.h"
-#include "green_internal.h"
+#include "green_waitq.h"
 
 #include <stddef.h>
 

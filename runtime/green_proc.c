@@ -179,7 +179,7 @@ int green_proc_spawn(green_proc **out, const green_proc_spec *spec) {
     *out = NULL;
     if (loop == NULL)
         return -EPERM;
-    if (!ev_is_default_loop(loop))
+    if (!green__default_loop())
         return -EOPNOTSUPP;
     struct green_proc *p = malloc(sizeof *p);
     if (p == NULL)
@@ -257,7 +257,7 @@ int green_proc_signal(green_proc *p, int sig) {
 static void close_end(struct green_proc *p, int i) {
     if (p->fd[i] < 0)
         return;
-    ev_io_stop(EV_DEFAULT, &p->io[i]);
+    ev_io_stop(ev_default_loop(0), &p->io[i]);
     close(p->fd[i]);
     p->fd[i] = -1;
 }
@@ -368,7 +368,7 @@ static int pump(struct green_proc *p, unsigned ready) {
 
 static void stop_watchers(struct green_proc *p) {
     for (int i = 0; i < 3; i++)
-        ev_io_stop(EV_DEFAULT, &p->io[i]);
+        ev_io_stop(ev_default_loop(0), &p->io[i]);
 }
 
 /* Park until a watcher or the exit wakes the caller, or deadline / a scope / a kill.
@@ -405,7 +405,7 @@ int green_proc_communicate(green_proc *p, const void *in, size_t in_len, size_t 
         for (int i = 0; i < 3; i++) {
             if (p->fd[i] >= 0 && !ev_is_active(&p->io[i])) {
                 ev_io_set(&p->io[i], p->fd[i], i == 0 ? EV_WRITE : EV_READ);
-                ev_io_start(EV_DEFAULT, &p->io[i]);
+                ev_io_start(ev_default_loop(0), &p->io[i]);
             }
         }
         p->ready = 0;
@@ -465,7 +465,7 @@ void green_proc_free(green_proc *p) {
         return;
     /* Every watcher of a green_proc is on the default loop (green_proc_spawn checks), which
      * outlives any hub: stop them there, even when no hub runs any more. */
-    struct ev_loop *loop = EV_DEFAULT;
+    struct ev_loop *loop = ev_default_loop(0);
     if (!p->exited) {
         kill(-p->pid, SIGKILL);
         /* Its exit is still to come: libev's handler reaps it, with nobody to tell. */

@@ -30,6 +30,7 @@
  * yield; put and get run on the calling greenlet's stack and their waiters live there.
  */
 #include "green_sync.h"
+#include "green_internal.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -15,6 +15,7 @@
  * yield; get runs on the waiting greenlet's stack and its waiter record lives there.
  */
 #include "green_sync.h"
+#include "green_internal.h"
 
 #include <stdlib.h>
 #include <string.h>

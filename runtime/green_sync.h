@@ -28,7 +28,7 @@
 #define WORKERD_GREEN_SYNC_H
 
 #include "green.h"
-#include "green_internal.h"
+#include "green_waitq.h"
 
 #include <stdbool.h>
 #include <stddef.h>

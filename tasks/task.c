@@ -28,10 +28,16 @@
 typedef struct entry {
     char *name;
     task_fn fn;
+    const char *owner; /* who registered it (task__registry_begin); NULL: the built-ins */
 } entry;
 
 static entry *entries;
 static size_t n_entries, cap_entries;
+
+/* Who registers now, and the first refusal since (task_internal.h). */
+static const char *owner_now;
+static int refused_err;
+static char refused_name[TASK_NAME_MAX + 1];
 
 /* ---- errors ------------------------------------------------------------------------- */
 
@@ -71,6 +77,15 @@ const char *task_error_text(const task_error *err) {
 void task_error_clear(task_error *err) {
     free(err->long_message);
     err->long_message = NULL;
+}
+
+int task_retry(task_error *err, double seconds, const char *type, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    error_vset(err, type, fmt, ap);
+    va_end(ap);
+    err->retry_in = seconds < 0 ? -1 : seconds;
+    return TASK_ERETRY;
 }
 
 /* ---- time limits -------------------------------------------------------------------- */
@@ -124,7 +139,7 @@ static size_t registry_search(const char *name, bool *found) {
     return lo;
 }
 
-int task_registry_add(const char *name, task_fn fn) {
+static int registry_add(const char *name, task_fn fn) {
     if (name == NULL || fn == NULL || !task__name_valid(name))
         return -EINVAL;
     bool found;
@@ -143,9 +158,36 @@ int task_registry_add(const char *name, task_fn fn) {
     if (copy == NULL)
         return -ENOMEM;
     memmove(entries + at + 1, entries + at, (n_entries - at) * sizeof *entries);
-    entries[at] = (entry){.name = copy, .fn = fn};
+    entries[at] = (entry){.name = copy, .fn = fn, .owner = owner_now};
     n_entries++;
     return 0;
+}
+
+int task_registry_add(const char *name, task_fn fn) {
+    int rc = registry_add(name, fn);
+    if (rc != 0 && refused_err == 0) {
+        refused_err = rc;
+        snprintf(refused_name, sizeof refused_name, "%s", name ? name : "(null)");
+    }
+    return rc;
+}
+
+void task__registry_begin(const char *owner) {
+    owner_now = owner;
+    refused_err = 0;
+    refused_name[0] = '\0';
+}
+
+int task__registry_end(const char **name) {
+    owner_now = NULL;
+    *name = refused_name;
+    return refused_err;
+}
+
+const char *task__registry_owner(const char *name) {
+    bool found;
+    size_t at = registry_search(name, &found);
+    return found ? entries[at].owner : NULL;
 }
 
 task_fn task_registry_find(const char *name) {

@@ -38,6 +38,15 @@
  *                     "TypeError" or "ValueError" and a message naming the task and the
  *                     argument. Retrying cannot help: the daemon dead-letters the message
  *                     and stores a FAILURE result.
+ *       TASK_ERETRY   the task failed in a way that may pass (a 503, a refused
+ *                     connection) and asks to run again later: err->type and
+ *                     err->message say why, as for TASK_EFAIL, and err->retry_in may ask
+ *                     for a delay (task_retry fills all three). While the message has
+ *                     retries left (its "retries" < "max_retries", default 3), the daemon
+ *                     stores a RETRY result and keeps the message (same id, "retries"
+ *                     counted in it) in the scheduled set until the delay has passed:
+ *                     no pool slot is held meanwhile. Without retries left, the FAILURE
+ *                     result of TASK_EFAIL. *result unset.
  *       -ETIMEDOUT    a green_* call returned -ETIMEDOUT (the task's soft time limit,
  *       -ECANCELED    see "time limits" below) or -ECANCELED (the greenlet was killed: its
  *                     hard time limit, a cold shutdown): return it unchanged, after
@@ -68,6 +77,9 @@
  * positive so that they can never be mistaken for an errno. */
 #define TASK_EFAIL 1
 #define TASK_EINVAL 2
+#define TASK_ERETRY 3
+
+struct task_ctx;
 
 /* One invocation; borrowed, valid only during the call (see above). */
 typedef struct task_call {
@@ -77,6 +89,8 @@ typedef struct task_call {
     const json_t *kwargs; /* JSON object, never NULL */
     int retries;          /* how many times this message was retried before (0 first) */
     const bool *soft_lim; /* private to the daemon: read it with task_soft_limit_reached */
+    struct task_ctx *ctx; /* private: the worker behind the call, for task_env.h's calls;
+                             NULL when no worker made the call (a test) */
 } task_call;
 
 /* A failure description, filled by the task. Both strings are NUL-terminated and
@@ -89,6 +103,11 @@ typedef struct task_call {
 typedef struct task_error {
     char type[64];      /* class name: "HTTPError", "TypeError", ... */
     char message[1024]; /* human-readable reason */
+    double retry_in;    /* TASK_ERETRY only: seconds until the next attempt (0: at once),
+                           e.g. from a Retry-After header; capped by the message's
+                           "retry_backoff_max". < 0: the message's backoff, exponential
+                           from "retry_backoff" seconds with full jitter (Celery's
+                           autoretry). The daemon sets it to -1 before every call. */
     char *long_message; /* NULL, or the whole reason when message holds only its start
                            (malloc'd, task_error_set_long; freed by task_error_clear) */
 } task_error;
@@ -116,6 +135,12 @@ const char *task_error_text(const task_error *err);
 
 /* Free long_message and set it to NULL. */
 void task_error_clear(task_error *err);
+
+/* Ask for a retry (TASK_ERETRY): fill err with type, the message and retry_in = seconds
+ * (< 0: the message's backoff); return TASK_ERETRY, so that a task can write
+ * `return task_retry(err, -1, "HTTPError", "503 from %s", url);`. Does not yield. */
+int task_retry(task_error *err, double seconds, const char *type, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* ---- time limits -------------------------------------------------------------------- */
 

@@ -8,7 +8,11 @@
  *                        day) and return seconds as given (1 -> 1, 0.5 -> 0.5). Parks only
  *                        its own greenlet. For tests of time limits, shutdown and scale.
  *   fail(message=...)    fail with type "TaskError" and message (a string; default
- *                        "failed on purpose"). For tests of failure results and retries.
+ *                        "failed on purpose"). For tests of failure results and retries:
+ *                        with retry=true it asks for a retry (TASK_ERETRY) instead, after
+ *                        retry_in seconds (a number, 0 to a day; default the message's
+ *                        backoff); with succeed_after=N it returns N instead (SUCCESS)
+ *                        once the message has been retried N times.
  *
  * They run on a task's greenlet; sleep yields, the others do not.
  */
@@ -63,14 +67,30 @@ static int task_sleep(const task_call *call, json_t **result, task_error *err) {
 }
 
 static int task_fail(const task_call *call, json_t **result, task_error *err) {
-    static const char *const kwargs[] = {"message", NULL};
+    static const char *const kwargs[] = {"message", "retry", "retry_in", "succeed_after", NULL};
     const char *message;
-    (void)result;
+    bool retry;
+    double retry_in;
+    long long succeed_after;
     int rc = task_args_check(call, 1, kwargs, err);
     if (rc == 0)
         rc = task_opt_string(call, 0, "message", "failed on purpose", &message, NULL, err);
+    if (rc == 0)
+        rc = task_opt_bool(call, TASK_ARG_KWONLY, "retry", false, &retry, err);
+    if (rc == 0)
+        rc = task_opt_number(call, TASK_ARG_KWONLY, "retry_in", -1, 0, SLEEP_MAX_SECONDS, &retry_in,
+                             err);
+    if (rc == 0)
+        rc = task_opt_integer(call, TASK_ARG_KWONLY, "succeed_after", -1, 0, 1000000,
+                              &succeed_after, err);
     if (rc != 0)
         return rc;
+    if (succeed_after >= 0 && call->retries >= succeed_after) {
+        *result = json_integer(call->retries);
+        return *result ? 0 : out_of_memory(err);
+    }
+    if (retry)
+        return task_retry(err, retry_in, "TaskError", "%s", message);
     return task_error_set(err, "TaskError", "%s", message);
 }
 

@@ -11,9 +11,9 @@
  *     exit 0, stdout JSON (or empty)   SUCCESS with that value (empty: null)
  *     exit 0, stdout not JSON          FAILURE BadOutput, with the start of stdout
  *     stdout over --exec-max-output    FAILURE BadOutput (the program was killed)
- *     exit 75                          a retry request: FAILURE RetryRequested, saying
- *                                      that this workerd does not retry tasks (retries are
- *                                      not implemented yet; README.md "Task messages")
+ *     exit 75                          a retry request (TASK_ERETRY, the message's backoff),
+ *                                      with the stderr tail; type RetryRequested once the
+ *                                      message has no retries left
  *     other exit, or a signal          FAILURE ExecError: how it ended, the stderr tail
  *     program could not be started     FAILURE ExecError: why
  *
@@ -287,15 +287,19 @@ static void append_text(char *out, size_t size, const char *text, size_t len) {
     out[n] = '\0';
 }
 
-/* ExecError: how the program ended, and the tail of its stderr (longer than a task_error's
- * message holds, hence task_error_set_long). */
-static int exec_error(green_proc *p, task_error *err) {
+/* type, then how the program ended (`end`, or in words from its status when NULL) and the
+ * tail of its stderr: longer than a task_error's message holds, hence task_error_set_long.
+ * Returns TASK_EFAIL. */
+static int ended(green_proc *p, const char *type, const char *end, task_error *err) {
     size_t len, total, size = GREEN_PROC_ERR_TAIL + 128;
     const char *tail = green_proc_stderr(p, &len, &total);
     char *text = malloc(size); /* not on the stack: a greenlet's pages stay committed */
     if (text == NULL)
         return task_error_set(err, "MemoryError", "out of memory");
-    describe_end(green_proc_status(p), text, size);
+    if (end)
+        snprintf(text, size, "%s", end);
+    else
+        describe_end(green_proc_status(p), text, size);
     size_t n = strlen(text);
     if (total == 0)
         snprintf(text + n, size - n, "; nothing on stderr");
@@ -311,7 +315,7 @@ static int exec_error(green_proc *p, task_error *err) {
     if (len > 0 && tail[len - 1] == '\n')
         len--;
     append_text(text, size, tail, len);
-    int rc = task_error_set_long(err, "ExecError", text);
+    int rc = task_error_set_long(err, type, text);
     free(text);
     return rc;
 }
@@ -351,14 +355,16 @@ static int outcome(green_proc *p, bool soft, json_t **result, task_error *err) {
     int status = green_proc_status(p);
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
         return parse_result(p, result, err);
-    if (WIFEXITED(status) && WEXITSTATUS(status) == TASK_EXEC_RETRY_STATUS)
-        return task_error_set(err, "RetryRequested",
-                              "the program asked for a retry (exit status %d), but this worker "
-                              "does not retry tasks yet",
-                              TASK_EXEC_RETRY_STATUS);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == TASK_EXEC_RETRY_STATUS) {
+        /* TASK_ERETRY with the message's own backoff; RetryRequested names the failure
+         * once the retries have run out. */
+        int rc = ended(p, "RetryRequested", "asked for a retry (exit status 75)", err);
+        err->retry_in = -1;
+        return rc == TASK_EFAIL ? TASK_ERETRY : rc;
+    }
     if (soft)
         return -ETIMEDOUT;
-    return exec_error(p, err);
+    return ended(p, "ExecError", NULL, err);
 }
 
 static int exec_run(const task_call *call, json_t **result, task_error *err) {

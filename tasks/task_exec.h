@@ -16,7 +16,9 @@
  *     larger than --exec-max-output (the program is then killed at once), is a FAILURE
  *     "BadOutput"; stderr is ignored.
  *   - Exit status TASK_EXEC_RETRY_STATUS (75, sysexits' EX_TEMPFAIL): the program asks
- *     for the task to be tried again later (see task_exec.c for what workerd does).
+ *     for the task to be tried again later: a retry (TASK_ERETRY, task.h) after the
+ *     message's backoff while it has retries left, then a FAILURE "RetryRequested"; the
+ *     message says so and carries the stderr tail, as for ExecError.
  *   - Any other status, or death by a signal: FAILURE "ExecError", whose message says how
  *     it ended and carries the last 4 KiB of its stderr.
  *   - The task ends when the program exits: whatever it left running in its process group

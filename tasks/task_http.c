@@ -4,7 +4,7 @@
  * others run.
  *
  *   http.get(url, headers={}, timeout=30, follow_redirects=true, max_redirects=5,
- *            max_size=10 MiB, raise_for_status=false)
+ *            max_size=10 MiB, raise_for_status=false, retry_on=[], retry_on_errors=false)
  *   http.request(method, url, body=None, ...the same keyword arguments)
  *
  * Result, like requests' Response: {"status": 200, "headers": {"content-type": "..."},
@@ -16,7 +16,9 @@
  * redirects, body or headers too large, unsupported protocol) are TASK_EFAIL "HTTPError"
  * with curl's reason; the request's own timeout (curl's clock, CURLOPT_TIMEOUT_MS) is
  * TASK_EFAIL "Timeout"; an enclosing time limit or a kill (-ETIMEDOUT / -ECANCELED from
- * green_http_perform) is returned as is.
+ * green_http_perform) is returned as is. With retry_on and retry_on_errors, a listed
+ * status or a failure that may pass asks for a retry instead (TASK_ERETRY, with the delay
+ * of a Retry-After header: task_http_retry.h).
  *
  * Limits: every size and time a message may ask for is capped by task_http_limits, so a
  * message cannot make the worker hold a gigabyte or a connection for a week. The result's
@@ -63,9 +65,11 @@
 #include "task_http_methods.h"
 #include "task_http_policy.h"
 #include "task_http_redact.h"
+#include "task_http_retry.h"
 #include "task_internal.h"
 
 #include "green.h"
+#include "green_check.h"
 #include "green_http.h"
 
 #include <arpa/inet.h>
@@ -127,6 +131,8 @@ typedef struct request {
     long long max_redirects;
     long long max_size;
     bool raise_for_status;
+    const json_t *retry_on; /* status codes that ask for a retry; NULL: none */
+    bool retry_on_errors;   /* transport failures that may pass ask for one too */
 } request;
 
 /* A growable byte buffer, appended to from the hub stack. */
@@ -568,6 +574,11 @@ static int perform(const task_call *call, const request *req, json_t **result, t
                             strerror(-rc));
     } else if (res != CURLE_OK) {
         rc = transport_error(call, res, &t, req, errbuf, err);
+        /* Not when the policy refused: that would fail the same way again. */
+        if (rc == TASK_EFAIL && req->retry_on_errors && !t.refused && task__http_retry_error(res)) {
+            err->retry_in = -1; /* the message's backoff */
+            rc = TASK_ERETRY;
+        }
     } else {
         long status = 0;
         curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
@@ -579,7 +590,10 @@ static int perform(const task_call *call, const request *req, json_t **result, t
         size_t base64 = (t.body.len + 2) / 3 * 4;
         bool as_text = escaped <= base64 + BODY_TEXT_SLACK;
         size_t body_json = as_text ? escaped : base64;
-        if (req->raise_for_status && status >= 400) {
+        if (task__http_retry_status(req->retry_on, status)) {
+            double wait = task__http_retry_after(t.headers.data, t.headers.len, green_wallclock());
+            rc = task_retry(err, wait, "HTTPError", "HTTP %ld", status);
+        } else if (req->raise_for_status && status >= 400) {
             rc = task_error_set(err, "HTTPError", "HTTP %ld", status);
         } else if (limits.max_result > 0 && body_json > limits.max_result) {
             /* Not worth building: the result could not be stored. */
@@ -598,7 +612,7 @@ static int perform(const task_call *call, const request *req, json_t **result, t
     free(t.body.data);
     free(t.headers.data);
     /* curl's reasons rarely quote a URL, but one that does must not quote a password. */
-    if (rc == TASK_EFAIL)
+    if (rc == TASK_EFAIL || rc == TASK_ERETRY)
         task__redact_in_place(err->message, sizeof err->message);
     return rc;
 }
@@ -631,13 +645,15 @@ static int common_args(const task_call *call, size_t url_index, request *req, ta
     if (rc == 0)
         rc = task_opt_bool(call, TASK_ARG_KWONLY, "raise_for_status", false, &req->raise_for_status,
                            err);
+    if (rc == 0)
+        rc = task__http_retry_args(call, &req->retry_on, &req->retry_on_errors, err);
     return rc;
 }
 
 static int task_http_get(const task_call *call, json_t **result, task_error *err) {
     static const char *const kwargs[] = {
-        "url",           "headers",  "timeout",          "follow_redirects",
-        "max_redirects", "max_size", "raise_for_status", NULL};
+        "url",      "headers",          "timeout",  "follow_redirects", "max_redirects",
+        "max_size", "raise_for_status", "retry_on", "retry_on_errors",  NULL};
     request req = {.method = "GET"};
     int rc = task_args_check(call, 1, kwargs, err);
     if (rc == 0)
@@ -648,9 +664,18 @@ static int task_http_get(const task_call *call, json_t **result, task_error *err
 }
 
 static int task_http_request(const task_call *call, json_t **result, task_error *err) {
-    static const char *const kwargs[] = {
-        "method",           "url",           "body",     "headers",          "timeout",
-        "follow_redirects", "max_redirects", "max_size", "raise_for_status", NULL};
+    static const char *const kwargs[] = {"method",
+                                         "url",
+                                         "body",
+                                         "headers",
+                                         "timeout",
+                                         "follow_redirects",
+                                         "max_redirects",
+                                         "max_size",
+                                         "raise_for_status",
+                                         "retry_on",
+                                         "retry_on_errors",
+                                         NULL};
     request req = {0};
     const char *method;
     int rc = task_args_check(call, 2, kwargs, err);

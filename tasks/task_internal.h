@@ -55,4 +55,18 @@ json_t *task__text(const char *s, size_t len);
  * a repeated header's values are joined with ", ", folded lines with " ". */
 json_t *task__headers_object(const char *raw, size_t len);
 
+/* ---- who registered a task (task.c), for the plugin loader's messages ---------------- */
+
+/* From now on, tasks registered are owner's (a string that outlives the registry; NULL:
+ * the built-in tasks), and the first refusal of task_registry_add is remembered. */
+void task__registry_begin(const char *owner);
+
+/* Stop: the first refusal since task__registry_begin, as task_registry_add's error (0 if
+ * none), and the name it was given in *name (a static buffer, cut to 128 bytes). */
+int task__registry_end(const char **name);
+
+/* Who registered name: the owner given to task__registry_begin, or NULL (the built-in
+ * tasks, or no such task). */
+const char *task__registry_owner(const char *name);
+
 #endif

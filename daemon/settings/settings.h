@@ -66,12 +66,14 @@ enum settings_id {
     SETTINGS_PROCESSES,
     SETTINGS_MAX_TASKS_PER_CHILD,
     SETTINGS_MAX_MEMORY_PER_CHILD,
+    SETTINGS_LOAD,
     SETTINGS_EXEC_TASK,
     SETTINGS_EXEC_ENV,
     SETTINGS_EXEC_MAX_OUTPUT,
     SETTINGS_CONFIG,
     SETTINGS_HELP,
     SETTINGS_VERSION,
+    SETTINGS_LIST_TASKS,
     SETTINGS_COUNT
 };
 
@@ -97,10 +99,12 @@ enum settings_kind {
     SETTINGS_KIND_CHECKED,  /* text checked by the program's settings_check_fn */
     SETTINGS_KIND_LIST,     /* entries separated by commas, "\," for a comma inside one and
                                "\\" for a backslash, none empty, each checked by the
-                               program's settings_check_fn: items, nitems. On a command line
-                               the option may be repeated: the values add up */
+                               program's settings_check_fn: items, nitems */
+    SETTINGS_KIND_PATHS,    /* file paths, comma-separated, blanks around each dropped, none
+                               empty, none twice: items, nitems */
     SETTINGS_KIND_FILE,     /* the config file: text, its path */
-    SETTINGS_KIND_ACTION,   /* --help, --version: no value; the program acts on them */
+    SETTINGS_KIND_ACTION,   /* --help, --version, --list-tasks: no value; the program acts
+                               on them */
 };
 
 /* What a changed value needs on SIGHUP. Every option with a value is one or the other. */
@@ -123,6 +127,9 @@ struct settings_opt {
     const char *arg;     /* the value's placeholder in the help; NULL for a flag or action */
     const char *deflt;   /* the default as text, checked like any other value; NULL: none */
     bool deflt_in_words; /* the help says the default in words rather than showing deflt */
+    bool repeat;         /* a list the command line may give more than once: the values
+                            join, in order, as one comma list (--load a.so --load b.so is
+                            --load a.so,b.so); a higher layer still replaces a lower one */
     enum settings_kind kind;
     enum settings_apply apply;
     long lo, hi;                           /* NUMBER, SIZE: the accepted range */
@@ -141,7 +148,7 @@ struct settings_value {
     long num;       /* NUMBER, SIZE; FLAG: 1 or 0; LISTEN: the port */
     char *text;     /* CHOICE, URL, PREFIX, HOSTNAME, CHECKED, FILE; LISTEN: the address */
     char *redacted; /* URL: text with its password replaced by *** (for logs) */
-    char **items;   /* QUEUES: the names in order; LIST: the entries, unescaped */
+    char **items;   /* QUEUES, PATHS: the entries in order; LIST: unescaped */
     size_t nitems;
 };
 
@@ -160,7 +167,8 @@ typedef int (*settings_check_fn)(enum settings_id id, const char *value, char *w
 struct settings_sources {
     const char *program;             /* "workerd", "workerctl": the first word of messages */
     const char *cli[SETTINGS_COUNT]; /* the command line's values by id, or NULL; "on" for a
-                                        flag given; cli[SETTINGS_CONFIG] names the file */
+                                        flag or action given; cli[SETTINGS_CONFIG] names the
+                                        file; a repeat option's values joined with ',' */
     settings_getenv_fn getenv_fn;    /* NULL: no environment */
     settings_set uses;               /* the options the program reads; a config-file key of
                                         another option is skipped, unchecked */

@@ -199,8 +199,17 @@ const struct settings_opt settings_opts[SETTINGS_COUNT] = {
          .kind = SETTINGS_KIND_NUMBER, .apply = SETTINGS_RESTART, .lo = 0, .hi = 1L << 30,
          .help = "A worker process whose resident memory exceeds KIB kibibytes after a task\n"
                  "is replaced the same way. 0: no limit."},
+    [SETTINGS_LOAD] =
+        {"load", 0, "WORKERD_LOAD", "PLUGIN.so", NULL, .repeat = true,
+         .kind = SETTINGS_KIND_PATHS, .apply = SETTINGS_RESTART,
+         .help = "Load a task plugin (a shared object built against workerd's SDK; see\n"
+                 "README.md) at start-up, before any worker starts; its tasks join the\n"
+                 "built-in ones. Give it once per plugin, or a comma list; a path without a\n"
+                 "'/' is taken in the working directory. A plugin that cannot be loaded stops\n"
+                 "the start with exit code 2. Default: none."},
     [SETTINGS_EXEC_TASK] =
-        {"exec-task", 0, "WORKERD_EXEC_TASK", "NAME=PATH", NULL, .kind = SETTINGS_KIND_LIST,
+        {"exec-task", 0, "WORKERD_EXEC_TASK", "NAME=PATH", NULL, .repeat = true,
+         .kind = SETTINGS_KIND_LIST,
          .apply = SETTINGS_RESTART,
          .help = "Register task NAME, run by the program at PATH (absolute and executable; no\n"
                  "shell): it reads the message as JSON on stdin and prints its result as JSON\n"
@@ -208,7 +217,8 @@ const struct settings_opt settings_opts[SETTINGS_COUNT] = {
                  "option for more tasks, or separate entries with commas (\\, for a comma in\n"
                  "a path)."},
     [SETTINGS_EXEC_ENV] =
-        {"exec-env", 0, "WORKERD_EXEC_ENV", "KEY=VALUE", NULL, .kind = SETTINGS_KIND_LIST,
+        {"exec-env", 0, "WORKERD_EXEC_ENV", "KEY=VALUE", NULL, .repeat = true,
+         .kind = SETTINGS_KIND_LIST,
          .apply = SETTINGS_RESTART,
          .help = "Add KEY=VALUE to the environment of --exec-task programs, which otherwise\n"
                  "is PATH=/usr/local/bin:/usr/bin:/bin, LANG=C.UTF-8 and workerd's HOME (a\n"
@@ -228,5 +238,8 @@ const struct settings_opt settings_opts[SETTINGS_COUNT] = {
                        .help = "Print this help and exit."},
     [SETTINGS_VERSION] = {"version", 'V', NULL, NULL, NULL, .kind = SETTINGS_KIND_ACTION,
                           .help = "Print the version and exit."},
+    [SETTINGS_LIST_TASKS] = {"list-tasks", 0, NULL, NULL, NULL, .kind = SETTINGS_KIND_ACTION,
+                             .help = "Print the name of every task this worker would run (the built-in\n"
+                                     "ones and those of the --load plugins), one per line, and exit."},
 };
 /* clang-format on */

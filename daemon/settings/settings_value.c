@@ -147,10 +147,17 @@ static int set_prefix(struct settings__load *l, const char *name, const char *va
     return store_text(l, name, v, value);
 }
 
-/* Queue names, comma-separated; blanks around a name are dropped, as in Celery's
- * "-Q a, b". */
-static int set_queues(struct settings__load *l, const char *name, const char *value,
-                      struct settings_value *v) {
+/* What a list's entries are called in its messages, and the check of one entry. */
+struct list_kind {
+    const char *empty;                       /* "empty <empty> in '...'" */
+    const char *noun;                        /* "<noun> '...' is listed twice" */
+    const char *(*check)(const char *entry); /* NULL, or why the entry is refused */
+};
+
+/* A comma list, as in Celery's "-Q a, b": blanks around an entry are dropped; an empty
+ * entry, or one listed twice, is an error. */
+static int set_list(struct settings__load *l, const struct list_kind *k, const char *name,
+                    const char *value, struct settings_value *v) {
     struct settings_value fresh = {0};
     size_t n = 1;
     for (const char *p = value; *p; p++)
@@ -164,24 +171,24 @@ static int set_queues(struct settings__load *l, const char *name, const char *va
             q++;
         while (e > q && isspace((unsigned char)e[-1]))
             e--;
-        char *queue = strndup(q, (size_t)(e - q));
-        if (queue == NULL) {
+        char *entry = strndup(q, (size_t)(e - q));
+        if (entry == NULL) {
             settings__fail(l, "%s: out of memory", name);
             goto fail;
         }
-        fresh.items[fresh.nitems++] = queue;
-        if (*queue == '\0') {
-            settings__fail(l, "%s: empty queue name in '%s'", name, value);
+        fresh.items[fresh.nitems++] = entry;
+        if (*entry == '\0') {
+            settings__fail(l, "%s: empty %s in '%s'", name, k->empty, value);
             goto fail;
         }
-        const char *why = broker_check_queue_name(queue);
+        const char *why = k->check ? k->check(entry) : NULL;
         if (why != NULL) {
             settings__fail(l, "%s: %s", name, why);
             goto fail;
         }
         for (size_t i = 0; i + 1 < fresh.nitems; i++) {
-            if (strcmp(fresh.items[i], queue) == 0) {
-                settings__fail(l, "%s: queue '%s' is listed twice", name, queue);
+            if (strcmp(fresh.items[i], entry) == 0) {
+                settings__fail(l, "%s: %s '%s' is listed twice", name, k->noun, entry);
                 goto fail;
             }
         }
@@ -194,6 +201,13 @@ fail:
     settings__value_free(&fresh);
     return -1;
 }
+
+/* Queue names: the broker's check decides, and its sentence is the message. */
+static const struct list_kind queue_list = {"queue name", "queue", broker_check_queue_name};
+
+/* Plugin paths: anything but an empty entry; whether the file loads is the program's to
+ * find out (and say) when it loads it. */
+static const struct list_kind path_list = {"path", "path", NULL};
 
 /* Names used in logs and the worker id: no blanks or control characters. */
 static int check_blanks(struct settings__load *l, const char *name, const char *what,
@@ -292,8 +306,8 @@ static int set_checked(struct settings__load *l, enum settings_id id, const char
 /* Entries separated by commas, unescaped ("\," is a comma, "\\" a backslash; any other
  * backslash is kept as written), none empty, each checked by the program. A comma is the
  * separator the other lists use; the escape lets a path or a value hold one anyway. */
-static int set_list(struct settings__load *l, enum settings_id id, const char *name,
-                    const char *value, struct settings_value *v) {
+static int set_entries(struct settings__load *l, enum settings_id id, const char *name,
+                       const char *value, struct settings_value *v) {
     struct settings_value fresh = {0};
     size_t n = 1, len = strlen(value);
     char why[384];
@@ -360,7 +374,9 @@ int settings__set(struct settings__load *l, enum settings_id id, const char *nam
     case SETTINGS_KIND_PREFIX:
         return set_prefix(l, name, value, v);
     case SETTINGS_KIND_QUEUES:
-        return set_queues(l, name, value, v);
+        return set_list(l, &queue_list, name, value, v);
+    case SETTINGS_KIND_PATHS:
+        return set_list(l, &path_list, name, value, v);
     case SETTINGS_KIND_HOSTNAME:
         return set_hostname(l, name, value, v);
     case SETTINGS_KIND_LISTEN:
@@ -368,7 +384,7 @@ int settings__set(struct settings__load *l, enum settings_id id, const char *nam
     case SETTINGS_KIND_CHECKED:
         return set_checked(l, id, name, value, v);
     case SETTINGS_KIND_LIST:
-        return set_list(l, id, name, value, v);
+        return set_entries(l, id, name, value, v);
     case SETTINGS_KIND_FILE:
         return store_text(l, name, v, value);
     case SETTINGS_KIND_ACTION:

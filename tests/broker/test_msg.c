@@ -62,7 +62,7 @@ TEST(every_field_is_read) {
     ASSERT_EQ(m.retries, 2);
     ASSERT_EQ(m.max_retries, 7);
     ASSERT_EQ(m.redelivered, 1);
-    ASSERT(m.eta == 2000.5 && m.expires == 3000);
+    ASSERT(m.eta == 2000.5 && m.expires == 4000); /* 3000 s from now: relative */
     ASSERT(m.time_limit == 30 && m.soft_time_limit == 20.5);
     ASSERT(m.ignore_result);
     ASSERT(json_is_array(json_object_get(m.root, "chain"))); /* unknown fields are kept */

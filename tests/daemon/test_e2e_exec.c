@@ -208,7 +208,8 @@ TEST(exec_results_of_success_failure_bad_output_and_retry_reach_redis) {
     e2e_push(x.e.c, "default", "{\"id\":\"a-1\",\"task\":\"add_py\",\"args\":[1,2,39]}");
     e2e_push(x.e.c, "default", "{\"id\":\"f-1\",\"task\":\"fail_sh\",\"args\":[\"x\"]}");
     e2e_push(x.e.c, "default", "{\"id\":\"b-1\",\"task\":\"bad_sh\"}");
-    e2e_push(x.e.c, "default", "{\"id\":\"r-1\",\"task\":\"retry_sh\"}");
+    e2e_push(x.e.c, "default",
+             "{\"id\":\"r-1\",\"task\":\"retry_sh\",\"max_retries\":2,\"retry_backoff\":0.01}");
     e2e_push(x.e.c, "default", "{\"id\":\"c-1\",\"task\":\"chatty_sh\"}");
 
     json_t *res = must_result(&x, "a-1", TEST_NEVER);
@@ -229,8 +230,13 @@ TEST(exec_results_of_success_failure_bad_output_and_retry_reach_redis) {
     res = must_result(&x, "b-1", TEST_NEVER);
     ASSERT_STREQ(e2e_jstr(json_object_get(res, "error"), "type"), "BadOutput");
     json_decref(res);
-    res = must_result(&x, "r-1", TEST_NEVER);
+    /* Exit 75 is a retry request: the message runs again after its backoff, twice, and
+     * then fails with the program's reason. */
+    res = e2e_wait_result(x.e.c, "r-1", "FAILURE", TEST_NEVER);
+    ASSERT(res != NULL);
     ASSERT_STREQ(e2e_jstr(json_object_get(res, "error"), "type"), "RetryRequested");
+    ASSERT_STREQ(e2e_jerror(res), "asked for a retry (exit status 75); nothing on stderr");
+    ASSERT_EQ(e2e_jnum(res, "retries"), 2);
     json_decref(res);
     /* The whole stderr tail, 4 KiB, not the 1 KiB a task_error's message holds. */
     res = must_result(&x, "c-1", TEST_NEVER);

@@ -98,7 +98,9 @@ TEST(expired_message_is_revoked_not_run) {
     e2e_env e;
     e2e_env_start(&e);
     E2E_START_READY(&e.w, e.redis.port);
-    e2e_push(e.c, "default", "{\"id\":\"ex-1\",\"task\":\"sleep\",\"args\":[60],\"expires\":1000}");
+    /* A Unix time long past (a number below 10^9 would be seconds from now). */
+    e2e_push(e.c, "default",
+             "{\"id\":\"ex-1\",\"task\":\"sleep\",\"args\":[60],\"expires\":1000000000}");
     double t0 = test_now();
     json_t *res = e2e_must_result(&e, "ex-1");
     ASSERT_RANGE(test_now() - t0, 0, TEST_SOON); /* not slept */

@@ -5,7 +5,9 @@
  *
  *   - SIGKILL: a random worker of three is killed every second or so under load and a
  *     replacement started; the dead workers' in-flight messages come back through
- *     recovery once their heartbeat (TTL 3 s) expires.
+ *     recovery once their heartbeat (TTL 3 s) expires. Retries and countdowns are in the
+ *     mix: tasks that ask for a retry and pass on the next attempt, and messages that
+ *     wait in the scheduled set for up to 3 s, whoever is killed meanwhile.
  *   - SIGSTOP: a worker holding sleep tasks is frozen past its heartbeat TTL; another
  *     worker recovers and runs its tasks; when it wakes, its late acks are refused (it
  *     logs that it was presumed dead) and the results stay those of the other worker.
@@ -42,6 +44,24 @@ static void push_sleep(redisContext *c, const char *id, double seconds) {
     e2e_push_task(c, "default", id, "sleep", args);
 }
 
+/* A task that asks for a retry (after 0.1 to 1 s) and passes on its first retry. */
+static void push_retry(redisContext *c, const char *id) {
+    char msg[256];
+    snprintf(msg, sizeof msg,
+             "{\"id\":\"%s\",\"task\":\"fail\",\"kwargs\":{\"retry\":true,\"retry_in\":%.3f,"
+             "\"succeed_after\":1}}",
+             id, uniform(0.1, 1.0));
+    e2e_push(c, "default", msg);
+}
+
+/* An echo that waits 0.2 to 3 s in the scheduled set first. */
+static void push_countdown(redisContext *c, const char *id) {
+    char msg[256];
+    snprintf(msg, sizeof msg, "{\"id\":\"%s\",\"task\":\"echo\",\"countdown\":%.3f}", id,
+             uniform(0.2, 3.0));
+    e2e_push(c, "default", msg);
+}
+
 static void expect_exit(e2e_worker *w, int want, double timeout) {
     int code = e2e_worker_wait(w, timeout);
     if (code != want)
@@ -49,7 +69,7 @@ static void expect_exit(e2e_worker *w, int want, double timeout) {
     ASSERT_EQ(code, want);
 }
 
-enum { KILL_N = 600, KILL_WORKERS = 3, KILLS = 5 };
+enum { KILL_N = 600, KILL_RETRY = 100, KILL_COUNTDOWN = 100, KILL_WORKERS = 3, KILLS = 5 };
 
 TEST(random_sigkills_under_load_lose_nothing) {
     seed_random();
@@ -58,10 +78,19 @@ TEST(random_sigkills_under_load_lose_nothing) {
     redisContext *c = e2e_redis(r.port);
     books *b = books_new();
     books_ids(b, "f-", 1, KILL_N, "SUCCESS");
+    books_ids(b, "fr-", 1, KILL_RETRY, "SUCCESS");
+    books_ids(b, "fc-", 1, KILL_COUNTDOWN, "SUCCESS");
     for (int i = 1; i <= KILL_N; i++) {
         char id[32];
         snprintf(id, sizeof id, "f-%d", i);
         push_sleep(c, id, uniform(0.1, 0.5));
+        /* Retries and countdowns spread among the sleeps. */
+        if (i % 6 == 0) {
+            snprintf(id, sizeof id, "fr-%d", i / 6);
+            push_retry(c, id);
+            snprintf(id, sizeof id, "fc-%d", i / 6);
+            push_countdown(c, id);
+        }
     }
 
     /* Slots 0..2 are the first workers; each kill starts a replacement in the next. */
@@ -104,6 +133,14 @@ TEST(random_sigkills_under_load_lose_nothing) {
     books_check(b, c);
     /* The kills hit running tasks (each worker had 10 in flight): some ran twice. */
     ASSERT(books_get_totals(b).duplicates > 0);
+    /* Every retrying task passed on its first retry, whatever died meanwhile. */
+    for (int i = 1; i <= KILL_RETRY; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "fr-%d", i);
+        json_t *res = e2e_result(c, id);
+        ASSERT_EQ(e2e_jnum(res, "retries"), 1);
+        json_decref(res);
+    }
     books_free(b);
     for (int i = 0; i < started; i++)
         e2e_worker_stop(&w[i]);

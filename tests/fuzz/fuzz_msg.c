@@ -30,6 +30,7 @@
 #include "broker_msg.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -165,6 +166,27 @@ static void check_round_trip(const broker_msg *m, const broker_limits *lim) {
     CHECK(again.soft_time_limit == m->soft_time_limit);
     CHECK(again.ignore_result == m->ignore_result);
     CHECK(json_equal(again.root, m->root));
+    broker_msg_free(&again);
+    free(text);
+
+    /* The copy kept in the scheduled set: the same message, due at the eta given, with
+     * the retries given and every relative time made absolute, whenever it is read. */
+    size_t len = 0;
+    double eta = NOW + 1.5;
+    int retries = m->retries < INT_MAX ? m->retries + 1 : m->retries;
+    text = broker_msg_encode_scheduled(m, eta, retries, &len);
+    CHECK(text != NULL && len == strlen(text));
+    relaxed.max_message_bytes = len + 1;
+    rc = broker_msg_parse(text, len, &relaxed, NOW + 100, &again, &err);
+    if (rc != 0)
+        fprintf(stderr, "scheduled copy rejected: %s\n%s\n", err.reason, text);
+    CHECK(rc == 0);
+    CHECK(strcmp(again.id, m->id) == 0 && strcmp(again.task, m->task) == 0);
+    CHECK(again.eta == eta && again.countdown == 0 && again.expires == m->expires);
+    CHECK(again.retries == retries);
+    CHECK(again.max_retries == m->max_retries && again.retry_jitter == m->retry_jitter);
+    CHECK(again.retry_backoff == m->retry_backoff);
+    CHECK(again.retry_backoff_max == m->retry_backoff_max);
     broker_msg_free(&again);
     free(text);
 }

@@ -11,12 +11,14 @@
  *   books: tasks N, executions E, faults F, lost L, duplicates D (explained X)
  *
  * and ASSERTs lost == 0, wrong == 0 (a result with another status than expected),
- * D == X, and that no message is left in a queue, an in-flight hash, a landing list or
- * (unless expected) the dead-letter list.
+ * D == X, and that no message is left in a queue, an in-flight hash, a landing list, the
+ * scheduled set or (unless expected) the dead-letter list. A final result is anything
+ * but STARTED and RETRY (a retry still waits in the scheduled set).
  *
  * Executions are counted from the workers' debug logs (-l debug): each run of a task logs
- * exactly one line "[task <id>] <task> started (tag <n>)", with one write(2) before the
- * task runs, so a SIGKILLed worker's runs are in its log too. An id that ran E times has
+ * exactly one line "[task <id>] <task> started (tag <n>)", or "(tag <n>, retry <k>)" for
+ * its k-th retry, with one write(2) before the task runs, so a SIGKILLed worker's runs are
+ * in its log too. Each retry is an attempt of its own: an attempt that ran E times has
  * E - 1 duplicates; they are explained by as many of its runs being "faulted":
  *   - started on a worker that was SIGKILLed, before the kill (its result died with it);
  *   - started on a worker that was SIGSTOPped, before it was continued (presumed dead

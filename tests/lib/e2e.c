@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <sys/prctl.h>
@@ -245,8 +246,8 @@ long long e2e_int(redisContext *c, const char *fmt, ...) {
     if (r->type == REDIS_REPLY_INTEGER)
         v = r->integer;
     else if (r->type != REDIS_REPLY_NIL)
-        test__fail(__FILE__, __LINE__, "redis command \"%s\": reply type %d, not an integer",
-                   fmt, r->type);
+        test__fail(__FILE__, __LINE__, "redis command \"%s\": reply type %d, not an integer", fmt,
+                   r->type);
     freeReplyObject(r);
     return v;
 }
@@ -277,7 +278,8 @@ json_t *e2e_wait_result(redisContext *c, const char *id, const char *status, dou
     for (;;) {
         json_t *doc = e2e_result(c, id);
         const char *st = e2e_jstr(doc, "status");
-        if (st && (status ? strcmp(st, status) == 0 : strcmp(st, "STARTED") != 0))
+        if (st && (status ? strcmp(st, status) == 0
+                          : strcmp(st, "STARTED") != 0 && strcmp(st, "RETRY") != 0))
             return doc;
         json_decref(doc);
         if (test_now() > deadline)
@@ -327,6 +329,52 @@ long long e2e_command_calls(redisContext *c, const char *command) {
     long long n = p ? atoll(p + strlen(needle)) : 0;
     freeReplyObject(r);
     return n;
+}
+
+double e2e_redis_time(redisContext *c) {
+    redisReply *r = cmd(c, "TIME");
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2)
+        test__fail(__FILE__, __LINE__, "TIME: reply type %d", r->type);
+    double t = atof(r->element[0]->str) + atof(r->element[1]->str) / 1e6;
+    freeReplyObject(r);
+    return t;
+}
+
+redisContext *e2e_subscribe(int port, const char *channel) {
+    redisContext *c = e2e_redis(port);
+    redisReply *r = redisCommand(c, "SUBSCRIBE %s", channel);
+    if (!r || r->type != REDIS_REPLY_ARRAY)
+        test__fail(__FILE__, __LINE__, "SUBSCRIBE %s failed", channel);
+    freeReplyObject(r);
+    return c;
+}
+
+json_t *e2e_next_published(redisContext *sub, double timeout) {
+    double deadline = test_now() + timeout;
+    for (;;) {
+        /* What is buffered first; then wait for the socket, so that no read times out
+         * (a timed-out read leaves a hiredis context failed). */
+        void *reply = NULL;
+        if (redisReaderGetReply(sub->reader, &reply) != REDIS_OK)
+            test__fail(__FILE__, __LINE__, "reading the subscription: protocol error");
+        if (reply == NULL) {
+            double left = deadline - test_now();
+            if (left <= 0)
+                return NULL;
+            struct pollfd p = {.fd = sub->fd, .events = POLLIN};
+            if (poll(&p, 1, (int)(left * 1000) + 1) > 0 && redisBufferRead(sub) != REDIS_OK)
+                test__fail(__FILE__, __LINE__, "reading the subscription: %s", sub->errstr);
+            continue;
+        }
+        redisReply *r = reply;
+        json_t *doc = NULL;
+        if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+            strcmp(r->element[0]->str, "message") == 0)
+            doc = json_loadb(r->element[2]->str, r->element[2]->len, 0, NULL);
+        freeReplyObject(r);
+        if (doc)
+            return doc;
+    }
 }
 
 /* ---- JSON ------------------------------------------------------------------------------- */

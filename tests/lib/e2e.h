@@ -28,10 +28,10 @@
 
 /* A workerd child process. */
 typedef struct e2e_worker {
-    pid_t pid;    /* 0 once reaped */
-    int status;   /* e2e_worker_wait's result once reaped */
-    char *dir;    /* private directory holding the log */
-    char *log;    /* the log file: the worker's stdout and stderr */
+    pid_t pid;  /* 0 once reaped */
+    int status; /* e2e_worker_wait's result once reaped */
+    char *dir;  /* private directory holding the log */
+    char *log;  /* the log file: the worker's stdout and stderr */
 } e2e_worker;
 
 /* Start WORKERD_BIN with "-b redis://127.0.0.1:<port>/0" (omitted when port is 0), then
@@ -45,10 +45,10 @@ void e2e__worker_startl(const char *bin, e2e_worker *w, int port, ...);
 #define E2E_START(w, ...) e2e__worker_startl(WORKERD_BIN, (w), __VA_ARGS__, (const char *)NULL)
 
 /* The same, then wait until it logs "ready: consuming" (ASSERTs within 10 s). */
-#define E2E_START_READY(w, ...)                                                               \
-    do {                                                                                      \
-        E2E_START(w, __VA_ARGS__);                                                            \
-        e2e_wait_ready(w);                                                                    \
+#define E2E_START_READY(w, ...)                                                                    \
+    do {                                                                                           \
+        E2E_START(w, __VA_ARGS__);                                                                 \
+        e2e_wait_ready(w);                                                                         \
     } while (0)
 void e2e_wait_ready(e2e_worker *w);
 
@@ -102,9 +102,9 @@ char *e2e_get(redisContext *c, const char *key);
 /* The result document of task id (workerd:result:<id>) parsed, or NULL when absent. */
 json_t *e2e_result(redisContext *c, const char *id);
 
-/* Poll the result every 10 ms until it exists with a final status (anything but STARTED;
- * or exactly `status` when not NULL), for up to timeout seconds. Returns it (decref it),
- * or NULL on timeout. */
+/* Poll the result every 10 ms until it exists with a final status (anything but STARTED
+ * and RETRY; or exactly `status` when not NULL), for up to timeout seconds. Returns it
+ * (decref it), or NULL on timeout. */
 json_t *e2e_wait_result(redisContext *c, const char *id, const char *status, double timeout);
 
 /* The entries of workerd:dead, parsed, newest first: a JSON array (decref it). */
@@ -120,6 +120,18 @@ long long e2e_count_keys(redisContext *c, const char *pattern);
  * from INFO commandstats: lets a test wait until another process has made a call. */
 long long e2e_command_calls(redisContext *c, const char *command);
 
+/* The Redis server's clock (TIME), unix seconds. */
+double e2e_redis_time(redisContext *c);
+
+/* A new connection to 127.0.0.1:port subscribed to channel (a result's channel is its
+ * key, workerd:result:<id>): every result the worker stores for that id comes in order,
+ * RETRY ones too. Free with redisFree. */
+redisContext *e2e_subscribe(int port, const char *channel);
+
+/* The next message published to sub's channel, parsed (decref it), or NULL when none came
+ * within timeout seconds. */
+json_t *e2e_next_published(redisContext *sub, double timeout);
+
 /* ---- JSON field access ----------------------------------------------------------------- */
 
 /* obj[key] as a string / a number (integer or real) / NULL or NaN when absent or of
@@ -129,7 +141,6 @@ double e2e_jnum(const json_t *obj, const char *key);
 
 /* The result's error message (error.message) or NULL. */
 const char *e2e_jerror(const json_t *result);
-
 
 /* One worker on its own Redis, with a client for the test: the set-up most end-to-end
  * tests share. */

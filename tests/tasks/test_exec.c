@@ -216,9 +216,9 @@ TEST(exec_stdout_over_the_cap_kills_the_program_and_is_bad_output) {
 TEST(exec_exit_75_asks_for_a_retry) {
     setup();
     task_outcome o = task_run("sh.retry", NULL, NULL);
-    ASSERT_TASK_ERROR(o, TASK_EFAIL, "RetryRequested",
-                      "the program asked for a retry (exit status 75), but this worker does not "
-                      "retry tasks yet");
+    ASSERT_TASK_ERROR(o, TASK_ERETRY, "RetryRequested",
+                      "asked for a retry (exit status 75); stderr: try later");
+    ASSERT(o.err.retry_in < 0); /* the message's own backoff */
     teardown();
 }
 
@@ -439,7 +439,7 @@ TEST(exec_names_taken_or_given_twice_are_refused) {
 }
 
 TEST(exec_long_error_text_is_kept_whole_beside_the_message) {
-    task_error err = {{0}, {0}, NULL};
+    task_error err = {.retry_in = -1, .long_message = NULL};
     ASSERT_EQ(task_error_set_long(&err, "ExecError", "short"), TASK_EFAIL);
     ASSERT_STREQ(err.type, "ExecError");
     ASSERT_STREQ(err.message, "short");
