@@ -9,6 +9,7 @@
 #include "broker_worker.h"
 
 #include "broker_cmds.h"
+#include "broker_control.h"
 #include "green.h"
 #include "green_check.h"
 
@@ -28,6 +29,7 @@ struct broker_worker {
     int max_redeliveries;
     broker_conn *main;
     broker_conn *results;
+    char control_tail[BROKER_STREAM_ID_MAX]; /* as the last fetch that took anything saw it */
 };
 
 /* A growable argument vector. Strings are borrowed unless added with argv_addf. */
@@ -102,8 +104,8 @@ static void argv_free(argv_buf *a) {
 
 /* Run script id with the arguments built in a (build: 0 when building them succeeded),
  * then free a. *r is the caller's on 0. */
-static int eval_args(broker_worker *w, broker_script_id id, argv_buf *a, int build,
-                     double timeout, redisReply **r) {
+static int eval_args(broker_worker *w, broker_script_id id, argv_buf *a, int build, double timeout,
+                     redisReply **r) {
     int rc = build ? -ENOMEM : broker_conn_eval(w->main, r, timeout, id, a->n, a->v, a->len);
     argv_free(a);
     return rc;
@@ -129,6 +131,7 @@ broker_worker *broker_worker_new(const broker_worker_cfg *cfg, broker_conn *main
     w->max_redeliveries = cfg->max_redeliveries;
     w->main = main;
     w->results = results ? results : main;
+    strcpy(w->control_tail, "0-0");
     return w;
 fail:
     broker_worker_free(w);
@@ -170,16 +173,56 @@ static char *dup_bytes(const char *s, size_t len) {
     return p;
 }
 
-int broker_fetch(broker_worker *w, size_t n, broker_delivery **out, size_t *count,
-                 double timeout) {
+/* The fetch script, then XREVRANGE of the control stream (broker_worker_control_tail), in
+ * one round trip: *r is the script's reply, the tail goes to w->control_tail. The tail is
+ * read after the script ran, so it covers every revocation written before the fetch. */
+static int fetch_once(broker_worker *w, size_t n, redisReply **r, double timeout) {
+    broker_batch b = {0};
+    broker_batch_script(&b, BROKER_SCRIPT_FETCH);
+    broker_batch_str(&b, w->keys.prefix);
+    broker_batch_str(&b, w->wid);
+    broker_batch_num(&b, (long long)n);
+    for (size_t i = 0; i < w->nqueues; i++)
+        broker_batch_str(&b, w->queues[i]);
+    broker_cmd_control_tail(&b, &w->keys);
+    int rc = b.err;
+    redisReply *rs[2] = {NULL, NULL};
+    green_timeout t;
+    green_timeout_start(&t, timeout);
+    for (int attempt = 0; rc == 0 && attempt < 2; attempt++) {
+        rc = broker_conn_pipeline(w->main, 2, b.argcs, (const char **const *)b.argvs,
+                                  (const size_t *const *)b.argvlens, rs, -1);
+        /* A Redis that forgot the script ran neither: send both again, the script by its
+         * text (which caches it). */
+        if (rc == 0 && attempt == 0 && broker_script_retry(&b, 0, rs[0])) {
+            freeReplyObject(rs[0]);
+            freeReplyObject(rs[1]);
+            rs[0] = rs[1] = NULL;
+            continue;
+        }
+        break;
+    }
+    green_timeout_end(&t);
+    if (rc == 0) {
+        /* Without a readable tail (the key holds something else) the messages are taken
+         * all the same: the revocation listener reports that failure itself. */
+        char tail[BROKER_STREAM_ID_MAX];
+        if (broker_reply_control_tail(rs[1], tail) == 0 && rs[0]->type == REDIS_REPLY_ARRAY &&
+            rs[0]->elements > 0)
+            memcpy(w->control_tail, tail, sizeof tail);
+        freeReplyObject(rs[1]);
+        *r = rs[0];
+    }
+    broker_batch_clear(&b);
+    return rc;
+}
+
+int broker_fetch(broker_worker *w, size_t n, broker_delivery **out, size_t *count, double timeout) {
     *out = NULL;
     *count = 0;
-    argv_buf a = {0};
-    int rc = argv_str(&a, w->keys.prefix) || argv_str(&a, w->wid) || argv_num(&a, (long long)n);
-    for (size_t i = 0; rc == 0 && i < w->nqueues; i++)
-        rc = argv_str(&a, w->queues[i]);
     redisReply *r = NULL;
-    if ((rc = eval_args(w, BROKER_SCRIPT_FETCH, &a, rc, timeout, &r)) != 0)
+    int rc = fetch_once(w, n, &r, timeout);
+    if (rc != 0)
         return rc;
     if ((rc = reply_error(r)) != 0 || r->type != REDIS_REPLY_ARRAY || r->elements % 3) {
         freeReplyObject(r);
@@ -209,6 +252,10 @@ int broker_fetch(broker_worker *w, size_t n, broker_delivery **out, size_t *coun
     *out = d;
     *count = k;
     return 0;
+}
+
+const char *broker_worker_control_tail(const broker_worker *w) {
+    return w->control_tail;
 }
 
 int broker_wait_for_work(broker_worker *w, broker_conn *conn, const char *queue,
@@ -247,8 +294,8 @@ static int store_results(broker_worker *w, const broker_ack_entry *acks, size_t 
     redisReply **replies = NULL;
     if (rc == 0 && b.n > 0) {
         replies = calloc(b.n, sizeof *replies);
-        rc = replies ? broker_conn_pipeline(w->results, b.n, b.argcs, b.argvs, b.argvlens,
-                                            replies, timeout)
+        rc = replies ? broker_conn_pipeline(w->results, b.n, b.argcs, b.argvs, b.argvlens, replies,
+                                            timeout)
                      : -ENOMEM;
         for (size_t i = 0; replies && i < b.n; i++) {
             if (rc == 0 && replies[i]->type == REDIS_REPLY_ERROR)
@@ -268,7 +315,8 @@ static bool in_script(const broker_ack_entry *e, bool separate) {
     return e->tag && (!e->if_owned || (e->id && !separate));
 }
 
-int broker_ack(broker_worker *w, const broker_ack_entry *acks, size_t n, bool *owned, double timeout) {
+int broker_ack(broker_worker *w, const broker_ack_entry *acks, size_t n, bool *owned,
+               double timeout) {
     bool separate = w->results != w->main;
     green_timeout t;
     green_timeout_start(&t, timeout);
@@ -320,8 +368,7 @@ int broker_ack(broker_worker *w, const broker_ack_entry *acks, size_t n, bool *o
                 rc = -EPROTO;
             } else if (owned) {
                 for (size_t i = 0, k = 0; i < n; i++)
-                    owned[i] = in_script(&acks[i], separate) ? r->element[k++]->integer == 1
-                                                              : true;
+                    owned[i] = in_script(&acks[i], separate) ? r->element[k++]->integer == 1 : true;
             }
             freeReplyObject(r);
         }

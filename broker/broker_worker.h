@@ -22,11 +22,11 @@
 
 typedef struct broker_worker_cfg {
     const char *prefix;
-    const char *wid;            /* this worker's id: host:pid:random */
-    const char *const *queues;  /* strict priority order */
+    const char *wid;           /* this worker's id: host:pid:random */
+    const char *const *queues; /* strict priority order */
     size_t nqueues;
-    long result_expires;        /* seconds a result is kept; 0: forever */
-    int heartbeat_ttl;          /* seconds; a worker silent this long is dead */
+    long result_expires; /* seconds a result is kept; 0: forever */
+    int heartbeat_ttl;   /* seconds; a worker silent this long is dead */
     int max_redeliveries;
 } broker_worker_cfg;
 
@@ -42,12 +42,12 @@ typedef struct broker_delivery {
 
 /* What to store when a message is done. */
 typedef struct broker_ack_entry {
-    const char *tag;    /* the delivery tag; NULL: store the result only (no ack) */
-    const char *id;     /* task id: where the result goes; NULL: no result stored */
-    const char *json;   /* the result document */
-    bool if_owned;      /* with a tag: no ack; store the result only while the tag is still
-                           this worker's (a STARTED result sent late must never replace the
-                           final result of a worker that took the message over) */
+    const char *tag;  /* the delivery tag; NULL: store the result only (no ack) */
+    const char *id;   /* task id: where the result goes; NULL: no result stored */
+    const char *json; /* the result document */
+    bool if_owned;    /* with a tag: no ack; store the result only while the tag is still
+                         this worker's (a STARTED result sent late must never replace the
+                         final result of a worker that took the message over) */
 } broker_ack_entry;
 
 /* cfg is copied. main carries fetch/ack/heartbeat; results may be the same connection or
@@ -59,9 +59,14 @@ void broker_worker_free(broker_worker *w);
 
 /* Take up to n messages (strict queue order) into the in-flight hash. *out is a new
  * array of *count deliveries (free with broker_deliveries_free), possibly empty. */
-int broker_fetch(broker_worker *w, size_t n, broker_delivery **out, size_t *count,
-                 double timeout);
+int broker_fetch(broker_worker *w, size_t n, broker_delivery **out, size_t *count, double timeout);
 void broker_deliveries_free(broker_delivery *d, size_t n);
+
+/* The id of the newest entry of the control stream (broker_control.h) as the last fetch
+ * that took messages read it, right after taking them ("0-0" before any): a worker that
+ * has read the stream up to there knows of every revocation written before those
+ * messages were taken. Valid until the next fetch. Does not yield. */
+const char *broker_worker_control_tail(const broker_worker *w);
 
 /* Block on conn (a connection of its own: BLMOVE holds it) up to block_seconds for a
  * message on queue, which lands in this worker's landing list for it (in flight as far as
@@ -76,7 +81,8 @@ int broker_wait_for_work(broker_worker *w, broker_conn *conn, const char *queue,
  * their tag is still in flight here. With a separate result backend (another Redis) no
  * script can check both at once: there if_owned entries are stored unconditionally, as
  * before the ack; the late-STARTED race is then still open. */
-int broker_ack(broker_worker *w, const broker_ack_entry *acks, size_t n, bool *owned, double timeout);
+int broker_ack(broker_worker *w, const broker_ack_entry *acks, size_t n, bool *owned,
+               double timeout);
 
 /* Refresh this worker's heartbeat (<prefix>:worker:<wid>, a hash of info_fields pairs,
  * with the TTL) and its entry in <prefix>:workers. info is name, value, name, value... */
