@@ -19,6 +19,10 @@
  * A job killed by a shutdown (-ECANCELED while the worker stops) queues nothing: its
  * message stays in the in-flight hash and the shutdown's requeue puts it back.
  *
+ * Revocations (wd_revoke.h): a parsed job asks whether its id is revoked before it runs,
+ * and is not run if it is (REVOKED, "revoked"); a job killed by a terminate ends REVOKED,
+ * "terminated", whatever its task returned, and is acked like any final result.
+ *
  * The acker's round trip is retried through Redis outages by wd_batch_send (wd_batch.h),
  * until the shutdown's deadline (w->give_up_at) once there is one.
  *
@@ -32,6 +36,7 @@
 #include "wd_batch.h"
 #include "wd_log.h"
 #include "wd_observe.h"
+#include "wd_revoke.h"
 #include "wd_shutdown.h"
 
 #include <errno.h>
@@ -62,6 +67,8 @@ struct wd_job {
     char *rejected_id; /* the id read from a message that did not parse (for its FAILURE
                           result); NULL otherwise, where msg.id is the id */
     bool finished;     /* its final ack is queued: a pending STARTED is moot */
+    bool terminated;   /* revoked with --terminate while it ran (wd_job_terminate) */
+    green_t g;         /* its greenlet, once it started */
     double started_at;
     struct wd_job *prev, *next;           /* w->running: not finished yet */
     struct wd_job *live_prev, *live_next; /* w->live: not freed yet (holds its tag) */
@@ -209,6 +216,26 @@ static void reject(struct wd_job *j, const char *id, const char *etype, const ch
     queue_ack(w, ACK_FINAL, j, json);
 }
 
+/* The outcome of a task revoked before it ran, or terminated while it ran. */
+static void finish_revoked(struct wd_job *j) {
+    finish(j, BROKER_REVOKED, NULL, "TaskRevokedError", j->terminated ? "terminated" : "revoked");
+}
+
+/* Whether the job's id is revoked (wd_revoke.h): then it is finished here and must not
+ * run. A made-up id cannot have been revoked. */
+static bool revoked(struct wd_job *j) {
+    if (j->msg.id_generated)
+        return false;
+    int rc = wd_revoke_check(j->w->revoke, j->msg.id);
+    if (rc == 0)
+        return false;
+    if (rc < 0 && !j->terminated)
+        release(j); /* killed by a shutdown: left in flight, the shutdown puts it back */
+    else
+        finish_revoked(j);
+    return true;
+}
+
 static void run(struct wd_job *j) {
     struct wd_worker *w = j->w;
     broker_msg *m = &j->msg;
@@ -248,6 +275,11 @@ static void run(struct wd_job *j) {
     bool soft_fired = green_timeout_end(&soft);
     bool hard_fired = green_timeout_end(&hard);
 
+    if (j->terminated) {
+        json_decref(result);
+        finish_revoked(j);
+        return;
+    }
     if (rc == -ECANCELED && w->stop != WD_RUNNING) {
         json_decref(result);
         wd_observe_put_back(w->obs);
@@ -283,6 +315,7 @@ static void run(struct wd_job *j) {
 
 static void *job_main(void *arg) {
     struct wd_job *j = arg;
+    j->g = green_self();
     broker_msg_error perr;
     memset(&perr, 0, sizeof perr);
     j->started_at = green_wallclock();
@@ -290,7 +323,8 @@ static void *job_main(void *arg) {
     if (rc == 0) {
         j->parsed = true;
         wd_observe_received(j->w->obs, j->msg.id, j->msg.task, j->d.queue);
-        run(j);
+        if (!revoked(j))
+            run(j);
     } else if (rc == -EINVAL) {
         reject(j, perr.has_id ? perr.id : NULL, "InvalidMessage", perr.reason);
     } else {
@@ -330,6 +364,24 @@ int wd_job_start(struct wd_worker *w, broker_delivery *d) {
 void wd_job_discard_unstarted(struct wd_worker *w) {
     while (w->running)
         release(w->running);
+}
+
+size_t wd_job_terminate(struct wd_worker *w, const char *id) {
+    size_t n = 0;
+    for (struct wd_job *j = w->running; j; j = j->next) {
+        if (j->parsed && !j->terminated && strcmp(j->msg.id, id) == 0) {
+            j->terminated = true;
+            green_kill(j->g);
+            n++;
+        }
+    }
+    return n;
+}
+
+void wd_job_each_running(struct wd_worker *w, void (*fn)(void *arg, const char *id), void *arg) {
+    for (struct wd_job *j = w->running; j; j = j->next)
+        if (j->parsed && !j->terminated)
+            fn(arg, j->msg.id);
 }
 
 static int cmp_u64(const void *a, const void *b) {

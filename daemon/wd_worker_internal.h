@@ -28,6 +28,7 @@ enum wd_stop { WD_RUNNING, WD_WARM, WD_COLD };
 
 struct wd_job;
 struct wd_observe;
+struct wd_revoke;
 
 struct wd_worker {
     const struct wd_options *opts;
@@ -57,6 +58,8 @@ struct wd_worker {
     double started_at;      /* unix time */
     struct wd_observe *obs; /* counters, metrics, events, recycling (wd_observe.h) */
     struct wd_http *http;   /* NULL unless --http */
+    /* Revocations: checked at take, terminated while running (wd_revoke.h). */
+    struct wd_revoke *revoke;
 };
 
 /* ---- wd_consume.c ---------------------------------------------------------------------- */
@@ -88,6 +91,15 @@ void wd_job_discard_unstarted(struct wd_worker *w);
  * many. Returns 0 or -ENOMEM. The strings are borrowed from tags. */
 int wd_job_orphans(struct wd_worker *w, char *const *tags, size_t ntags, const char **orphans,
                    size_t *norphans);
+
+/* Revocations with --terminate (wd_revoke.c): kill every running job of task id: its
+ * blocking call returns -ECANCELED and its result is REVOKED, "terminated", whatever the
+ * task returns then. Returns how many were killed. Does not yield. */
+size_t wd_job_terminate(struct wd_worker *w, const char *id);
+
+/* Call fn(arg, id) with the id of each running job that has been parsed and not
+ * terminated. Does not yield; fn must not yield either. */
+void wd_job_each_running(struct wd_worker *w, void (*fn)(void *arg, const char *id), void *arg);
 
 /* Start the acker greenlet (*g): it batches the jobs' results and acks from w->acks and
  * sends each batch in one round trip, until it takes the NULL item that the shutdown puts
