@@ -337,6 +337,32 @@ TEST(terminate_stops_a_running_task) {
     e2e_env_end(&e);
 }
 
+/* An HTTP request that would wait an hour (/never) is aborted: the task ends REVOKED
+ * "terminated" and its only slot is free again at once. */
+TEST(terminate_aborts_an_http_request_in_flight) {
+    e2e_env e;
+    e2e_env_start(&e);
+    test_nginx n;
+    test_nginx_start(&n);
+    E2E_START_READY(&e.w, e.redis.port, "-c", "1");
+    char msg[256];
+    snprintf(msg, sizeof msg,
+             "{\"id\":\"h-1\",\"task\":\"http.get\",\"args\":[\"http://127.0.0.1:%d/never\"]}",
+             n.port);
+    e2e_push(e.c, "default", msg);
+    json_decref(must_status(e.c, &e.w, "h-1", "STARTED", TEST_SOON));
+    ctlrun r;
+    CTL_OK(&r, e.redis.port, "revoke", "--terminate", "h-1");
+    ctlrun_free(&r);
+    json_t *res = must_status(e.c, &e.w, "h-1", "REVOKED", TEST_SOON);
+    assert_revoked(res, "terminated");
+    json_decref(res);
+    e2e_push_task(e.c, "default", "next", "echo", "[1]");
+    json_decref(must_status(e.c, &e.w, "next", "SUCCESS", TEST_SOON));
+    e2e_env_end(&e);
+    test_nginx_stop(&n);
+}
+
 /* Terminate as redis-cli would send it (README.md), with no pause after the push: the
  * mark lands before the fetch, between the fetch and the start, or while the task runs.
  * Whichever it is, the task never ends in SUCCESS after the terminate was answered: it is
