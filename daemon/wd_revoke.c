@@ -39,7 +39,9 @@
 
 #define CONTROL_BLOCK 5.0    /* seconds one XREAD waits for an entry */
 #define CONTROL_TIMEOUT 10.0 /* the listener's other calls */
-#define CONTROL_REFUSALS 5   /* Redis refusing this often in a row: run jobs unchecked */
+#define CONTROL_GRACE                                                                              \
+    10.0 /* seconds without the set while messages can be taken: then                              \
+            they run unchecked (logged) rather than not at all */
 
 struct wd_revoke {
     struct wd_worker *w;
@@ -48,9 +50,11 @@ struct wd_revoke {
     json_t *revoked;                     /* id -> until (unix seconds; 0: never) */
     char applied[BROKER_STREAM_ID_MAX];  /* the last stream entry reflected in revoked */
     char required[BROKER_STREAM_ID_MAX]; /* the newest entry a fetch has seen */
+    char since[BROKER_STREAM_ID_MAX];    /* the same, since the current load began */
     bool behind;                         /* applied is before required */
     bool loaded;                         /* revoked was loaded since the link last came up */
-    bool unchecked;                      /* loading keeps failing: jobs do not wait */
+    double unloaded_at;                  /* when loaded last became false; 0 while loaded */
+    bool unchecked;                      /* not loaded for CONTROL_GRACE: jobs do not wait */
     green_event progress;                /* pulsed when loaded, behind or unchecked change */
     green_t listener;
 };
@@ -66,6 +70,8 @@ static void pulse(struct wd_revoke *rv) {
 void wd_revoke_fetched(struct wd_revoke *rv, const char *tail) {
     if (broker_stream_id_cmp(tail, rv->required) > 0)
         snprintf(rv->required, sizeof rv->required, "%s", tail);
+    if (broker_stream_id_cmp(tail, rv->since) > 0)
+        snprintf(rv->since, sizeof rv->since, "%s", tail);
     rv->behind = broker_stream_id_cmp(rv->applied, rv->required) < 0;
 }
 
@@ -173,6 +179,7 @@ static int recheck(struct wd_revoke *rv) {
 
 /* Load the set and the stream's position, then look at the running jobs. */
 static int load(struct wd_revoke *rv) {
+    strcpy(rv->since, "0-0");
     json_t *set = json_object();
     char tail[BROKER_STREAM_ID_MAX];
     int rc = set ? broker_revoked_snapshot(rv->control, &rv->keys, green_wallclock(), tail,
@@ -186,33 +193,40 @@ static int load(struct wd_revoke *rv) {
     rv->revoked = set;
     /* Every fetch so far ran before this load: what it could need is in the set. */
     memcpy(rv->applied, tail, sizeof tail);
-    memcpy(rv->required, tail, sizeof tail);
-    rv->behind = false;
+    /* What fetches saw before the load began, the load covers (they ran before it); a
+     * fetch that ran meanwhile may have seen more, which the listener must read first.
+     * Older positions are dropped: after a Redis that lost its data they may be ahead of
+     * any the new stream will reach. */
+    memcpy(rv->required, broker_stream_id_cmp(rv->since, tail) > 0 ? rv->since : tail, sizeof tail);
+    rv->behind = broker_stream_id_cmp(rv->applied, rv->required) < 0;
     rv->loaded = true;
+    rv->unloaded_at = 0;
+    if (rv->unchecked) {
+        wd_log(WD_LOG_INFO, "revocations are read again: tasks are checked again");
+        rv->unchecked = false;
+    }
     pulse(rv);
     return recheck(rv);
 }
 
-/* The outcome of one step: keep going, or note the failure (a non-link failure in a row
- * CONTROL_REFUSALS times lets the jobs run unchecked, logged once). */
-static void note(struct wd_revoke *rv, int rc, int *refusals) {
-    bool link = broker_conn_error_is_link(rc) || rc == -ETIMEDOUT;
-    if (rc == 0 || link) {
-        if (rc == 0 && rv->unchecked) {
-            wd_log(WD_LOG_INFO, "revocations are read again: jobs are checked again");
-            rv->unchecked = false;
-        }
-        *refusals = 0;
+/* The set could not be loaded or kept current (rc): it is loaded again next. Jobs wait
+ * for that, except when it has been failing for CONTROL_GRACE seconds while messages can
+ * still be taken (the control connection cannot connect, the keys hold something else):
+ * then they run unchecked, logged once, rather than not at all. */
+static void unload(struct wd_revoke *rv, int rc) {
+    double now = green_wallclock();
+    if (rv->loaded || rv->unloaded_at == 0)
+        rv->unloaded_at = now;
+    rv->loaded = false;
+    if (rc == 0 || rv->unchecked || now - rv->unloaded_at < CONTROL_GRACE ||
+        !broker_conn_is_up(rv->w->conn))
         return;
-    }
-    if (++*refusals == CONTROL_REFUSALS) {
-        wd_log(WD_LOG_ERROR,
-               "cannot read the revocations (%s): tasks run without being checked until "
-               "this works again",
-               strerror(-rc));
-        rv->unchecked = true;
-        pulse(rv);
-    }
+    wd_log(WD_LOG_ERROR,
+           "cannot read the revocations (%s) while messages can be taken: tasks run without "
+           "being checked until this works again",
+           strerror(-rc));
+    rv->unchecked = true;
+    pulse(rv);
 }
 
 static void *listener_main(void *arg) {
@@ -220,7 +234,6 @@ static void *listener_main(void *arg) {
     double every = rv->w->opts->heartbeat_ttl > 0 ? rv->w->opts->heartbeat_ttl : 15;
     unsigned long drops = 0;
     double next_recheck = 0;
-    int refusals = 0;
     for (;;) {
         int rc;
         if (!rv->loaded) {
@@ -239,7 +252,7 @@ static void *listener_main(void *arg) {
             if (rc > 0) {
                 rv->behind = broker_stream_id_cmp(rv->applied, rv->required) < 0;
                 if (gap)
-                    rv->loaded = false; /* entries were trimmed unread: load again */
+                    unload(rv, 0); /* entries were trimmed unread: load again */
                 else
                     pulse(rv);
             }
@@ -247,11 +260,10 @@ static void *listener_main(void *arg) {
         }
         if (rc == -ECANCELED)
             break;
-        note(rv, rc, &refusals);
         /* A failed call, or a link that dropped and came back between two calls: what
          * was written meanwhile may be missing here. */
         if (rc != 0 || broker_conn_drops(rv->control) != drops)
-            rv->loaded = false;
+            unload(rv, rc);
         if (rc != 0 && (broker_conn_wait_up(rv->control, 1.0) == -ECANCELED ||
                         green_sleep(broker_conn_error_is_link(rc) ? 0.1 : 1.0) == -ECANCELED))
             break;
@@ -279,6 +291,7 @@ int wd_revoke_start(struct wd_worker *w, struct wd_revoke **out) {
     rv->w = w;
     strcpy(rv->applied, "0-0");
     strcpy(rv->required, "0-0");
+    strcpy(rv->since, "0-0");
     green_event_init(&rv->progress);
     int rc = broker_keys_init(&rv->keys, w->opts->prefix);
     if (rc == 0 && !(rv->revoked = json_object()))

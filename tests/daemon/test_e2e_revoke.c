@@ -487,3 +487,27 @@ TEST(plain_revoke_lets_a_running_task_finish) {
     json_decref(must_status(e.c, &e.w, "runs-on", "SUCCESS", 4 + TEST_SOON));
     e2e_env_end(&e);
 }
+
+/* Revocations that cannot be read (here the control stream's key holds a string) while
+ * messages can be taken: the worker does not stop working. After a grace of 10 s it runs
+ * tasks unchecked and says so, and checks them again once the key is fixed. */
+TEST(unreadable_revocations_do_not_stop_the_worker) {
+    e2e_env e;
+    e2e_env_start(&e);
+    redisReply *rep = redisCommand(e.c, "SET workerd:control not-a-stream");
+    ASSERT(rep != NULL && rep->type == REDIS_REPLY_STATUS);
+    freeReplyObject(rep);
+    E2E_START_READY(&e.w, e.redis.port);
+    e2e_push_task(e.c, "default", "u-1", "echo", "[1]");
+    json_decref(must_status(e.c, &e.w, "u-1", "SUCCESS", 10 + TEST_SOON));
+    ASSERT_EQ(e2e_log_count(&e.w, "cannot read the revocations"), 1);
+    rep = redisCommand(e.c, "DEL workerd:control");
+    freeReplyObject(rep);
+    ASSERT(e2e_log_wait(&e.w, "revocations are read again", TEST_SOON));
+    revoke_by_hand(e.c, "u-2", "revoke");
+    e2e_push_task(e.c, "default", "u-2", "echo", "[2]");
+    json_t *res = must_status(e.c, &e.w, "u-2", "REVOKED", TEST_SOON);
+    assert_revoked(res, "revoked");
+    json_decref(res);
+    e2e_env_end(&e);
+}
