@@ -7,7 +7,7 @@
  * by each entry read; expired ids are dropped every heartbeat TTL.
  *
  * Why not check each message in Redis: one EXISTS per fetched batch, pipelined on the main
- * connection, cost 25 to 35 % of the echo throughput, because the jobs of a batch wait
+ * connection, cost a fifth to a third of the echo throughput: the jobs of a batch wait
  * for it behind the acker's last batch on the single-threaded Redis, holding their pool
  * slots. In fetch.lua, the script would have to decode every message (cjson, about 1 us)
  * and look its mark up (about 1 us more) on the one Redis every worker shares, where a
@@ -39,9 +39,9 @@
 
 #define CONTROL_BLOCK 5.0    /* seconds one XREAD waits for an entry */
 #define CONTROL_TIMEOUT 10.0 /* the listener's other calls */
-#define CONTROL_GRACE                                                                              \
-    10.0 /* seconds without the set while messages can be taken: then                              \
-            they run unchecked (logged) rather than not at all */
+/* Seconds without the set while messages can be taken; then they run unchecked (logged)
+ * rather than not at all. */
+#define CONTROL_GRACE 10.0
 
 struct wd_revoke {
     struct wd_worker *w;
@@ -106,8 +106,8 @@ static void add(json_t *set, const char *id, double until) {
         if (t <= 0 || (until > 0 && until <= t))
             return;
     }
-    /* Out of memory: the id is not known here; wd_log would be noise per id. */
-    json_object_set_new_nocheck(set, id, json_real(until));
+    if (json_object_set_new_nocheck(set, id, json_real(until)) != 0)
+        wd_log_task(WD_LOG_ERROR, id, "out of memory: its revocation is not known here");
 }
 
 static void on_loaded(void *arg, const char *id, double until, bool term) {
@@ -191,7 +191,6 @@ static int load(struct wd_revoke *rv) {
     }
     json_decref(rv->revoked);
     rv->revoked = set;
-    /* Every fetch so far ran before this load: what it could need is in the set. */
     memcpy(rv->applied, tail, sizeof tail);
     /* What fetches saw before the load began, the load covers (they ran before it); a
      * fetch that ran meanwhile may have seen more, which the listener must read first.
@@ -255,6 +254,10 @@ static void *listener_main(void *arg) {
                     unload(rv, 0); /* entries were trimmed unread: load again */
                 else
                     pulse(rv);
+            } else if (rc == 0 && rv->behind) {
+                /* A fetch saw an entry the stream no longer holds (deleted by hand, or a
+                 * Redis that lost its data): load again rather than wait for it. */
+                unload(rv, 0);
             }
             rc = rc > 0 ? 0 : rc;
         }
@@ -301,7 +304,7 @@ int wd_revoke_start(struct wd_worker *w, struct wd_revoke **out) {
     if (rc == 0)
         rc = green_spawn(&rv->listener, listener_main, rv);
     if (rc != 0) {
-        wd_revoke_stop(rv); /* nothing was spawned: does not yield */
+        wd_revoke_stop(rv); /* what was made */
         return rc;
     }
     *out = rv;
