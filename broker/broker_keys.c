@@ -148,6 +148,14 @@ int broker_key_revoked(const broker_keys *k, const char *id, char buf[BROKER_KEY
     return format_key(buf, "%s:revoked:%s", k->prefix, id);
 }
 
+int broker_key_revoked_set(const broker_keys *k, char buf[BROKER_KEY_MAX]) {
+    return format_key(buf, "%s:revoked", k->prefix);
+}
+
+int broker_key_control(const broker_keys *k, char buf[BROKER_KEY_MAX]) {
+    return format_key(buf, "%s:control", k->prefix);
+}
+
 int broker_key_dead(const broker_keys *k, char buf[BROKER_KEY_MAX]) {
     return format_key(buf, "%s:dead", k->prefix);
 }

@@ -68,6 +68,12 @@ void broker_worker_free(broker_worker *w);
 int broker_fetch(broker_worker *w, size_t n, broker_delivery **out, size_t *count, double timeout);
 void broker_deliveries_free(broker_delivery *d, size_t n);
 
+/* The id of the newest entry of the control stream (broker_control.h) as the last fetch
+ * that took messages read it, right after taking them ("0-0" before any): a worker that
+ * has read the stream up to there knows of every revocation written before those
+ * messages were taken. Valid until the next fetch. Does not yield. */
+const char *broker_worker_control_tail(const broker_worker *w);
+
 /* Block on conn (a connection of its own: BLMOVE holds it) up to block_seconds for a
  * message on queue, which lands in this worker's landing list for it (in flight as far as
  * recovery is concerned). Returns 1 when one landed, 0 when none came, or an error. */

@@ -39,6 +39,10 @@
  * not take, which becomes a short FAILURE ResultRefused (ack_refused) so that it neither
  * holds up the others nor comes back to the next worker.
  *
+ * Revocations (wd_revoke.h): a parsed job asks whether its id is revoked before it runs,
+ * and is not run if it is (REVOKED, "revoked"); a job killed by a terminate ends REVOKED,
+ * "terminated", whatever its task returned, and is acked like any final result.
+ *
  * All of this runs on greenlets of the worker's hub.
  */
 #include "wd_worker_internal.h"
@@ -52,6 +56,7 @@
 #include "wd_log.h"
 #include "wd_observe.h"
 #include "wd_sched.h"
+#include "wd_revoke.h"
 #include "wd_shutdown.h"
 
 #include <errno.h>
@@ -96,6 +101,8 @@ struct wd_job {
     char *rejected_id; /* the id read from a message that did not parse (for its FAILURE
                           result); NULL otherwise, where msg.id is the id */
     bool finished;     /* its final ack is queued: a pending STARTED is moot */
+    bool terminated;   /* revoked with --terminate while it ran (wd_job_terminate) */
+    green_t g;         /* its greenlet, once it started */
     double started_at;
     struct wd_limits_run lim;             /* its time limits (wd_limits.h) */
     struct wd_job *prev, *next;           /* w->running: not finished yet */
@@ -394,6 +401,26 @@ static void reject(struct wd_job *j, const char *id, const char *etype, const ch
     queue_ack(w, ACK_FINAL, j, json);
 }
 
+/* The outcome of a task revoked before it ran, or terminated while it ran. */
+static void finish_revoked(struct wd_job *j) {
+    finish(j, BROKER_REVOKED, NULL, "TaskRevokedError", j->terminated ? "terminated" : "revoked");
+}
+
+/* Whether the job's id is revoked (wd_revoke.h): then it is finished here and must not
+ * run. A made-up id cannot have been revoked. */
+static bool revoked(struct wd_job *j) {
+    if (j->msg.id_generated)
+        return false;
+    int rc = wd_revoke_check(j->w->revoke, j->msg.id);
+    if (rc == 0)
+        return false;
+    if (rc < 0 && !j->terminated)
+        release(j); /* killed by a shutdown: left in flight, the shutdown puts it back */
+    else
+        finish_revoked(j);
+    return true;
+}
+
 static void run(struct wd_job *j) {
     struct wd_worker *w = j->w;
     broker_msg *m = &j->msg;
@@ -439,6 +466,11 @@ static void run(struct wd_job *j) {
     char limit_msg[128];
     const char *limit_type = wd_limits_outcome(&j->lim, rc, limit_msg, sizeof limit_msg);
 
+    if (j->terminated) {
+        json_decref(result);
+        finish_revoked(j);
+        return;
+    }
     if (limit_type) {
         json_decref(result); /* after the hard limit, whatever the task returned */
         finish(j, BROKER_FAILURE, NULL, limit_type, limit_msg);
@@ -474,6 +506,7 @@ static void run(struct wd_job *j) {
 
 static void *job_main(void *arg) {
     struct wd_job *j = arg;
+    j->g = green_self();
     broker_msg_error perr;
     memset(&perr, 0, sizeof perr);
     j->started_at = green_wallclock();
@@ -488,7 +521,8 @@ static void *job_main(void *arg) {
         /* Read after the due time was checked: a task never starts before its eta. */
         j->started_at = green_wallclock();
         wd_observe_received(j->w->obs, j->msg.id, j->msg.task, j->d.queue);
-        run(j);
+        if (!revoked(j))
+            run(j);
     } else if (rc == -EINVAL) {
         reject(j, perr.has_id ? perr.id : NULL, "InvalidMessage", perr.reason);
     } else {
@@ -528,6 +562,24 @@ int wd_job_start(struct wd_worker *w, broker_delivery *d) {
 void wd_job_discard_unstarted(struct wd_worker *w) {
     while (w->running)
         release(w->running);
+}
+
+size_t wd_job_terminate(struct wd_worker *w, const char *id) {
+    size_t n = 0;
+    for (struct wd_job *j = w->running; j; j = j->next) {
+        if (j->parsed && !j->terminated && strcmp(j->msg.id, id) == 0) {
+            j->terminated = true;
+            green_kill(j->g);
+            n++;
+        }
+    }
+    return n;
+}
+
+void wd_job_each_running(struct wd_worker *w, void (*fn)(void *arg, const char *id), void *arg) {
+    for (struct wd_job *j = w->running; j; j = j->next)
+        if (j->parsed && !j->terminated)
+            fn(arg, j->msg.id);
 }
 
 static int cmp_u64(const void *a, const void *b) {
