@@ -418,14 +418,18 @@ int broker_ack(broker_worker *w, const broker_ack_entry *acks, size_t n, bool *o
             used += (size_t)len + 1;
         }
         const broker_ack_entry *e = &acks[i];
+        bool unlock = !e->if_owned && !e->keep && e->unlock_hash && e->unlock_id;
         rc = (e->if_owned ? argv_marked(&a, '?', e->tag)
               : e->keep   ? argv_marked(&a, '!', e->tag)
+              : unlock    ? argv_marked(&a, '~', e->tag)
                           : argv_str(&a, e->tag)) ||
              argv_str(&a, key) || argv_str(&a, store ? e->json : "") ||
              argv_str(&a, store ? ttl : "0") || argv_str(&a, key);
         if (rc == 0 && e->keep)
             rc = argv_time(&a, e->due) || argv_str(&a, e->queue) ||
                  argv_add(&a, e->keep, e->keep_len);
+        if (rc == 0 && unlock)
+            rc = argv_str(&a, e->unlock_hash) || argv_str(&a, e->unlock_id);
         acked++;
     }
     if (rc == 0 && acked > 0) {

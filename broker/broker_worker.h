@@ -52,8 +52,12 @@ typedef struct broker_ack_entry {
                          in the scheduled set until `due` (ack.lua's "!" entries): a
                          countdown or eta not reached yet, a retry */
     size_t keep_len;
-    const char *queue; /* with keep: the queue it goes back to when due */
-    double due;        /* with keep: unix seconds, the Redis server's clock */
+    const char *queue;       /* with keep: the queue it goes back to when due */
+    double due;              /* with keep: unix seconds, the Redis server's clock */
+    const char *unlock_hash; /* with a tag, an ack (not keep, not if_owned): also release
+                                the unique lock <prefix>:unique:<unlock_hash> if it still
+                                holds unlock_id (ack.lua's "~" entries; broker_unique.h) */
+    const char *unlock_id;
 } broker_ack_entry;
 
 /* cfg is copied. main carries fetch/ack/heartbeat; results may be the same connection or

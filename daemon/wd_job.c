@@ -58,6 +58,7 @@
 #include "wd_sched.h"
 #include "wd_revoke.h"
 #include "wd_shutdown.h"
+#include "wd_unique.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -105,6 +106,10 @@ struct wd_job {
     green_t g;         /* its greenlet, once it started */
     double started_at;
     struct wd_limits_run lim;             /* its time limits (wd_limits.h) */
+    bool unique_owner;                    /* it holds its unique key's lock (wd_unique.h):
+                                             the final ack releases it */
+    char unique_hash[41];                 /* that lock's hash */
+    char *duplicate_of;                   /* a Duplicate: the id holding the lock */
     struct wd_job *prev, *next;           /* w->running: not finished yet */
     struct wd_job *live_prev, *live_next; /* w->live: not freed yet (holds its tag) */
 };
@@ -125,6 +130,7 @@ static void job_free(struct wd_job *j) {
     if (j->live_next)
         j->live_next->live_prev = j->live_prev;
     free(j->rejected_id);
+    free(j->duplicate_of);
     free(j->d.tag);
     free(j->d.queue);
     free(j->d.raw);
@@ -196,7 +202,15 @@ static char *result_json(struct wd_job *j, const char *id, broker_status status,
         .started_at = j->started_at,
         .finished_at = status == BROKER_STARTED ? 0 : green_wallclock(),
     };
-    return broker_result_encode(&r);
+    if (!j->duplicate_of)
+        return broker_result_encode(&r);
+    /* A Duplicate names the message it is a duplicate of. */
+    json_t *doc = broker_result_json(&r);
+    char *json = NULL;
+    if (doc && json_object_set_new(doc, "original", json_string(j->duplicate_of)) == 0)
+        json = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    return json;
 }
 
 /* The final result document of j, at most --max-result-size bytes: one that would be
@@ -204,6 +218,8 @@ static char *result_json(struct wd_job *j, const char *id, broker_status status,
  * *emsg then describe that failure; emsg points into buf). NULL when out of memory. */
 static char *final_json(struct wd_job *j, broker_status *status, json_t *value, const char **etype,
                         const char **emsg, char *buf, size_t buflen) {
+    if (j->duplicate_of) /* small, and it names the original (result_json) */
+        return result_json(j, j->msg.id, *status, value, *etype, *emsg);
     broker_result r = {
         .id = j->msg.id,
         .task = j->msg.task,
@@ -350,6 +366,36 @@ static void retry(struct wd_job *j, const task_error *err) {
         free(json);
         finish(j, BROKER_FAILURE, NULL, "MemoryError", "out of memory scheduling a retry");
     }
+}
+
+/* A message with unique_for takes its key's lock before it runs or waits for its due time
+ * (wd_unique.h). True: it holds the lock, go on. False: the job is over, as a Duplicate
+ * (REVOKED, naming the original), or released, left in flight (not this worker's any
+ * more, a shutdown, an error). */
+static bool unique_passes(struct wd_job *j) {
+    broker_msg *m = &j->msg;
+    char holder[BROKER_ID_MAX + 1] = "";
+    broker_unique_verdict verdict = BROKER_UNIQUE_GONE;
+    int rc = wd_unique_acquire(j->w, j->d.tag, j->d.queue, m, j->unique_hash, &verdict, holder);
+    if (rc != 0 || verdict == BROKER_UNIQUE_GONE) {
+        if (rc != 0 && rc != -ECANCELED)
+            wd_log_task(WD_LOG_ERROR, m->id,
+                        "cannot take its unique key's lock (%s); it stays in flight",
+                        strerror(-rc));
+        release(j);
+        return false;
+    }
+    if (verdict == BROKER_UNIQUE_OWNER) {
+        j->unique_owner = true;
+        return true;
+    }
+    char why[BROKER_ID_MAX + 128];
+    snprintf(why, sizeof why,
+             "a message with the same unique key (%s) is pending, scheduled or running", holder);
+    j->duplicate_of = strdup(holder);
+    wd_observe_received(j->w->obs, m->id, m->task, j->d.queue);
+    finish(j, BROKER_REVOKED, NULL, "Duplicate", why);
+    return false;
 }
 
 /* Store a dead letter, retrying through Redis outages: the message must not be acked
@@ -516,6 +562,8 @@ static void *job_main(void *arg) {
                               &j->msg, &perr);
     if (rc == 0) {
         j->parsed = true;
+        if (j->msg.unique_for > 0 && !unique_passes(j))
+            return NULL;
         if (wait_until_due(j))
             return NULL;
         /* Read after the due time was checked: a task never starts before its eta. */
@@ -735,6 +783,10 @@ static void send_batch(struct acker *a, size_t n) {
             .keep_len = it->keep_len,
             .queue = it->job->d.queue,
             .due = it->due,
+            /* The final ack of a unique key's owner releases its lock in the same step. */
+            .unlock_hash =
+                it->kind == ACK_FINAL && it->job->unique_owner ? it->job->unique_hash : NULL,
+            .unlock_id = it->job->parsed ? it->job->msg.id : NULL,
         };
         a->bytes[m] = entry_bytes(&acks[m]);
         sent[m++] = it;

@@ -372,7 +372,8 @@ void books_check(books *b, redisContext *c) {
             t.wrong++;
             fprintf(stderr, "books: WRONG %s: %s, expected %s\n", e->id, e->status, e->expect);
         }
-        /* A revoked message is skipped, not run, by the worker that stores its result. */
+        /* A REVOKED result (revoked, expired, a Duplicate) may be written by a worker that
+         * did not run the task: nothing to attribute it to. */
         if (e->worker && strcmp(e->status, "REVOKED") != 0 && !attributed(b, e, (int)i)) {
             unattributed++;
             fprintf(stderr, "books: %s has a result from %s, which never ran it\n", e->id,

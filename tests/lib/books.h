@@ -14,8 +14,9 @@
  * D == X, and that no message is left in a queue, an in-flight hash, a landing list, the
  * scheduled set or (unless expected) the dead-letter list. A final result is anything
  * but STARTED and RETRY (a retry still waits in the scheduled set). Ids expected REVOKED
- * count as final with their REVOKED result whether or not they ran (a revoked message is
- * skipped, not run, by the worker that stores its result; a terminated one ran).
+ * count as final with their REVOKED result whether or not they ran: a revoked message, an
+ * expired one or a Duplicate of a unique task is finished by a worker that never ran it
+ * (a terminated one ran).
  *
  * Executions are counted from the workers' debug logs (-l debug): each run of a task logs
  * exactly one line "[task <id>] <task> started (tag <n>)", or "(tag <n>, retry <k>)" for
