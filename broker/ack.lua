@@ -41,6 +41,14 @@
 -- killed at any point leaves the old delivery (recovered, run again) or the kept one,
 -- never both, never neither.
 --
+-- A tag written "~<tag>" is an ack (as a plain tag) that also releases a unique lock
+-- (unique_acquire.lua): two more values follow the five, hash and id. Only when HDEL
+-- removes the entry, <prefix>:unique:<hash> is deleted if its value is still id: the lock
+-- of a message that finished goes in the same step as its ack, so there is no moment when
+-- the message is done but a duplicate is still refused, nor one when the lock is gone but
+-- the message not yet acked; a lock that expired and was taken by another message is that
+-- message's and stays.
+--
 -- Keys are built from the prefix inside the script; not Redis Cluster compatible.
 
 local prefix, wid = ARGV[1], ARGV[2]
@@ -71,6 +79,16 @@ while i <= #ARGV do
             end
         end
         i = i + 3
+    elseif kind == '~' then
+        local hash, id = ARGV[i + 5], ARGV[i + 6]
+        ours = redis.call('HDEL', inflight, string.sub(tag, 2)) == 1
+        if ours then
+            local lock = prefix .. ':unique:' .. hash
+            if redis.call('GET', lock) == id then
+                redis.call('DEL', lock)
+            end
+        end
+        i = i + 2
     else
         ours = redis.call('HDEL', inflight, tag) == 1
     end

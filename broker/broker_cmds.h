@@ -8,7 +8,8 @@
  *   queue depths   LLEN of each queue key               the worker's /metrics, `queues`
  *   queue scan     SCAN over every queue key             `queues`, `revoke`
  *   result store   SET <result key> [EX ttl] + PUBLISH   the worker's results, `revoke`
- *   revoke mark    SET <prefix>:revoked:<id> 1 [EX ttl]  `revoke`
+ *   revoke mark    SET <prefix>:revoked:<id> 1 [EX ttl]  the mark alone (tests); revoking
+ *                                                        is broker_control.h's
  *   dead requeue   dead_requeue.lua                      `dead requeue`
  *   dead drop      LREM <prefix>:dead 1 <entry>          `dead drop`
  *
@@ -67,8 +68,9 @@ int broker_reply_scan(const redisReply *r, char cursor[BROKER_SCAN_CURSOR_MAX],
 int broker_cmd_result_store(broker_batch *b, const broker_keys *k, const char *id, const char *json,
                             size_t len, long ttl);
 
-/* Mark id revoked: SET <prefix>:revoked:<id> 1, with EX ttl when ttl > 0 (the marks live
- * as long as results). One command. */
+/* Set the revocation mark of id alone: SET <prefix>:revoked:<id> 1, with EX ttl when
+ * ttl > 0. One command. Workers take messages by the revoked set, not by the marks: to
+ * revoke, use broker_cmd_revoke (broker_control.h), which writes all that they read. */
 int broker_cmd_revoke_mark(broker_batch *b, const broker_keys *k, const char *id, long ttl);
 
 /* Put back the message of the dead-letter entry entry[0..elen) (its exact text on

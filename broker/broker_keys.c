@@ -142,10 +142,24 @@ int broker_key_result(const broker_keys *k, const char *id, char buf[BROKER_KEY_
     return format_key(buf, "%s:result:%s", k->prefix, id);
 }
 
+int broker_key_unique(const broker_keys *k, const char *hash, char buf[BROKER_KEY_MAX]) {
+    if (hash == NULL || strlen(hash) != 40 || strspn(hash, "0123456789abcdef") != 40)
+        return reject(buf);
+    return format_key(buf, "%s:unique:%s", k->prefix, hash);
+}
+
 int broker_key_revoked(const broker_keys *k, const char *id, char buf[BROKER_KEY_MAX]) {
     if (broker_check_task_id(id) != NULL)
         return reject(buf);
     return format_key(buf, "%s:revoked:%s", k->prefix, id);
+}
+
+int broker_key_revoked_set(const broker_keys *k, char buf[BROKER_KEY_MAX]) {
+    return format_key(buf, "%s:revoked", k->prefix);
+}
+
+int broker_key_control(const broker_keys *k, char buf[BROKER_KEY_MAX]) {
+    return format_key(buf, "%s:control", k->prefix);
 }
 
 int broker_key_dead(const broker_keys *k, char buf[BROKER_KEY_MAX]) {

@@ -16,7 +16,12 @@
  *   <prefix>:landing:<wid>:<queue>   list    where a blocking BLMOVE drops a message
  *   <prefix>:result:<id>             string  the result document (with a TTL); also the
  *                                            pub/sub channel its waiters listen on
- *   <prefix>:revoked:<id>            string  "1": workerctl revoked the id (TTL as results)
+ *   <prefix>:revoked:<id>            string  the id is revoked: "1", or "terminate" (kill it
+ *                                            where it runs); TTL as results (broker_control.h)
+ *   <prefix>:revoked                 zset    every revoked id, scored by its mark's expiry
+ *   <prefix>:control                 stream  revocations as they happen, read by every worker
+ *   <prefix>:unique:<sha1 hex>       string  the id of the message holding a unique
+ *                                            key's lock (PX unique_for; broker_unique.h)
  *   <prefix>:dead                    list    dead letters
  *   <prefix>:events                  stream  task events for monitors
  *   <prefix>:seq                     string  the delivery-tag counter (INCRBY)
@@ -84,6 +89,10 @@ int broker_key_landing(const broker_keys *k, const char *wid, const char *queue,
                        char buf[BROKER_KEY_MAX]);
 int broker_key_result(const broker_keys *k, const char *id, char buf[BROKER_KEY_MAX]);
 int broker_key_revoked(const broker_keys *k, const char *id, char buf[BROKER_KEY_MAX]);
+int broker_key_revoked_set(const broker_keys *k, char buf[BROKER_KEY_MAX]);
+int broker_key_control(const broker_keys *k, char buf[BROKER_KEY_MAX]);
+/* hash: the 40 hex digits of broker_unique_hash. */
+int broker_key_unique(const broker_keys *k, const char *hash, char buf[BROKER_KEY_MAX]);
 int broker_key_dead(const broker_keys *k, char buf[BROKER_KEY_MAX]);
 int broker_key_events(const broker_keys *k, char buf[BROKER_KEY_MAX]);
 int broker_key_seq(const broker_keys *k, char buf[BROKER_KEY_MAX]);

@@ -366,6 +366,43 @@ static bool get_limit(json_t *root, const char *name, double *out, broker_msg_er
     return true;
 }
 
+/* unique_for and unique_key (broker_unique.h): a positive duration with a sane cap, and
+ * a non-empty string that makes sense only with it. */
+static bool get_unique(json_t *root, broker_msg *msg, broker_msg_error *err) {
+    json_t *v = field(root, "unique_for");
+    json_t *key = field(root, "unique_key");
+    msg->unique_for = 0;
+    if (v != NULL) {
+        double x = json_is_number(v) ? json_number_value(v) : NAN;
+        if (!(x > 0) || !isfinite(x)) {
+            set_reason(err, "field \"unique_for\" must be a positive number of seconds (leave it "
+                            "out for a task that need not be unique)");
+            return false;
+        }
+        if (x > BROKER_UNIQUE_FOR_MAX) {
+            set_reason(err, "field \"unique_for\" must be at most %g seconds (30 days), got %g",
+                       BROKER_UNIQUE_FOR_MAX, x);
+            return false;
+        }
+        msg->unique_for = x;
+    }
+    if (key != NULL) {
+        if (!json_is_string(key) || json_string_length(key) == 0 ||
+            json_string_length(key) > BROKER_UNIQUE_KEY_MAX) {
+            set_reason(err, "field \"unique_key\" must be a non-empty string of at most %d bytes",
+                       BROKER_UNIQUE_KEY_MAX);
+            return false;
+        }
+        if (v == NULL) {
+            set_reason(err, "field \"unique_key\" needs \"unique_for\" (how long to be unique)");
+            return false;
+        }
+        msg->unique_key = json_string_value(key);
+        msg->unique_key_len = json_string_length(key);
+    }
+    return true;
+}
+
 /* Checks every field of the parsed object and fills msg (strings still unset). Returns
  * false with the reason in err. */
 static bool check_fields(json_t *root, const broker_limits *lim, double now, broker_msg *msg,
@@ -446,6 +483,8 @@ static bool check_fields(json_t *root, const broker_limits *lim, double now, bro
         return false;
     }
     msg->ignore_result = json_is_true(ignore);
+    if (!get_unique(root, msg, err))
+        return false;
     msg->args = args;
     msg->kwargs = kwargs;
     return true;

@@ -33,6 +33,11 @@
  *   soft_time_limit  number 0..BROKER_TIME_LIMIT_MAX, seconds before the task is asked
  *                    to stop
  *   ignore_result    boolean, default false
+ *   unique_for       number, 0 < x <= BROKER_UNIQUE_FOR_MAX, seconds: while a message
+ *                    with the same unique key is pending, scheduled or running, this one
+ *                    is not run (broker_unique.h; 0 is refused: leave the field out)
+ *   unique_key       string, 1..BROKER_UNIQUE_KEY_MAX bytes, only with unique_for: the
+ *                    key to be unique by, instead of task + args + kwargs
  *
  * For the numbers, 0 means "none". msg.eta and msg.expires are always absolute: the
  * field, or now + the relative value, or 0. No time may lie further ahead of `now` than
@@ -90,6 +95,11 @@ typedef struct broker_limits {
 /* The longest time_limit and soft_time_limit, in seconds: a day. More is surely a mistake
  * (a timestamp, milliseconds), and would hold a slot for ever. */
 #define BROKER_TIME_LIMIT_MAX 86400.0
+/* The longest unique_for, in seconds: 30 days. A lock held longer is surely a unit
+ * mistake (milliseconds, a timestamp). */
+#define BROKER_UNIQUE_FOR_MAX (30 * 86400.0)
+/* The longest unique_key, in bytes (it is hashed, so this only bounds the work). */
+#define BROKER_UNIQUE_KEY_MAX 65536
 
 /* Fills every field with its default. */
 void broker_limits_default(broker_limits *lim);
@@ -115,6 +125,9 @@ typedef struct broker_msg {
     double time_limit;
     double soft_time_limit;
     bool ignore_result;
+    double unique_for;      /* seconds, 0 = not unique */
+    const char *unique_key; /* borrowed from root; NULL = task + args + kwargs */
+    size_t unique_key_len;
     bool id_generated; /* the message had no id; id was made up */
     json_t *root;      /* the whole message; holds the only reference */
 } broker_msg;

@@ -17,7 +17,9 @@
  *            -> flat array tag, queue, raw, ... (at most n triples)
  *   ACK      ARGV: prefix, wid, {tag, result key, result JSON, ttl (0: store none),
  *                  channel ("": no PUBLISH)} per message; a "!<tag>" adds due, queue,
- *                  text: the ack keeps the message in the scheduled set until due
+ *                  text: the ack keeps the message in the scheduled set until due; a
+ *                  "~<tag>" adds hash, id: the ack also releases the unique lock
+ *                  <prefix>:unique:<hash> if id still holds it
  *            -> array of integers, 1 acked / 0 no longer owned (nothing written)
  *   RECOVER  ARGV: prefix, dead wid, max_redeliveries, now, recoverer wid
  *                  [, max dead-letter message bytes, default 65536]
@@ -29,6 +31,8 @@
  *            -> integer: 1 the entry was removed and the message pushed, 0 it was gone
  *   MOVE_DUE ARGV: prefix, n, wid
  *            -> {moved, dead, lowest score left ("" if none), TIME seconds, microseconds}
+ *   UNIQUE_ACQUIRE  ARGV: prefix, wid, tag, queue, id, hash, ttl ms, fixed text or ""
+ *            -> {"owner" | "duplicate" | "gone", holder id}
  *
  * Everything here is thread-safe (the digests are computed once, under pthread_once),
  * never yields and may be called from any stack.
@@ -50,6 +54,7 @@ typedef enum broker_script_id {
     BROKER_SCRIPT_REQUEUE,
     BROKER_SCRIPT_DEAD_REQUEUE,
     BROKER_SCRIPT_MOVE_DUE,
+    BROKER_SCRIPT_UNIQUE_ACQUIRE,
     BROKER_SCRIPT_COUNT
 } broker_script_id;
 

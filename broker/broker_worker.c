@@ -9,6 +9,7 @@
 #include "broker_worker.h"
 
 #include "broker_cmds.h"
+#include "broker_control.h"
 #include "green.h"
 #include "green_check.h"
 
@@ -29,6 +30,7 @@ struct broker_worker {
     broker_conn *main;
     broker_conn *results;
     char refusal[BROKER_REFUSAL_MAX]; /* the last error reply of an ack (its first line) */
+    char control_tail[BROKER_STREAM_ID_MAX]; /* as the last fetch that took anything saw it */
 };
 
 /* A growable argument vector. Strings are borrowed unless added with argv_addf. */
@@ -145,6 +147,7 @@ broker_worker *broker_worker_new(const broker_worker_cfg *cfg, broker_conn *main
     w->max_redeliveries = cfg->max_redeliveries;
     w->main = main;
     w->results = results ? results : main;
+    strcpy(w->control_tail, "0-0");
     return w;
 fail:
     broker_worker_free(w);
@@ -232,15 +235,56 @@ static char *dup_bytes(const char *s, size_t len) {
     return p;
 }
 
+/* The fetch script, then XREVRANGE of the control stream (broker_worker_control_tail), in
+ * one round trip: *r is the script's reply, the tail goes to w->control_tail. The tail is
+ * read after the script ran, so it covers every revocation written before the fetch. */
+static int fetch_once(broker_worker *w, size_t n, redisReply **r, double timeout) {
+    broker_batch b = {0};
+    broker_batch_script(&b, BROKER_SCRIPT_FETCH);
+    broker_batch_str(&b, w->keys.prefix);
+    broker_batch_str(&b, w->wid);
+    broker_batch_num(&b, (long long)n);
+    for (size_t i = 0; i < w->nqueues; i++)
+        broker_batch_str(&b, w->queues[i]);
+    broker_cmd_control_tail(&b, &w->keys);
+    int rc = b.err;
+    redisReply *rs[2] = {NULL, NULL};
+    green_timeout t;
+    green_timeout_start(&t, timeout);
+    for (int attempt = 0; rc == 0 && attempt < 2; attempt++) {
+        rc = broker_conn_pipeline(w->main, 2, b.argcs, (const char **const *)b.argvs,
+                                  (const size_t *const *)b.argvlens, rs, -1);
+        /* A Redis that forgot the script ran neither: send both again, the script by its
+         * text (which caches it). */
+        if (rc == 0 && attempt == 0 && broker_script_retry(&b, 0, rs[0])) {
+            freeReplyObject(rs[0]);
+            freeReplyObject(rs[1]);
+            rs[0] = rs[1] = NULL;
+            continue;
+        }
+        break;
+    }
+    green_timeout_end(&t);
+    if (rc == 0) {
+        /* Without a readable tail (the key holds something else) the messages are taken
+         * all the same: the revocation listener reports that failure itself. */
+        char tail[BROKER_STREAM_ID_MAX];
+        if (broker_reply_control_tail(rs[1], tail) == 0 && rs[0]->type == REDIS_REPLY_ARRAY &&
+            rs[0]->elements > 0)
+            memcpy(w->control_tail, tail, sizeof tail);
+        freeReplyObject(rs[1]);
+        *r = rs[0];
+    }
+    broker_batch_clear(&b);
+    return rc;
+}
+
 int broker_fetch(broker_worker *w, size_t n, broker_delivery **out, size_t *count, double timeout) {
     *out = NULL;
     *count = 0;
-    argv_buf a = {0};
-    int rc = argv_str(&a, w->keys.prefix) || argv_str(&a, w->wid) || argv_num(&a, (long long)n);
-    for (size_t i = 0; rc == 0 && i < w->nqueues; i++)
-        rc = argv_str(&a, w->queues[i]);
     redisReply *r = NULL;
-    if ((rc = eval_args(w, BROKER_SCRIPT_FETCH, &a, rc, timeout, &r)) != 0)
+    int rc = fetch_once(w, n, &r, timeout);
+    if (rc != 0)
         return rc;
     if ((rc = reply_error(r)) != 0 || r->type != REDIS_REPLY_ARRAY || r->elements % 3) {
         freeReplyObject(r);
@@ -270,6 +314,10 @@ int broker_fetch(broker_worker *w, size_t n, broker_delivery **out, size_t *coun
     *out = d;
     *count = k;
     return 0;
+}
+
+const char *broker_worker_control_tail(const broker_worker *w) {
+    return w->control_tail;
 }
 
 int broker_wait_for_work(broker_worker *w, broker_conn *conn, const char *queue,
@@ -370,14 +418,18 @@ int broker_ack(broker_worker *w, const broker_ack_entry *acks, size_t n, bool *o
             used += (size_t)len + 1;
         }
         const broker_ack_entry *e = &acks[i];
+        bool unlock = !e->if_owned && !e->keep && e->unlock_hash && e->unlock_id;
         rc = (e->if_owned ? argv_marked(&a, '?', e->tag)
               : e->keep   ? argv_marked(&a, '!', e->tag)
+              : unlock    ? argv_marked(&a, '~', e->tag)
                           : argv_str(&a, e->tag)) ||
              argv_str(&a, key) || argv_str(&a, store ? e->json : "") ||
              argv_str(&a, store ? ttl : "0") || argv_str(&a, key);
         if (rc == 0 && e->keep)
             rc = argv_time(&a, e->due) || argv_str(&a, e->queue) ||
                  argv_add(&a, e->keep, e->keep_len);
+        if (rc == 0 && unlock)
+            rc = argv_str(&a, e->unlock_hash) || argv_str(&a, e->unlock_id);
         acked++;
     }
     if (rc == 0 && acked > 0) {

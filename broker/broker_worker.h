@@ -52,8 +52,12 @@ typedef struct broker_ack_entry {
                          in the scheduled set until `due` (ack.lua's "!" entries): a
                          countdown or eta not reached yet, a retry */
     size_t keep_len;
-    const char *queue; /* with keep: the queue it goes back to when due */
-    double due;        /* with keep: unix seconds, the Redis server's clock */
+    const char *queue;       /* with keep: the queue it goes back to when due */
+    double due;              /* with keep: unix seconds, the Redis server's clock */
+    const char *unlock_hash; /* with a tag, an ack (not keep, not if_owned): also release
+                                the unique lock <prefix>:unique:<unlock_hash> if it still
+                                holds unlock_id (ack.lua's "~" entries; broker_unique.h) */
+    const char *unlock_id;
 } broker_ack_entry;
 
 /* cfg is copied. main carries fetch/ack/heartbeat; results may be the same connection or
@@ -67,6 +71,12 @@ void broker_worker_free(broker_worker *w);
  * array of *count deliveries (free with broker_deliveries_free), possibly empty. */
 int broker_fetch(broker_worker *w, size_t n, broker_delivery **out, size_t *count, double timeout);
 void broker_deliveries_free(broker_delivery *d, size_t n);
+
+/* The id of the newest entry of the control stream (broker_control.h) as the last fetch
+ * that took messages read it, right after taking them ("0-0" before any): a worker that
+ * has read the stream up to there knows of every revocation written before those
+ * messages were taken. Valid until the next fetch. Does not yield. */
+const char *broker_worker_control_tail(const broker_worker *w);
 
 /* Block on conn (a connection of its own: BLMOVE holds it) up to block_seconds for a
  * message on queue, which lands in this worker's landing list for it (in flight as far as

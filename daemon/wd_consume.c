@@ -23,6 +23,7 @@
 #include "wd_notify.h"
 #include "wd_observe.h"
 #include "wd_sched.h"
+#include "wd_revoke.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -147,6 +148,8 @@ void *wd_fetcher_main(void *arg) {
                 break;
             continue;
         }
+        if (count > 0) /* the jobs check revocations written up to this fetch */
+            wd_revoke_fetched(w->revoke, broker_worker_control_tail(w->bw));
         for (size_t i = 0; i < count; i++) {
             if (wd_job_start(w, &d[i]) != 0) {
                 wd_log_task(WD_LOG_ERROR, d[i].tag,

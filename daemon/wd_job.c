@@ -39,6 +39,10 @@
  * not take, which becomes a short FAILURE ResultRefused (ack_refused) so that it neither
  * holds up the others nor comes back to the next worker.
  *
+ * Revocations (wd_revoke.h): a parsed job asks whether its id is revoked before it runs,
+ * and is not run if it is (REVOKED, "revoked"); a job killed by a terminate ends REVOKED,
+ * "terminated", whatever its task returned, and is acked like any final result.
+ *
  * All of this runs on greenlets of the worker's hub.
  */
 #include "wd_worker_internal.h"
@@ -52,7 +56,9 @@
 #include "wd_log.h"
 #include "wd_observe.h"
 #include "wd_sched.h"
+#include "wd_revoke.h"
 #include "wd_shutdown.h"
+#include "wd_unique.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -96,8 +102,14 @@ struct wd_job {
     char *rejected_id; /* the id read from a message that did not parse (for its FAILURE
                           result); NULL otherwise, where msg.id is the id */
     bool finished;     /* its final ack is queued: a pending STARTED is moot */
+    bool terminated;   /* revoked with --terminate while it ran (wd_job_terminate) */
+    green_t g;         /* its greenlet, once it started */
     double started_at;
     struct wd_limits_run lim;             /* its time limits (wd_limits.h) */
+    bool unique_owner;                    /* it holds its unique key's lock (wd_unique.h):
+                                             the final ack releases it */
+    char unique_hash[41];                 /* that lock's hash */
+    char *duplicate_of;                   /* a Duplicate: the id holding the lock */
     struct wd_job *prev, *next;           /* w->running: not finished yet */
     struct wd_job *live_prev, *live_next; /* w->live: not freed yet (holds its tag) */
 };
@@ -118,6 +130,7 @@ static void job_free(struct wd_job *j) {
     if (j->live_next)
         j->live_next->live_prev = j->live_prev;
     free(j->rejected_id);
+    free(j->duplicate_of);
     free(j->d.tag);
     free(j->d.queue);
     free(j->d.raw);
@@ -189,7 +202,15 @@ static char *result_json(struct wd_job *j, const char *id, broker_status status,
         .started_at = j->started_at,
         .finished_at = status == BROKER_STARTED ? 0 : green_wallclock(),
     };
-    return broker_result_encode(&r);
+    if (!j->duplicate_of)
+        return broker_result_encode(&r);
+    /* A Duplicate names the message it is a duplicate of. */
+    json_t *doc = broker_result_json(&r);
+    char *json = NULL;
+    if (doc && json_object_set_new(doc, "original", json_string(j->duplicate_of)) == 0)
+        json = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    return json;
 }
 
 /* The final result document of j, at most --max-result-size bytes: one that would be
@@ -197,6 +218,8 @@ static char *result_json(struct wd_job *j, const char *id, broker_status status,
  * *emsg then describe that failure; emsg points into buf). NULL when out of memory. */
 static char *final_json(struct wd_job *j, broker_status *status, json_t *value, const char **etype,
                         const char **emsg, char *buf, size_t buflen) {
+    if (j->duplicate_of) /* small, and it names the original (result_json) */
+        return result_json(j, j->msg.id, *status, value, *etype, *emsg);
     broker_result r = {
         .id = j->msg.id,
         .task = j->msg.task,
@@ -346,6 +369,36 @@ static void retry(struct wd_job *j, const task_error *err) {
     }
 }
 
+/* A message with unique_for takes its key's lock before it runs or waits for its due time
+ * (wd_unique.h). True: it holds the lock, go on. False: the job is over, as a Duplicate
+ * (REVOKED, naming the original), or released, left in flight (not this worker's any
+ * more, a shutdown, an error). */
+static bool unique_passes(struct wd_job *j) {
+    broker_msg *m = &j->msg;
+    char holder[BROKER_ID_MAX + 1] = "";
+    broker_unique_verdict verdict = BROKER_UNIQUE_GONE;
+    int rc = wd_unique_acquire(j->w, j->d.tag, j->d.queue, m, j->unique_hash, &verdict, holder);
+    if (rc != 0 || verdict == BROKER_UNIQUE_GONE) {
+        if (rc != 0 && rc != -ECANCELED)
+            wd_log_task(WD_LOG_ERROR, m->id,
+                        "cannot take its unique key's lock (%s); it stays in flight",
+                        strerror(-rc));
+        release(j);
+        return false;
+    }
+    if (verdict == BROKER_UNIQUE_OWNER) {
+        j->unique_owner = true;
+        return true;
+    }
+    char why[BROKER_ID_MAX + 128];
+    snprintf(why, sizeof why,
+             "a message with the same unique key (%s) is pending, scheduled or running", holder);
+    j->duplicate_of = strdup(holder);
+    wd_observe_received(j->w->obs, m->id, m->task, j->d.queue);
+    finish(j, BROKER_REVOKED, NULL, "Duplicate", why);
+    return false;
+}
+
 /* Store a dead letter, retrying through Redis outages: the message must not be acked
  * before its dead letter is safe. Returns 0, or -ECANCELED when a shutdown interrupts. */
 static int store_dead_letter(struct wd_job *j, const char *id, const char *reason) {
@@ -395,6 +448,26 @@ static void reject(struct wd_job *j, const char *id, const char *etype, const ch
     queue_ack(w, ACK_FINAL, j, json);
 }
 
+/* The outcome of a task revoked before it ran, or terminated while it ran. */
+static void finish_revoked(struct wd_job *j) {
+    finish(j, BROKER_REVOKED, NULL, "TaskRevokedError", j->terminated ? "terminated" : "revoked");
+}
+
+/* Whether the job's id is revoked (wd_revoke.h): then it is finished here and must not
+ * run. A made-up id cannot have been revoked. */
+static bool revoked(struct wd_job *j) {
+    if (j->msg.id_generated)
+        return false;
+    int rc = wd_revoke_check(j->w->revoke, j->msg.id);
+    if (rc == 0)
+        return false;
+    if (rc < 0 && !j->terminated)
+        release(j); /* killed by a shutdown: left in flight, the shutdown puts it back */
+    else
+        finish_revoked(j);
+    return true;
+}
+
 static void run(struct wd_job *j) {
     struct wd_worker *w = j->w;
     broker_msg *m = &j->msg;
@@ -440,6 +513,11 @@ static void run(struct wd_job *j) {
     char limit_msg[128];
     const char *limit_type = wd_limits_outcome(&j->lim, rc, limit_msg, sizeof limit_msg);
 
+    if (j->terminated) {
+        json_decref(result);
+        finish_revoked(j);
+        return;
+    }
     if (limit_type) {
         json_decref(result); /* after the hard limit, whatever the task returned */
         task_error_clear(&err);
@@ -479,6 +557,7 @@ static void run(struct wd_job *j) {
 
 static void *job_main(void *arg) {
     struct wd_job *j = arg;
+    j->g = green_self();
     broker_msg_error perr;
     memset(&perr, 0, sizeof perr);
     j->started_at = green_wallclock();
@@ -488,12 +567,15 @@ static void *job_main(void *arg) {
                               &j->msg, &perr);
     if (rc == 0) {
         j->parsed = true;
+        if (j->msg.unique_for > 0 && !unique_passes(j))
+            return NULL;
         if (wait_until_due(j))
             return NULL;
         /* Read after the due time was checked: a task never starts before its eta. */
         j->started_at = green_wallclock();
         wd_observe_received(j->w->obs, j->msg.id, j->msg.task, j->d.queue);
-        run(j);
+        if (!revoked(j))
+            run(j);
     } else if (rc == -EINVAL) {
         reject(j, perr.has_id ? perr.id : NULL, "InvalidMessage", perr.reason);
     } else {
@@ -533,6 +615,24 @@ int wd_job_start(struct wd_worker *w, broker_delivery *d) {
 void wd_job_discard_unstarted(struct wd_worker *w) {
     while (w->running)
         release(w->running);
+}
+
+size_t wd_job_terminate(struct wd_worker *w, const char *id) {
+    size_t n = 0;
+    for (struct wd_job *j = w->running; j; j = j->next) {
+        if (j->parsed && !j->terminated && strcmp(j->msg.id, id) == 0) {
+            j->terminated = true;
+            green_kill(j->g);
+            n++;
+        }
+    }
+    return n;
+}
+
+void wd_job_each_running(struct wd_worker *w, void (*fn)(void *arg, const char *id), void *arg) {
+    for (struct wd_job *j = w->running; j; j = j->next)
+        if (j->parsed && !j->terminated)
+            fn(arg, j->msg.id);
 }
 
 static int cmp_u64(const void *a, const void *b) {
@@ -688,6 +788,10 @@ static void send_batch(struct acker *a, size_t n) {
             .keep_len = it->keep_len,
             .queue = it->job->d.queue,
             .due = it->due,
+            /* The final ack of a unique key's owner releases its lock in the same step. */
+            .unlock_hash =
+                it->kind == ACK_FINAL && it->job->unique_owner ? it->job->unique_hash : NULL,
+            .unlock_id = it->job->parsed ? it->job->msg.id : NULL,
         };
         a->bytes[m] = entry_bytes(&acks[m]);
         sent[m++] = it;

@@ -48,6 +48,7 @@
 #include "wd_notify.h"
 #include "wd_observe.h"
 #include "wd_sched.h"
+#include "wd_revoke.h"
 #include "wd_shutdown.h"
 
 #include <ev.h>
@@ -243,6 +244,8 @@ static int shutdown_worker(struct run *r) {
         wd_log(WD_LOG_INFO, "%zu tasks did not finish in time; their messages go back", killed);
     green_pool_join(&w->pool, -1);
     wd_job_discard_unstarted(w);
+    wd_revoke_stop(w->revoke); /* no job asks any more */
+    w->revoke = NULL;
     green_queue_try_put(&w->acks, NULL);
     green_join(r->acker, NULL);
     r->acker = (green_t){0};
@@ -431,6 +434,10 @@ static int start_consuming(struct run *r) {
     if (rc != 0) {
         wd_log(WD_LOG_ERROR, "start-up failed: the acker, which stores results: %s",
                spawn_error(rc));
+        return -1;
+    }
+    if ((rc = wd_revoke_start(w, &w->revoke)) != 0) {
+        wd_log(WD_LOG_ERROR, "start-up failed: the revocation listener: %s", spawn_error(rc));
         return -1;
     }
     wd_heartbeat_once(w); /* registers this worker; the heartbeat greenlet retries failures */

@@ -31,6 +31,7 @@ struct wd_job;
 struct wd_limits;
 struct wd_observe;
 struct wd_sched;
+struct wd_revoke;
 
 struct wd_worker {
     const struct wd_options *opts;
@@ -63,6 +64,8 @@ struct wd_worker {
     struct wd_sched *sched;  /* the Redis clock, the mover, retry delays (wd_sched.h) */
     struct wd_http *http;    /* NULL unless --http */
     struct task_host *tasks; /* what the tasks ask of the worker (task_host.h) */
+    /* Revocations: checked at take, terminated while running (wd_revoke.h). */
+    struct wd_revoke *revoke;
 };
 
 /* ---- wd_consume.c ---------------------------------------------------------------------- */
@@ -94,6 +97,15 @@ void wd_job_discard_unstarted(struct wd_worker *w);
  * many. Returns 0 or -ENOMEM. The strings are borrowed from tags. */
 int wd_job_orphans(struct wd_worker *w, char *const *tags, size_t ntags, const char **orphans,
                    size_t *norphans);
+
+/* Revocations with --terminate (wd_revoke.c): kill every running job of task id: its
+ * blocking call returns -ECANCELED and its result is REVOKED, "terminated", whatever the
+ * task returns then. Returns how many were killed. Does not yield. */
+size_t wd_job_terminate(struct wd_worker *w, const char *id);
+
+/* Call fn(arg, id) with the id of each running job that has been parsed and not
+ * terminated. Does not yield; fn must not yield either. */
+void wd_job_each_running(struct wd_worker *w, void (*fn)(void *arg, const char *id), void *arg);
 
 /* Start the acker greenlet (*g): it batches the jobs' results and acks from w->acks and
  * sends each batch in one round trip, until it takes the NULL item that the shutdown puts

@@ -86,14 +86,23 @@ static const ctl_command commands[] = {
      "\n"
      "  -y, --yes   really delete\n",
      false},
-    {"revoke", ctl_cmd_revoke, "cancel a task that has not started",
-     "Usage: workerctl revoke ID\n"
-     "Revoke a task: mark the id revoked (PREFIX:revoked:ID, kept --result-expires\n"
-     "seconds), take its message out of the queues if it is still pending and store\n"
-     "a REVOKED result for it, and say which workers hold it in flight.\n"
+    {"revoke", ctl_cmd_revoke, "revoke tasks: never run them, or stop them (--terminate)",
+     "Usage: workerctl revoke [--terminate] ID...\n"
+     "Revoke tasks for --result-expires seconds (PREFIX:revoked:ID, PREFIX:revoked;\n"
+     "kept in Redis, so it outlives worker restarts), take their messages out of the\n"
+     "queues if they are still pending and store a REVOKED result for them, and say\n"
+     "which workers hold them in flight. A worker that takes a message with a revoked\n"
+     "id later (from a queue, once it is due, after a redelivery) does not run it:\n"
+     "its result is REVOKED, error TaskRevokedError \"revoked\". A task already\n"
+     "running runs on, unless:\n"
      "\n"
-     "Workers do not check the revocation mark yet: a message already taken by a\n"
-     "worker runs to its end.\n",
+     "  --terminate   also stop it where it runs: every worker hears of it at once\n"
+     "                (the stream PREFIX:control) and the one running it kills it; its\n"
+     "                result is REVOKED, error TaskRevokedError \"terminated\"\n"
+     "\n"
+     "With --json, one object per id (an array of them for several ids): id,\n"
+     "removed, queues, result (a REVOKED result was stored), running_on (the workers\n"
+     "holding it), terminated (--terminate was given).\n",
      false},
     {"dead", ctl_cmd_dead, "list, requeue or drop dead letters",
      "Usage: workerctl dead list [--limit N]\n"

@@ -391,6 +391,27 @@ TEST(exec_warm_shutdown_past_its_timeout_kills_the_program_and_puts_its_message_
     stop_kills_the_program(SIGTERM, "1");
 }
 
+TEST(exec_revoke_terminate_stops_a_running_program) {
+    env x;
+    env_start(&x);
+    start(&x, NULL);
+    e2e_push(x.e.c, "default", "{\"id\":\"v-1\",\"task\":\"forever_sh\"}");
+    double end = test_now() + TEST_NEVER;
+    while (file_size(&x, "ready") < 1 && test_now() < end)
+        test_pause();
+    ASSERT_EQ(test_system("'%s' -b redis://127.0.0.1:%d/0 revoke --terminate v-1 >/dev/null",
+                          WORKERCTL_BIN, x.e.redis.port),
+              0);
+    json_t *res = must_result(&x, "v-1", TEST_NEVER);
+    ASSERT_STREQ(e2e_jstr(res, "status"), "REVOKED");
+    ASSERT_STREQ(e2e_jerror(res), "terminated");
+    json_decref(res);
+    pid_t pid;
+    ASSERT_EQ(read_pids(&x, &pid, 1), 1);
+    ASSERT(dead(pid)); /* stopped before the result was stored */
+    env_end(&x);
+}
+
 /* ---- bad options ---------------------------------------------------------------------------- */
 
 /* workerd with these NULL-terminated args exits 2 at once and says why in one line. */

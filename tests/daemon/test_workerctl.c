@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- call and result, with a real worker --------------------------------------------- */
@@ -609,7 +610,7 @@ TEST(help_and_version) {
     ctlrun_free(&r);
     CTL_RUN(&r, "revoke", "--help");
     ASSERT_EQ(r.code, 0);
-    ASSERT(strstr(r.out, "do not check") != NULL && strstr(r.out, "--terminate") == NULL);
+    ASSERT(strstr(r.out, "ID...") != NULL && strstr(r.out, "--terminate") != NULL);
     ctlrun_free(&r);
     CTL_RUN(&r, "help", "dead");
     ASSERT_EQ(r.code, 0);
@@ -654,25 +655,45 @@ TEST(queues_of_a_prefix_with_glob_characters_are_its_own) {
 
 /* ---- revoke --terminate -------------------------------------------------------------- */
 
-/* No worker can interrupt a running task yet: --terminate is refused as bad usage, before
- * anything is changed, instead of being accepted and doing nothing. */
-TEST(revoke_terminate_is_refused_and_changes_nothing) {
+/* --terminate writes what a worker acts on: the mark "terminate" (as long as results),
+ * the id in the revoked set, and an entry on the control stream that every worker reads;
+ * a pending copy is taken out of its queue as without it. */
+TEST(revoke_terminate_marks_and_announces_the_id) {
     ctlrun_env e;
     ctlrun_env_start(&e);
     e2e_push_task(e.c, "default", "t-1", "echo", "[]");
     ctlrun r;
-    CTL_RUN(&r, "-b", e.url, "revoke", "t-1", "--terminate");
-    ASSERT_EQ(r.code, 2);
-    ASSERT(strncmp(r.err, "workerctl: ", 11) == 0);
-    ASSERT(strstr(r.err, "--terminate is not supported yet") != NULL);
-    ASSERT_STREQ(r.out, "");
-    ASSERT_EQ(e2e_int(e.c, "LLEN workerd:queue:default"), 1);
-    ASSERT_EQ(e2e_int(e.c, "EXISTS workerd:revoked:t-1"), 0);
-    ASSERT_EQ(e2e_int(e.c, "EXISTS workerd:result:t-1"), 0);
-    ctlrun_free(&r);
     CTL_RUN(&r, "-b", e.url, "--json", "revoke", "--terminate", "t-1");
-    ASSERT_EQ(r.code, 2);
-    ASSERT_STREQ(r.out, "");
+    ASSERT_EQ(r.code, 0);
+    json_t *doc = ctlrun_json(&r);
+    ASSERT(json_is_true(json_object_get(doc, "terminated")));
+    ASSERT_EQ(e2e_jnum(doc, "removed"), 1);
+    json_decref(doc);
     ctlrun_free(&r);
+    char *mark = e2e_get(e.c, "workerd:revoked:t-1");
+    ASSERT_STREQ(mark, "terminate");
+    free(mark);
+    ASSERT_RANGE(e2e_int(e.c, "TTL workerd:revoked:t-1"), 86000, 86400);
+    redisReply *score = redisCommand(e.c, "ZSCORE workerd:revoked t-1");
+    ASSERT(score != NULL && score->type == REDIS_REPLY_STRING);
+    ASSERT_RANGE(strtod(score->str, NULL) - (double)time(NULL), 86000, 86401);
+    freeReplyObject(score);
+    redisReply *x = redisCommand(e.c, "XRANGE workerd:control - +");
+    ASSERT(x != NULL && x->type == REDIS_REPLY_ARRAY && x->elements == 1);
+    redisReply *fields = x->element[0]->element[1];
+    ASSERT_STREQ(fields->element[0]->str, "terminate");
+    ASSERT_STREQ(fields->element[1]->str, "t-1");
+    ASSERT_STREQ(fields->element[2]->str, "until");
+    freeReplyObject(x);
+    ASSERT_EQ(e2e_int(e.c, "LLEN workerd:queue:default"), 0);
+    /* Without --terminate: the mark "1", and the entry says revoke. */
+    CTL_RUN(&r, "-b", e.url, "revoke", "t-2", "t-3");
+    ASSERT_EQ(r.code, 0);
+    ctlrun_free(&r);
+    mark = e2e_get(e.c, "workerd:revoked:t-2");
+    ASSERT_STREQ(mark, "1");
+    free(mark);
+    ASSERT_EQ(e2e_int(e.c, "ZCARD workerd:revoked"), 3);
+    ASSERT_EQ(e2e_int(e.c, "XLEN workerd:control"), 3);
     ctlrun_env_end(&e);
 }

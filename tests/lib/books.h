@@ -13,7 +13,10 @@
  * and ASSERTs lost == 0, wrong == 0 (a result with another status than expected),
  * D == X, and that no message is left in a queue, an in-flight hash, a landing list, the
  * scheduled set or (unless expected) the dead-letter list. A final result is anything
- * but STARTED and RETRY (a retry still waits in the scheduled set).
+ * but STARTED and RETRY (a retry still waits in the scheduled set). Ids expected REVOKED
+ * count as final with their REVOKED result whether or not they ran: a revoked message, an
+ * expired one or a Duplicate of a unique task is finished by a worker that never ran it
+ * (a terminated one ran).
  *
  * Executions are counted from the workers' debug logs (-l debug): each run of a task logs
  * exactly one line "[task <id>] <task> started (tag <n>)", or "(tag <n>, retry <k>)" for
