@@ -29,7 +29,7 @@ struct broker_worker {
     int max_redeliveries;
     broker_conn *main;
     broker_conn *results;
-    char refusal[BROKER_REFUSAL_MAX]; /* the last error reply of an ack (its first line) */
+    char refusal[BROKER_REFUSAL_MAX];        /* the last error reply of an ack (its first line) */
     char control_tail[BROKER_STREAM_ID_MAX]; /* as the last fetch that took anything saw it */
 };
 

@@ -13,8 +13,7 @@
 #ifdef GREEN_HAVE_ASM
 void green__asm_trampoline(void);
 
-void green__asm_init(green_asm_ctx *ctx, void *lo, size_t size, green_ctx_entry entry,
-                     void *arg) {
+void green__asm_init(green_asm_ctx *ctx, void *lo, size_t size, green_ctx_entry entry, void *arg) {
     uintptr_t top = ((uintptr_t)lo + size) & ~(uintptr_t)15;
 #if defined(__x86_64__)
     uint64_t *frame = (uint64_t *)(top - 64);
@@ -23,12 +22,12 @@ void green__asm_init(green_asm_ctx *ctx, void *lo, size_t size, green_ctx_entry 
     __asm__ volatile("stmxcsr %0" : "=m"(mxcsr));
     __asm__ volatile("fnstcw %0" : "=m"(fpucw));
     frame[0] = (uint64_t)mxcsr | ((uint64_t)fpucw << 32);
-    frame[1] = 0;                                   /* r15 */
-    frame[2] = 0;                                   /* r14 */
-    frame[3] = (uint64_t)(uintptr_t)arg;            /* r13 */
-    frame[4] = (uint64_t)(uintptr_t)entry;          /* r12 */
-    frame[5] = 0;                                   /* rbx */
-    frame[6] = 0;                                   /* rbp */
+    frame[1] = 0;                          /* r15 */
+    frame[2] = 0;                          /* r14 */
+    frame[3] = (uint64_t)(uintptr_t)arg;   /* r13 */
+    frame[4] = (uint64_t)(uintptr_t)entry; /* r12 */
+    frame[5] = 0;                          /* rbx */
+    frame[6] = 0;                          /* rbp */
     frame[7] = (uint64_t)(uintptr_t)green__asm_trampoline;
     ctx->sp = frame;
 #elif defined(__aarch64__)
@@ -36,9 +35,9 @@ void green__asm_init(green_asm_ctx *ctx, void *lo, size_t size, green_ctx_entry 
     uint64_t fpcr;
     memset(frame, 0, 176);
     __asm__ volatile("mrs %0, fpcr" : "=r"(fpcr));
-    frame[0] = (uint64_t)(uintptr_t)entry;          /* x19 */
-    frame[1] = (uint64_t)(uintptr_t)arg;            /* x20 */
-    frame[10] = 0;                                  /* x29 */
+    frame[0] = (uint64_t)(uintptr_t)entry;                  /* x19 */
+    frame[1] = (uint64_t)(uintptr_t)arg;                    /* x20 */
+    frame[10] = 0;                                          /* x29 */
     frame[11] = (uint64_t)(uintptr_t)green__asm_trampoline; /* x30 */
     frame[20] = fpcr;
     ctx->sp = frame;

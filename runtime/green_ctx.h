@@ -36,8 +36,7 @@ typedef struct green_asm_ctx {
 void green__asm_switch(green_asm_ctx *from, green_asm_ctx *to);
 #endif
 /* Prepare ctx to run entry(arg) on the stack [lo, lo + size) at its first switch. */
-void green__asm_init(green_asm_ctx *ctx, void *lo, size_t size, green_ctx_entry entry,
-                     void *arg);
+void green__asm_init(green_asm_ctx *ctx, void *lo, size_t size, green_ctx_entry entry, void *arg);
 
 typedef struct green_uc_ctx {
     ucontext_t uc;

@@ -90,8 +90,8 @@ static void report(const char *what, int err) {
             "green: cannot make a greenlet stack: %s: %s (on kernels older than 6.13 every "
             "stack costs two memory mappings: raise vm.max_map_count or lower the "
             "concurrency)\n",
-            what, err == ENOMEM ? "out of memory or of vm.max_map_count mappings"
-                                : "unexpected error");
+            what,
+            err == ENOMEM ? "out of memory or of vm.max_map_count mappings" : "unexpected error");
 }
 
 static int add_slab(green_stack_pool *p) {

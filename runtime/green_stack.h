@@ -17,13 +17,13 @@ typedef struct green_stack {
 } green_stack;
 
 typedef struct green_stack_pool {
-    size_t size;          /* usable bytes per stack, page multiple */
-    size_t warm_max;      /* cached stacks that keep their pages */
-    size_t warm, cold;    /* cached stacks, with and without pages */
-    size_t mapped;        /* stacks carved so far */
+    size_t size;       /* usable bytes per stack, page multiple */
+    size_t warm_max;   /* cached stacks that keep their pages */
+    size_t warm, cold; /* cached stacks, with and without pages */
+    size_t mapped;     /* stacks carved so far */
     green_stack *warm_list, *cold_list;
     struct green_stack_slab *slabs;
-    int guard_mode;       /* how guard pages are made; see green_stack.c */
+    int guard_mode; /* how guard pages are made; see green_stack.c */
 } green_stack_pool;
 
 void green__stack_pool_init(green_stack_pool *p, size_t size, size_t warm_max);

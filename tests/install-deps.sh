@@ -7,7 +7,7 @@ packages=(
   libev-dev libhiredis-dev libjansson-dev libcurl4-openssl-dev
   redis-server redis-tools
   nginx-light libnginx-mod-http-echo
-  valgrind clang libclang-rt-14-dev curl python3 bc
+  valgrind clang clang-format libclang-rt-14-dev curl python3 bc
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 )
 missing=()

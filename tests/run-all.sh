@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: installs what is missing, then builds and runs
-# every test in a -Werror build and in an AddressSanitizer+UBSan build, fuzzes the parsers
+# The whole test suite, as CI runs it: installs what is missing, checks that every C file
+# is formatted as .clang-format says, then builds and runs every test in a -Werror build and in an AddressSanitizer+UBSan build, fuzzes the parsers
 # for 30 s each, runs the core tests on the ucontext fallback and the aarch64 context
 # switch under qemu, and the runtime and broker tests under valgrind memcheck. Every test
 # starts the servers it needs (redis-server, nginx) on free
@@ -14,6 +14,9 @@ jobs=$(nproc)
 export TMPDIR=${TMPDIR:-/tmp}
 
 step() { printf '\n==== %s\n' "$*"; }
+
+step "formatting (.clang-format)"
+tests/check-format.sh
 
 step "build (-Werror)"
 cmake -S . -B build-ci -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWORKERD_WERROR=ON >/dev/null

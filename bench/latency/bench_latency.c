@@ -51,8 +51,7 @@ static void add_ns(struct timespec *t, long long ns) {
 
 int main(int argc, char **argv) {
     if (argc < 4) {
-        fprintf(stderr, "usage: %s PORT RATE SECONDS [QUEUE=default] [PREFIX=workerd]\n",
-                argv[0]);
+        fprintf(stderr, "usage: %s PORT RATE SECONDS [QUEUE=default] [PREFIX=workerd]\n", argv[0]);
         return 2;
     }
     int port = atoi(argv[1]);
@@ -92,8 +91,8 @@ int main(int argc, char **argv) {
         freeReplyObject(r);
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
-        double behind = (double)(now.tv_sec - next.tv_sec) * 1e3 +
-                        (double)(now.tv_nsec - next.tv_nsec) / 1e6;
+        double behind =
+            (double)(now.tv_sec - next.tv_sec) * 1e3 + (double)(now.tv_nsec - next.tv_nsec) / 1e6;
         if (behind > max_behind_ms)
             max_behind_ms = behind;
     }

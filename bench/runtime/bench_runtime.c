@@ -217,8 +217,7 @@ static void *http_worker(void *arg) {
         if (j->remaining_requests)
             (*j->remaining_requests)--;
         if (green_http_perform(easy, &code, 60) == 0 && code == CURLE_OK &&
-            curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK &&
-            status == 200)
+            curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK && status == 200)
             (*j->ok)++;
     }
     curl_easy_cleanup(easy);
@@ -259,8 +258,10 @@ int main(int argc, char **argv) {
         } else if (strcmp(argv[i], "--concurrency") == 0 && i + 1 < argc) {
             concurrency = atoi(argv[++i]);
         } else {
-            fprintf(stderr, "usage: %s [--http URL_FAST URL_SLOW] [--transfers N] "
-                            "[--requests N] [--concurrency N]\n", argv[0]);
+            fprintf(stderr,
+                    "usage: %s [--http URL_FAST URL_SLOW] [--transfers N] "
+                    "[--requests N] [--concurrency N]\n",
+                    argv[0]);
             return 2;
         }
     }

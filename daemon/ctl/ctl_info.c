@@ -121,8 +121,7 @@ static json_t *beat_number(const worker *w, const char *field, bool integer) {
 
 /* The start of `workers` and `inspect`: no arguments but options, then the broker and
  * every registered worker. */
-static int begin_workers(ctl *c, int argc, char **argv, redisContext **rc, worker **w,
-                         size_t *n) {
+static int begin_workers(ctl *c, int argc, char **argv, redisContext **rc, worker **w, size_t *n) {
     ctl_args a;
     int code = ctl_parse(c, argc, argv, NULL, &a);
     if (code != CTL_OK)
@@ -208,8 +207,8 @@ static int inspect_one(ctl *c, redisContext *rc, const worker *w, json_t *list) 
         char id[BROKER_ID_MAX + 1], task[256];
         ctl_msg_fields(raw, rawlen, id, sizeof id, task, sizeof task);
         items[i] = json_pack("{s:s, s:b, s:I, s:s%, s:s, s:s}", "worker", w->wid, "alive", alive(w),
-                             "tag", (json_int_t)atoll(r->element[2 * i]->str), "queue", queue,
-                             qlen, "id", id, "task", task);
+                             "tag", (json_int_t)atoll(r->element[2 * i]->str), "queue", queue, qlen,
+                             "id", id, "task", task);
     }
     if (items != NULL) {
         qsort(items, n, sizeof *items, cmp_tag);

@@ -168,9 +168,13 @@ static void assert_text_matches_object(const broker_result *r) {
 
 TEST(encoded_text_matches_the_object_for_awkward_strings) {
     json_t *value = json_pack("{s:[i,f,s,n,b]}", "k\"\\", 1, 0.5, "\xc3\xa9\n", 1);
-    broker_result r = {.id = "a\"b\\c\n\t\x01/\xc3\xa9\xff\xe2\x82", .task = "t\x7f",
-                       .status = BROKER_SUCCESS, .result = value, .retries = -3,
-                       .worker = "w\xc0\xaf", .started_at = 1700000000.000001,
+    broker_result r = {.id = "a\"b\\c\n\t\x01/\xc3\xa9\xff\xe2\x82",
+                       .task = "t\x7f",
+                       .status = BROKER_SUCCESS,
+                       .result = value,
+                       .retries = -3,
+                       .worker = "w\xc0\xaf",
+                       .started_at = 1700000000.000001,
                        .finished_at = 1700000001.1};
     assert_text_matches_object(&r);
     r.status = BROKER_FAILURE;
@@ -186,14 +190,15 @@ TEST(encoded_text_matches_the_object_for_awkward_strings) {
 TEST(encoded_timestamps_are_reals_rounded_to_the_microsecond) {
     double times[] = {5.0, 0.25, 1e-7, 1795663852.8612345, 1700000000.9999996, 123456.000010};
     for (size_t i = 0; i < sizeof times / sizeof *times; i++) {
-        broker_result r = {.id = "j", .status = BROKER_SUCCESS, .started_at = times[i],
+        broker_result r = {.id = "j",
+                           .status = BROKER_SUCCESS,
+                           .started_at = times[i],
                            .finished_at = times[i] + 0.5};
         assert_text_matches_object(&r);
         json_t *j = decode(broker_result_encode(&r));
         ASSERT(json_is_real(json_object_get(j, "started_at")));
         ASSERT(json_is_real(json_object_get(j, "runtime")));
-        ASSERT(json_real_value(json_object_get(j, "started_at")) ==
-               round(times[i] * 1e6) / 1e6);
+        ASSERT(json_real_value(json_object_get(j, "started_at")) == round(times[i] * 1e6) / 1e6);
         json_decref(j);
     }
 }
@@ -292,8 +297,8 @@ static const char *parse_encoded(const broker_dead *d, broker_dead_entry *e) {
 
 TEST(dead_entry_gives_back_the_message_byte_exact_and_where_it_goes) {
     const char *raw = "{ \"id\":\"j-1\", \"task\":\"echo\",\"args\":[1.50] }";
-    broker_dead d = {.raw = raw, .raw_len = strlen(raw), .reason = "r", .id = "j-1",
-                     .queue = "high"};
+    broker_dead d = {
+        .raw = raw, .raw_len = strlen(raw), .reason = "r", .id = "j-1", .queue = "high"};
     broker_dead_entry e;
     ASSERT(parse_encoded(&d, &e) == NULL);
     ASSERT_EQ(e.message_len, strlen(raw));
@@ -343,8 +348,8 @@ TEST(dead_entry_that_cannot_be_requeued_says_why) {
     ASSERT_STREQ(e.id, "x"); /* said in the report of what was skipped */
     char raw[100];
     memset(raw, 'a', sizeof raw);
-    broker_dead cut = {.raw = raw, .raw_len = sizeof raw, .reason = "r", .id = "c",
-                       .max_message_bytes = 10};
+    broker_dead cut = {
+        .raw = raw, .raw_len = sizeof raw, .reason = "r", .id = "c", .max_message_bytes = 10};
     ASSERT_STREQ(parse_encoded(&cut, &e), "the message was cut when it was dead-lettered");
     ASSERT(e.message == NULL);
     ASSERT_STREQ(e.id, "c");

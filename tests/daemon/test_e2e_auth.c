@@ -13,8 +13,8 @@
 #define PASSWORD "s3cret-Pa55"
 #define ACL_PASSWORD "al1ce-Pa55"
 
-static const char *const auth_args[] = {"--requirepass", PASSWORD, "--user", "alice", "on",
-                                        ">" ACL_PASSWORD, "~*", "&*", "+@all", NULL};
+static const char *const auth_args[] = {"--requirepass",  PASSWORD, "--user", "alice", "on",
+                                        ">" ACL_PASSWORD, "~*",     "&*",     "+@all", NULL};
 
 static redisContext *login(int port) {
     redisContext *c = e2e_redis(port);

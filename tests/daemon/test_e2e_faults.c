@@ -200,7 +200,7 @@ TEST(unreachable_broker_at_start_is_retried_until_it_comes) {
     ASSERT(e2e_log_wait(&w, "broker: Redis unreachable", 5.0));
     ASSERT(e2e_log_wait(&w, "reconnecting", 1.0));
     usleep(500000);
-    ASSERT_EQ(e2e_worker_wait(&w, 0), -1); /* still running */
+    ASSERT_EQ(e2e_worker_wait(&w, 0), -1);                        /* still running */
     ASSERT_EQ(e2e_log_count(&w, "broker: Redis unreachable"), 1); /* said once, not per try */
 
     test_redis_restart(&r); /* a first start, on the port the worker is trying */

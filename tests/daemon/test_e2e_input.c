@@ -83,7 +83,7 @@ static json_t *expect_rejected(env *e, const char *raw, size_t len, const char *
     return d;
 }
 
-#define REJECT(e, text, id, etype, reason)                                                    \
+#define REJECT(e, text, id, etype, reason)                                                         \
     json_decref(expect_rejected((e), (text), strlen(text), (id), (etype), (reason)))
 
 TEST(invalid_json_is_dead_lettered) {
@@ -261,9 +261,15 @@ TEST(many_bad_messages_do_not_stop_the_worker) {
     env e;
     env_start(&e, NULL);
     static const char *const bad[] = {
-        "nope", "[]", "{}", "{\"task\":null}", "{\"task\":\"\"}",
-        "{\"task\":\"echo\",\"kwargs\":[]}", "{\"task\":\"sleep\"}",
-        "{\"task\":\"fail\",\"args\":[1]}", "{\"task\":\"echo\",\"retries\":-1}",
+        "nope",
+        "[]",
+        "{}",
+        "{\"task\":null}",
+        "{\"task\":\"\"}",
+        "{\"task\":\"echo\",\"kwargs\":[]}",
+        "{\"task\":\"sleep\"}",
+        "{\"task\":\"fail\",\"args\":[1]}",
+        "{\"task\":\"echo\",\"retries\":-1}",
         "{\"id\":7,\"task\":\"echo\"}",
     };
     size_t nbad = sizeof bad / sizeof *bad;

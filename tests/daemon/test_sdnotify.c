@@ -130,7 +130,9 @@ TEST(test_sighup_with_a_broken_config_keeps_running) {
     while (test_now() < end && test_system("grep -q 'reload refused' '%s'", log) != 0)
         usleep(20000);
     ASSERT_EQ(test_system("grep -q \"reload refused.*WORKERD_CONCURRENCY: 'lots' is not a "
-                          "number\" '%s'", log), 0);
+                          "number\" '%s'",
+                          log),
+              0);
     ASSERT_EQ(kill(pid, 0), 0); /* still running */
     kill(pid, SIGTERM);
     int st;

@@ -49,8 +49,7 @@ TEST(warm_shutdown_deadline_acks_finished_and_puts_back_the_rest) {
     }
 
     e2e_worker a, z;
-    E2E_START(&a, r.port, "-c", "10", "--shutdown-timeout", "1", "--heartbeat", "1", "-l",
-              "debug");
+    E2E_START(&a, r.port, "-c", "10", "--shutdown-timeout", "1", "--heartbeat", "1", "-l", "debug");
     books_log(b, a.log);
     /* Let it get going: the first ten started and a few more after them. */
     ASSERT(e2e_log_wait_n(&a, "sleep started (tag", CONC + 3, 10.0));
@@ -67,8 +66,7 @@ TEST(warm_shutdown_deadline_acks_finished_and_puts_back_the_rest) {
     /* Finished: acked with a result. The rest: back in the queue, none left in flight. */
     int finished = final_results(c);
     int interrupted = e2e_log_count(&a, "interrupted by shutdown");
-    printf("faults: at the shutdown deadline %d finished, %d interrupted\n", finished,
-           interrupted);
+    printf("faults: at the shutdown deadline %d finished, %d interrupted\n", finished, interrupted);
     ASSERT(interrupted > 0);
     ASSERT(finished > 0);
     ASSERT_EQ(e2e_int(c, "LLEN workerd:queue:default"), N - finished);

@@ -25,7 +25,8 @@ static void push_http(redisContext *c, const char *id, int port, const char *pat
     char msg[256];
     snprintf(msg, sizeof msg,
              "{\"id\":\"%s\",\"task\":\"http.get\",\"args\":[\"http://127.0.0.1:%d%s\"],"
-             "\"time_limit\":1}", id, port, path);
+             "\"time_limit\":1}",
+             id, port, path);
     e2e_push(c, "default", msg);
 }
 

@@ -220,9 +220,9 @@ static void redis_spawn(test_redis *r) {
     char port[16], log[512];
     snprintf(port, sizeof port, "%d", r->port);
     snprintf(log, sizeof log, "%s/redis.log", r->dir);
-    const char *argv[64] = {"redis-server", "--port", port, "--bind", "127.0.0.1",
-                            "--save", "", "--appendonly", "no", "--dir", r->dir,
-                            "--maxclients", "10000"};
+    const char *argv[64] = {
+        "redis-server", "--port", port,    "--bind", "127.0.0.1",    "--save", "",
+        "--appendonly", "no",     "--dir", r->dir,   "--maxclients", "10000"};
     int n = 13;
     for (int i = 0; r->extra_args && r->extra_args[i] && n < 62; i++)
         argv[n++] = r->extra_args[i];
@@ -284,7 +284,8 @@ void test_nginx_start(test_nginx *n) {
     free(big);
 
     char conf[4096];
-    int len = snprintf(conf, sizeof conf,
+    int len = snprintf(
+        conf, sizeof conf,
         "load_module /usr/lib/nginx/modules/ngx_http_echo_module.so;\n"
         "worker_processes 1;\nworker_rlimit_nofile 30000;\ndaemon off;\n"
         "pid %1$s/nginx.pid;\nerror_log %1$s/error.log warn;\n"

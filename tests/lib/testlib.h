@@ -22,44 +22,44 @@
 typedef void (*test_fn)(void);
 void test__register(const char *name, test_fn fn);
 
-#define TEST(name)                                                                             \
-    static void name(void);                                                                    \
-    __attribute__((constructor)) static void name##__register(void) {                          \
-        test__register(#name, name);                                                           \
-    }                                                                                          \
+#define TEST(name)                                                                                 \
+    static void name(void);                                                                        \
+    __attribute__((constructor)) static void name##__register(void) {                              \
+        test__register(#name, name);                                                               \
+    }                                                                                              \
     static void name(void)
 
 void test__fail(const char *file, int line, const char *fmt, ...)
     __attribute__((noreturn, format(printf, 3, 4)));
 
-#define ASSERT(cond)                                                                           \
-    do {                                                                                       \
-        if (!(cond))                                                                           \
-            test__fail(__FILE__, __LINE__, "assertion failed: %s", #cond);                     \
+#define ASSERT(cond)                                                                               \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            test__fail(__FILE__, __LINE__, "assertion failed: %s", #cond);                         \
     } while (0)
 
-#define ASSERT_EQ(a, b)                                                                        \
-    do {                                                                                       \
-        long long a__ = (long long)(a), b__ = (long long)(b);                                  \
-        if (a__ != b__)                                                                        \
-            test__fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, a__, b__);        \
+#define ASSERT_EQ(a, b)                                                                            \
+    do {                                                                                           \
+        long long a__ = (long long)(a), b__ = (long long)(b);                                      \
+        if (a__ != b__)                                                                            \
+            test__fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, a__, b__);            \
     } while (0)
 
-#define ASSERT_STREQ(a, b)                                                                     \
-    do {                                                                                       \
-        const char *a__ = (a), *b__ = (b);                                                     \
-        if (a__ == NULL || b__ == NULL || strcmp(a__, b__) != 0)                               \
-            test__fail(__FILE__, __LINE__, "%s == %s: \"%s\" != \"%s\"", #a, #b,               \
-                       a__ ? a__ : "(null)", b__ ? b__ : "(null)");                            \
+#define ASSERT_STREQ(a, b)                                                                         \
+    do {                                                                                           \
+        const char *a__ = (a), *b__ = (b);                                                         \
+        if (a__ == NULL || b__ == NULL || strcmp(a__, b__) != 0)                                   \
+            test__fail(__FILE__, __LINE__, "%s == %s: \"%s\" != \"%s\"", #a, #b,                   \
+                       a__ ? a__ : "(null)", b__ ? b__ : "(null)");                                \
     } while (0)
 
 /* Between lo and hi inclusive. For an elapsed time, hi is TEST_SOON (or more): see below. */
-#define ASSERT_RANGE(v, lo, hi)                                                                \
-    do {                                                                                       \
-        double v__ = (double)(v);                                                              \
-        if (v__ < (lo) || v__ > (hi))                                                          \
-            test__fail(__FILE__, __LINE__, "%s = %g not in [%g, %g]", #v, v__, (double)(lo),   \
-                       (double)(hi));                                                          \
+#define ASSERT_RANGE(v, lo, hi)                                                                    \
+    do {                                                                                           \
+        double v__ = (double)(v);                                                                  \
+        if (v__ < (lo) || v__ > (hi))                                                              \
+            test__fail(__FILE__, __LINE__, "%s = %g not in [%g, %g]", #v, v__, (double)(lo),       \
+                       (double)(hi));                                                              \
     } while (0)
 
 /* Monotonic seconds. */
@@ -88,15 +88,14 @@ bool test_in_child(void);
 /* Poll cond every 10 ms until it holds; fails the test if it does not within timeout
  * seconds. For conditions another process, thread or server makes true. Not for a
  * greenlet (it blocks the hub): there, loop on green_sleep. */
-#define ASSERT_WITHIN(cond, timeout)                                                           \
-    do {                                                                                       \
-        double end__ = test_now() + (timeout);                                                 \
-        while (!(cond)) {                                                                      \
-            if (test_now() > end__)                                                            \
-                test__fail(__FILE__, __LINE__, "not within %g s: %s", (double)(timeout),       \
-                           #cond);                                                             \
-            test_pause();                                                                      \
-        }                                                                                      \
+#define ASSERT_WITHIN(cond, timeout)                                                               \
+    do {                                                                                           \
+        double end__ = test_now() + (timeout);                                                     \
+        while (!(cond)) {                                                                          \
+            if (test_now() > end__)                                                                \
+                test__fail(__FILE__, __LINE__, "not within %g s: %s", (double)(timeout), #cond);   \
+            test_pause();                                                                          \
+        }                                                                                          \
     } while (0)
 
 /* Sleep 10 ms: the polling period of the waits above. */
