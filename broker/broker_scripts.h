@@ -29,6 +29,10 @@
  *            -> integer: 1 the entry was removed and the message pushed, 0 it was gone
  *   MOVE_DUE ARGV: prefix, n, wid
  *            -> {moved, dead, lowest score left ("" if none), TIME seconds, microseconds}
+ *   RATE_LIMIT ARGV: prefix, wid, kind, name, rate ("": from PREFIX:rate_limits), tag
+ *                  ("": check only), queue, text
+ *            -> {verdict, due ("" unless waiting), TIME seconds, microseconds}
+ *                  (broker_rate.h)
  *
  * Everything here is thread-safe (the digests are computed once, under pthread_once),
  * never yields and may be called from any stack.
@@ -50,6 +54,7 @@ typedef enum broker_script_id {
     BROKER_SCRIPT_REQUEUE,
     BROKER_SCRIPT_DEAD_REQUEUE,
     BROKER_SCRIPT_MOVE_DUE,
+    BROKER_SCRIPT_RATE_LIMIT,
     BROKER_SCRIPT_COUNT
 } broker_script_id;
 

@@ -29,6 +29,7 @@ enum wd_stop { WD_RUNNING, WD_WARM, WD_COLD };
 struct wd_job;
 struct wd_limits;
 struct wd_observe;
+struct wd_rate;
 struct wd_sched;
 
 struct wd_worker {
@@ -60,6 +61,7 @@ struct wd_worker {
     struct wd_observe *obs; /* counters, metrics, events, recycling (wd_observe.h) */
     struct wd_limits *lims; /* time limits' defaults, the blocking watch (wd_limits.h) */
     struct wd_sched *sched; /* the Redis clock, the mover, retry delays (wd_sched.h) */
+    struct wd_rate *rate;   /* the rate-limited tasks (wd_rate.h) */
     struct wd_http *http;   /* NULL unless --http */
 };
 

@@ -138,6 +138,15 @@ const struct settings_opt settings_opts[SETTINGS_COUNT] = {
          .kind = SETTINGS_KIND_CHECKED, .apply = SETTINGS_RESTART,
          .help = "Log a warning naming a task that runs this long without yielding (fractions\n"
                  "allowed, up to 60; 0: off): meanwhile every other task of the process waits."},
+    [SETTINGS_RATE_LIMIT] =
+        {"rate-limit", 0, "WORKERD_RATE_LIMIT", "TASK=RATE", NULL, .kind = SETTINGS_KIND_CHECKED,
+         .apply = SETTINGS_RESTART,
+         .help = "Start TASK at most RATE times over ALL workers of the Redis; RATE is a number\n"
+                 "(fractions allowed), '/' and s, m or h: 100/s, 10/m, 0.5/h. Repeatable; as a\n"
+                 "variable or config key a comma list (echo=20/s,http.get=1/s). Written at\n"
+                 "start-up to PREFIX:rate_limits, which workerctl rate-limit changes for every\n"
+                 "worker at run time. A message over the rate waits in the scheduled set for\n"
+                 "its turn, holding no slot. Default: none."},
     [SETTINGS_HTTP_DENY] =
         {"http-deny", 0, "WORKERD_HTTP_DENY", "LIST", NULL, .kind = SETTINGS_KIND_CHECKED,
          .apply = SETTINGS_RESTART,
@@ -162,6 +171,13 @@ const struct settings_opt settings_opts[SETTINGS_COUNT] = {
          .help = "HTTP methods http.request may send besides GET, HEAD, POST, PUT, PATCH,\n"
                  "DELETE and OPTIONS, comma-separated (e.g. PROPFIND,REPORT). A method not\n"
                  "allowed fails the task before any connection. Default: none."},
+    [SETTINGS_HTTP_HOST_RATE] =
+        {"http-host-rate", 0, "WORKERD_HTTP_HOST_RATE", "RATE", NULL,
+         .kind = SETTINGS_KIND_CHECKED, .apply = SETTINGS_RESTART,
+         .help = "http.* tasks start at most RATE requests per destination host over ALL\n"
+                 "workers of the Redis (same form as --rate-limit, e.g. 2/s). A task over it\n"
+                 "waits in the scheduled set for its turn, holding no slot; that is not a\n"
+                 "retry. Give every worker the same value. Default: no limit."},
     [SETTINGS_HTTP] =
         {"http", 0, "WORKERD_HTTP", "ADDR:PORT", "off", .kind = SETTINGS_KIND_LISTEN,
          .apply = SETTINGS_RESTART,
