@@ -30,8 +30,8 @@
 -- a thousand throttled messages come back one by one, not all together at the next turn.
 -- When it comes back it is checked again (it holds no reservation): a rate lowered
 -- meanwhile sends it round again. Turns are handed out at most HORIZON (or two periods)
--- ahead; the rest come back at the horizon and are checked again, so a rate raised with
--- workerctl is followed within HORIZON seconds.
+-- ahead; the rest come back spread over the horizon after that and are checked again, so
+-- a rate raised with workerctl is followed within two HORIZONs.
 --
 -- Exactly one place: the tag is checked first (a worker presumed dead touches nothing);
 -- HDEL from the in-flight hash and ZADD to <prefix>:scheduled happen in this script, with
@@ -96,7 +96,11 @@ end
 local due = math.max(tail + period, tat - TOLERANCE, now)
 local horizon = math.max(HORIZON, 2 * period)
 if due > now + horizon then
-    due = now + horizon
+    -- Spread over the next horizon by the tag (tags are a counter: times the golden ratio,
+    -- they fall evenly), so that the messages looked at again do not all come back at
+    -- once and delay, on their queue, the ones whose turn it is.
+    local spread = ((tonumber(tag) or 0) * 0.6180339887) % 1
+    due = now + horizon * (1 + spread)
 else
     tail = due
 end

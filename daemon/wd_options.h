@@ -63,7 +63,6 @@ struct wd_options {
     char *http_allow;          /* validated comma lists as given, or NULL for none */
     char *http_methods;        /* --http-methods: extra methods for http.request, or NULL */
     char *rate_limit;          /* --rate-limit: "TASK=RATE,..." validated, or NULL */
-    char *http_host_rate;      /* --http-host-rate: a validated rate, or NULL for none */
     char *http_host;           /* --http: the metrics endpoint's numeric address, or NULL */
     int http_port;             /* its port (0: any free one) */
     bool events;               /* -E: publish task events on PREFIX:events */

@@ -171,13 +171,6 @@ const struct settings_opt settings_opts[SETTINGS_COUNT] = {
          .help = "HTTP methods http.request may send besides GET, HEAD, POST, PUT, PATCH,\n"
                  "DELETE and OPTIONS, comma-separated (e.g. PROPFIND,REPORT). A method not\n"
                  "allowed fails the task before any connection. Default: none."},
-    [SETTINGS_HTTP_HOST_RATE] =
-        {"http-host-rate", 0, "WORKERD_HTTP_HOST_RATE", "RATE", NULL,
-         .kind = SETTINGS_KIND_CHECKED, .apply = SETTINGS_RESTART,
-         .help = "http.* tasks start at most RATE requests per destination host over ALL\n"
-                 "workers of the Redis (same form as --rate-limit, e.g. 2/s). A task over it\n"
-                 "waits in the scheduled set for its turn, holding no slot; that is not a\n"
-                 "retry. Give every worker the same value. Default: no limit."},
     [SETTINGS_HTTP] =
         {"http", 0, "WORKERD_HTTP", "ADDR:PORT", "off", .kind = SETTINGS_KIND_LISTEN,
          .apply = SETTINGS_RESTART,
