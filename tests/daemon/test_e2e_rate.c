@@ -107,7 +107,7 @@ TEST(rate_limit_holds_across_three_workers_and_other_tasks_run_at_full_speed) {
     test_redis_stop(&r);
 }
 
-enum { CHANGE_N = 120 };
+enum { CHANGE_N = 200 };
 
 TEST(workerctl_rate_limit_changes_the_rate_of_running_workers) {
     ctlrun_env e;
@@ -117,10 +117,9 @@ TEST(workerctl_rate_limit_changes_the_rate_of_running_workers) {
     E2E_START_READY(&w2, e.redis.port, "--rate-limit", "echo=5/s");
     ASSERT_WITHIN(e2e_int(e.c, "HEXISTS workerd:rate_limits echo") == 1, TEST_SOON);
     push_n(e.c, "c-", "echo", CHANGE_N);
-    /* A few at 5/s, then 50/s for every worker. */
-    json_t *res = e2e_wait_result(e.c, "c-10", NULL, TEST_NEVER);
-    ASSERT(res != NULL);
-    json_decref(res);
+    /* Twenty at 5/s (in no particular order: a message looked at again may pass one
+     * whose turn is later), then 50/s for every worker. */
+    ASSERT_WITHIN(e2e_count_keys(e.c, "workerd:result:c-*") >= 20, TEST_NEVER);
     ctlrun cr;
     CTL_RUN(&cr, "-b", e.url, "rate-limit", "echo", "50/s");
     ASSERT_EQ(cr.code, 0);
@@ -136,16 +135,22 @@ TEST(workerctl_rate_limit_changes_the_rate_of_running_workers) {
 
     double *t = calloc(CHANGE_N, sizeof *t), last;
     results_of(e.c, "c-", CHANGE_N, t, &last);
-    /* Before the change: 5/s. After it (turns handed out before it come back within the
-     * one-second horizon): the starts after that second keep to 50/s, ten times faster. */
+    /* Before the change: 5/s (measured from the third start on: a start's started_at is
+     * read a moment after its turn, and the first ones, while the workers warm up, by
+     * more). After it (turns handed out before it come back within the one-second
+     * horizon, the others within the next): the starts keep to 50/s, at most, and are
+     * many times faster than before, however slow the machine (the upper bound is the
+     * promise; reaching 50/s depends on the workers keeping up). */
     int first_after = 0;
-    while (first_after < CHANGE_N && t[first_after] < changed + 1.2)
+    while (first_after < CHANGE_N && t[first_after] < changed + 2.2)
         first_after++;
+    fprintf(stderr, "changed at +%.2f s; last start +%.2f s; %d after +2.2 s\n", changed - t[0],
+            t[CHANGE_N - 1] - t[0], CHANGE_N - first_after);
+    ASSERT(CHANGE_N - first_after >= 40);
     fprintf(stderr, "before the change %.2f/s; after it %.2f/s over %d starts\n",
-            rate_over(t, 0, 8), rate_over(t, first_after, CHANGE_N - 1), CHANGE_N - first_after);
-    ASSERT_RANGE(rate_over(t, 0, 8), 4.5, 5.5);
-    ASSERT(CHANGE_N - first_after >= 50);
-    ASSERT_RANGE(rate_over(t, first_after, CHANGE_N - 1), 40.0, 55.0);
+            rate_over(t, 2, 18), rate_over(t, first_after, CHANGE_N - 1), CHANGE_N - first_after);
+    ASSERT_RANGE(rate_over(t, 2, 18), 4.5, 5.5);
+    ASSERT_RANGE(rate_over(t, first_after, CHANGE_N - 1), 25.0, 55.0);
 
     /* off: the limit is gone from the hash and for the workers. */
     CTL_RUN(&cr, "-b", e.url, "rate-limit", "echo", "off");
