@@ -33,6 +33,10 @@
  *            -> {moved, dead, lowest score left ("" if none), TIME seconds, microseconds}
  *   UNIQUE_ACQUIRE  ARGV: prefix, wid, tag, queue, id, hash, ttl ms, fixed text or ""
  *            -> {"owner" | "duplicate" | "gone", holder id}
+ *   RATE_LIMIT ARGV: prefix, wid, kind, name, rate ("": from PREFIX:rate_limits), tag
+ *                  ("": check only), queue, text
+ *            -> {verdict, due ("" unless waiting), TIME seconds, microseconds}
+ *                  (broker_rate.h)
  *
  * Everything here is thread-safe (the digests are computed once, under pthread_once),
  * never yields and may be called from any stack.
@@ -55,6 +59,7 @@ typedef enum broker_script_id {
     BROKER_SCRIPT_DEAD_REQUEUE,
     BROKER_SCRIPT_MOVE_DUE,
     BROKER_SCRIPT_UNIQUE_ACQUIRE,
+    BROKER_SCRIPT_RATE_LIMIT,
     BROKER_SCRIPT_COUNT
 } broker_script_id;
 

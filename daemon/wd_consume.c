@@ -22,6 +22,7 @@
 #include "wd_log.h"
 #include "wd_notify.h"
 #include "wd_observe.h"
+#include "wd_rate.h"
 #include "wd_sched.h"
 #include "wd_revoke.h"
 
@@ -85,6 +86,9 @@ void *wd_fetcher_main(void *arg) {
     double next_check = green_wallclock() + w->opts->heartbeat_ttl;
     /* Due times are on the Redis server's clock: take nothing before it is known. */
     if (wd_sched_clock_wait(w->sched) != 0)
+        return NULL;
+    /* --rate-limit goes to Redis before the first message: every worker then agrees. */
+    if (wd_rate_seed(w) != 0)
         return NULL;
     while (w->fetching) {
         /* Also every heartbeat TTL: one HKEYS is cheap, and whatever else might strand an

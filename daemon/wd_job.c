@@ -55,6 +55,7 @@
 #include "wd_limits.h"
 #include "wd_log.h"
 #include "wd_observe.h"
+#include "wd_rate.h"
 #include "wd_sched.h"
 #include "wd_revoke.h"
 #include "wd_shutdown.h"
@@ -571,6 +572,12 @@ static void *job_main(void *arg) {
             return NULL;
         if (wait_until_due(j))
             return NULL;
+        /* Over its task's rate limit: already moved to the scheduled set (or no longer
+         * ours); free the job, no ack, no result (wd_rate.h). */
+        if (wd_rate_gate(j->w, &j->d, &j->msg) != WD_RATE_RUN) {
+            release(j);
+            return NULL;
+        }
         /* Read after the due time was checked: a task never starts before its eta. */
         j->started_at = green_wallclock();
         wd_observe_received(j->w->obs, j->msg.id, j->msg.task, j->d.queue);

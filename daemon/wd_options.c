@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "broker_msg.h"
+#include "broker_rate.h"
 #include "task.h"
 #include "task_exec.h"
 #include "task_http_policy.h"
@@ -173,6 +174,57 @@ static int check_seconds(const char *value, double max, double *out, char *why, 
     return 0;
 }
 
+/* --rate-limit's list: TASK=RATE items, comma-separated, blanks around an item allowed,
+ * no task twice. */
+static int check_rate_limits(const char *value, char *why, size_t whylen) {
+    char *copy = strdup(value), *save = NULL;
+    if (!copy) {
+        snprintf(why, whylen, "out of memory");
+        return -1;
+    }
+    int rc = 0, n = 0;
+    const char *seen[64];
+    for (char *item = strtok_r(copy, ",", &save); item && rc == 0;
+         item = strtok_r(NULL, ",", &save)) {
+        while (isspace((unsigned char)*item))
+            item++;
+        size_t len = strlen(item);
+        while (len > 0 && isspace((unsigned char)item[len - 1]))
+            item[--len] = '\0';
+        char *eq = strchr(item, '=');
+        const char *bad;
+        char reason[160];
+        if (!eq) {
+            snprintf(why, whylen, "'%s' is not TASK=RATE (e.g. echo=20/s)", item);
+            rc = -1;
+        } else if (*eq = '\0', (bad = broker_rate_check_name(item)) != NULL) {
+            snprintf(why, whylen, "task '%.300s': %s", item, bad);
+            rc = -1;
+        } else if (broker_rate_parse(eq + 1, NULL, reason, sizeof reason) != 0) {
+            snprintf(why, whylen, "task '%.300s': %s", item, reason);
+            rc = -1;
+        } else {
+            for (int i = 0; i < n && rc == 0; i++)
+                if (strcmp(seen[i], item) == 0) {
+                    snprintf(why, whylen, "task '%.300s' is given two rates", item);
+                    rc = -1;
+                }
+            if (rc == 0 && n == (int)(sizeof seen / sizeof *seen)) {
+                snprintf(why, whylen, "more than %d tasks", n);
+                rc = -1;
+            }
+            if (rc == 0)
+                seen[n++] = item;
+        }
+    }
+    if (rc == 0 && n == 0) {
+        snprintf(why, whylen, "no TASK=RATE given");
+        rc = -1;
+    }
+    free(copy);
+    return rc;
+}
+
 /* The values the settings module leaves to workerd: the http.* tasks' address policy
  * lists and extra methods and the entries of --exec-task and --exec-env (the tasks' to
  * parse), and the seconds of the time limits. */
@@ -185,6 +237,8 @@ static int check_value(enum settings_id id, const char *value, char *why, size_t
         return check_seconds(value, BROKER_TIME_LIMIT_MAX, NULL, why, whylen);
     if (id == SETTINGS_BLOCKING_WARN)
         return check_seconds(value, WD_OPTIONS_BLOCKING_WARN_MAX, NULL, why, whylen);
+    if (id == SETTINGS_RATE_LIMIT)
+        return check_rate_limits(value, why, whylen);
     if (id == SETTINGS_HTTP_METHODS) {
         const char *bad = task_http_check_methods(value);
         if (bad == NULL)
@@ -232,6 +286,7 @@ static void read_values(struct wd_options *o) {
     o->http_deny = v[SETTINGS_HTTP_DENY].text;
     o->http_allow = v[SETTINGS_HTTP_ALLOW].text;
     o->http_methods = v[SETTINGS_HTTP_METHODS].text;
+    o->rate_limit = v[SETTINGS_RATE_LIMIT].text;
     o->http_host = v[SETTINGS_HTTP].text;
     o->http_port = (int)v[SETTINGS_HTTP].num;
     o->events = v[SETTINGS_EVENTS].num != 0;

@@ -63,6 +63,7 @@ struct wd_options {
     char *http_deny;           /* the http.* tasks' address policy (task_http_policy.h): */
     char *http_allow;          /* validated comma lists as given, or NULL for none */
     char *http_methods;        /* --http-methods: extra methods for http.request, or NULL */
+    char *rate_limit;          /* --rate-limit: "TASK=RATE,..." validated, or NULL */
     char *http_host;           /* --http: the metrics endpoint's numeric address, or NULL */
     int http_port;             /* its port (0: any free one) */
     bool events;               /* -E: publish task events on PREFIX:events */

@@ -47,6 +47,7 @@
 #include "wd_log.h"
 #include "wd_notify.h"
 #include "wd_observe.h"
+#include "wd_rate.h"
 #include "wd_sched.h"
 #include "wd_revoke.h"
 #include "wd_shutdown.h"
@@ -297,6 +298,8 @@ static struct run *run_new(const struct wd_options *opts, wd_reload_fn reload, v
         rc = wd_limits_new(&w->lims, opts->soft_time_limit, opts->time_limit, opts->blocking_warn);
     if (rc == 0)
         rc = wd_sched_new(&w->sched);
+    if (rc == 0)
+        rc = wd_rate_new(&w->rate);
     if (rc == 0 && (!w->queue_list || !w->blocking || !r->wakers))
         rc = -ENOMEM;
     if (rc != 0) {
@@ -471,6 +474,7 @@ static void run_free(struct run *r) {
     wd_observe_free(w->obs); /* stops the event publisher first, if it still runs */
     wd_limits_free(w->lims);
     wd_sched_free(w->sched);
+    wd_rate_free(w->rate);
     for (size_t i = 0; w->blocking && i < w->opts->nqueues; i++)
         broker_conn_close(w->blocking[i]);
     free(w->blocking);

@@ -30,6 +30,7 @@ struct task_host;
 struct wd_job;
 struct wd_limits;
 struct wd_observe;
+struct wd_rate;
 struct wd_sched;
 struct wd_revoke;
 
@@ -62,6 +63,7 @@ struct wd_worker {
     struct wd_observe *obs;  /* counters, metrics, events, recycling (wd_observe.h) */
     struct wd_limits *lims;  /* time limits' defaults, the blocking watch (wd_limits.h) */
     struct wd_sched *sched;  /* the Redis clock, the mover, retry delays (wd_sched.h) */
+    struct wd_rate *rate;    /* the rate-limited tasks (wd_rate.h) */
     struct wd_http *http;    /* NULL unless --http */
     struct task_host *tasks; /* what the tasks ask of the worker (task_host.h) */
     /* Revocations: checked at take, terminated while running (wd_revoke.h). */

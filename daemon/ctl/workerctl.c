@@ -119,6 +119,15 @@ static const ctl_command commands[] = {
      "  drop      delete the entries\n"
      "            -a, --all       every entry (requeue: oldest first)\n",
      true},
+    {"rate-limit", ctl_cmd_rate_limit, "list, set or remove the tasks' rate limits",
+     "Usage: workerctl rate-limit [TASK (RATE | off)]\n"
+     "Rate limits apply over ALL workers of the Redis (PREFIX:rate_limits). With no\n"
+     "argument, list them. TASK RATE sets TASK's limit (RATE: a number, fractions\n"
+     "allowed, '/' and s, m or h, e.g. 100/s, 10/m, 0.5/h); TASK off removes it. Every\n"
+     "worker applies the change from its next message of TASK (within a second for a\n"
+     "task that had no limit). A worker started with --rate-limit for TASK writes its\n"
+     "own value again when it starts.\n",
+     false},
 };
 
 #define NCOMMANDS (sizeof commands / sizeof *commands)
@@ -135,7 +144,7 @@ static void usage(FILE *out) {
                  "\n"
                  "Commands:\n");
     for (size_t i = 0; i < NCOMMANDS; i++)
-        fprintf(out, "  %-9s %s\n", commands[i].name, commands[i].synopsis);
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].synopsis);
     fprintf(out, "\n'workerctl COMMAND --help' describes a command.\n");
     ctl_shared_help(out);
     fprintf(out, "  -V, --version             print the version\n" EXIT_HELP);

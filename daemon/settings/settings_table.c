@@ -146,6 +146,16 @@ const struct settings_opt settings_opts[SETTINGS_COUNT] = {
          .kind = SETTINGS_KIND_CHECKED, .apply = SETTINGS_RESTART,
          .help = "Log a warning naming a task that runs this long without yielding (fractions\n"
                  "allowed, up to 60; 0: off): meanwhile every other task of the process waits."},
+    [SETTINGS_RATE_LIMIT] =
+        {"rate-limit", 0, "WORKERD_RATE_LIMIT", "TASK=RATE", NULL, .repeat = true,
+         .kind = SETTINGS_KIND_CHECKED,
+         .apply = SETTINGS_RESTART,
+         .help = "Start TASK at most RATE times over ALL workers of the Redis; RATE is a number\n"
+                 "(fractions allowed), '/' and s, m or h: 100/s, 10/m, 0.5/h. Repeatable; as a\n"
+                 "variable or config key a comma list (echo=20/s,http.get=1/s). Written at\n"
+                 "start-up to PREFIX:rate_limits, which workerctl rate-limit changes for every\n"
+                 "worker at run time. A message over the rate waits in the scheduled set for\n"
+                 "its turn, holding no slot. Default: none."},
     [SETTINGS_HTTP_DENY] =
         {"http-deny", 0, "WORKERD_HTTP_DENY", "LIST", NULL, .kind = SETTINGS_KIND_CHECKED,
          .apply = SETTINGS_RESTART,

@@ -1,0 +1,200 @@
+/*
+ * wd_rate.c - the rate limits on the worker's side: the list of rate-limited tasks, its
+ * seeding from --rate-limit, and the gate (wd_rate.h says what each promises; broker/
+ * rate_limit.lua how the limit is kept).
+ *
+ * The list is a sorted array of task names, replaced whole by each refresh (one HGETALL);
+ * a refresh that fails keeps the old list. Only one refresh runs at a time: a job that
+ * finds one out goes on with the old list rather than wait.
+ *
+ * Runs on greenlets of the worker's hub.
+ */
+#include "wd_rate.h"
+
+#include "broker_rate.h"
+#include "green.h"
+#include "green_check.h"
+#include "wd_log.h"
+#include "wd_sched.h"
+#include "wd_worker_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RATE_TIMEOUT 10.0
+
+struct wd_rate {
+    char **tasks; /* sorted */
+    size_t ntasks;
+    double read_at; /* our clock when the list was read; 0: never */
+    bool reading;
+};
+
+int wd_rate_new(struct wd_rate **out) {
+    *out = calloc(1, sizeof **out);
+    return *out ? 0 : -ENOMEM;
+}
+
+static void drop_list(struct wd_rate *r) {
+    for (size_t i = 0; i < r->ntasks; i++)
+        free(r->tasks[i]);
+    free(r->tasks);
+    r->tasks = NULL;
+    r->ntasks = 0;
+}
+
+void wd_rate_free(struct wd_rate *r) {
+    if (r)
+        drop_list(r);
+    free(r);
+}
+
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* One round trip: the HSETs of `limits` ("TASK=RATE,...", already checked; NULL: none)
+ * and the HGETALL, whose fields become the list. */
+static int read_list(struct wd_worker *w, const char *limits) {
+    struct wd_rate *r = w->rate;
+    broker_keys keys;
+    if (broker_keys_init(&keys, w->opts->prefix) != 0)
+        return -EINVAL;
+    broker_batch b = {0};
+    char *copy = limits ? strdup(limits) : NULL, *save = NULL;
+    if (limits && !copy)
+        return -ENOMEM;
+    for (char *item = copy ? strtok_r(copy, ",", &save) : NULL; item;
+         item = strtok_r(NULL, ",", &save)) {
+        while (*item == ' ' || *item == '\t')
+            item++;
+        char *eq = strchr(item, '=');
+        if (!eq)
+            continue;
+        *eq = '\0';
+        char *end = eq + 1 + strcspn(eq + 1, " \t");
+        *end = '\0';
+        broker_cmd_rate_set(&b, &keys, item, eq + 1);
+    }
+    broker_cmd_rate_list(&b, &keys);
+    free(copy);
+    if (b.err) {
+        int err = b.err;
+        broker_batch_clear(&b);
+        return err;
+    }
+    redisReply **replies = calloc(b.n, sizeof *replies);
+    int rc = replies ? broker_conn_pipeline(w->conn, b.n, b.argcs, b.argvs, b.argvlens, replies,
+                                            RATE_TIMEOUT)
+                     : -ENOMEM;
+    if (rc == 0) {
+        const redisReply *all = replies[b.n - 1];
+        rc = -EPROTO;
+        if (all->type == REDIS_REPLY_ARRAY) {
+            size_t n = all->elements / 2;
+            char **tasks = calloc(n ? n : 1, sizeof *tasks);
+            size_t k = 0;
+            for (size_t i = 0; tasks && i < n; i++)
+                if (all->element[2 * i]->type == REDIS_REPLY_STRING &&
+                    (tasks[k] = strdup(all->element[2 * i]->str)) != NULL)
+                    k++;
+            if (tasks) {
+                qsort(tasks, k, sizeof *tasks, cmp_str);
+                drop_list(r);
+                r->tasks = tasks;
+                r->ntasks = k;
+                r->read_at = green_wallclock();
+                rc = 0;
+            } else {
+                rc = -ENOMEM;
+            }
+        }
+    }
+    for (size_t i = 0; replies && i < b.n; i++)
+        if (replies[i])
+            freeReplyObject(replies[i]);
+    free(replies);
+    broker_batch_clear(&b);
+    return rc;
+}
+
+int wd_rate_seed(struct wd_worker *w) {
+    for (;;) {
+        w->rate->reading = true;
+        int rc = read_list(w, w->opts->rate_limit);
+        w->rate->reading = false;
+        if (rc == 0) {
+            if (w->opts->rate_limit)
+                wd_log(WD_LOG_INFO, "rate limits set for every worker: %s", w->opts->rate_limit);
+            return 0;
+        }
+        if (rc == -ECANCELED)
+            return rc;
+        wd_log(WD_LOG_ERROR, "cannot write the rate limits to Redis: %s; retrying", strerror(-rc));
+        if (broker_conn_wait_up(w->conn, 1.0) == -ECANCELED || green_sleep(0.5) == -ECANCELED)
+            return -ECANCELED;
+    }
+}
+
+static bool limited(struct wd_worker *w, const char *task) {
+    struct wd_rate *r = w->rate;
+    if (!r->reading && green_wallclock() - r->read_at >= WD_RATE_REFRESH) {
+        r->reading = true;
+        int rc = read_list(w, NULL);
+        r->reading = false;
+        if (rc != 0 && rc != -ECANCELED)
+            wd_log(WD_LOG_WARNING, "cannot read the rate limits: %s; using the last ones",
+                   strerror(-rc));
+    }
+    return r->ntasks > 0 && bsearch(&task, r->tasks, r->ntasks, sizeof *r->tasks, cmp_str);
+}
+
+enum wd_rate_gate wd_rate_gate(struct wd_worker *w, const broker_delivery *d, const broker_msg *m) {
+    if (!limited(w, m->task))
+        return WD_RATE_RUN;
+    /* The text it runs as when it comes back: relative times made absolute, its id and
+     * its retries as they are (waiting for a turn is not a retry). A past eta runs at
+     * once: the turn is what it waits for. */
+    double eta = m->eta > 0 ? m->eta : wd_sched_now_lo(w->sched);
+    size_t len = 0;
+    char *text = broker_msg_encode_scheduled(m, eta, m->retries, &len);
+    if (!text) {
+        wd_log_task(WD_LOG_ERROR, m->id,
+                    "out of memory checking the rate limit; it stays in "
+                    "flight and will be redelivered");
+        return WD_RATE_GONE;
+    }
+    broker_rate_result res;
+    int rc;
+    /* A failed call may or may not have run: the next one finds out (the script checks
+     * that the tag is still ours before anything else), so retrying is safe. */
+    while ((rc = broker_rate_check(w->conn, w->opts->prefix, w->wid, "task", m->task, NULL, d->tag,
+                                   d->queue, text, len, &res, RATE_TIMEOUT)) != 0 &&
+           broker_conn_error_is_link(rc) && w->stop == WD_RUNNING)
+        if (broker_conn_wait_up(w->conn, 1.0) == -ECANCELED || green_sleep(0.2) == -ECANCELED) {
+            rc = -ECANCELED;
+            break;
+        }
+    free(text);
+    if (rc != 0) {
+        if (rc != -ECANCELED)
+            wd_log_task(WD_LOG_ERROR, m->id,
+                        "checking the rate limit of %s failed: %s; the message stays in "
+                        "flight and will be put back",
+                        m->task, strerror(-rc));
+        return WD_RATE_GONE;
+    }
+    switch (res.verdict) {
+    case BROKER_RATE_KEPT:
+        wd_log_task(WD_LOG_DEBUG, m->id, "%s is over its rate limit: it waits %.3f s for its turn",
+                    m->task, res.due - res.redis_now);
+        wd_sched_kept(w->sched, res.due);
+        return WD_RATE_KEPT;
+    case BROKER_RATE_GONE:
+    case BROKER_RATE_WAIT: /* not for a check with a tag */
+        return WD_RATE_GONE;
+    default:
+        return WD_RATE_RUN;
+    }
+}
