@@ -21,31 +21,25 @@
 #include <string.h>
 #include <time.h>
 
+#include "brokerfix.h"
 #include "testlib.h"
 
-static test_redis server;
-static redisContext *rc;
 static broker_keys keys;
 
+/* The fixture, and the keys of prefix "wt". */
 static void start(void) {
-    test_redis_start(&server, NULL);
-    rc = redisConnect("127.0.0.1", server.port);
-    ASSERT(rc != NULL && rc->err == 0);
+    bfix_start();
     ASSERT_EQ(broker_keys_init(&keys, "wt"), 0);
-}
-
-static void stop(void) {
-    redisFree(rc);
-    test_redis_stop(&server);
 }
 
 /* Send every command of b in one pipeline; the replies go to r[0..b->n). */
 static void send_batch(broker_batch *b, redisReply **r) {
     ASSERT_EQ(b->err, 0);
     for (size_t i = 0; i < b->n; i++)
-        ASSERT_EQ(redisAppendCommandArgv(rc, b->argcs[i], b->argvs[i], b->argvlens[i]), REDIS_OK);
+        ASSERT_EQ(redisAppendCommandArgv(bfix_rc, b->argcs[i], b->argvs[i], b->argvlens[i]),
+                  REDIS_OK);
     for (size_t i = 0; i < b->n; i++) {
-        ASSERT_EQ(redisGetReply(rc, (void **)&r[i]), REDIS_OK);
+        ASSERT_EQ(redisGetReply(bfix_rc, (void **)&r[i]), REDIS_OK);
         ASSERT(r[i] != NULL);
     }
 }
@@ -61,31 +55,11 @@ static void send_and_free(broker_batch *b) {
     broker_batch_clear(b);
 }
 
-static redisReply *cmd(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    redisReply *r = redisvCommand(rc, fmt, ap);
-    va_end(ap);
-    ASSERT(r != NULL && r->type != REDIS_REPLY_ERROR);
-    return r;
-}
-
-static long long cmd_int(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    redisReply *r = redisvCommand(rc, fmt, ap);
-    va_end(ap);
-    ASSERT(r != NULL && r->type == REDIS_REPLY_INTEGER);
-    long long v = r->integer;
-    freeReplyObject(r);
-    return v;
-}
-
 /* A string reply as a double (a score). */
 static double cmd_num(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    redisReply *r = redisvCommand(rc, fmt, ap);
+    redisReply *r = redisvCommand(bfix_rc, fmt, ap);
     va_end(ap);
     ASSERT(r != NULL && r->type == REDIS_REPLY_STRING);
     double v = strtod(r->str, NULL);
@@ -124,15 +98,15 @@ TEST(revoke_writes_the_mark_the_set_and_the_entry_in_that_order) {
     double now = 1.8e9;
     revoke("r-1", false, 600, now);
     revoke("r-2", true, 600, now);
-    redisReply *r = cmd("GET wt:revoked:r-1");
+    redisReply *r = bfix_cmd("GET wt:revoked:r-1");
     ASSERT_STREQ(r->str, BROKER_MARK_REVOKE);
     freeReplyObject(r);
-    r = cmd("GET wt:revoked:r-2");
+    r = bfix_cmd("GET wt:revoked:r-2");
     ASSERT_STREQ(r->str, BROKER_MARK_TERMINATE);
     freeReplyObject(r);
-    ASSERT_RANGE(cmd_int("TTL wt:revoked:r-2"), 590, 600);
+    ASSERT_RANGE(bfix_cmd_int("TTL wt:revoked:r-2"), 590, 600);
     ASSERT_EQ(cmd_num("ZSCORE wt:revoked r-1"), now + 600);
-    r = cmd("XRANGE wt:control - +");
+    r = bfix_cmd("XRANGE wt:control - +");
     ASSERT_EQ(r->elements, 2);
     redisReply *f = r->element[1]->element[1];
     ASSERT_EQ(f->elements, 4);
@@ -141,19 +115,19 @@ TEST(revoke_writes_the_mark_the_set_and_the_entry_in_that_order) {
     ASSERT_STREQ(f->element[2]->str, "until");
     ASSERT_EQ(strtod(f->element[3]->str, NULL), now + 600);
     freeReplyObject(r);
-    stop();
+    bfix_stop();
 }
 
 /* --result-expires 0: the mark has no TTL, the score is +inf, the entry no "until". */
 TEST(revoke_for_ever_has_no_expiry_anywhere) {
     start();
     revoke("f-1", false, 0, 1.8e9);
-    ASSERT_EQ(cmd_int("TTL wt:revoked:f-1"), -1);
+    ASSERT_EQ(bfix_cmd_int("TTL wt:revoked:f-1"), -1);
     ASSERT(isinf(cmd_num("ZSCORE wt:revoked f-1")));
-    redisReply *r = cmd("XRANGE wt:control - +");
+    redisReply *r = bfix_cmd("XRANGE wt:control - +");
     ASSERT_EQ(r->element[0]->element[1]->elements, 2);
     freeReplyObject(r);
-    stop();
+    bfix_stop();
 }
 
 /* The later expiry of two revocations of one id wins; ids whose marks have expired leave
@@ -164,9 +138,9 @@ TEST(revoke_keeps_the_later_expiry_and_drops_expired_ids) {
     revoke("a", false, 10, 1.8e9);
     ASSERT_EQ(cmd_num("ZSCORE wt:revoked a"), 1.8e9 + 1000);
     revoke("b", false, 10, 1.8e9 + 2000);
-    ASSERT_EQ(cmd_int("ZCARD wt:revoked"), 1);
+    ASSERT_EQ(bfix_cmd_int("ZCARD wt:revoked"), 1);
     ASSERT_EQ(cmd_num("ZSCORE wt:revoked b"), 1.8e9 + 2010);
-    stop();
+    bfix_stop();
 }
 
 TEST(revoke_refuses_an_id_no_key_can_hold) {
@@ -200,13 +174,13 @@ TEST(snapshot_lists_the_ids_in_force_and_where_the_stream_stands) {
     ASSERT(!s.terminate[0]); /* the set does not know; the marks say */
     ASSERT_STREQ(s.ids[1], "ever");
     ASSERT_EQ(s.until[1], 0);
-    redisReply *tail = cmd("XREVRANGE wt:control + - COUNT 1");
+    redisReply *tail = bfix_cmd("XREVRANGE wt:control + - COUNT 1");
     ASSERT_STREQ(last, tail->element[0]->element[0]->str);
     freeReplyObject(tail);
     for (int i = 0; i < 4; i++)
         freeReplyObject(r[i]);
     broker_batch_clear(&b);
-    stop();
+    bfix_stop();
 }
 
 TEST(snapshot_of_nothing_starts_the_stream_at_zero) {
@@ -222,7 +196,7 @@ TEST(snapshot_of_nothing_starts_the_stream_at_zero) {
     for (int i = 0; i < 4; i++)
         freeReplyObject(r[i]);
     broker_batch_clear(&b);
-    stop();
+    bfix_stop();
 }
 
 /* One read of the stream after `last`; returns the entries and sets *gap. */
@@ -242,14 +216,14 @@ TEST(control_read_gives_the_entries_in_order_and_moves_on) {
     start();
     revoke("x-0", false, 60, 1.8e9);
     char last[BROKER_STREAM_ID_MAX];
-    redisReply *tail = cmd("XREVRANGE wt:control + - COUNT 1");
+    redisReply *tail = bfix_cmd("XREVRANGE wt:control + - COUNT 1");
     snprintf(last, sizeof last, "%s", tail->element[0]->element[0]->str);
     freeReplyObject(tail);
     revoke("x-1", false, 60, 1.8e9);
     revoke("x-2", true, 60, 1.8e9);
     /* A field this worker does not know, and an entry that revokes nothing, are skipped. */
-    freeReplyObject(cmd("XADD wt:control * revoke x-3 colour blue"));
-    freeReplyObject(cmd("XADD wt:control * hello world"));
+    freeReplyObject(bfix_cmd("XADD wt:control * revoke x-3 colour blue"));
+    freeReplyObject(bfix_cmd("XADD wt:control * hello world"));
     struct seen s = {0};
     bool gap = true;
     ASSERT_EQ(read_after(last, &s, &gap), 4);
@@ -262,7 +236,7 @@ TEST(control_read_gives_the_entries_in_order_and_moves_on) {
     ASSERT(s.terminate[1]);
     ASSERT_STREQ(s.ids[2], "x-3");
     ASSERT_EQ(s.until[2], 0);
-    tail = cmd("XREVRANGE wt:control + - COUNT 1");
+    tail = bfix_cmd("XREVRANGE wt:control + - COUNT 1");
     ASSERT_STREQ(last, tail->element[0]->element[0]->str);
     freeReplyObject(tail);
     /* Nothing new: nothing read, last stays. */
@@ -270,7 +244,7 @@ TEST(control_read_gives_the_entries_in_order_and_moves_on) {
     memcpy(before, last, sizeof before);
     ASSERT_EQ(read_after(last, &s, &gap), 0);
     ASSERT_STREQ(last, before);
-    stop();
+    bfix_stop();
 }
 
 /* Entries after `last` trimmed away unread: the reader is told, and applies nothing. */
@@ -278,12 +252,12 @@ TEST(control_read_reports_entries_trimmed_unread) {
     start();
     revoke("t-0", false, 60, 1.8e9);
     char last[BROKER_STREAM_ID_MAX];
-    redisReply *tail = cmd("XREVRANGE wt:control + - COUNT 1");
+    redisReply *tail = bfix_cmd("XREVRANGE wt:control + - COUNT 1");
     snprintf(last, sizeof last, "%s", tail->element[0]->element[0]->str);
     freeReplyObject(tail);
     revoke("t-1", false, 60, 1.8e9);
     revoke("t-2", false, 60, 1.8e9);
-    freeReplyObject(cmd("XTRIM wt:control MAXLEN 1"));
+    freeReplyObject(bfix_cmd("XTRIM wt:control MAXLEN 1"));
     struct seen s = {0};
     bool gap = false;
     char before[BROKER_STREAM_ID_MAX];
@@ -292,7 +266,7 @@ TEST(control_read_reports_entries_trimmed_unread) {
     ASSERT(gap);
     ASSERT_EQ(s.n, 0);
     ASSERT_STREQ(last, before);
-    stop();
+    bfix_stop();
 }
 
 TEST(stream_ids_compare_as_numbers) {
@@ -320,7 +294,7 @@ TEST(marks_read_back_as_revoked_terminated_or_none) {
 static void *green_main(void *arg) {
     void (*body)(broker_conn *, broker_worker *) = *(void (**)(broker_conn *, broker_worker *))arg;
     char url[64];
-    snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", server.port);
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", bfix_server.port);
     broker_conn *conn = broker_conn_new(url, "broker", NULL, NULL);
     ASSERT(conn != NULL);
     ASSERT_EQ(broker_conn_wait_up(conn, 10), 0);
@@ -355,15 +329,15 @@ static void fetch_one(broker_worker *w) {
 static void fetch_body(broker_conn *c, broker_worker *w) {
     (void)c;
     ASSERT_STREQ(broker_worker_control_tail(w), "0-0");
-    freeReplyObject(cmd("LPUSH wt:queue:a {\"task\":\"echo\"}"));
+    freeReplyObject(bfix_cmd("LPUSH wt:queue:a {\"task\":\"echo\"}"));
     fetch_one(w);
     ASSERT_STREQ(broker_worker_control_tail(w), "0-0"); /* no stream yet */
     revoke("z-1", false, 60, 1.8e9);
-    freeReplyObject(cmd("LPUSH wt:queue:a {\"task\":\"echo\"}"));
+    freeReplyObject(bfix_cmd("LPUSH wt:queue:a {\"task\":\"echo\"}"));
     /* A Redis that forgot the script: the fetch and the tail go again, in order. */
-    freeReplyObject(cmd("SCRIPT FLUSH"));
+    freeReplyObject(bfix_cmd("SCRIPT FLUSH"));
     fetch_one(w);
-    redisReply *tail = cmd("XREVRANGE wt:control + - COUNT 1");
+    redisReply *tail = bfix_cmd("XREVRANGE wt:control + - COUNT 1");
     ASSERT_STREQ(broker_worker_control_tail(w), tail->element[0]->element[0]->str);
     freeReplyObject(tail);
     /* A fetch that takes nothing leaves the tail as it was. */
@@ -373,7 +347,7 @@ static void fetch_body(broker_conn *c, broker_worker *w) {
     ASSERT_EQ(broker_fetch(w, 10, &d, &n, 5), 0);
     ASSERT_EQ(n, 0);
     broker_deliveries_free(d, n);
-    tail = cmd("XREVRANGE wt:control + - COUNT 1");
+    tail = bfix_cmd("XREVRANGE wt:control + - COUNT 1");
     ASSERT(strcmp(broker_worker_control_tail(w), tail->element[0]->element[0]->str) != 0);
     freeReplyObject(tail);
 }
@@ -382,7 +356,7 @@ static void fetch_body(broker_conn *c, broker_worker *w) {
 TEST(fetch_reports_where_the_control_stream_stood) {
     start();
     run_green(fetch_body);
-    stop();
+    bfix_stop();
 }
 
 static void green_reads_body(broker_conn *c, broker_worker *w) {
@@ -404,8 +378,8 @@ static void green_reads_body(broker_conn *c, broker_worker *w) {
     ASSERT(test_now() - t0 >= 0.15);
     ASSERT(!gap);
     /* A key of another type: an error, not a crash. */
-    freeReplyObject(cmd("DEL wt:control"));
-    freeReplyObject(cmd("SET wt:control x"));
+    freeReplyObject(bfix_cmd("DEL wt:control"));
+    freeReplyObject(bfix_cmd("SET wt:control x"));
     ASSERT_EQ(broker_control_read(c, &keys, last, 0.1, &gap, record, &s), -EPROTO);
     ASSERT_EQ(broker_revoked_snapshot(c, &keys, 1.8e9, last, record, &s, 5), -EPROTO);
 }
@@ -415,5 +389,5 @@ TEST(green_calls_read_marks_the_set_and_the_stream) {
     revoke("g-1", false, 60, 1.8e9);
     revoke("g-2", true, 60, 1.8e9);
     run_green(green_reads_body);
-    stop();
+    bfix_stop();
 }

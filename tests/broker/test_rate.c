@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "brokerfix.h"
 #include "testlib.h"
 
 /* ---- the parser ----------------------------------------------------------------------- */
@@ -86,47 +87,6 @@ TEST(rate_names_and_commands_are_checked) {
 
 /* ---- rate_limit.lua ------------------------------------------------------------------- */
 
-static test_redis server;
-static redisContext *rc;
-
-static void start(void) {
-    test_redis_start(&server, NULL);
-    rc = redisConnect("127.0.0.1", server.port);
-    ASSERT(rc != NULL && rc->err == 0);
-}
-
-static void stop(void) {
-    redisFree(rc);
-    test_redis_stop(&server);
-}
-
-static redisReply *cmd(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    redisReply *r = redisvCommand(rc, fmt, ap);
-    va_end(ap);
-    ASSERT(r != NULL && r->type != REDIS_REPLY_ERROR);
-    return r;
-}
-
-static long long cmd_int(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    redisReply *r = redisvCommand(rc, fmt, ap);
-    va_end(ap);
-    ASSERT(r != NULL && r->type == REDIS_REPLY_INTEGER);
-    long long v = r->integer;
-    freeReplyObject(r);
-    return v;
-}
-
-static double redis_now(void) {
-    redisReply *r = cmd("TIME");
-    double t = atof(r->element[0]->str) + atof(r->element[1]->str) / 1e6;
-    freeReplyObject(r);
-    return t;
-}
-
 /* What one call said. */
 struct verdict {
     long long v;
@@ -141,7 +101,7 @@ static struct verdict check(const char *kind, const char *name, const char *rate
     size_t lens[11];
     for (int i = 0; i < 11; i++)
         lens[i] = strlen(argv[i]);
-    redisReply *r = redisCommandArgv(rc, 11, argv, lens);
+    redisReply *r = redisCommandArgv(bfix_rc, 11, argv, lens);
     ASSERT(r != NULL);
     if (r->type == REDIS_REPLY_ERROR)
         test__fail(__FILE__, __LINE__, "rate_limit: %s", r->str);
@@ -153,22 +113,22 @@ static struct verdict check(const char *kind, const char *name, const char *rate
 }
 
 static void in_flight(const char *tag, const char *raw) {
-    freeReplyObject(cmd("HSET wt:inflight:w1 %s q\n%s", tag, raw));
+    freeReplyObject(bfix_cmd("HSET wt:inflight:w1 %s q\n%s", tag, raw));
 }
 
 TEST(rate_limit_gives_turns_and_moves_the_rest_to_the_scheduled_set_one_period_apart) {
-    start();
-    freeReplyObject(cmd("HSET wt:rate_limits echo 10/s"));
+    bfix_start();
+    freeReplyObject(bfix_cmd("HSET wt:rate_limits echo 10/s"));
     for (int i = 1; i <= 4; i++) {
         char tag[8], raw[64];
         snprintf(tag, sizeof tag, "%d", i);
         snprintf(raw, sizeof raw, "{\"id\":\"m%d\",\"task\":\"echo\"}", i);
         in_flight(tag, raw);
     }
-    double t0 = redis_now();
+    double t0 = bfix_redis_now();
     struct verdict v = check("task", "echo", "", "1", "{\"id\":\"m1\"}");
     ASSERT_EQ(v.v, BROKER_RATE_RUN);
-    ASSERT_EQ(cmd_int("HEXISTS wt:inflight:w1 1"), 1); /* it runs: still in flight */
+    ASSERT_EQ(bfix_cmd_int("HEXISTS wt:inflight:w1 1"), 1); /* it runs: still in flight */
     double due[5];
     for (int i = 2; i <= 4; i++) {
         char tag[8], text[64];
@@ -179,10 +139,10 @@ TEST(rate_limit_gives_turns_and_moves_the_rest_to_the_scheduled_set_one_period_a
         due[i] = v.due;
         /* Moved in the same step: out of the in-flight hash, into the scheduled set with
          * ack.lua's member and the due time as its score. */
-        ASSERT_EQ(cmd_int("HEXISTS wt:inflight:w1 %s", tag), 0);
+        ASSERT_EQ(bfix_cmd_int("HEXISTS wt:inflight:w1 %s", tag), 0);
         char member[128];
         snprintf(member, sizeof member, "%s@w1\nq\n%s", tag, text);
-        redisReply *r = cmd("ZSCORE wt:scheduled %s", member);
+        redisReply *r = bfix_cmd("ZSCORE wt:scheduled %s", member);
         ASSERT(r->type == REDIS_REPLY_STRING);
         ASSERT(fabs(atof(r->str) - v.due) < 1e-6);
         freeReplyObject(r);
@@ -193,54 +153,54 @@ TEST(rate_limit_gives_turns_and_moves_the_rest_to_the_scheduled_set_one_period_a
     ASSERT(due[2] >= t0 + 0.1 - 0.05 - 1e-6);
     ASSERT(due[3] - due[2] >= 0.1 - 1e-5);
     ASSERT(due[4] - due[3] >= 0.1 - 1e-5);
-    ASSERT_EQ(cmd_int("ZCARD wt:scheduled"), 3);
+    ASSERT_EQ(bfix_cmd_int("ZCARD wt:scheduled"), 3);
     /* The state expires on its own. */
-    ASSERT(cmd_int("TTL wt:rate:task:echo") > 0);
-    stop();
+    ASSERT(bfix_cmd_int("TTL wt:rate:task:echo") > 0);
+    bfix_stop();
 }
 
 TEST(rate_limit_reads_the_rate_from_the_hash_at_every_call) {
-    start();
+    bfix_start();
     in_flight("1", "{}");
     ASSERT_EQ(check("task", "echo", "", "1", "{}").v, BROKER_RATE_NONE); /* no limit */
-    ASSERT_EQ(cmd_int("EXISTS wt:rate:task:echo"), 0);
-    freeReplyObject(cmd("HSET wt:rate_limits echo 1/s"));
-    double t = redis_now(); /* before the turn the next one's due counts from */
+    ASSERT_EQ(bfix_cmd_int("EXISTS wt:rate:task:echo"), 0);
+    freeReplyObject(bfix_cmd("HSET wt:rate_limits echo 1/s"));
+    double t = bfix_redis_now(); /* before the turn the next one's due counts from */
     ASSERT_EQ(check("task", "echo", "", "1", "{}").v, BROKER_RATE_RUN);
     in_flight("2", "{}");
     struct verdict v = check("task", "echo", "", "2", "{}");
     ASSERT_EQ(v.v, BROKER_RATE_KEPT);
     ASSERT(v.due >= t + 1 - 0.05 - 1e-3);
     /* Removed: the next message runs, however far the old turns went. */
-    freeReplyObject(cmd("HDEL wt:rate_limits echo"));
+    freeReplyObject(bfix_cmd("HDEL wt:rate_limits echo"));
     in_flight("3", "{}");
     ASSERT_EQ(check("task", "echo", "", "3", "{}").v, BROKER_RATE_NONE);
     /* A hand-written value that is not a rate is no limit, not an error per message. */
-    freeReplyObject(cmd("HSET wt:rate_limits echo fast"));
+    freeReplyObject(bfix_cmd("HSET wt:rate_limits echo fast"));
     ASSERT_EQ(check("task", "echo", "", "3", "{}").v, BROKER_RATE_NONE);
-    ASSERT_EQ(cmd_int("HEXISTS wt:inflight:w1 3"), 1);
-    stop();
+    ASSERT_EQ(bfix_cmd_int("HEXISTS wt:inflight:w1 3"), 1);
+    bfix_stop();
 }
 
 TEST(rate_limit_touches_nothing_for_a_tag_that_is_not_the_workers) {
-    start();
-    freeReplyObject(cmd("HSET wt:rate_limits echo 1/s"));
+    bfix_start();
+    freeReplyObject(bfix_cmd("HSET wt:rate_limits echo 1/s"));
     ASSERT_EQ(check("task", "echo", "", "9", "{}").v, BROKER_RATE_GONE);
-    ASSERT_EQ(cmd_int("EXISTS wt:rate:task:echo"), 0);
-    ASSERT_EQ(cmd_int("ZCARD wt:scheduled"), 0);
-    stop();
+    ASSERT_EQ(bfix_cmd_int("EXISTS wt:rate:task:echo"), 0);
+    ASSERT_EQ(bfix_cmd_int("ZCARD wt:scheduled"), 0);
+    bfix_stop();
 }
 
 TEST(rate_limit_hands_out_turns_no_further_than_the_horizon) {
-    start();
-    freeReplyObject(cmd("HSET wt:rate_limits echo 20/s"));
-    double last = 0, first_now = redis_now();
+    bfix_start();
+    freeReplyObject(bfix_cmd("HSET wt:rate_limits echo 20/s"));
+    double last = 0, first_now = bfix_redis_now();
     int runs = 0, turns = 0, again = 0;
     for (int i = 1; i <= 60; i++) {
         char tag[8];
         snprintf(tag, sizeof tag, "%d", i);
         in_flight(tag, "{}");
-        double now = redis_now();
+        double now = bfix_redis_now();
         struct verdict v = check("task", "echo", "", tag, "{}");
         if (v.v == BROKER_RATE_RUN) {
             /* The tolerance (50 ms) is a whole period at 20/s: two may start at once (more
@@ -264,13 +224,13 @@ TEST(rate_limit_hands_out_turns_no_further_than_the_horizon) {
         }
     }
     /* A horizon's worth of turns, plus one per period the loop itself took. */
-    double took = redis_now() - first_now;
+    double took = bfix_redis_now() - first_now;
     ASSERT(runs >= 2);
     ASSERT(turns >= 19 && turns <= 21 + (int)(took / 0.05));
     ASSERT_EQ(runs + turns + again, 60);
-    ASSERT_EQ(cmd_int("ZCARD wt:scheduled"), turns + again);
+    ASSERT_EQ(bfix_cmd_int("ZCARD wt:scheduled"), turns + again);
     /* Spread: the looked-at-again ones do not come back in the same tenth of a second. */
-    redisReply *r = cmd("ZRANGE wt:scheduled -%d -1 WITHSCORES", again);
+    redisReply *r = bfix_cmd("ZRANGE wt:scheduled -%d -1 WITHSCORES", again);
     ASSERT_EQ(r->elements, 2 * (size_t)again);
     double lo = 1e300, hi = 0;
     for (size_t i = 1; i < r->elements; i += 2) {
@@ -280,20 +240,20 @@ TEST(rate_limit_hands_out_turns_no_further_than_the_horizon) {
     }
     freeReplyObject(r);
     ASSERT(hi - lo > 0.5);
-    stop();
+    bfix_stop();
 }
 
 TEST(rate_limit_check_only_waits_without_moving_anything) {
-    start();
-    double t = redis_now(); /* before the first turn, which the second's due counts from */
+    bfix_start();
+    double t = bfix_redis_now(); /* before the first turn, which the second's due counts from */
     struct verdict v = check("host", "example.com", "2/s", "", "");
     ASSERT_EQ(v.v, BROKER_RATE_RUN);
     v = check("host", "example.com", "2/s", "", "");
     ASSERT_EQ(v.v, BROKER_RATE_WAIT);
     ASSERT(v.due >= t + 0.5 - 0.05 - 1e-3);
-    ASSERT_EQ(cmd_int("ZCARD wt:scheduled"), 0);
-    ASSERT_EQ(cmd_int("EXISTS wt:rate:host:example.com"), 1);
+    ASSERT_EQ(bfix_cmd_int("ZCARD wt:scheduled"), 0);
+    ASSERT_EQ(bfix_cmd_int("EXISTS wt:rate:host:example.com"), 1);
     /* Another host has its own turns. */
     ASSERT_EQ(check("host", "example.org", "2/s", "", "").v, BROKER_RATE_RUN);
-    stop();
+    bfix_stop();
 }

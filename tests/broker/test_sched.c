@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "brokerfix_script.h"
 #include "testlib.h"
 
 /* ---- RFC 3339 ------------------------------------------------------------------------- */
@@ -232,99 +233,9 @@ TEST(scheduled_copy_has_absolute_times_and_the_retry_count) {
 
 /* ---- the scripts ---------------------------------------------------------------------- */
 
-static test_redis server;
-static redisContext *rc;
-
-static void start(void) {
-    test_redis_start(&server, NULL);
-    rc = redisConnect("127.0.0.1", server.port);
-    ASSERT(rc != NULL && rc->err == 0);
-}
-
-static void stop(void) {
-    redisFree(rc);
-    test_redis_stop(&server);
-}
-
-/* Run a script as the daemon does (EVALSHA, then EVAL on NOSCRIPT); args end with NULL.
- * The reply must be freed. */
-static redisReply *run(broker_script_id id, const char **args) {
-    const broker_script *s = broker_script_get(id);
-    const char *argv[64];
-    size_t lens[64];
-    int n = 0;
-    argv[n++] = "EVALSHA";
-    argv[n++] = s->sha1;
-    argv[n++] = "0";
-    for (; *args != NULL; args++)
-        argv[n++] = *args;
-    for (int i = 0; i < n; i++)
-        lens[i] = strlen(argv[i]);
-    redisReply *r = redisCommandArgv(rc, n, argv, lens);
-    ASSERT(r != NULL);
-    if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
-        freeReplyObject(r);
-        argv[0] = "EVAL";
-        argv[1] = s->text;
-        lens[0] = 4;
-        lens[1] = s->len;
-        r = redisCommandArgv(rc, n, argv, lens);
-        ASSERT(r != NULL);
-    }
-    if (r->type == REDIS_REPLY_ERROR)
-        test__fail(__FILE__, __LINE__, "%s: %s", s->name, r->str);
-    return r;
-}
-
-static redisReply *cmd(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    redisReply *r = redisvCommand(rc, fmt, ap);
-    va_end(ap);
-    ASSERT(r != NULL && r->type != REDIS_REPLY_ERROR);
-    return r;
-}
-
-static long long cmd_int(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    redisReply *r = redisvCommand(rc, fmt, ap);
-    va_end(ap);
-    ASSERT(r != NULL && r->type == REDIS_REPLY_INTEGER);
-    long long v = r->integer;
-    freeReplyObject(r);
-    return v;
-}
-
-/* The i-th element (LINDEX / ZRANGE) as a static string, "(nil)" when absent. */
-static const char *cmd_str(const char *fmt, ...) {
-    static char buf[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    redisReply *r = redisvCommand(rc, fmt, ap);
-    va_end(ap);
-    ASSERT(r != NULL);
-    if (r->type == REDIS_REPLY_ARRAY && r->elements > 0)
-        snprintf(buf, sizeof buf, "%s", r->element[0]->str);
-    else if (r->type == REDIS_REPLY_STRING)
-        snprintf(buf, sizeof buf, "%s", r->str);
-    else
-        snprintf(buf, sizeof buf, "(nil)");
-    freeReplyObject(r);
-    return buf;
-}
-
-/* The server's clock, unix seconds. */
-static double redis_now(void) {
-    redisReply *r = cmd("TIME");
-    double t = atof(r->element[0]->str) + atof(r->element[1]->str) / 1e6;
-    freeReplyObject(r);
-    return t;
-}
-
 /* Put raw in w1's in-flight hash under tag, as fetch.lua would, from queue q. */
 static void in_flight(const char *tag, const char *q, const char *raw) {
-    freeReplyObject(cmd("HSET wt:inflight:w1 %s %s\n%s", tag, q, raw));
+    freeReplyObject(bfix_cmd("HSET wt:inflight:w1 %s %s\n%s", tag, q, raw));
 }
 
 /* ack.lua's "!" entry for w1's tag: keep text until due on queue q, with a result. */
@@ -337,7 +248,7 @@ static long long keep(const char *tag, double due, const char *q, const char *te
                           when, q,    text, NULL};
     if (!json)
         args[5] = "0";
-    redisReply *r = run(BROKER_SCRIPT_ACK, args);
+    redisReply *r = bfix_run(BROKER_SCRIPT_ACK, args);
     ASSERT(r->type == REDIS_REPLY_ARRAY && r->elements == 1);
     long long v = r->element[0]->integer;
     freeReplyObject(r);
@@ -349,65 +260,65 @@ static redisReply *move(int n) {
     char nbuf[16];
     snprintf(nbuf, sizeof nbuf, "%d", n);
     const char *args[] = {"wt", nbuf, "mover", NULL};
-    redisReply *r = run(BROKER_SCRIPT_MOVE_DUE, args);
+    redisReply *r = bfix_run(BROKER_SCRIPT_MOVE_DUE, args);
     ASSERT(r->type == REDIS_REPLY_ARRAY && r->elements == 5);
     return r;
 }
 
 TEST(keep_moves_a_message_from_in_flight_to_the_scheduled_set) {
-    start();
+    bfix_start();
     in_flight("7", "q", "{\"task\":\"t\"}");
-    double due = redis_now() + 100.125;
+    double due = bfix_redis_now() + 100.125;
     ASSERT_EQ(keep("7", due, "q", "{\"task\":\"t\",\"eta\":1}", "{\"status\":\"RETRY\"}"), 1);
-    ASSERT_EQ(cmd_int("HLEN wt:inflight:w1"), 0);
-    ASSERT_EQ(cmd_int("ZCARD wt:scheduled"), 1);
-    ASSERT_STREQ(cmd_str("ZRANGE wt:scheduled 0 0"), "7@w1\nq\n{\"task\":\"t\",\"eta\":1}");
-    redisReply *r = cmd("ZSCORE wt:scheduled %s", "7@w1\nq\n{\"task\":\"t\",\"eta\":1}");
+    ASSERT_EQ(bfix_cmd_int("HLEN wt:inflight:w1"), 0);
+    ASSERT_EQ(bfix_cmd_int("ZCARD wt:scheduled"), 1);
+    ASSERT_STREQ(bfix_cmd_str("ZRANGE wt:scheduled 0 0"), "7@w1\nq\n{\"task\":\"t\",\"eta\":1}");
+    redisReply *r = bfix_cmd("ZSCORE wt:scheduled %s", "7@w1\nq\n{\"task\":\"t\",\"eta\":1}");
     ASSERT(fabs(atof(r->str) - due) < 1e-6);
     freeReplyObject(r);
-    ASSERT_STREQ(cmd_str("GET wt:result:k"), "{\"status\":\"RETRY\"}");
-    ASSERT_EQ(cmd_int("LLEN wt:queue:q"), 0);
-    stop();
+    ASSERT_STREQ(bfix_cmd_str("GET wt:result:k"), "{\"status\":\"RETRY\"}");
+    ASSERT_EQ(bfix_cmd_int("LLEN wt:queue:q"), 0);
+    bfix_stop();
 }
 
 TEST(keep_of_a_message_already_due_puts_it_at_the_back_of_its_queue) {
-    start();
-    freeReplyObject(cmd("LPUSH wt:queue:q waiting"));
+    bfix_start();
+    freeReplyObject(bfix_cmd("LPUSH wt:queue:q waiting"));
     in_flight("8", "q", "m");
-    ASSERT_EQ(keep("8", redis_now() - 1, "q", "due-now", NULL), 1);
-    ASSERT_EQ(cmd_int("ZCARD wt:scheduled"), 0);
-    ASSERT_EQ(cmd_int("LLEN wt:queue:q"), 2);
-    ASSERT_STREQ(cmd_str("LINDEX wt:queue:q 0"), "due-now"); /* the back: taken last */
-    ASSERT_EQ(cmd_int("EXISTS wt:result:k"), 0);             /* no result given, none stored */
-    stop();
+    ASSERT_EQ(keep("8", bfix_redis_now() - 1, "q", "due-now", NULL), 1);
+    ASSERT_EQ(bfix_cmd_int("ZCARD wt:scheduled"), 0);
+    ASSERT_EQ(bfix_cmd_int("LLEN wt:queue:q"), 2);
+    ASSERT_STREQ(bfix_cmd_str("LINDEX wt:queue:q 0"), "due-now"); /* the back: taken last */
+    ASSERT_EQ(bfix_cmd_int("EXISTS wt:result:k"), 0);             /* no result given, none stored */
+    bfix_stop();
 }
 
 TEST(keep_of_a_message_no_longer_ours_changes_nothing) {
-    start();
-    ASSERT_EQ(keep("9", redis_now() + 50, "q", "m", "{\"status\":\"RETRY\"}"), 0);
-    ASSERT_EQ(cmd_int("ZCARD wt:scheduled"), 0);
-    ASSERT_EQ(cmd_int("EXISTS wt:result:k"), 0);
-    stop();
+    bfix_start();
+    ASSERT_EQ(keep("9", bfix_redis_now() + 50, "q", "m", "{\"status\":\"RETRY\"}"), 0);
+    ASSERT_EQ(bfix_cmd_int("ZCARD wt:scheduled"), 0);
+    ASSERT_EQ(bfix_cmd_int("EXISTS wt:result:k"), 0);
+    bfix_stop();
 }
 
 TEST(identical_messages_kept_are_two_members) {
-    start();
+    bfix_start();
     in_flight("10", "q", "same");
     in_flight("11", "q", "same");
-    double due = redis_now() + 50;
+    double due = bfix_redis_now() + 50;
     ASSERT_EQ(keep("10", due, "q", "same", NULL), 1);
     ASSERT_EQ(keep("11", due, "q", "same", NULL), 1);
-    ASSERT_EQ(cmd_int("ZCARD wt:scheduled"), 2);
-    stop();
+    ASSERT_EQ(bfix_cmd_int("ZCARD wt:scheduled"), 2);
+    bfix_stop();
 }
 
 TEST(move_due_moves_only_what_is_due_earliest_first_behind_the_waiting) {
-    start();
-    double now = redis_now();
-    freeReplyObject(cmd("LPUSH wt:queue:q already-waiting"));
-    freeReplyObject(cmd("ZADD wt:scheduled %.6f %s %.6f %s %.6f %s %.6f %s", now - 3,
-                        "1@w\nq\nfirst", now - 2, "2@w\nq\nsecond", now - 1, "3@w\nother\nthird",
-                        now + 500, "4@w\nq\nlater"));
+    bfix_start();
+    double now = bfix_redis_now();
+    freeReplyObject(bfix_cmd("LPUSH wt:queue:q already-waiting"));
+    freeReplyObject(bfix_cmd("ZADD wt:scheduled %.6f %s %.6f %s %.6f %s %.6f %s", now - 3,
+                             "1@w\nq\nfirst", now - 2, "2@w\nq\nsecond", now - 1,
+                             "3@w\nother\nthird", now + 500, "4@w\nq\nlater"));
     redisReply *r = move(100);
     ASSERT_EQ(r->element[0]->integer, 3);
     ASSERT_EQ(r->element[1]->integer, 0);
@@ -415,21 +326,21 @@ TEST(move_due_moves_only_what_is_due_earliest_first_behind_the_waiting) {
     double t = atof(r->element[3]->str) + atof(r->element[4]->str) / 1e6;
     ASSERT(t >= now && t < now + TEST_NEVER);
     freeReplyObject(r);
-    ASSERT_EQ(cmd_int("ZCARD wt:scheduled"), 1);
+    ASSERT_EQ(bfix_cmd_int("ZCARD wt:scheduled"), 1);
     /* Taken from the right: what waited first, then the due ones earliest first. */
-    ASSERT_EQ(cmd_int("LLEN wt:queue:q"), 3);
-    ASSERT_STREQ(cmd_str("RPOP wt:queue:q"), "already-waiting");
-    ASSERT_STREQ(cmd_str("RPOP wt:queue:q"), "first");
-    ASSERT_STREQ(cmd_str("RPOP wt:queue:q"), "second");
-    ASSERT_STREQ(cmd_str("RPOP wt:queue:other"), "third");
-    stop();
+    ASSERT_EQ(bfix_cmd_int("LLEN wt:queue:q"), 3);
+    ASSERT_STREQ(bfix_cmd_str("RPOP wt:queue:q"), "already-waiting");
+    ASSERT_STREQ(bfix_cmd_str("RPOP wt:queue:q"), "first");
+    ASSERT_STREQ(bfix_cmd_str("RPOP wt:queue:q"), "second");
+    ASSERT_STREQ(bfix_cmd_str("RPOP wt:queue:other"), "third");
+    bfix_stop();
 }
 
 TEST(move_due_respects_its_batch_and_a_second_move_finds_nothing_twice) {
-    start();
-    double now = redis_now();
+    bfix_start();
+    double now = bfix_redis_now();
     for (int i = 0; i < 25; i++)
-        freeReplyObject(cmd("ZADD wt:scheduled %.6f %d@w\nq\nm%d", now - 1, i, i));
+        freeReplyObject(bfix_cmd("ZADD wt:scheduled %.6f %d@w\nq\nm%d", now - 1, i, i));
     redisReply *r = move(10);
     ASSERT_EQ(r->element[0]->integer, 10);
     ASSERT(atof(r->element[2]->str) <= now); /* more are due already */
@@ -441,25 +352,25 @@ TEST(move_due_respects_its_batch_and_a_second_move_finds_nothing_twice) {
     r = move(100);
     ASSERT_EQ(r->element[0]->integer, 0);
     freeReplyObject(r);
-    ASSERT_EQ(cmd_int("LLEN wt:queue:q"), 25);
-    stop();
+    ASSERT_EQ(bfix_cmd_int("LLEN wt:queue:q"), 25);
+    bfix_stop();
 }
 
 TEST(move_due_dead_letters_a_malformed_member) {
-    start();
-    freeReplyObject(cmd("ZADD wt:scheduled 1 %s 2 %s", "no-newline", "1@w\nq\ngood"));
+    bfix_start();
+    freeReplyObject(bfix_cmd("ZADD wt:scheduled 1 %s 2 %s", "no-newline", "1@w\nq\ngood"));
     redisReply *r = move(100);
     ASSERT_EQ(r->element[0]->integer, 1);
     ASSERT_EQ(r->element[1]->integer, 1);
     freeReplyObject(r);
-    ASSERT_EQ(cmd_int("ZCARD wt:scheduled"), 0);
-    ASSERT_EQ(cmd_int("LLEN wt:dead"), 1);
-    json_t *d = json_loads(cmd_str("LINDEX wt:dead 0"), 0, NULL);
+    ASSERT_EQ(bfix_cmd_int("ZCARD wt:scheduled"), 0);
+    ASSERT_EQ(bfix_cmd_int("LLEN wt:dead"), 1);
+    json_t *d = json_loads(bfix_cmd_str("LINDEX wt:dead 0"), 0, NULL);
     ASSERT_STREQ(json_string_value(json_object_get(d, "message")), "no-newline");
     ASSERT_STREQ(json_string_value(json_object_get(d, "worker")), "mover");
     ASSERT(strstr(json_string_value(json_object_get(d, "reason")), "scheduled set") != NULL);
     json_decref(d);
-    stop();
+    bfix_stop();
 }
 
 /* ---- through broker_ack and broker_sched_move on a hub -------------------------------- */
@@ -467,7 +378,7 @@ TEST(move_due_dead_letters_a_malformed_member) {
 static void *green_main(void *arg) {
     (void)arg;
     char url[64];
-    snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", server.port);
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", bfix_server.port);
     broker_conn *conn = broker_conn_new(url, "broker", NULL, NULL);
     ASSERT(conn != NULL);
     ASSERT_EQ(broker_conn_wait_up(conn, 10), 0);
@@ -518,12 +429,12 @@ static void *green_main(void *arg) {
 }
 
 TEST(worker_acks_keep_messages_and_the_move_brings_them_back_when_due) {
-    start();
-    freeReplyObject(cmd("LPUSH wt:queue:q a b"));
+    bfix_start();
+    freeReplyObject(bfix_cmd("LPUSH wt:queue:q a b"));
     ASSERT_EQ(green_run(NULL, NULL, green_main, NULL, NULL), 0);
-    ASSERT_EQ(cmd_int("LLEN wt:queue:q"), 1);
-    ASSERT_STREQ(cmd_str("LINDEX wt:queue:q 0"), "soon");
-    ASSERT_STREQ(cmd_str("GET wt:result:k"), "{\"status\":\"RETRY\"}");
-    ASSERT_EQ(cmd_int("ZCARD wt:scheduled"), 1);
-    stop();
+    ASSERT_EQ(bfix_cmd_int("LLEN wt:queue:q"), 1);
+    ASSERT_STREQ(bfix_cmd_str("LINDEX wt:queue:q 0"), "soon");
+    ASSERT_STREQ(bfix_cmd_str("GET wt:result:k"), "{\"status\":\"RETRY\"}");
+    ASSERT_EQ(bfix_cmd_int("ZCARD wt:scheduled"), 1);
+    bfix_stop();
 }

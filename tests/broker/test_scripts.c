@@ -21,90 +21,15 @@
 #include <stdarg.h>
 #include <string.h>
 
+#include "brokerfix_script.h"
 #include "testlib.h"
 
-static test_redis server;
-static redisContext *rc;
 static broker_keys keys;
 
+/* The fixture, and the keys of prefix "wt". */
 static void start(void) {
-    test_redis_start(&server, NULL);
-    rc = redisConnect("127.0.0.1", server.port);
-    ASSERT(rc != NULL && rc->err == 0);
+    bfix_start();
     ASSERT_EQ(broker_keys_init(&keys, "wt"), 0);
-}
-
-static void stop(void) {
-    redisFree(rc);
-    test_redis_stop(&server);
-}
-
-/* Runs a script the way the daemon will: EVALSHA, and EVAL on NOSCRIPT. args ends with
- * NULL. The reply must be freed. */
-static redisReply *run(broker_script_id id, const char **args) {
-    const broker_script *s = broker_script_get(id);
-    const char *argv[256];
-    size_t lens[256];
-    int n = 0;
-    argv[n++] = "EVALSHA";
-    argv[n++] = s->sha1;
-    argv[n++] = "0";
-    for (; *args != NULL; args++)
-        argv[n++] = *args;
-    for (int i = 0; i < n; i++)
-        lens[i] = strlen(argv[i]);
-    redisReply *r = redisCommandArgv(rc, n, argv, lens);
-    ASSERT(r != NULL);
-    if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
-        freeReplyObject(r);
-        argv[0] = "EVAL";
-        argv[1] = s->text;
-        lens[0] = 4;
-        lens[1] = s->len;
-        r = redisCommandArgv(rc, n, argv, lens);
-        ASSERT(r != NULL);
-    }
-    if (r->type == REDIS_REPLY_ERROR)
-        test__fail(__FILE__, __LINE__, "%s: %s", s->name, r->str);
-    return r;
-}
-
-static redisReply *cmd(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    redisReply *r = redisvCommand(rc, fmt, ap);
-    va_end(ap);
-    ASSERT(r != NULL && r->type != REDIS_REPLY_ERROR);
-    return r;
-}
-
-static long long cmd_int(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    redisReply *r = redisvCommand(rc, fmt, ap);
-    va_end(ap);
-    ASSERT(r != NULL && r->type == REDIS_REPLY_INTEGER);
-    long long v = r->integer;
-    freeReplyObject(r);
-    return v;
-}
-
-/* The string reply of a command, copied into a static buffer ("(nil)" for nil). */
-static const char *cmd_str(const char *fmt, ...) {
-    static char buf[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    redisReply *r = redisvCommand(rc, fmt, ap);
-    va_end(ap);
-    ASSERT(r != NULL);
-    if (r->type == REDIS_REPLY_NIL)
-        snprintf(buf, sizeof buf, "(nil)");
-    else if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS)
-        snprintf(buf, sizeof buf, "%s", r->str);
-    else
-        test__fail(__FILE__, __LINE__, "unexpected reply type %d", r->type);
-    freeReplyObject(r);
-    return buf;
 }
 
 static const char *key_queue(const char *q) {
@@ -126,7 +51,7 @@ static const char *key_landing(const char *wid, const char *q) {
 }
 
 static void push(const char *queue, const char *raw) {
-    freeReplyObject(cmd("LPUSH %s %s", key_queue(queue), raw));
+    freeReplyObject(bfix_cmd("LPUSH %s %s", key_queue(queue), raw));
 }
 
 /* fetch.lua for wid with batch n over the queues (NULL-terminated list). */
@@ -134,7 +59,7 @@ static redisReply *fetch(const char *wid, int n, const char *q1, const char *q2)
     char nbuf[16];
     snprintf(nbuf, sizeof nbuf, "%d", n);
     const char *args[] = {"wt", wid, nbuf, q1, q2, NULL};
-    redisReply *r = run(BROKER_SCRIPT_FETCH, args);
+    redisReply *r = bfix_run(BROKER_SCRIPT_FETCH, args);
     ASSERT_EQ(r->type, REDIS_REPLY_ARRAY);
     ASSERT_EQ(r->elements % 3, 0);
     return r;
@@ -150,7 +75,7 @@ static long long int_at(redisReply *r, size_t i) {
 
 static redisReply *recover(const char *wid, const char *max) {
     const char *args[] = {"wt", wid, max, "1700000000.5", "rescuer", NULL};
-    redisReply *r = run(BROKER_SCRIPT_RECOVER, args);
+    redisReply *r = bfix_run(BROKER_SCRIPT_RECOVER, args);
     ASSERT(r->type == REDIS_REPLY_ARRAY && r->elements == 3);
     return r;
 }
@@ -174,13 +99,13 @@ TEST(script_digests_match_redis_script_load) {
         const broker_script *s = broker_script_get((broker_script_id)id);
         ASSERT(s->len > 100 && strlen(s->text) == s->len);
         ASSERT(strstr(s->text, s->name) != NULL); /* each file starts "-- <name>.lua" */
-        redisReply *r = redisCommand(rc, "SCRIPT LOAD %b", s->text, s->len);
+        redisReply *r = redisCommand(bfix_rc, "SCRIPT LOAD %b", s->text, s->len);
         ASSERT(r != NULL && r->type == REDIS_REPLY_STRING);
         ASSERT_STREQ(r->str, s->sha1);
         freeReplyObject(r);
     }
     ASSERT(broker_script_get(BROKER_SCRIPT_COUNT) == NULL);
-    stop();
+    bfix_stop();
 }
 
 /* ---- fetch ---------------------------------------------------------------------------- */
@@ -196,11 +121,11 @@ TEST(fetch_takes_messages_in_fifo_order_into_inflight) {
     ASSERT_STREQ(raw_at(r, 1), "m2");
     ASSERT_STREQ(raw_at(r, 2), "m3");
     ASSERT_STREQ(r->element[1]->str, "default");
-    ASSERT_EQ(cmd_int("HLEN %s", key_inflight("w1")), 3);
-    ASSERT_STREQ(cmd_str("HGET %s %s", key_inflight("w1"), r->element[0]->str), "default\nm1");
-    ASSERT_EQ(cmd_int("LLEN %s", key_queue("default")), 0);
+    ASSERT_EQ(bfix_cmd_int("HLEN %s", key_inflight("w1")), 3);
+    ASSERT_STREQ(bfix_cmd_str("HGET %s %s", key_inflight("w1"), r->element[0]->str), "default\nm1");
+    ASSERT_EQ(bfix_cmd_int("LLEN %s", key_queue("default")), 0);
     freeReplyObject(r);
-    stop();
+    bfix_stop();
 }
 
 TEST(fetch_respects_the_batch_limit_and_counts_add_up) {
@@ -210,9 +135,9 @@ TEST(fetch_respects_the_batch_limit_and_counts_add_up) {
     redisReply *r = fetch("w1", 2, "default", NULL);
     ASSERT_EQ(r->elements, 6);
     freeReplyObject(r);
-    ASSERT_EQ(cmd_int("LLEN %s", key_queue("default")), 3);
-    ASSERT_EQ(cmd_int("HLEN %s", key_inflight("w1")), 2);
-    stop();
+    ASSERT_EQ(bfix_cmd_int("LLEN %s", key_queue("default")), 3);
+    ASSERT_EQ(bfix_cmd_int("HLEN %s", key_inflight("w1")), 2);
+    bfix_stop();
 }
 
 TEST(fetch_takes_queues_in_strict_priority_order) {
@@ -227,8 +152,8 @@ TEST(fetch_takes_queues_in_strict_priority_order) {
     ASSERT_STREQ(raw_at(r, 1), "l1");
     ASSERT_STREQ(r->element[4]->str, "low");
     freeReplyObject(r);
-    ASSERT_EQ(cmd_int("LLEN %s", key_queue("low")), 1);
-    stop();
+    ASSERT_EQ(bfix_cmd_int("LLEN %s", key_queue("low")), 1);
+    bfix_stop();
 }
 
 TEST(fetch_takes_the_landing_list_before_its_queue) {
@@ -237,7 +162,7 @@ TEST(fetch_takes_the_landing_list_before_its_queue) {
     push("default", "second");
     /* What the blocking waiter does on its own connection. */
     freeReplyObject(
-        cmd("BLMOVE %s %s RIGHT LEFT 1", key_queue("default"), key_landing("w1", "default")));
+        bfix_cmd("BLMOVE %s %s RIGHT LEFT 1", key_queue("default"), key_landing("w1", "default")));
     push("default", "third");
     redisReply *r = fetch("w1", 3, "default", NULL);
     ASSERT_EQ(r->elements, 9);
@@ -245,21 +170,22 @@ TEST(fetch_takes_the_landing_list_before_its_queue) {
     ASSERT_STREQ(raw_at(r, 1), "second");
     ASSERT_STREQ(raw_at(r, 2), "third");
     freeReplyObject(r);
-    ASSERT_EQ(cmd_int("EXISTS %s", key_landing("w1", "default")), 0);
-    stop();
+    ASSERT_EQ(bfix_cmd_int("EXISTS %s", key_landing("w1", "default")), 0);
+    bfix_stop();
 }
 
 TEST(fetch_does_not_let_a_low_landing_list_jump_a_high_queue) {
     start();
     push("low", "l1");
-    freeReplyObject(cmd("BLMOVE %s %s RIGHT LEFT 1", key_queue("low"), key_landing("w1", "low")));
+    freeReplyObject(
+        bfix_cmd("BLMOVE %s %s RIGHT LEFT 1", key_queue("low"), key_landing("w1", "low")));
     push("high", "h1");
     redisReply *r = fetch("w1", 1, "high", "low");
     ASSERT_EQ(r->elements, 3);
     ASSERT_STREQ(raw_at(r, 0), "h1");
     freeReplyObject(r);
-    ASSERT_EQ(cmd_int("LLEN %s", key_landing("w1", "low")), 1);
-    stop();
+    ASSERT_EQ(bfix_cmd_int("LLEN %s", key_landing("w1", "low")), 1);
+    bfix_stop();
 }
 
 TEST(fetch_tags_are_unique_and_increase_across_batches) {
@@ -272,7 +198,7 @@ TEST(fetch_tags_are_unique_and_increase_across_batches) {
     ASSERT(t1 >= 1 && t2 == t1 + 1);
     freeReplyObject(r1);
     freeReplyObject(r2);
-    stop();
+    bfix_stop();
 }
 
 TEST(fetch_registers_the_worker_and_its_queues) {
@@ -280,25 +206,25 @@ TEST(fetch_registers_the_worker_and_its_queues) {
     redisReply *r = fetch("w1", 5, "high", "low");
     ASSERT_EQ(r->elements, 0); /* nothing ready: nothing registered, no tag spent */
     freeReplyObject(r);
-    ASSERT_EQ(cmd_int("EXISTS wt:workers wt:seq"), 0);
+    ASSERT_EQ(bfix_cmd_int("EXISTS wt:workers wt:seq"), 0);
     push("low", "x");
     freeReplyObject(fetch("w1", 5, "high", "low"));
-    ASSERT_STREQ(cmd_str("HGET wt:workers w1"), "high,low");
-    stop();
+    ASSERT_STREQ(bfix_cmd_str("HGET wt:workers w1"), "high,low");
+    bfix_stop();
 }
 
 TEST(fetch_of_a_large_batch_stores_every_message) {
     start();
-    redisReply *r =
-        cmd("EVAL %s 0 %s", "for i = 1, 2500 do redis.call('LPUSH', KEYS[1] or ARGV[1], i) end",
-            key_queue("default"));
+    redisReply *r = bfix_cmd("EVAL %s 0 %s",
+                             "for i = 1, 2500 do redis.call('LPUSH', KEYS[1] or ARGV[1], i) end",
+                             key_queue("default"));
     freeReplyObject(r);
     r = fetch("w1", 3000, "default", NULL);
     ASSERT_EQ(r->elements, 3 * 2500);
     ASSERT_STREQ(raw_at(r, 2499), "2500");
     freeReplyObject(r);
-    ASSERT_EQ(cmd_int("HLEN %s", key_inflight("w1")), 2500);
-    stop();
+    ASSERT_EQ(bfix_cmd_int("HLEN %s", key_inflight("w1")), 2500);
+    bfix_stop();
 }
 
 /* ---- ack ------------------------------------------------------------------------------ */
@@ -306,7 +232,7 @@ TEST(fetch_of_a_large_batch_stores_every_message) {
 /* ack.lua for one message of w1. */
 static long long ack_one(const char *wid, const char *tag, const char *json, const char *ttl) {
     const char *args[] = {"wt", wid, tag, "wt:result:j1", json, ttl, "wt:result:j1", NULL};
-    redisReply *r = run(BROKER_SCRIPT_ACK, args);
+    redisReply *r = bfix_run(BROKER_SCRIPT_ACK, args);
     ASSERT(r->type == REDIS_REPLY_ARRAY && r->elements == 1);
     long long v = int_at(r, 0);
     freeReplyObject(r);
@@ -319,10 +245,10 @@ TEST(ack_removes_the_entry_and_stores_the_result_with_a_ttl) {
     redisReply *r = fetch("w1", 1, "default", NULL);
     ASSERT_EQ(ack_one("w1", r->element[0]->str, "{\"status\":\"SUCCESS\"}", "60"), 1);
     freeReplyObject(r);
-    ASSERT_EQ(cmd_int("HLEN %s", key_inflight("w1")), 0);
-    ASSERT_STREQ(cmd_str("GET wt:result:j1"), "{\"status\":\"SUCCESS\"}");
-    ASSERT_RANGE(cmd_int("TTL wt:result:j1"), 1, 60);
-    stop();
+    ASSERT_EQ(bfix_cmd_int("HLEN %s", key_inflight("w1")), 0);
+    ASSERT_STREQ(bfix_cmd_str("GET wt:result:j1"), "{\"status\":\"SUCCESS\"}");
+    ASSERT_RANGE(bfix_cmd_int("TTL wt:result:j1"), 1, 60);
+    bfix_stop();
 }
 
 TEST(ack_with_zero_ttl_stores_no_result) {
@@ -331,9 +257,9 @@ TEST(ack_with_zero_ttl_stores_no_result) {
     redisReply *r = fetch("w1", 1, "default", NULL);
     ASSERT_EQ(ack_one("w1", r->element[0]->str, "{}", "0"), 1);
     freeReplyObject(r);
-    ASSERT_EQ(cmd_int("EXISTS wt:result:j1"), 0);
-    ASSERT_EQ(cmd_int("HLEN %s", key_inflight("w1")), 0);
-    stop();
+    ASSERT_EQ(bfix_cmd_int("EXISTS wt:result:j1"), 0);
+    ASSERT_EQ(bfix_cmd_int("HLEN %s", key_inflight("w1")), 0);
+    bfix_stop();
 }
 
 TEST(ack_with_negative_ttl_keeps_the_result_forever) {
@@ -342,14 +268,14 @@ TEST(ack_with_negative_ttl_keeps_the_result_forever) {
     redisReply *r = fetch("w1", 1, "default", NULL);
     ASSERT_EQ(ack_one("w1", r->element[0]->str, "{\"status\":\"SUCCESS\"}", "-1"), 1);
     freeReplyObject(r);
-    ASSERT_STREQ(cmd_str("GET wt:result:j1"), "{\"status\":\"SUCCESS\"}");
-    ASSERT_EQ(cmd_int("TTL wt:result:j1"), -1);
-    stop();
+    ASSERT_STREQ(bfix_cmd_str("GET wt:result:j1"), "{\"status\":\"SUCCESS\"}");
+    ASSERT_EQ(bfix_cmd_int("TTL wt:result:j1"), -1);
+    bfix_stop();
 }
 
 TEST(ack_publishes_the_result) {
     start();
-    redisContext *sub = redisConnect("127.0.0.1", server.port);
+    redisContext *sub = redisConnect("127.0.0.1", bfix_server.port);
     ASSERT(sub != NULL && sub->err == 0);
     struct timeval tv = {5, 0};
     redisSetTimeout(sub, tv);
@@ -365,7 +291,7 @@ TEST(ack_publishes_the_result) {
     ASSERT_STREQ(msg->element[2]->str, "{\"status\":\"SUCCESS\"}");
     freeReplyObject(msg);
     redisFree(sub);
-    stop();
+    bfix_stop();
 }
 
 TEST(ack_of_a_batch_answers_per_message) {
@@ -380,17 +306,17 @@ TEST(ack_of_a_batch_answers_per_message) {
                           f->element[3]->str, "wt:result:b", "B", "60", "",
                           NULL};
     /* clang-format on */
-    redisReply *r = run(BROKER_SCRIPT_ACK, args);
+    redisReply *r = bfix_run(BROKER_SCRIPT_ACK, args);
     ASSERT_EQ(r->elements, 3);
     ASSERT_EQ(int_at(r, 0), 1);
     ASSERT_EQ(int_at(r, 1), 0);
     ASSERT_EQ(int_at(r, 2), 1);
     freeReplyObject(r);
     freeReplyObject(f);
-    ASSERT_STREQ(cmd_str("GET wt:result:a"), "A");
-    ASSERT_STREQ(cmd_str("GET wt:result:b"), "B");
-    ASSERT_EQ(cmd_int("EXISTS wt:result:x"), 0);
-    stop();
+    ASSERT_STREQ(bfix_cmd_str("GET wt:result:a"), "A");
+    ASSERT_STREQ(bfix_cmd_str("GET wt:result:b"), "B");
+    ASSERT_EQ(bfix_cmd_int("EXISTS wt:result:x"), 0);
+    bfix_stop();
 }
 
 TEST(ack_after_recovery_returns_zero_and_keeps_the_new_result) {
@@ -402,10 +328,10 @@ TEST(ack_after_recovery_returns_zero_and_keeps_the_new_result) {
     ASSERT_EQ(now->elements, 3);
     ASSERT_EQ(ack_one("w2", now->element[0]->str, "new", "60"), 1);
     ASSERT_EQ(ack_one("w1", old->element[0]->str, "stale", "60"), 0);
-    ASSERT_STREQ(cmd_str("GET wt:result:j1"), "new");
+    ASSERT_STREQ(bfix_cmd_str("GET wt:result:j1"), "new");
     freeReplyObject(old);
     freeReplyObject(now);
-    stop();
+    bfix_stop();
 }
 
 /* "?<tag>": a STARTED result, stored while the message is ours, which stays in flight. */
@@ -416,14 +342,14 @@ TEST(ack_of_a_question_tag_stores_the_result_and_keeps_the_entry) {
     char tag[64];
     snprintf(tag, sizeof tag, "?%s", r->element[0]->str);
     ASSERT_EQ(ack_one("w1", tag, "{\"status\":\"STARTED\"}", "60"), 1);
-    ASSERT_STREQ(cmd_str("GET wt:result:j1"), "{\"status\":\"STARTED\"}");
-    ASSERT_EQ(cmd_int("HLEN %s", key_inflight("w1")), 1);
+    ASSERT_STREQ(bfix_cmd_str("GET wt:result:j1"), "{\"status\":\"STARTED\"}");
+    ASSERT_EQ(bfix_cmd_int("HLEN %s", key_inflight("w1")), 1);
     /* The final ack still finds it, and its result replaces the STARTED one. */
     ASSERT_EQ(ack_one("w1", r->element[0]->str, "{\"status\":\"SUCCESS\"}", "60"), 1);
-    ASSERT_STREQ(cmd_str("GET wt:result:j1"), "{\"status\":\"SUCCESS\"}");
-    ASSERT_EQ(cmd_int("HLEN %s", key_inflight("w1")), 0);
+    ASSERT_STREQ(bfix_cmd_str("GET wt:result:j1"), "{\"status\":\"SUCCESS\"}");
+    ASSERT_EQ(bfix_cmd_int("HLEN %s", key_inflight("w1")), 0);
     freeReplyObject(r);
-    stop();
+    bfix_stop();
 }
 
 /* A worker stopped between starting a task and writing its STARTED result wakes after
@@ -440,13 +366,13 @@ TEST(late_started_result_after_recovery_keeps_the_final_result) {
     char tag[64];
     snprintf(tag, sizeof tag, "?%s", old->element[0]->str);
     ASSERT_EQ(ack_one("w1", tag, "late STARTED", "60"), 0);
-    ASSERT_STREQ(cmd_str("GET wt:result:j1"), "final");
+    ASSERT_STREQ(bfix_cmd_str("GET wt:result:j1"), "final");
     ASSERT_EQ(ack_one("w1", old->element[0]->str, "stale", "60"), 0);
-    ASSERT_STREQ(cmd_str("GET wt:result:j1"), "final");
-    ASSERT_EQ(cmd_int("EXISTS %s", key_inflight("w1")), 0);
+    ASSERT_STREQ(bfix_cmd_str("GET wt:result:j1"), "final");
+    ASSERT_EQ(bfix_cmd_int("EXISTS %s", key_inflight("w1")), 0);
     freeReplyObject(old);
     freeReplyObject(now);
-    stop();
+    bfix_stop();
 }
 
 /* ---- recover -------------------------------------------------------------------------- */
@@ -461,12 +387,12 @@ TEST(recover_requeues_at_the_right_end_counting_the_redelivery) {
     ASSERT_EQ(int_at(r, 1), 0);
     ASSERT_EQ(int_at(r, 2), 0);
     freeReplyObject(r);
-    ASSERT_STREQ(cmd_str("RPOP %s", key_queue("default")),
+    ASSERT_STREQ(bfix_cmd_str("RPOP %s", key_queue("default")),
                  "{\"id\":\"m1\",\"task\":\"t\",\"redelivered\":1}");
-    ASSERT_STREQ(cmd_str("RPOP %s", key_queue("default")), "pending");
-    ASSERT_EQ(cmd_int("EXISTS %s", key_inflight("w1")), 0);
-    ASSERT_EQ(cmd_int("HEXISTS wt:workers w1"), 0);
-    stop();
+    ASSERT_STREQ(bfix_cmd_str("RPOP %s", key_queue("default")), "pending");
+    ASSERT_EQ(bfix_cmd_int("EXISTS %s", key_inflight("w1")), 0);
+    ASSERT_EQ(bfix_cmd_int("HEXISTS wt:workers w1"), 0);
+    bfix_stop();
 }
 
 TEST(recover_counts_on_from_the_previous_redelivery) {
@@ -474,14 +400,14 @@ TEST(recover_counts_on_from_the_previous_redelivery) {
     push("default", "{\"task\":\"t\",\"redelivered\":2}");
     freeReplyObject(fetch("w1", 1, "default", NULL));
     freeReplyObject(recover("w1", "5"));
-    const char *raw = cmd_str("RPOP %s", key_queue("default"));
+    const char *raw = bfix_cmd_str("RPOP %s", key_queue("default"));
     ASSERT_STREQ(raw, "{\"task\":\"t\",\"redelivered\":2,\"redelivered\":3}");
     /* The worker's parser reads the appended (last) key. */
     broker_msg m;
     ASSERT_EQ(broker_msg_parse(raw, strlen(raw), NULL, 0, &m, NULL), 0);
     ASSERT_EQ(m.redelivered, 3);
     broker_msg_free(&m);
-    stop();
+    bfix_stop();
 }
 
 TEST(recover_keeps_the_text_byte_exact_apart_from_the_count) {
@@ -490,10 +416,10 @@ TEST(recover_keeps_the_text_byte_exact_apart_from_the_count) {
     push("default", "{\"task\":\"t\",\"args\":[1.50, \"}\"]}\t");
     freeReplyObject(fetch("w1", 2, "default", NULL));
     freeReplyObject(recover("w1", "3"));
-    ASSERT_STREQ(cmd_str("RPOP %s", key_queue("default")), " {  \"redelivered\":1} \n");
-    ASSERT_STREQ(cmd_str("RPOP %s", key_queue("default")),
+    ASSERT_STREQ(bfix_cmd_str("RPOP %s", key_queue("default")), " {  \"redelivered\":1} \n");
+    ASSERT_STREQ(bfix_cmd_str("RPOP %s", key_queue("default")),
                  "{\"task\":\"t\",\"args\":[1.50, \"}\"],\"redelivered\":1}\t");
-    stop();
+    bfix_stop();
 }
 
 TEST(recover_keeps_the_order_of_the_recovered_messages) {
@@ -508,7 +434,7 @@ TEST(recover_keeps_the_order_of_the_recovered_messages) {
     ASSERT_STREQ(raw_at(r, 1), "{\"n\":2,\"redelivered\":1}");
     ASSERT_STREQ(raw_at(r, 2), "{\"n\":3,\"redelivered\":1}");
     freeReplyObject(r);
-    stop();
+    bfix_stop();
 }
 
 TEST(recover_dead_letters_a_poison_pill) {
@@ -519,8 +445,8 @@ TEST(recover_dead_letters_a_poison_pill) {
     ASSERT_EQ(int_at(r, 0), 0);
     ASSERT_EQ(int_at(r, 1), 1);
     freeReplyObject(r);
-    ASSERT_EQ(cmd_int("LLEN %s", key_queue("default")), 0);
-    json_t *d = json_loads(cmd_str("LINDEX wt:dead 0"), 0, NULL);
+    ASSERT_EQ(bfix_cmd_int("LLEN %s", key_queue("default")), 0);
+    json_t *d = json_loads(bfix_cmd_str("LINDEX wt:dead 0"), 0, NULL);
     ASSERT(d != NULL);
     ASSERT_STREQ(json_string_value(json_object_get(d, "reason")),
                  "poison pill: redelivered 4 times");
@@ -533,7 +459,7 @@ TEST(recover_dead_letters_a_poison_pill) {
     ASSERT(json_number_value(json_object_get(d, "time")) == 1700000000.5);
     ASSERT(json_is_false(json_object_get(d, "truncated")));
     json_decref(d);
-    stop();
+    bfix_stop();
 }
 
 TEST(recover_dead_letters_unparseable_messages) {
@@ -546,32 +472,32 @@ TEST(recover_dead_letters_unparseable_messages) {
     ASSERT_EQ(int_at(r, 1), 2);
     freeReplyObject(r);
     for (int i = 0; i < 2; i++) {
-        json_t *d = json_loads(cmd_str("LINDEX wt:dead %d", i), 0, NULL);
+        json_t *d = json_loads(bfix_cmd_str("LINDEX wt:dead %d", i), 0, NULL);
         ASSERT(d != NULL);
         ASSERT_STREQ(json_string_value(json_object_get(d, "reason")),
                      "unparseable message recovered from dead worker w1");
         ASSERT(json_object_get(d, "id") == NULL);
         json_decref(d);
     }
-    ASSERT_EQ(cmd_int("EXISTS %s", key_inflight("w1")), 0);
-    stop();
+    ASSERT_EQ(bfix_cmd_int("EXISTS %s", key_inflight("w1")), 0);
+    bfix_stop();
 }
 
 TEST(recover_leaves_a_worker_with_a_heartbeat_alone) {
     start();
     push("default", "{\"task\":\"t\"}");
     freeReplyObject(fetch("w1", 1, "default", NULL));
-    freeReplyObject(cmd("HSET wt:worker:w1 pid 1"));
-    freeReplyObject(cmd("EXPIRE wt:worker:w1 30"));
+    freeReplyObject(bfix_cmd("HSET wt:worker:w1 pid 1"));
+    freeReplyObject(bfix_cmd("EXPIRE wt:worker:w1 30"));
     redisReply *r = recover("w1", "3");
     ASSERT_EQ(int_at(r, 0), 0);
     ASSERT_EQ(int_at(r, 1), 0);
     ASSERT_EQ(int_at(r, 2), 1);
     freeReplyObject(r);
-    ASSERT_EQ(cmd_int("HLEN %s", key_inflight("w1")), 1);
-    ASSERT_EQ(cmd_int("HEXISTS wt:workers w1"), 1);
-    ASSERT_EQ(cmd_int("LLEN %s", key_queue("default")), 0);
-    stop();
+    ASSERT_EQ(bfix_cmd_int("HLEN %s", key_inflight("w1")), 1);
+    ASSERT_EQ(bfix_cmd_int("HEXISTS wt:workers w1"), 1);
+    ASSERT_EQ(bfix_cmd_int("LLEN %s", key_queue("default")), 0);
+    bfix_stop();
 }
 
 TEST(recover_moves_landing_lists_back_without_counting) {
@@ -580,15 +506,15 @@ TEST(recover_moves_landing_lists_back_without_counting) {
     freeReplyObject(fetch("w1", 1, "default", NULL)); /* registers w1 with "default" */
     push("default", "{\"task\":\"landed\"}");
     freeReplyObject(
-        cmd("BLMOVE %s %s RIGHT LEFT 1", key_queue("default"), key_landing("w1", "default")));
+        bfix_cmd("BLMOVE %s %s RIGHT LEFT 1", key_queue("default"), key_landing("w1", "default")));
     redisReply *r = recover("w1", "3");
     ASSERT_EQ(int_at(r, 0), 2);
     freeReplyObject(r);
-    ASSERT_STREQ(cmd_str("RPOP %s", key_queue("default")),
+    ASSERT_STREQ(bfix_cmd_str("RPOP %s", key_queue("default")),
                  "{\"task\":\"flight\",\"redelivered\":1}");
-    ASSERT_STREQ(cmd_str("RPOP %s", key_queue("default")), "{\"task\":\"landed\"}");
-    ASSERT_EQ(cmd_int("EXISTS %s", key_landing("w1", "default")), 0);
-    stop();
+    ASSERT_STREQ(bfix_cmd_str("RPOP %s", key_queue("default")), "{\"task\":\"landed\"}");
+    ASSERT_EQ(bfix_cmd_int("EXISTS %s", key_landing("w1", "default")), 0);
+    bfix_stop();
 }
 
 TEST(recover_twice_finds_nothing_the_second_time) {
@@ -600,8 +526,8 @@ TEST(recover_twice_finds_nothing_the_second_time) {
     ASSERT_EQ(int_at(r, 0), 0);
     ASSERT_EQ(int_at(r, 1), 0);
     freeReplyObject(r);
-    ASSERT_EQ(cmd_int("LLEN %s", key_queue("default")), 1);
-    stop();
+    ASSERT_EQ(bfix_cmd_int("LLEN %s", key_queue("default")), 1);
+    bfix_stop();
 }
 
 /* ---- requeue -------------------------------------------------------------------------- */
@@ -614,18 +540,18 @@ TEST(requeue_puts_back_only_the_given_tags_uncounted) {
     push("default", "{\"n\":4}");
     redisReply *f = fetch("w1", 3, "default", NULL);
     const char *args[] = {"wt", "w1", "3", f->element[6]->str, f->element[0]->str, "424242", NULL};
-    redisReply *r = run(BROKER_SCRIPT_REQUEUE, args);
+    redisReply *r = bfix_run(BROKER_SCRIPT_REQUEUE, args);
     ASSERT_EQ(r->type, REDIS_REPLY_INTEGER);
     ASSERT_EQ(r->integer, 2);
     freeReplyObject(r);
-    ASSERT_EQ(cmd_int("HLEN %s", key_inflight("w1")), 1);
-    ASSERT_STREQ(cmd_str("HGET %s %s", key_inflight("w1"), f->element[3]->str),
+    ASSERT_EQ(bfix_cmd_int("HLEN %s", key_inflight("w1")), 1);
+    ASSERT_STREQ(bfix_cmd_str("HGET %s %s", key_inflight("w1"), f->element[3]->str),
                  "default\n{\"n\":2}");
-    ASSERT_STREQ(cmd_str("RPOP %s", key_queue("default")), "{\"n\":1}");
-    ASSERT_STREQ(cmd_str("RPOP %s", key_queue("default")), "{\"n\":3}");
-    ASSERT_STREQ(cmd_str("RPOP %s", key_queue("default")), "{\"n\":4}");
+    ASSERT_STREQ(bfix_cmd_str("RPOP %s", key_queue("default")), "{\"n\":1}");
+    ASSERT_STREQ(bfix_cmd_str("RPOP %s", key_queue("default")), "{\"n\":3}");
+    ASSERT_STREQ(bfix_cmd_str("RPOP %s", key_queue("default")), "{\"n\":4}");
     freeReplyObject(f);
-    stop();
+    bfix_stop();
 }
 
 TEST(requeue_all_empties_inflight_and_landing_lists) {
@@ -634,16 +560,17 @@ TEST(requeue_all_empties_inflight_and_landing_lists) {
     push("low", "l1");
     push("low", "l2");
     freeReplyObject(fetch("w1", 2, "high", "low"));
-    freeReplyObject(cmd("BLMOVE %s %s RIGHT LEFT 1", key_queue("low"), key_landing("w1", "low")));
+    freeReplyObject(
+        bfix_cmd("BLMOVE %s %s RIGHT LEFT 1", key_queue("low"), key_landing("w1", "low")));
     const char *args[] = {"wt", "w1", "all", "high", "low", NULL};
-    redisReply *r = run(BROKER_SCRIPT_REQUEUE, args);
+    redisReply *r = bfix_run(BROKER_SCRIPT_REQUEUE, args);
     ASSERT_EQ(r->integer, 3);
     freeReplyObject(r);
-    ASSERT_EQ(cmd_int("EXISTS %s %s", key_inflight("w1"), key_landing("w1", "low")), 0);
-    ASSERT_STREQ(cmd_str("RPOP %s", key_queue("high")), "h1");
-    ASSERT_STREQ(cmd_str("RPOP %s", key_queue("low")), "l1");
-    ASSERT_STREQ(cmd_str("RPOP %s", key_queue("low")), "l2");
-    stop();
+    ASSERT_EQ(bfix_cmd_int("EXISTS %s %s", key_inflight("w1"), key_landing("w1", "low")), 0);
+    ASSERT_STREQ(bfix_cmd_str("RPOP %s", key_queue("high")), "h1");
+    ASSERT_STREQ(bfix_cmd_str("RPOP %s", key_queue("low")), "l1");
+    ASSERT_STREQ(bfix_cmd_str("RPOP %s", key_queue("low")), "l2");
+    bfix_stop();
 }
 
 /* ---- command vectors ------------------------------------------------------------------ */
@@ -653,17 +580,18 @@ TEST(requeue_all_empties_inflight_and_landing_lists) {
 static int send_batch(broker_batch *b, redisReply **replies) {
     ASSERT_EQ(b->err, 0);
     for (size_t i = 0; i < b->n; i++)
-        ASSERT_EQ(redisAppendCommandArgv(rc, b->argcs[i], b->argvs[i], b->argvlens[i]), REDIS_OK);
+        ASSERT_EQ(redisAppendCommandArgv(bfix_rc, b->argcs[i], b->argvs[i], b->argvlens[i]),
+                  REDIS_OK);
     for (size_t i = 0; i < b->n; i++) {
         void *reply = NULL;
-        ASSERT(redisGetReply(rc, &reply) == REDIS_OK && reply != NULL);
+        ASSERT(redisGetReply(bfix_rc, &reply) == REDIS_OK && reply != NULL);
         replies[i] = reply;
     }
     int again = 0;
     for (size_t i = 0; i < b->n; i++) {
         if (broker_script_retry(b, i, replies[i])) {
             freeReplyObject(replies[i]);
-            replies[i] = redisCommandArgv(rc, b->argcs[i], b->argvs[i], b->argvlens[i]);
+            replies[i] = redisCommandArgv(bfix_rc, b->argcs[i], b->argvs[i], b->argvlens[i]);
             ASSERT(replies[i] != NULL);
             again++;
         }
@@ -749,7 +677,7 @@ TEST(enqueue_pushes_at_the_end_workers_take_last) {
     ASSERT_STREQ(raw_at(f, 0), "m1");
     ASSERT_EQ(f->element[5]->len, 4);
     freeReplyObject(f);
-    stop();
+    bfix_stop();
 }
 
 TEST(queue_depths_come_in_one_pipeline_in_order) {
@@ -757,7 +685,7 @@ TEST(queue_depths_come_in_one_pipeline_in_order) {
     push("a", "1");
     push("a", "2");
     push("a", "3");
-    freeReplyObject(cmd("SET %s x", key_queue("c"))); /* not a list: someone else's key */
+    freeReplyObject(bfix_cmd("SET %s x", key_queue("c"))); /* not a list: someone else's key */
     const char *queues[] = {"a", "b", "c"};
     broker_batch b = {0};
     ASSERT_EQ(broker_cmd_queue_depths(&b, &keys, queues, 3), 0);
@@ -770,7 +698,7 @@ TEST(queue_depths_come_in_one_pipeline_in_order) {
     ASSERT_EQ(broker_reply_queue_depth(NULL), -1);
     free_replies(r, 3);
     broker_batch_clear(&b);
-    stop();
+    bfix_stop();
 }
 
 /* Every queue of the prefix, whatever the prefix's glob characters, and nothing else. */
@@ -782,11 +710,11 @@ TEST(scan_finds_the_queue_keys_of_its_prefix_only) {
     for (int i = 0; i < 300; i++) {
         snprintf(qname, sizeof qname, "q%d", i);
         broker_key_queue(&glob, qname, key);
-        freeReplyObject(cmd("LPUSH %s x", key));
+        freeReplyObject(bfix_cmd("LPUSH %s x", key));
     }
-    freeReplyObject(cmd("LPUSH wx:queue:other x"));
-    freeReplyObject(cmd("SET w*:result:q1 x"));
-    freeReplyObject(cmd("SET w*:queue:a%s x", " b")); /* a key no queue name makes */
+    freeReplyObject(bfix_cmd("LPUSH wx:queue:other x"));
+    freeReplyObject(bfix_cmd("SET w*:result:q1 x"));
+    freeReplyObject(bfix_cmd("SET w*:queue:a%s x", " b")); /* a key no queue name makes */
     int found = 0;
     char cursor[BROKER_SCAN_CURSOR_MAX] = "0", seen[300] = {0};
     do {
@@ -809,16 +737,16 @@ TEST(scan_finds_the_queue_keys_of_its_prefix_only) {
         broker_batch_clear(&b);
     } while (strcmp(cursor, "0") != 0);
     ASSERT_EQ(found, 300);
-    redisReply *r = cmd("PING");
+    redisReply *r = bfix_cmd("PING");
     const redisReply *batch;
     ASSERT_EQ(broker_reply_scan(r, cursor, &batch), -EPROTO);
     freeReplyObject(r);
-    stop();
+    bfix_stop();
 }
 
 TEST(result_store_sets_with_the_ttl_and_publishes) {
     start();
-    redisContext *sub = redisConnect("127.0.0.1", server.port);
+    redisContext *sub = redisConnect("127.0.0.1", bfix_server.port);
     ASSERT(sub != NULL && sub->err == 0);
     char channel[BROKER_KEY_MAX];
     broker_key_result(&keys, "r-1", channel);
@@ -837,10 +765,10 @@ TEST(result_store_sets_with_the_ttl_and_publishes) {
     ASSERT_EQ(subscribers, 1);
     free_replies(r, 4);
     broker_batch_clear(&b);
-    ASSERT_STREQ(cmd_str("GET %s", channel), doc);
-    ASSERT_RANGE(cmd_int("TTL %s", channel), 1, 100);
+    ASSERT_STREQ(bfix_cmd_str("GET %s", channel), doc);
+    ASSERT_RANGE(bfix_cmd_int("TTL %s", channel), 1, 100);
     broker_key_result(&keys, "r-2", channel);
-    ASSERT_EQ(cmd_int("TTL %s", channel), -1); /* 0: kept for ever */
+    ASSERT_EQ(bfix_cmd_int("TTL %s", channel), -1); /* 0: kept for ever */
     void *m = NULL;
     ASSERT(redisGetReply(sub, &m) == REDIS_OK);
     redisReply *msg = m;
@@ -848,7 +776,7 @@ TEST(result_store_sets_with_the_ttl_and_publishes) {
     ASSERT_STREQ(msg->element[2]->str, doc);
     freeReplyObject(msg);
     redisFree(sub);
-    stop();
+    bfix_stop();
 }
 
 TEST(revoke_mark_lives_as_long_as_results) {
@@ -862,11 +790,11 @@ TEST(revoke_mark_lives_as_long_as_results) {
     broker_batch_clear(&b);
     char key[BROKER_KEY_MAX];
     broker_key_revoked(&keys, "v-1", key);
-    ASSERT_STREQ(cmd_str("GET %s", key), "1");
-    ASSERT_RANGE(cmd_int("TTL %s", key), 1, 500);
+    ASSERT_STREQ(bfix_cmd_str("GET %s", key), "1");
+    ASSERT_RANGE(bfix_cmd_int("TTL %s", key), 1, 500);
     broker_key_revoked(&keys, "v-2", key);
-    ASSERT_EQ(cmd_int("TTL %s", key), -1);
-    stop();
+    ASSERT_EQ(bfix_cmd_int("TTL %s", key), -1);
+    bfix_stop();
 }
 
 /* dead_requeue.lua through its builder; the first run of a script Redis does not know
@@ -888,29 +816,29 @@ TEST(dead_requeue_pushes_the_message_once_per_entry) {
     start();
     char dead[BROKER_KEY_MAX];
     broker_key_dead(&keys, dead);
-    freeReplyObject(cmd("LPUSH %s E other E", dead)); /* the same entry twice */
+    freeReplyObject(bfix_cmd("LPUSH %s E other E", dead)); /* the same entry twice */
     int again = 0;
     ASSERT_EQ(dead_requeue("E", "low", "m", &again), 1);
     ASSERT_EQ(again, 1); /* a fresh Redis: NOSCRIPT, then EVAL */
-    ASSERT_EQ(cmd_int("LLEN %s", dead), 2);
+    ASSERT_EQ(bfix_cmd_int("LLEN %s", dead), 2);
     ASSERT_EQ(dead_requeue("E", "low", "m", &again), 1);
     ASSERT_EQ(again, 0);                                 /* cached by the EVAL */
     ASSERT_EQ(dead_requeue("E", "low", "m", &again), 0); /* gone: nothing pushed */
-    ASSERT_EQ(cmd_int("LLEN %s", key_queue("low")), 2);
-    ASSERT_EQ(cmd_int("LLEN %s", dead), 1);
-    ASSERT_STREQ(cmd_str("LINDEX %s 0", dead), "other");
-    freeReplyObject(cmd("SCRIPT FLUSH"));
+    ASSERT_EQ(bfix_cmd_int("LLEN %s", key_queue("low")), 2);
+    ASSERT_EQ(bfix_cmd_int("LLEN %s", dead), 1);
+    ASSERT_STREQ(bfix_cmd_str("LINDEX %s 0", dead), "other");
+    freeReplyObject(bfix_cmd("SCRIPT FLUSH"));
     ASSERT_EQ(dead_requeue("other", "low", "m2", &again), 1);
     ASSERT_EQ(again, 1);
-    ASSERT_STREQ(cmd_str("LINDEX %s 0", key_queue("low")), "m2");
-    stop();
+    ASSERT_STREQ(bfix_cmd_str("LINDEX %s 0", key_queue("low")), "m2");
+    bfix_stop();
 }
 
 TEST(dead_drop_removes_one_copy_of_the_entry) {
     start();
     char dead[BROKER_KEY_MAX];
     broker_key_dead(&keys, dead);
-    freeReplyObject(cmd("LPUSH %s E E F", dead));
+    freeReplyObject(bfix_cmd("LPUSH %s E E F", dead));
     broker_batch b = {0};
     ASSERT_EQ(broker_cmd_dead_drop(&b, &keys, "E", 1), 0);
     ASSERT_EQ(broker_cmd_dead_drop(&b, &keys, "G", 1), 0);
@@ -923,8 +851,8 @@ TEST(dead_drop_removes_one_copy_of_the_entry) {
     ASSERT_EQ(n, 0);
     free_replies(r, 2);
     broker_batch_clear(&b);
-    ASSERT_EQ(cmd_int("LLEN %s", dead), 2);
-    stop();
+    ASSERT_EQ(bfix_cmd_int("LLEN %s", dead), 2);
+    bfix_stop();
 }
 
 /* Only an EVALSHA of one of the scripts is turned into an EVAL, and only on NOSCRIPT. */
@@ -934,11 +862,11 @@ TEST(script_retry_touches_only_unknown_scripts) {
     broker_cmd_dead_drop(&b, &keys, "E", 1);
     broker_batch_script(&b, BROKER_SCRIPT_DEAD_REQUEUE);
     broker_batch_str(&b, "wt");
-    redisReply *ok = cmd("PING");
+    redisReply *ok = bfix_cmd("PING");
     ASSERT(!broker_script_retry(&b, 1, ok)); /* not an error */
     freeReplyObject(ok);
     redisReply *noscript =
-        redisCommand(rc, "EVALSHA %s 0", "0000000000000000000000000000000000000000");
+        redisCommand(bfix_rc, "EVALSHA %s 0", "0000000000000000000000000000000000000000");
     ASSERT(broker_reply_is_noscript(noscript));
     ASSERT(!broker_script_retry(&b, 0, noscript)); /* an LREM */
     ASSERT(!broker_script_retry(&b, 7, noscript)); /* no such command */
@@ -948,7 +876,7 @@ TEST(script_retry_touches_only_unknown_scripts) {
     ASSERT(!broker_script_retry(&b, 1, noscript)); /* an EVAL already */
     freeReplyObject(noscript);
     broker_batch_clear(&b);
-    stop();
+    bfix_stop();
 }
 
 /* ---- the same commands from the green worker ----------------------------------------- */
@@ -961,7 +889,7 @@ typedef struct green_case {
 static void *green_main(void *arg) {
     green_case *gc = arg;
     char url[64];
-    snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", server.port);
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", bfix_server.port);
     broker_conn *conn = broker_conn_new(url, "broker", NULL, NULL);
     ASSERT(conn != NULL);
     ASSERT_EQ(broker_conn_wait_up(conn, 10), 0);
@@ -997,9 +925,9 @@ TEST(worker_reads_the_depth_of_each_of_its_queues) {
     start();
     push("a", "1");
     push("a", "2");
-    freeReplyObject(cmd("SET %s x", key_queue("b")));
+    freeReplyObject(bfix_cmd("SET %s x", key_queue("b")));
     run_green(depths_body);
-    stop();
+    bfix_stop();
 }
 
 static void store_body(broker_worker *w) {
@@ -1016,9 +944,9 @@ TEST(worker_stores_results_without_a_tag_with_their_ttl) {
     run_green(store_body);
     char key[BROKER_KEY_MAX];
     broker_key_result(&keys, "s-1", key);
-    ASSERT_STREQ(cmd_str("GET %s", key), "{\"n\":1}");
-    ASSERT_RANGE(cmd_int("TTL %s", key), 1, 100);
+    ASSERT_STREQ(bfix_cmd_str("GET %s", key), "{\"n\":1}");
+    ASSERT_RANGE(bfix_cmd_int("TTL %s", key), 1, 100);
     broker_key_result(&keys, "s-2", key);
-    ASSERT_STREQ(cmd_str("GET %s", key), "{\"n\":2}");
-    stop();
+    ASSERT_STREQ(bfix_cmd_str("GET %s", key), "{\"n\":2}");
+    bfix_stop();
 }
