@@ -10,6 +10,7 @@
  * The build directory is $WORKERD_BUILD_DIR or the one WORKERD_BIN was built in; the
  * install prefix and the header list are read from its CMakeCache.txt.
  */
+#include "buildcache.h"
 #include "e2e.h"
 #include "testlib.h"
 
@@ -23,41 +24,11 @@
 /* ---- the build and its install --------------------------------------------------------- */
 
 static const char *build_dir(void) {
-    static char dir[2048];
-    const char *env = getenv("WORKERD_BUILD_DIR");
-    if (env != NULL && env[0] != '\0') {
-        snprintf(dir, sizeof dir, "%s", env);
-    } else {
-        const char *bin = WORKERD_BIN, *suffix = "/daemon/workerd";
-        size_t n = strlen(bin), s = strlen(suffix);
-        ASSERT(n > s && strcmp(bin + n - s, suffix) == 0);
-        snprintf(dir, sizeof dir, "%.*s", (int)(n - s), bin);
-    }
-    return dir;
+    return buildcache_dir(WORKERD_BIN);
 }
 
-/* The value of a CMakeCache.txt entry (NAME:TYPE=value), in a static buffer. */
 static const char *cache_value(const char *name) {
-    static char value[4096];
-    char path[2100], line[8192];
-    snprintf(path, sizeof path, "%s/CMakeCache.txt", build_dir());
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        test__fail(__FILE__, __LINE__, "no %s: set WORKERD_BUILD_DIR to the build directory", path);
-    size_t len = strlen(name);
-    bool found = false;
-    while (!found && fgets(line, sizeof line, f) != NULL) {
-        char *eq = strchr(line, '=');
-        if (strncmp(line, name, len) == 0 && line[len] == ':' && eq != NULL) {
-            snprintf(value, sizeof value, "%s", eq + 1);
-            value[strcspn(value, "\n")] = '\0';
-            found = true;
-        }
-    }
-    fclose(f);
-    if (!found)
-        test__fail(__FILE__, __LINE__, "%s is not in the build's cache", name);
-    return value;
+    return buildcache_value(WORKERD_BIN, name, NULL);
 }
 
 /* The whole file as a malloc'd string, or NULL. */
