@@ -21,16 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void pushf(redisContext *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void pushf(redisContext *c, const char *fmt, ...) {
-    char msg[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    e2e_push(c, "default", msg);
-}
-
 /* The next result published for the subscription, which must have `status`. */
 static json_t *next_result(e2e_env *e, redisContext *sub, const char *status) {
     json_t *res = e2e_next_published(sub, TEST_NEVER);
@@ -54,8 +44,9 @@ TEST(retry_result_is_visible_while_it_waits_then_failure_counts_the_retries) {
     e2e_env_start(&e);
     E2E_START_READY(&e.w, e.redis.port, "-l", "debug");
     redisContext *sub = e2e_subscribe(e.redis.port, "workerd:result:r1");
-    pushf(e.c, "{\"id\":\"r1\",\"task\":\"fail\",\"args\":[\"503 upstream\"],"
-               "\"kwargs\":{\"retry\":true,\"retry_in\":1.5},\"max_retries\":1}");
+    e2e_pushf(e.c, "default",
+              "{\"id\":\"r1\",\"task\":\"fail\",\"args\":[\"503 upstream\"],"
+              "\"kwargs\":{\"retry\":true,\"retry_in\":1.5},\"max_retries\":1}");
     json_t *retry = next_result(&e, sub, "RETRY");
     ASSERT_EQ(e2e_jnum(retry, "retries"), 1);
     ASSERT_STREQ(e2e_jstr(json_object_get(retry, "error"), "type"), "TaskError");
@@ -88,8 +79,9 @@ TEST(failure_after_max_retries_says_how_many_retries_were_made) {
     e2e_env_start(&e);
     E2E_START_READY(&e.w, e.redis.port, "-l", "debug");
     redisContext *sub = e2e_subscribe(e.redis.port, "workerd:result:r3");
-    pushf(e.c, "{\"id\":\"r3\",\"task\":\"fail\",\"kwargs\":{\"retry\":true},"
-               "\"retry_backoff\":0.05}");
+    e2e_pushf(e.c, "default",
+              "{\"id\":\"r3\",\"task\":\"fail\",\"kwargs\":{\"retry\":true},"
+              "\"retry_backoff\":0.05}");
     for (int k = 1; k <= 3; k++) {
         json_t *retry = next_result(&e, sub, "RETRY");
         ASSERT_EQ(e2e_jnum(retry, "retries"), k);
@@ -114,8 +106,9 @@ TEST(backoff_without_jitter_is_exact_and_never_early) {
     e2e_env_start(&e);
     E2E_START_READY(&e.w, e.redis.port);
     redisContext *sub = e2e_subscribe(e.redis.port, "workerd:result:exact");
-    pushf(e.c, "{\"id\":\"exact\",\"task\":\"fail\",\"kwargs\":{\"retry\":true,"
-               "\"succeed_after\":2},\"retry_backoff\":0.4,\"retry_jitter\":false}");
+    e2e_pushf(e.c, "default",
+              "{\"id\":\"exact\",\"task\":\"fail\",\"kwargs\":{\"retry\":true,"
+              "\"succeed_after\":2},\"retry_backoff\":0.4,\"retry_jitter\":false}");
     double prev_eta = 0;
     for (int k = 1; k <= 2; k++) {
         json_t *retry = next_result(&e, sub, "RETRY");
@@ -149,8 +142,9 @@ TEST(jittered_backoff_stays_within_its_bounds_and_the_cap) {
     e2e_env_start(&e);
     E2E_START_READY(&e.w, e.redis.port);
     redisContext *sub = e2e_subscribe(e.redis.port, "workerd:result:jit");
-    pushf(e.c, "{\"id\":\"jit\",\"task\":\"fail\",\"kwargs\":{\"retry\":true},"
-               "\"max_retries\":5,\"retry_backoff\":0.1}");
+    e2e_pushf(e.c, "default",
+              "{\"id\":\"jit\",\"task\":\"fail\",\"kwargs\":{\"retry\":true},"
+              "\"max_retries\":5,\"retry_backoff\":0.1}");
     int below = 0;
     for (int k = 1; k <= 5; k++) {
         json_t *retry = next_result(&e, sub, "RETRY");
@@ -165,8 +159,9 @@ TEST(jittered_backoff_stays_within_its_bounds_and_the_cap) {
     redisFree(sub);
 
     sub = e2e_subscribe(e.redis.port, "workerd:result:cap");
-    pushf(e.c, "{\"id\":\"cap\",\"task\":\"fail\",\"kwargs\":{\"retry\":true,\"retry_in\":3600},"
-               "\"max_retries\":1,\"retry_backoff_max\":0.5}");
+    e2e_pushf(e.c, "default",
+              "{\"id\":\"cap\",\"task\":\"fail\",\"kwargs\":{\"retry\":true,\"retry_in\":3600},"
+              "\"max_retries\":1,\"retry_backoff_max\":0.5}");
     json_t *retry = next_result(&e, sub, "RETRY");
     ASSERT_RANGE(e2e_jnum(retry, "eta") - e2e_jnum(retry, "finished_at"), 0.5 - 2e-6, 0.75);
     json_decref(retry);
@@ -181,10 +176,12 @@ TEST(no_retries_left_fails_at_once_and_ignore_result_stores_nothing) {
     e2e_env e;
     e2e_env_start(&e);
     E2E_START_READY(&e.w, e.redis.port, "-l", "debug");
-    pushf(e.c, "{\"id\":\"r0\",\"task\":\"fail\",\"kwargs\":{\"retry\":true},"
-               "\"max_retries\":0}");
-    pushf(e.c, "{\"id\":\"quiet\",\"task\":\"fail\",\"kwargs\":{\"retry\":true},"
-               "\"max_retries\":2,\"retry_backoff\":0.01,\"ignore_result\":true}");
+    e2e_pushf(e.c, "default",
+              "{\"id\":\"r0\",\"task\":\"fail\",\"kwargs\":{\"retry\":true},"
+              "\"max_retries\":0}");
+    e2e_pushf(e.c, "default",
+              "{\"id\":\"quiet\",\"task\":\"fail\",\"kwargs\":{\"retry\":true},"
+              "\"max_retries\":2,\"retry_backoff\":0.01,\"ignore_result\":true}");
     json_t *res = e2e_wait_result(e.c, "r0", NULL, TEST_SOON);
     ASSERT(res != NULL);
     ASSERT_STREQ(e2e_jstr(res, "status"), "FAILURE");
@@ -203,8 +200,9 @@ TEST(retry_waiting_when_its_worker_is_killed_runs_once_elsewhere) {
     e2e_env e;
     e2e_env_start(&e);
     E2E_START_READY(&e.w, e.redis.port, "-l", "debug");
-    pushf(e.c, "{\"id\":\"rk\",\"task\":\"fail\",\"kwargs\":{\"retry\":true,\"retry_in\":1,"
-               "\"succeed_after\":1}}");
+    e2e_pushf(e.c, "default",
+              "{\"id\":\"rk\",\"task\":\"fail\",\"kwargs\":{\"retry\":true,\"retry_in\":1,"
+              "\"succeed_after\":1}}");
     json_t *res = e2e_wait_result(e.c, "rk", "RETRY", TEST_SOON);
     ASSERT(res != NULL);
     json_decref(res);
@@ -231,8 +229,8 @@ TEST(http_get_retries_a_listed_status_after_its_retry_after_seconds) {
     e2e_env_start(&e);
     E2E_START_READY(&e.w, e.redis.port);
     redisContext *sub = e2e_subscribe(e.redis.port, "workerd:result:h1");
-    pushf(
-        e.c,
+    e2e_pushf(
+        e.c, "default",
         "{\"id\":\"h1\",\"task\":\"http.get\",\"args\":[\"http://127.0.0.1:%d/a?fail=1&after=1\"],"
         "\"kwargs\":{\"retry_on\":[429,502,503,504]}}",
         srv.port);
@@ -262,11 +260,11 @@ TEST(http_get_retry_after_date_sets_the_delay_and_the_cap_bounds_it) {
     e2e_env_start(&e);
     E2E_START_READY(&e.w, e.redis.port);
     redisContext *sub = e2e_subscribe(e.redis.port, "workerd:result:h2");
-    pushf(e.c,
-          "{\"id\":\"h2\",\"task\":\"http.get\",\"args\":[\"http://127.0.0.1:%d/"
-          "d?fail=1&after=date:2\"],"
-          "\"kwargs\":{\"retry_on\":[503]}}",
-          srv.port);
+    e2e_pushf(e.c, "default",
+              "{\"id\":\"h2\",\"task\":\"http.get\",\"args\":[\"http://127.0.0.1:%d/"
+              "d?fail=1&after=date:2\"],"
+              "\"kwargs\":{\"retry_on\":[503]}}",
+              srv.port);
     json_t *retry = next_result(&e, sub, "RETRY");
     ASSERT_RANGE(e2e_jnum(retry, "eta") - e2e_jnum(retry, "finished_at"), 2 - 2e-6, 2 + TEST_SOON);
     json_decref(retry);
@@ -274,11 +272,11 @@ TEST(http_get_retry_after_date_sets_the_delay_and_the_cap_bounds_it) {
     redisFree(sub);
 
     sub = e2e_subscribe(e.redis.port, "workerd:result:h3");
-    pushf(e.c,
-          "{\"id\":\"h3\",\"task\":\"http.get\",\"args\":[\"http://127.0.0.1:%d/"
-          "c?fail=1&after=3600\"],"
-          "\"kwargs\":{\"retry_on\":[503]},\"retry_backoff_max\":0.5}",
-          srv.port);
+    e2e_pushf(e.c, "default",
+              "{\"id\":\"h3\",\"task\":\"http.get\",\"args\":[\"http://127.0.0.1:%d/"
+              "c?fail=1&after=3600\"],"
+              "\"kwargs\":{\"retry_on\":[503]},\"retry_backoff_max\":0.5}",
+              srv.port);
     retry = next_result(&e, sub, "RETRY");
     ASSERT_RANGE(e2e_jnum(retry, "eta") - e2e_jnum(retry, "finished_at"), 0.5 - 2e-6, 0.75);
     json_decref(retry);
@@ -297,14 +295,14 @@ TEST(http_get_retries_a_refused_connection_until_its_retries_are_spent) {
     e2e_env e;
     e2e_env_start(&e);
     E2E_START_READY(&e.w, e.redis.port, "-l", "debug");
-    pushf(e.c,
-          "{\"id\":\"h4\",\"task\":\"http.get\",\"args\":[\"http://127.0.0.1:%d/\"],"
-          "\"kwargs\":{\"retry_on_errors\":true},\"max_retries\":2,\"retry_backoff\":0.05}",
-          test_free_port());
-    pushf(e.c,
-          "{\"id\":\"h5\",\"task\":\"http.get\",\"args\":[\"http://127.0.0.1:%d/s?fail=9\"],"
-          "\"kwargs\":{\"retry_on\":[503]},\"max_retries\":2,\"retry_backoff\":0.05}",
-          srv.port);
+    e2e_pushf(e.c, "default",
+              "{\"id\":\"h4\",\"task\":\"http.get\",\"args\":[\"http://127.0.0.1:%d/\"],"
+              "\"kwargs\":{\"retry_on_errors\":true},\"max_retries\":2,\"retry_backoff\":0.05}",
+              test_free_port());
+    e2e_pushf(e.c, "default",
+              "{\"id\":\"h5\",\"task\":\"http.get\",\"args\":[\"http://127.0.0.1:%d/s?fail=9\"],"
+              "\"kwargs\":{\"retry_on\":[503]},\"max_retries\":2,\"retry_backoff\":0.05}",
+              srv.port);
     json_t *res = e2e_wait_result(e.c, "h4", NULL, TEST_NEVER);
     ASSERT(res != NULL);
     ASSERT_STREQ(e2e_jstr(res, "status"), "FAILURE");
@@ -331,10 +329,10 @@ TEST(http_get_refused_by_the_address_policy_is_not_retried) {
     e2e_env e;
     e2e_env_start(&e);
     E2E_START_READY(&e.w, e.redis.port, "--http-deny", "127.0.0.0/8");
-    pushf(e.c,
-          "{\"id\":\"h6\",\"task\":\"http.get\",\"args\":[\"http://127.0.0.1:%d/\"],"
-          "\"kwargs\":{\"retry_on_errors\":true}}",
-          srv.port);
+    e2e_pushf(e.c, "default",
+              "{\"id\":\"h6\",\"task\":\"http.get\",\"args\":[\"http://127.0.0.1:%d/\"],"
+              "\"kwargs\":{\"retry_on_errors\":true}}",
+              srv.port);
     json_t *res = e2e_wait_result(e.c, "h6", NULL, TEST_NEVER);
     ASSERT(res != NULL);
     ASSERT_STREQ(e2e_jstr(res, "status"), "FAILURE");

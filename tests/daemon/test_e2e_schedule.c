@@ -23,26 +23,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/* LPUSH the printf-formatted message onto workerd:queue:default. */
-static void pushf(redisContext *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void pushf(redisContext *c, const char *fmt, ...) {
-    char msg[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    e2e_push(c, "default", msg);
-}
-
-static json_t *must_result_within(e2e_env *e, const char *id, double timeout) {
-    json_t *res = e2e_wait_result(e->c, id, NULL, timeout);
-    if (!res) {
-        e2e_log_dump(&e->w);
-        test__fail(__FILE__, __LINE__, "no final result for %s within %g s", id, timeout);
-    }
-    return res;
-}
-
 /* Asserts res is a SUCCESS that started no earlier than due (and not absurdly later). */
 static void expect_ran_from(const json_t *res, double due) {
     ASSERT_STREQ(e2e_jstr(res, "status"), "SUCCESS");
@@ -75,12 +55,12 @@ TEST(countdown_runs_after_its_delay_and_not_before) {
     e2e_env_start(&e);
     E2E_START_READY(&e.w, e.redis.port, "-l", "debug");
     double t0 = e2e_redis_time(e.c);
-    pushf(e.c, "{\"id\":\"cd\",\"task\":\"echo\",\"args\":[1],\"countdown\":1.5}");
+    e2e_pushf(e.c, "default", "{\"id\":\"cd\",\"task\":\"echo\",\"args\":[1],\"countdown\":1.5}");
     /* It waits in the scheduled set, with no result yet. */
     ASSERT_WITHIN(e2e_int(e.c, "ZCARD workerd:scheduled") == 1, TEST_SOON);
     ASSERT(e2e_result(e.c, "cd") == NULL);
     ASSERT_EQ(e2e_int(e.c, "LLEN workerd:queue:default"), 0);
-    json_t *res = must_result_within(&e, "cd", 1.5 + TEST_NEVER);
+    json_t *res = e2e_must_result_within(&e, "cd", 1.5 + TEST_NEVER);
     expect_ran_from(res, t0 + 1.5);
     ASSERT_EQ(e2e_int(e.c, "ZCARD workerd:scheduled"), 0);
     ASSERT_EQ(e2e_log_count(&e.w, "[task cd] echo started"), 1);
@@ -96,20 +76,20 @@ TEST(eta_as_unix_seconds_and_as_rfc3339_runs_then_and_not_before) {
     char utc[64], plus2[64];
     rfc3339(t0 + 1.2, true, utc, sizeof utc);
     rfc3339(t0 + 1.4, false, plus2, sizeof plus2);
-    pushf(e.c, "{\"id\":\"num\",\"task\":\"echo\",\"eta\":%.6f}", t0 + 1.0);
-    pushf(e.c, "{\"id\":\"utc\",\"task\":\"echo\",\"eta\":\"%s\"}", utc);
-    pushf(e.c, "{\"id\":\"plus2\",\"task\":\"echo\",\"eta\":\"%s\"}", plus2);
-    pushf(e.c, "{\"id\":\"past\",\"task\":\"echo\",\"eta\":1000000000}");
-    json_t *res = must_result_within(&e, "past", TEST_SOON); /* past: at once */
+    e2e_pushf(e.c, "default", "{\"id\":\"num\",\"task\":\"echo\",\"eta\":%.6f}", t0 + 1.0);
+    e2e_pushf(e.c, "default", "{\"id\":\"utc\",\"task\":\"echo\",\"eta\":\"%s\"}", utc);
+    e2e_pushf(e.c, "default", "{\"id\":\"plus2\",\"task\":\"echo\",\"eta\":\"%s\"}", plus2);
+    e2e_pushf(e.c, "default", "{\"id\":\"past\",\"task\":\"echo\",\"eta\":1000000000}");
+    json_t *res = e2e_must_result_within(&e, "past", TEST_SOON); /* past: at once */
     ASSERT_STREQ(e2e_jstr(res, "status"), "SUCCESS");
     json_decref(res);
-    res = must_result_within(&e, "num", TEST_NEVER);
+    res = e2e_must_result_within(&e, "num", TEST_NEVER);
     expect_ran_from(res, t0 + 1.0);
     json_decref(res);
-    res = must_result_within(&e, "utc", TEST_NEVER);
+    res = e2e_must_result_within(&e, "utc", TEST_NEVER);
     expect_ran_from(res, t0 + 1.2);
     json_decref(res);
-    res = must_result_within(&e, "plus2", TEST_NEVER);
+    res = e2e_must_result_within(&e, "plus2", TEST_NEVER);
     expect_ran_from(res, t0 + 1.4);
     json_decref(res);
     e2e_env_end(&e);
@@ -120,7 +100,7 @@ TEST(scheduled_message_without_id_reports_under_one_generated_id) {
     e2e_env e;
     e2e_env_start(&e);
     E2E_START_READY(&e.w, e.redis.port);
-    pushf(e.c, "{\"task\":\"echo\",\"args\":[\"anon\"],\"countdown\":0.3}");
+    e2e_pushf(e.c, "default", "{\"task\":\"echo\",\"args\":[\"anon\"],\"countdown\":0.3}");
     ASSERT_WITHIN(e2e_count_keys(e.c, "workerd:result:*") == 1 &&
                       e2e_int(e.c, "ZCARD workerd:scheduled") == 0,
                   TEST_NEVER);
@@ -234,21 +214,22 @@ TEST(message_taken_after_it_expired_is_revoked_not_run) {
     char future[64];
     rfc3339(now + 3600, false, future, sizeof future);
     /* Relative: 0.5 s from when a worker first takes it, but due only after 1 s. */
-    pushf(e.c, "{\"id\":\"rel\",\"task\":\"echo\",\"countdown\":1,\"expires\":0.5}");
+    e2e_pushf(e.c, "default", "{\"id\":\"rel\",\"task\":\"echo\",\"countdown\":1,\"expires\":0.5}");
     /* Absolute and past: revoked at once. */
-    pushf(e.c, "{\"id\":\"abs\",\"task\":\"echo\",\"expires\":%.3f}", now - 10);
+    e2e_pushf(e.c, "default", "{\"id\":\"abs\",\"task\":\"echo\",\"expires\":%.3f}", now - 10);
     /* Absolute and future, as RFC 3339: it runs. */
-    pushf(e.c, "{\"id\":\"ok\",\"task\":\"echo\",\"countdown\":0.2,\"expires\":\"%s\"}", future);
-    json_t *res = must_result_within(&e, "abs", TEST_SOON);
+    e2e_pushf(e.c, "default",
+              "{\"id\":\"ok\",\"task\":\"echo\",\"countdown\":0.2,\"expires\":\"%s\"}", future);
+    json_t *res = e2e_must_result_within(&e, "abs", TEST_SOON);
     ASSERT_STREQ(e2e_jstr(res, "status"), "REVOKED");
     ASSERT_STREQ(e2e_jstr(json_object_get(res, "error"), "type"), "TaskExpired");
     ASSERT(strstr(e2e_jerror(res), "expired") != NULL);
     json_decref(res);
-    res = must_result_within(&e, "rel", TEST_NEVER);
+    res = e2e_must_result_within(&e, "rel", TEST_NEVER);
     ASSERT_STREQ(e2e_jstr(res, "status"), "REVOKED");
     ASSERT_STREQ(e2e_jstr(json_object_get(res, "error"), "type"), "TaskExpired");
     json_decref(res);
-    res = must_result_within(&e, "ok", TEST_NEVER);
+    res = e2e_must_result_within(&e, "ok", TEST_NEVER);
     ASSERT_STREQ(e2e_jstr(res, "status"), "SUCCESS");
     json_decref(res);
     ASSERT_EQ(e2e_log_count(&e.w, "[task rel] echo started"), 0);
@@ -263,7 +244,8 @@ TEST(relative_times_are_absolute_in_the_scheduled_copy) {
     e2e_env_start(&e);
     E2E_START_READY(&e.w, e.redis.port);
     double t0 = e2e_redis_time(e.c);
-    pushf(e.c, "{\"id\":\"rel2\",\"task\":\"echo\",\"countdown\":30,\"expires\":60}");
+    e2e_pushf(e.c, "default",
+              "{\"id\":\"rel2\",\"task\":\"echo\",\"countdown\":30,\"expires\":60}");
     ASSERT_WITHIN(e2e_int(e.c, "ZCARD workerd:scheduled") == 1, TEST_SOON);
     redisReply *r = redisCommand(e.c, "ZRANGE workerd:scheduled 0 0 WITHSCORES");
     ASSERT(r && r->type == REDIS_REPLY_ARRAY && r->elements == 2);
@@ -320,9 +302,9 @@ TEST(bad_scheduling_and_retry_fields_are_dead_lettered_naming_the_field) {
     e2e_env_start(&e);
     E2E_START_READY(&e.w, e.redis.port);
     for (size_t i = 0; i < n; i++)
-        pushf(e.c, "{\"id\":\"bad-%zu\",\"task\":\"echo\",%s}", i, bad[i].fields);
-    pushf(e.c, "{\"id\":\"good\",\"task\":\"echo\",\"countdown\":0.1}");
-    json_t *res = must_result_within(&e, "good", TEST_NEVER);
+        e2e_pushf(e.c, "default", "{\"id\":\"bad-%zu\",\"task\":\"echo\",%s}", i, bad[i].fields);
+    e2e_pushf(e.c, "default", "{\"id\":\"good\",\"task\":\"echo\",\"countdown\":0.1}");
+    json_t *res = e2e_must_result_within(&e, "good", TEST_NEVER);
     ASSERT_STREQ(e2e_jstr(res, "status"), "SUCCESS");
     json_decref(res);
     ASSERT(e2e_wait_dead(e.c, (long long)n, TEST_SOON));
@@ -330,7 +312,7 @@ TEST(bad_scheduling_and_retry_fields_are_dead_lettered_naming_the_field) {
     for (size_t i = 0; i < n; i++) {
         char id[32];
         snprintf(id, sizeof id, "bad-%zu", i);
-        res = must_result_within(&e, id, TEST_SOON);
+        res = e2e_must_result_within(&e, id, TEST_SOON);
         ASSERT_STREQ(e2e_jstr(res, "status"), "FAILURE");
         ASSERT_STREQ(e2e_jstr(json_object_get(res, "error"), "type"), "InvalidMessage");
         const char *why = e2e_jerror(res);
@@ -351,7 +333,7 @@ TEST(idle_worker_makes_a_few_redis_calls_a_second_at_most) {
     e2e_env_start(&e);
     E2E_START_READY(&e.w, e.redis.port);
     /* Something due far ahead, so that the mover has a due time to wait for. */
-    pushf(e.c, "{\"id\":\"far\",\"task\":\"echo\",\"countdown\":3600}");
+    e2e_pushf(e.c, "default", "{\"id\":\"far\",\"task\":\"echo\",\"countdown\":3600}");
     ASSERT_WITHIN(e2e_int(e.c, "ZCARD workerd:scheduled") == 1, TEST_SOON);
     long long before = e2e_command_calls(e.c, "evalsha");
     double t0 = test_now();

@@ -17,26 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* LPUSH the printf-formatted message onto workerd:queue:default. */
-static void pushf(redisContext *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void pushf(redisContext *c, const char *fmt, ...) {
-    char msg[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    e2e_push(c, "default", msg);
-}
-
-static json_t *must_result(e2e_env *e, const char *id, double timeout) {
-    json_t *res = e2e_wait_result(e->c, id, NULL, timeout);
-    if (!res) {
-        e2e_log_dump(&e->w);
-        test__fail(__FILE__, __LINE__, "no final result for %s within %g s", id, timeout);
-    }
-    return res;
-}
-
 /* Asserts res is a Duplicate of `original`. */
 static void expect_duplicate_of(const json_t *res, const char *original) {
     ASSERT_STREQ(e2e_jstr(res, "status"), "REVOKED");
@@ -60,7 +40,8 @@ TEST(two_identical_messages_pushed_together_run_once) {
     redisReply *r = redisCommandArgv(e.c, 4, argv, NULL);
     ASSERT(r && r->type == REDIS_REPLY_INTEGER && r->integer == 2);
     freeReplyObject(r);
-    json_t *ra = must_result(&e, "a", TEST_NEVER), *rb = must_result(&e, "b", TEST_NEVER);
+    json_t *ra = e2e_must_result_within(&e, "a", TEST_NEVER),
+           *rb = e2e_must_result_within(&e, "b", TEST_NEVER);
     bool a_ran = strcmp(e2e_jstr(ra, "status"), "SUCCESS") == 0;
     json_t *ran = a_ran ? ra : rb, *dup = a_ran ? rb : ra;
     ASSERT_STREQ(e2e_jstr(ran, "status"), "SUCCESS");
@@ -105,16 +86,17 @@ TEST(duplicate_arriving_while_the_first_waits_for_its_countdown_is_revoked) {
     e2e_env e;
     e2e_env_start(&e);
     E2E_START_READY(&e.w, e.redis.port, "-l", "debug");
-    pushf(e.c, "{\"id\":\"s1\",\"task\":\"echo\",\"args\":[7],\"unique_for\":60,"
-               "\"countdown\":1.5}");
+    e2e_pushf(e.c, "default",
+              "{\"id\":\"s1\",\"task\":\"echo\",\"args\":[7],\"unique_for\":60,"
+              "\"countdown\":1.5}");
     ASSERT_WITHIN(e2e_int(e.c, "ZCARD workerd:scheduled") == 1, TEST_SOON);
     ASSERT_EQ(e2e_count_keys(e.c, "workerd:unique:*"), 1);
-    pushf(e.c, "{\"id\":\"s2\",\"task\":\"echo\",\"args\":[7],\"unique_for\":60}");
-    json_t *res = must_result(&e, "s2", TEST_SOON);
+    e2e_pushf(e.c, "default", "{\"id\":\"s2\",\"task\":\"echo\",\"args\":[7],\"unique_for\":60}");
+    json_t *res = e2e_must_result_within(&e, "s2", TEST_SOON);
     expect_duplicate_of(res, "s1");
     json_decref(res);
     /* The scheduled original still runs when due: its own lock lets it pass. */
-    res = must_result(&e, "s1", TEST_NEVER);
+    res = e2e_must_result_within(&e, "s1", TEST_NEVER);
     ASSERT_STREQ(e2e_jstr(res, "status"), "SUCCESS");
     json_decref(res);
     ASSERT_EQ(e2e_log_count(&e.w, "[task s2] echo started"), 0);
@@ -126,17 +108,17 @@ TEST(once_the_first_finished_the_same_message_runs_again) {
     e2e_env e;
     e2e_env_start(&e);
     E2E_START_READY(&e.w, e.redis.port);
-    pushf(e.c, "{\"id\":\"f1\",\"task\":\"echo\",\"args\":[1],\"unique_for\":600}");
-    json_t *res = must_result(&e, "f1", TEST_SOON);
+    e2e_pushf(e.c, "default", "{\"id\":\"f1\",\"task\":\"echo\",\"args\":[1],\"unique_for\":600}");
+    json_t *res = e2e_must_result_within(&e, "f1", TEST_SOON);
     ASSERT_STREQ(e2e_jstr(res, "status"), "SUCCESS");
     json_decref(res);
-    pushf(e.c, "{\"id\":\"f2\",\"task\":\"echo\",\"args\":[1],\"unique_for\":600}");
-    res = must_result(&e, "f2", TEST_SOON);
+    e2e_pushf(e.c, "default", "{\"id\":\"f2\",\"task\":\"echo\",\"args\":[1],\"unique_for\":600}");
+    res = e2e_must_result_within(&e, "f2", TEST_SOON);
     ASSERT_STREQ(e2e_jstr(res, "status"), "SUCCESS");
     json_decref(res);
     /* A FAILURE is final too: it releases the lock. */
-    pushf(e.c, "{\"id\":\"x1\",\"task\":\"fail\",\"unique_for\":600}");
-    res = must_result(&e, "x1", TEST_SOON);
+    e2e_pushf(e.c, "default", "{\"id\":\"x1\",\"task\":\"fail\",\"unique_for\":600}");
+    res = e2e_must_result_within(&e, "x1", TEST_SOON);
     ASSERT_STREQ(e2e_jstr(res, "status"), "FAILURE");
     json_decref(res);
     ASSERT_EQ(e2e_count_keys(e.c, "workerd:unique:*"), 0);
@@ -147,20 +129,23 @@ TEST(unique_key_groups_different_arguments) {
     e2e_env e;
     e2e_env_start(&e);
     E2E_START_READY(&e.w, e.redis.port, "-c", "4", "-l", "debug");
-    pushf(e.c, "{\"id\":\"g1\",\"task\":\"sleep\",\"args\":[1],\"unique_for\":60,"
-               "\"unique_key\":\"user:42\"}");
+    e2e_pushf(e.c, "default",
+              "{\"id\":\"g1\",\"task\":\"sleep\",\"args\":[1],\"unique_for\":60,"
+              "\"unique_key\":\"user:42\"}");
     ASSERT(e2e_log_wait(&e.w, "[task g1] sleep started", TEST_SOON));
-    pushf(e.c, "{\"id\":\"g2\",\"task\":\"sleep\",\"args\":[0.1],\"unique_for\":60,"
-               "\"unique_key\":\"user:42\"}");
-    pushf(e.c, "{\"id\":\"g3\",\"task\":\"sleep\",\"args\":[0.1],\"unique_for\":60,"
-               "\"unique_key\":\"user:43\"}");
-    json_t *res = must_result(&e, "g2", TEST_SOON);
+    e2e_pushf(e.c, "default",
+              "{\"id\":\"g2\",\"task\":\"sleep\",\"args\":[0.1],\"unique_for\":60,"
+              "\"unique_key\":\"user:42\"}");
+    e2e_pushf(e.c, "default",
+              "{\"id\":\"g3\",\"task\":\"sleep\",\"args\":[0.1],\"unique_for\":60,"
+              "\"unique_key\":\"user:43\"}");
+    json_t *res = e2e_must_result_within(&e, "g2", TEST_SOON);
     expect_duplicate_of(res, "g1");
     json_decref(res);
-    res = must_result(&e, "g3", TEST_SOON);
+    res = e2e_must_result_within(&e, "g3", TEST_SOON);
     ASSERT_STREQ(e2e_jstr(res, "status"), "SUCCESS");
     json_decref(res);
-    res = must_result(&e, "g1", TEST_NEVER);
+    res = e2e_must_result_within(&e, "g1", TEST_NEVER);
     ASSERT_STREQ(e2e_jstr(res, "status"), "SUCCESS");
     json_decref(res);
     e2e_env_end(&e);
@@ -238,12 +223,12 @@ TEST(bad_unique_values_are_dead_lettered_naming_the_field) {
     };
     size_t n = sizeof bad / sizeof *bad;
     for (size_t i = 0; i < n; i++)
-        pushf(e.c, "{\"id\":\"bad-%zu\",\"task\":\"echo\",%s}", i, bad[i]);
+        e2e_pushf(e.c, "default", "{\"id\":\"bad-%zu\",\"task\":\"echo\",%s}", i, bad[i]);
     ASSERT(e2e_wait_dead(e.c, (long long)n, TEST_SOON));
     for (size_t i = 0; i < n; i++) {
         char id[32];
         snprintf(id, sizeof id, "bad-%zu", i);
-        json_t *res = must_result(&e, id, TEST_SOON);
+        json_t *res = e2e_must_result_within(&e, id, TEST_SOON);
         ASSERT_STREQ(e2e_jstr(res, "status"), "FAILURE");
         const char *why = e2e_jerror(res);
         bool names = strstr(why, i < 5 ? "\"unique_for\"" : "\"unique_key\"") != NULL;
@@ -252,8 +237,8 @@ TEST(bad_unique_values_are_dead_lettered_naming_the_field) {
         json_decref(res);
     }
     /* The worker carries on. */
-    pushf(e.c, "{\"id\":\"ok\",\"task\":\"echo\",\"unique_for\":1}");
-    json_t *res = must_result(&e, "ok", TEST_SOON);
+    e2e_pushf(e.c, "default", "{\"id\":\"ok\",\"task\":\"echo\",\"unique_for\":1}");
+    json_t *res = e2e_must_result_within(&e, "ok", TEST_SOON);
     ASSERT_STREQ(e2e_jstr(res, "status"), "SUCCESS");
     json_decref(res);
     e2e_env_end(&e);

@@ -228,6 +228,15 @@ void e2e_push_len(redisContext *c, const char *queue, const char *msg, size_t le
     freeReplyObject(cmd(c, "LPUSH workerd:queue:%s %b", queue, msg, len));
 }
 
+void e2e_pushf(redisContext *c, const char *queue, const char *fmt, ...) {
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    e2e_push(c, queue, msg);
+}
+
 void e2e_push_task(redisContext *c, const char *queue, const char *id, const char *task,
                    const char *args_json) {
     size_t need = strlen(id) + strlen(task) + strlen(args_json) + 64;
@@ -412,11 +421,15 @@ void e2e_env_end(e2e_env *e) {
     test_redis_stop(&e->redis);
 }
 
-json_t *e2e_must_result(e2e_env *e, const char *id) {
-    json_t *res = e2e_wait_result(e->c, id, NULL, 10.0);
+json_t *e2e_must_result_within(e2e_env *e, const char *id, double timeout) {
+    json_t *res = e2e_wait_result(e->c, id, NULL, timeout);
     if (!res) {
         e2e_log_dump(&e->w);
-        test__fail(__FILE__, __LINE__, "no final result for %s within 10 s", id);
+        test__fail(__FILE__, __LINE__, "no final result for %s within %g s", id, timeout);
     }
     return res;
+}
+
+json_t *e2e_must_result(e2e_env *e, const char *id) {
+    return e2e_must_result_within(e, id, 10.0);
 }

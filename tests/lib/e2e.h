@@ -89,6 +89,10 @@ redisContext *e2e_redis(int port);
 void e2e_push_len(redisContext *c, const char *queue, const char *msg, size_t len);
 #define e2e_push(c, queue, msg) e2e_push_len((c), (queue), (msg), strlen(msg))
 
+/* e2e_push of the printf-formatted message (up to 2047 bytes). */
+void e2e_pushf(redisContext *c, const char *queue, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* LPUSH {"id": id, "task": task, "args": <args_json>} onto the queue. */
 void e2e_push_task(redisContext *c, const char *queue, const char *id, const char *task,
                    const char *args_json);
@@ -157,7 +161,10 @@ void e2e_env_start(e2e_env *e);
  * printed otherwise), then the client and Redis. */
 void e2e_env_end(e2e_env *e);
 
-/* The final result of id within 10 s, or the test fails with the worker's log. */
+/* The final result of id within timeout seconds, or the test fails with the worker's log. */
+json_t *e2e_must_result_within(e2e_env *e, const char *id, double timeout);
+
+/* e2e_must_result_within 10 s. */
 json_t *e2e_must_result(e2e_env *e, const char *id);
 
 #endif
