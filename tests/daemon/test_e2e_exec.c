@@ -141,18 +141,6 @@ static int read_pids(const env *x, pid_t *pids, int cap) {
     return n;
 }
 
-/* pid is gone, or dead and waiting for its parent to reap it. */
-static bool dead(pid_t pid) {
-    char path[64], state = 0;
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return true;
-    int n = fscanf(f, "%*d (%*[^)]) %c", &state);
-    fclose(f);
-    return n != 1 || state == 'Z' || state == 'X';
-}
-
 /* The children of pid, and how many of them are zombies (<defunct>). */
 static int children_of(pid_t pid, int *zombies) {
     DIR *d = opendir("/proc");
@@ -300,7 +288,7 @@ TEST(exec_time_limit_kills_the_program_and_fails_the_task) {
     json_decref(res);
     pid_t pid;
     ASSERT_EQ(read_pids(&x, &pid, 1), 1);
-    ASSERT(dead(pid));
+    ASSERT(test_pid_dead(pid));
     env_end(&x);
 }
 
@@ -318,7 +306,7 @@ TEST(exec_time_limit_kills_a_program_that_ignores_sigterm_after_the_grace) {
     json_decref(res);
     pid_t pid;
     ASSERT_EQ(read_pids(&x, &pid, 1), 1);
-    ASSERT(dead(pid));
+    ASSERT(test_pid_dead(pid));
     env_end(&x);
 }
 
@@ -372,7 +360,7 @@ static void stop_kills_the_program(int sig, const char *timeout) {
     /* Sent SIGKILL before workerd exited; dead as soon as the kernel has run it. */
     pid_t pid;
     ASSERT_EQ(read_pids(&x, &pid, 1), 1);
-    ASSERT_WITHIN(dead(pid), TEST_SOON);
+    ASSERT_WITHIN(test_pid_dead(pid), TEST_SOON);
     ASSERT_EQ(e2e_int(x.e.c, "LLEN workerd:queue:default"), 1);
     char *back = NULL;
     redisReply *r = redisCommand(x.e.c, "LINDEX workerd:queue:default 0");
@@ -408,7 +396,7 @@ TEST(exec_revoke_terminate_stops_a_running_program) {
     json_decref(res);
     pid_t pid;
     ASSERT_EQ(read_pids(&x, &pid, 1), 1);
-    ASSERT(dead(pid)); /* stopped before the result was stored */
+    ASSERT(test_pid_dead(pid)); /* stopped before the result was stored */
     env_end(&x);
 }
 

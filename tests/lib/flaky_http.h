@@ -80,17 +80,7 @@ static inline void flaky__http_date(time_t t, char *out, size_t cap) {
 
 static inline void flaky__answer(flaky_counts *c, int fd) {
     char req[4096];
-    size_t n = 0;
-    while (n < sizeof req - 1) {
-        ssize_t r = read(fd, req + n, sizeof req - 1 - n);
-        if (r <= 0)
-            break;
-        n += (size_t)r;
-        req[n] = '\0';
-        if (strstr(req, "\r\n\r\n") != NULL)
-            break;
-    }
-    req[n] = '\0';
+    test_read_head(fd, req, sizeof req);
     char target[256] = "/";
     sscanf(req, "%*s %255s", target);
     int slot = flaky__slot(c, target);

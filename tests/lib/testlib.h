@@ -104,6 +104,13 @@ void test_pause(void);
 /* A free TCP port on 127.0.0.1 (bound and released; good enough for tests). */
 int test_free_port(void);
 
+/* Read an HTTP request head from fd into buf (NUL-terminated; at most cap - 1 bytes): up
+ * to the blank line that ends it, or EOF or an error. Returns the bytes read. */
+size_t test_read_head(int fd, char *buf, size_t cap);
+
+/* pid is gone, or dead and waiting for its parent to reap it (from /proc). */
+bool test_pid_dead(pid_t pid);
+
 /* A fresh private directory under $TMPDIR (or /tmp), removed by test_rmtree. */
 char *test_tmpdir(const char *tag);
 void test_rmtree(const char *dir);

@@ -37,17 +37,7 @@ static inline void canned_serve(int lfd) {
         if (fd < 0)
             continue;
         char req[8192];
-        size_t n = 0;
-        while (n < sizeof req - 1) {
-            ssize_t r = read(fd, req + n, sizeof req - 1 - n);
-            if (r <= 0)
-                break;
-            n += (size_t)r;
-            req[n] = '\0';
-            if (strstr(req, "\r\n\r\n") != NULL)
-                break;
-        }
-        req[n] = '\0';
+        size_t n = test_read_head(fd, req, sizeof req);
         char resp[9000];
         const char *to = strstr(req, " /redirect?to=");
         if (to != NULL && to < strstr(req, "\r\n")) {

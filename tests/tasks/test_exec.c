@@ -107,18 +107,6 @@ static pid_t pid_in(const char *name) {
     return pid;
 }
 
-/* pid is gone, or dead and waiting for its parent to reap it. */
-static bool dead(pid_t pid) {
-    char path[64], state = 0;
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return true;
-    int n = fscanf(f, "%*d (%*[^)]) %c", &state);
-    fclose(f);
-    return n != 1 || state == 'Z' || state == 'X';
-}
-
 /* ---- results ---------------------------------------------------------------------------- */
 
 TEST(exec_program_reads_the_message_and_its_stdout_is_the_result) {
@@ -252,7 +240,7 @@ TEST(exec_an_expired_scope_stops_the_program_with_sigterm) {
     task_outcome o = task_run_limited("sh.sleeper", NULL, NULL, 0.5);
     ASSERT_EQ(o.rc, -ETIMEDOUT);
     ASSERT_RANGE(o.seconds, 0.45, TEST_SOON);
-    ASSERT(dead(pid_in("sleeper.pid")));
+    ASSERT(test_pid_dead(pid_in("sleeper.pid")));
     teardown();
 }
 
@@ -316,7 +304,7 @@ TEST(exec_soft_limit_sends_sigterm_and_the_program_may_still_answer) {
     limited l = run_limited("sh.polite", "polite.pid", false);
     ASSERT_EQ(l.out.rc, 0);
     ASSERT_JSON(l.out.result, "\"partial\"");
-    ASSERT(dead(pid_in("polite.pid")));
+    ASSERT(test_pid_dead(pid_in("polite.pid")));
     task_outcome_free(&l.out);
     teardown();
 }
@@ -326,7 +314,7 @@ TEST(exec_soft_limit_ends_a_program_that_does_not_handle_sigterm) {
     limited l = run_limited("sh.sleeper", "sleeper.pid", false);
     ASSERT_EQ(l.out.rc, -ETIMEDOUT);
     ASSERT_RANGE(l.since_limit, 0, TEST_SOON);
-    ASSERT(dead(pid_in("sleeper.pid")));
+    ASSERT(test_pid_dead(pid_in("sleeper.pid")));
     teardown();
 }
 
@@ -337,7 +325,7 @@ TEST(exec_hard_limit_kills_a_program_that_ignores_sigterm_after_the_grace) {
     /* The task returns only once the program is gone: after the grace, which the repeated
      * kills do not cut short. */
     ASSERT_RANGE(l.since_limit, TASK_EXEC_GRACE - 0.1, TASK_EXEC_GRACE + TEST_SOON);
-    ASSERT(dead(pid_in("stubborn.pid")));
+    ASSERT(test_pid_dead(pid_in("stubborn.pid")));
     teardown();
 }
 
@@ -346,7 +334,7 @@ TEST(exec_hard_limit_stops_a_program_with_sigterm_at_once) {
     limited l = run_limited("sh.sleeper", "sleeper.pid", true);
     ASSERT_EQ(l.out.rc, -ECANCELED);
     ASSERT_RANGE(l.since_limit, 0, TEST_SOON);
-    ASSERT(dead(pid_in("sleeper.pid")));
+    ASSERT(test_pid_dead(pid_in("sleeper.pid")));
     teardown();
 }
 
@@ -358,9 +346,9 @@ TEST(exec_a_grandchild_left_running_neither_hangs_the_task_nor_survives_it) {
     ASSERT_RANGE(o.seconds, 0, TEST_SOON);
     pid_t grandchild = pid_in("grandchild.pid");
     double end = test_now() + TEST_SOON;
-    while (!dead(grandchild) && test_now() < end)
+    while (!test_pid_dead(grandchild) && test_now() < end)
         test_pause();
-    ASSERT(dead(grandchild));
+    ASSERT(test_pid_dead(grandchild));
     task_outcome_free(&o);
     teardown();
 }
