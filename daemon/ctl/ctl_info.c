@@ -366,14 +366,23 @@ static void sort_queues(json_t *ov) {
     free(v);
 }
 
-int ctl_cmd_queues(ctl *c, int argc, char **argv) {
+/* The prologue of the commands that show the overview and take no operand: parse the
+ * options, refuse operands, read the overview. NULL with *code set when that failed. */
+static json_t *begin_overview(ctl *c, int argc, char **argv, int *code) {
     ctl_args a;
-    int code = ctl_parse(c, argc, argv, NULL, &a);
-    if (code != CTL_OK)
-        return code;
-    if (a.npos > 0)
-        return ctl_usage(c, "unexpected argument '%s'", a.pos[0]);
-    json_t *ov = overview(c, &code);
+    *code = ctl_parse(c, argc, argv, NULL, &a);
+    if (*code != CTL_OK)
+        return NULL;
+    if (a.npos > 0) {
+        *code = ctl_usage(c, "unexpected argument '%s'", a.pos[0]);
+        return NULL;
+    }
+    return overview(c, code);
+}
+
+int ctl_cmd_queues(ctl *c, int argc, char **argv) {
+    int code;
+    json_t *ov = begin_overview(c, argc, argv, &code);
     if (ov == NULL)
         return code;
     sort_queues(ov);
@@ -402,13 +411,8 @@ int ctl_cmd_queues(ctl *c, int argc, char **argv) {
 }
 
 int ctl_cmd_stats(ctl *c, int argc, char **argv) {
-    ctl_args a;
-    int code = ctl_parse(c, argc, argv, NULL, &a);
-    if (code != CTL_OK)
-        return code;
-    if (a.npos > 0)
-        return ctl_usage(c, "unexpected argument '%s'", a.pos[0]);
-    json_t *ov = overview(c, &code);
+    int code;
+    json_t *ov = begin_overview(c, argc, argv, &code);
     if (ov == NULL)
         return code;
     json_int_t pending = 0;
