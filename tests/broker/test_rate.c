@@ -91,7 +91,13 @@ TEST(rate_names_and_commands_are_checked) {
 struct verdict {
     long long v;
     double due;
+    double now; /* Redis's clock when the script ran (its TIME) */
 };
+
+/* A number of the script's reply, sent as an integer or as text. */
+static double reply_num(const redisReply *e) {
+    return e->type == REDIS_REPLY_INTEGER ? (double)e->integer : e->str ? atof(e->str) : 0;
+}
 
 /* rate_limit.lua as the worker runs it (EVAL: the test does not care for the cache). */
 static struct verdict check(const char *kind, const char *name, const char *rate, const char *tag,
@@ -106,8 +112,8 @@ static struct verdict check(const char *kind, const char *name, const char *rate
     if (r->type == REDIS_REPLY_ERROR)
         test__fail(__FILE__, __LINE__, "rate_limit: %s", r->str);
     ASSERT(r->type == REDIS_REPLY_ARRAY && r->elements == 4);
-    struct verdict out = {r->element[0]->integer,
-                          r->element[1]->len ? atof(r->element[1]->str) : 0};
+    struct verdict out = {r->element[0]->integer, r->element[1]->len ? atof(r->element[1]->str) : 0,
+                          reply_num(r->element[2]) + reply_num(r->element[3]) / 1e6};
     freeReplyObject(r);
     return out;
 }
@@ -200,26 +206,26 @@ TEST(rate_limit_hands_out_turns_no_further_than_the_horizon) {
         char tag[8];
         snprintf(tag, sizeof tag, "%d", i);
         in_flight(tag, "{}");
-        double now = bfix_redis_now();
         struct verdict v = check("task", "echo", "", tag, "{}");
+        ASSERT(v.now > 0);
         if (v.v == BROKER_RATE_RUN) {
             /* The tolerance (50 ms) is a whole period at 20/s: two may start at once (more
-             * only if the machine paused this loop for a period or longer). */
-            ASSERT_EQ(turns + again, 0);
+             * only if the machine paused this loop until the turns fell behind the clock). */
             runs++;
             continue;
         }
         ASSERT_EQ(v.v, BROKER_RATE_KEPT);
-        if (v.due <= now + 1.0) {
-            /* A turn within the horizon: never sooner than a period after the one before
-             * (exactly a period while the turns run ahead of the clock). */
+        if (v.due <= v.now + 1.0 + 1e-6) {
+            /* A turn within the horizon (measured on the script's own clock): never sooner
+             * than a period after the one before (exactly a period while the turns run ahead
+             * of the clock). On a slow run the horizon moves on while the loop goes, so new
+             * turns may follow messages sent beyond it. */
             ASSERT(turns == 0 || v.due >= last + 0.05 - 1e-5);
-            ASSERT_EQ(again, 0);
             last = v.due;
             turns++;
         } else {
             /* Beyond it: looked at again within the second after the horizon, spread. */
-            ASSERT_RANGE(v.due - now, 1.0, 2.0 + 1e-3);
+            ASSERT_RANGE(v.due - v.now, 1.0, 2.0 + 1e-3);
             again++;
         }
     }
