@@ -287,6 +287,9 @@ static void finish(struct wd_job *j, broker_status status, json_t *value, const 
 /* Queue the ack that keeps j's message, as `retries`, due at `due` (server clock), with
  * result json (may be NULL: none stored). Returns false, the job untouched, when out of
  * memory; json is the caller's then. */
+/* The longest a task may defer its message (TASK_EDEFER): a day. */
+#define WD_JOB_DEFER_MAX 86400.0
+
 static bool keep_for_later(struct wd_job *j, double due, int retries, char *json) {
     struct ack_item *it = calloc(1, sizeof *it);
     size_t len = 0;
@@ -367,6 +370,26 @@ static void retry(struct wd_job *j, const task_error *err) {
     if (!keep_for_later(j, due, m->retries + 1, json)) {
         free(json);
         finish(j, BROKER_FAILURE, NULL, "MemoryError", "out of memory scheduling a retry");
+    }
+}
+
+/* The task said "not now" (TASK_EDEFER: its HTTP host has no turn under --http-host-rate):
+ * keep the message for err->retry_in seconds like a retry, but with its retries as they
+ * are and no result: waiting for a turn is not an attempt. */
+static void defer(struct wd_job *j, const task_error *err) {
+    struct wd_worker *w = j->w;
+    broker_msg *m = &j->msg;
+    double delay = err->retry_in > 0 && err->retry_in < WD_JOB_DEFER_MAX ? err->retry_in : 0;
+    if (err->retry_in >= WD_JOB_DEFER_MAX)
+        delay = WD_JOB_DEFER_MAX;
+    double due = wd_sched_now_hi(w->sched) + delay;
+    wd_log_task(WD_LOG_DEBUG, m->id, "%s deferred for %.3f s (%s: %s)", m->task, delay,
+                err->type[0] ? err->type : "Deferred", task_error_text(err));
+    if (!keep_for_later(j, due, m->retries, NULL)) {
+        wd_log_task(WD_LOG_ERROR, m->id,
+                    "out of memory keeping a deferred message for later; it stays in flight "
+                    "and will be redelivered");
+        release(j);
     }
 }
 
@@ -543,6 +566,8 @@ static void run(struct wd_job *j) {
         reject(j, m->id, err.type[0] ? err.type : "TypeError", task_error_text(&err));
     } else if (rc == TASK_ERETRY) {
         retry(j, &err);
+    } else if (rc == TASK_EDEFER) {
+        defer(j, &err);
     } else if (rc < 0) {
         /* An errno the task should have turned into a TASK_EFAIL (task.h). */
         finish(j, BROKER_FAILURE, NULL, "InternalError", strerror(-rc));

@@ -47,6 +47,13 @@
  *                     counted in it) in the scheduled set until the delay has passed:
  *                     no pool slot is held meanwhile. Without retries left, the FAILURE
  *                     result of TASK_EFAIL. *result unset.
+ *       TASK_EDEFER   not now, and not a failure: run the same message again in
+ *                     err->retry_in seconds (>= 0; err->type and err->message say why,
+ *                     for the log only). The daemon keeps the message in the scheduled
+ *                     set as for a retry, but its "retries" stays as it is and no result
+ *                     is written (the built-in http.* tasks return it while their
+ *                     destination host has no turn under --http-host-rate). *result
+ *                     unset.
  *       -ETIMEDOUT    a green_* call returned -ETIMEDOUT (the task's soft time limit,
  *       -ECANCELED    see "time limits" below) or -ECANCELED (the greenlet was killed: its
  *                     hard time limit, a cold shutdown): return it unchanged, after
@@ -78,6 +85,7 @@
 #define TASK_EFAIL 1
 #define TASK_EINVAL 2
 #define TASK_ERETRY 3
+#define TASK_EDEFER 4
 
 struct task_ctx;
 
@@ -103,7 +111,7 @@ typedef struct task_call {
 typedef struct task_error {
     char type[64];      /* class name: "HTTPError", "TypeError", ... */
     char message[1024]; /* human-readable reason */
-    double retry_in;    /* TASK_ERETRY only: seconds until the next attempt (0: at once),
+    double retry_in;    /* TASK_ERETRY, TASK_EDEFER: seconds until the next attempt (0: at once),
                            e.g. from a Retry-After header; capped by the message's
                            "retry_backoff_max". < 0: the message's backoff, exponential
                            from "retry_backoff" seconds with full jitter (Celery's

@@ -47,6 +47,8 @@ int task_host_new(task_host **out, const task_host_cfg *cfg) {
     }
     h->log = cfg->log;
     h->idle_max = cfg->idle_max ? cfg->idle_max : IDLE_MAX_DEFAULT;
+    h->turn = cfg->turn;
+    h->turn_arg = cfg->turn_arg;
     h->broker_url = strdup(cfg->broker_url);
     bool separate = cfg->results_url != NULL && strcmp(cfg->results_url, cfg->broker_url) != 0;
     if (separate)
@@ -60,6 +62,14 @@ int task_host_new(task_host **out, const task_host_cfg *cfg) {
     }
     *out = h;
     return 0;
+}
+
+int task_host_turn(const task_call *call, const char *host, double *wait) {
+    *wait = 0;
+    task_host *h = call->ctx ? call->ctx->host : NULL;
+    if (h == NULL || h->turn == NULL)
+        return 0;
+    return h->turn(h->turn_arg, host, wait) == 1 ? 1 : 0;
 }
 
 static void idle_drain(struct task__idle *idle) {

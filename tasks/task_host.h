@@ -29,12 +29,20 @@
 typedef void (*task_host_log_fn)(enum task_log_level level, const char *task_id, const char *fmt,
                                  va_list ap);
 
+/* Whether an HTTP request to host (lower-case) may start now under the worker's per-host
+ * rate (--http-host-rate): 0 yes (its turn is taken), 1 not yet (*wait: seconds until its
+ * turn). Runs on the task's greenlet and MAY YIELD; an error is the hook's to log, and it
+ * answers 0 then (a broken check never stops the requests). */
+typedef int (*task_host_turn_fn)(void *arg, const char *host, double *wait);
+
 typedef struct task_host_cfg {
     const char *broker_url;  /* the Redis of the queues (lent connections, task_send) */
     const char *results_url; /* the result backend (task_wait); NULL: the broker's */
     const char *prefix;      /* the key prefix; NULL: the default */
     task_host_log_fn log;    /* NULL: lines go to stderr */
     size_t idle_max;         /* idle connections kept for later tasks; 0: 16 */
+    task_host_turn_fn turn;  /* NULL: no per-host rate, every request starts at once */
+    void *turn_arg;          /* turn's first argument */
 } task_host_cfg;
 
 typedef struct task_host task_host;
@@ -49,6 +57,11 @@ void task_host_free(task_host *h);
 
 /* Idle connections kept now, to the broker and to the result backend (tests). */
 size_t task_host_idle(const task_host *h);
+
+/* Ask the worker behind call whether a request to host may start now (task_host_turn_fn):
+ * 0 go on, 1 not yet with *wait seconds. Always 0 outside a worker or without a hook.
+ * MAY YIELD. For the built-in http.* tasks. */
+int task_host_turn(const task_call *call, const char *host, double *wait);
 
 /* The state of one call. Its fields are private. */
 typedef struct task_ctx {
