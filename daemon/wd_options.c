@@ -239,6 +239,8 @@ static int check_value(enum settings_id id, const char *value, char *why, size_t
         return check_seconds(value, WD_OPTIONS_BLOCKING_WARN_MAX, NULL, why, whylen);
     if (id == SETTINGS_RATE_LIMIT)
         return check_rate_limits(value, why, whylen);
+    if (id == SETTINGS_HTTP_HOST_RATE)
+        return broker_rate_parse(value, NULL, why, whylen) == 0 ? 0 : -1;
     if (id == SETTINGS_HTTP_METHODS) {
         const char *bad = task_http_check_methods(value);
         if (bad == NULL)
@@ -287,6 +289,7 @@ static void read_values(struct wd_options *o) {
     o->http_allow = v[SETTINGS_HTTP_ALLOW].text;
     o->http_methods = v[SETTINGS_HTTP_METHODS].text;
     o->rate_limit = v[SETTINGS_RATE_LIMIT].text;
+    o->http_host_rate = v[SETTINGS_HTTP_HOST_RATE].text;
     o->http_host = v[SETTINGS_HTTP].text;
     o->http_port = (int)v[SETTINGS_HTTP].num;
     o->events = v[SETTINGS_EVENTS].num != 0;

@@ -198,3 +198,27 @@ enum wd_rate_gate wd_rate_gate(struct wd_worker *w, const broker_delivery *d, co
         return WD_RATE_RUN;
     }
 }
+
+int wd_rate_host_turn(void *arg, const char *host, double *wait) {
+    struct wd_worker *w = arg;
+    *wait = 0;
+    const char *rate = w->opts->http_host_rate;
+    if (rate == NULL || broker_rate_check_name(host) != NULL)
+        return 0; /* no limit, or a name no key can carry: not limited */
+    broker_rate_result res;
+    int rc = broker_rate_check(w->conn, w->opts->prefix, w->wid, "host", host, rate, NULL, NULL,
+                               NULL, 0, &res, RATE_TIMEOUT);
+    if (rc != 0) {
+        if (rc != -ECANCELED)
+            wd_log(WD_LOG_WARNING,
+                   "checking --http-host-rate for %s failed: %s; the request goes on", host,
+                   strerror(-rc));
+        return 0;
+    }
+    if (res.verdict != BROKER_RATE_WAIT)
+        return 0;
+    *wait = res.due - res.redis_now;
+    if (*wait < 0)
+        *wait = 0;
+    return 1;
+}

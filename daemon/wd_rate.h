@@ -16,6 +16,11 @@
  * waits, its `retries` is untouched and no result is written (a STARTED result is not
  * written either: the gate comes before the task starts).
  *
+ * The per-host rate of the http.* tasks (--http-host-rate) is a check the task makes
+ * before it connects (wd_rate_host_turn, installed as the task host's turn hook): only
+ * check, nothing moved; over the rate the task returns TASK_EDEFER and the job keeps the
+ * message for later, its retries untouched, no result written.
+ *
  * Everything runs on greenlets of the worker's hub; nothing is thread-safe.
  */
 #ifndef WORKERD_WD_RATE_H
@@ -53,5 +58,12 @@ enum wd_rate_gate {
 /* The gate of message m, delivery d. MAY YIELD (one round trip for a limited task, and a
  * refresh of the list at most every WD_RATE_REFRESH seconds). */
 enum wd_rate_gate wd_rate_gate(struct wd_worker *w, const broker_delivery *d, const broker_msg *m);
+
+/* task_host_turn_fn for --http-host-rate (arg: the struct wd_worker): a check-only call
+ * of rate_limit.lua, kind "host", the option's rate. 0: no limit, its turn (taken), or
+ * the check failed (logged: a broken check never stops requests); 1: over the rate, *wait
+ * seconds until its turn on the server's clock. MAY YIELD (one round trip with a
+ * limit). */
+int wd_rate_host_turn(void *arg, const char *host, double *wait);
 
 #endif

@@ -340,7 +340,9 @@ static int connect_broker(struct run *r) {
     task_host_cfg tasks = {.broker_url = opts->broker,
                            .results_url = opts->result_backend,
                            .prefix = opts->prefix,
-                           .log = task_log_line};
+                           .log = task_log_line,
+                           .turn = opts->http_host_rate ? wd_rate_host_turn : NULL,
+                           .turn_arg = w};
     int rc = task_host_new(&w->tasks, &tasks);
     if (rc != 0) {
         wd_log(WD_LOG_ERROR, "start-up failed: the tasks' connections: %s", strerror(-rc));

@@ -156,6 +156,14 @@ const struct settings_opt settings_opts[SETTINGS_COUNT] = {
                  "start-up to PREFIX:rate_limits, which workerctl rate-limit changes for every\n"
                  "worker at run time. A message over the rate waits in the scheduled set for\n"
                  "its turn, holding no slot. Default: none."},
+    [SETTINGS_HTTP_HOST_RATE] =
+        {"http-host-rate", 0, "WORKERD_HTTP_HOST_RATE", "RATE", NULL,
+         .kind = SETTINGS_KIND_CHECKED, .apply = SETTINGS_RESTART,
+         .help = "Start at most RATE http.get and http.request transfers per destination host\n"
+                 "(the URL's host, lower-cased; not the hosts of its redirects) over ALL\n"
+                 "workers of the Redis; RATE as for --rate-limit (5/s, 30/m). A task whose\n"
+                 "host has no turn waits in the scheduled set for it, holding no slot, its\n"
+                 "retries untouched, no result written. Default: none."},
     [SETTINGS_HTTP_DENY] =
         {"http-deny", 0, "WORKERD_HTTP_DENY", "LIST", NULL, .kind = SETTINGS_KIND_CHECKED,
          .apply = SETTINGS_RESTART,

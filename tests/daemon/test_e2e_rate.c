@@ -256,3 +256,66 @@ TEST(throttled_messages_survive_every_worker_being_sigkilled) {
     redisFree(c);
     test_redis_stop(&r);
 }
+
+enum { HOST_N = 20 };
+
+/* --http-host-rate: http.get to one host keeps to the rate over two workers (from the
+ * results' started_at), waiting for a turn is no retry, and another host name (localhost,
+ * the same nginx) has its own turns: it is not held behind the first host's. */
+TEST(http_host_rate_holds_per_host_across_two_workers) {
+    test_redis r;
+    test_redis_start(&r, NULL);
+    test_nginx n;
+    test_nginx_start(&n);
+    redisContext *c = e2e_redis(r.port);
+    e2e_worker w[2];
+    for (int i = 0; i < 2; i++)
+        E2E_START_READY(&w[i], r.port, "--http-host-rate", "5/s", "-c", "20");
+    char args[128];
+    snprintf(args, sizeof args, "[\"http://127.0.0.1:%d/fast\"]", n.port);
+    for (int i = 1; i <= HOST_N; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "h-%d", i);
+        e2e_push_task(c, "default", id, "http.get", args);
+    }
+    snprintf(args, sizeof args, "[\"http://LocalHost:%d/fast\"]", n.port);
+    e2e_push_task(c, "default", "l-1", "http.get", args);
+    e2e_push_task(c, "default", "l-2", "http.get", args);
+    double *t = calloc(HOST_N, sizeof *t), l[2], last, llast;
+    results_of(c, "h-", HOST_N, t, &last);
+    results_of(c, "l-", 2, l, &llast);
+    double achieved = rate_over(t, 0, HOST_N - 1);
+    fprintf(stderr,
+            "http.get to one host at 5/s over 2 workers: %.2f/s (%d starts over %.2f s); the "
+            "other host's 2 started at +%.2f s and +%.2f s\n",
+            achieved, HOST_N, t[HOST_N - 1] - t[0], l[0] - t[0], l[1] - t[0]);
+    ASSERT_RANGE(achieved, 4.5, 5.5);
+    /* Never a burst: 5 starts and the tolerance per second at most. */
+    for (int i = 0; i + 6 < HOST_N; i++)
+        ASSERT(t[i + 6] - t[i] >= 1.0);
+    /* The other host was not held behind the first one's 20 turns (3.8 s of them). */
+    ASSERT(l[1] < t[HOST_N - 1]);
+    ASSERT_EQ(e2e_int(c, "ZCARD workerd:scheduled"), 0);
+    ASSERT_EQ(e2e_int(c, "EXISTS workerd:rate:host:127.0.0.1"), 1);
+    ASSERT_EQ(e2e_int(c, "EXISTS workerd:rate:host:localhost"), 1);
+    for (int i = 0; i < 2; i++) {
+        e2e_worker_signal(&w[i], SIGTERM);
+        ASSERT_EQ(e2e_worker_wait(&w[i], 30.0), 0);
+        e2e_worker_stop(&w[i]);
+    }
+    free(t);
+    redisFree(c);
+    test_nginx_stop(&n);
+    test_redis_stop(&r);
+}
+
+TEST(a_bad_http_host_rate_is_refused) {
+    const char *const unit[] = {"--http-host-rate", "5/d", NULL};
+    workerd_refuses("workerd: --http-host-rate: '5/d' is not a rate: the unit must be s, m or h "
+                    "(from the command line)",
+                    unit);
+    const char *const zero[] = {"--http-host-rate", "0/s", NULL};
+    workerd_refuses("--http-host-rate: '0/s' is not a rate: it must be more than 0", zero);
+    const char *const word[] = {"--http-host-rate", "polite", NULL};
+    workerd_refuses("--http-host-rate: 'polite' is not a rate", word);
+}
