@@ -10,6 +10,7 @@
  * e2e.h helpers: the log, signals, the exit code, and the keys in a real redis-server.
  */
 #include "e2e.h"
+#include "embedded.h"
 #include "testlib.h"
 
 #include "green.h"
@@ -51,37 +52,22 @@ static void *worker_greenlet(void *arg) {
     return NULL;
 }
 
+struct child_args {
+    int port;
+    size_t max_greenlets;
+    const char *const *args;
+};
+
 /* In the child: become the worker, then exit with its code. */
-static void run_child(const char *log, int port, size_t max_greenlets, const char *const *args) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    int null = open("/dev/null", O_RDONLY);
-    if (fd < 0 || null < 0)
-        _exit(126);
-    dup2(null, 0);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    signal(SIGPIPE, SIG_IGN);
-    char *argv[64];
-    int argc = 0;
-    argv[argc++] = "workerd";
-    argv[argc++] = "-b";
-    argv[argc++] = (char *)e2e_url(port);
-    for (int i = 0; args && args[i] && argc < 63; i++)
-        argv[argc++] = (char *)args[i];
-    argv[argc] = NULL;
+static void run_child(const char *log, void *arg) {
+    const struct child_args *ca = arg;
     struct wd_options opts;
-    char err[1024];
-    if (wd_options_load(&opts, argc, argv, getenv, err, sizeof err) != 0) {
-        fprintf(stderr, "%s\n", err);
-        _exit(2);
-    }
-    wd_log_set_level(opts.loglevel);
+    embedded_child_setup(log, ca->port, ca->args, &opts);
     if (task_registry_add("test.returns_errno", task_returns_errno) != 0 ||
         task_registry_add("test.returns_seven", task_returns_seven) != 0)
         _exit(125);
     struct child c = {&opts, 1};
-    green_config cfg = {.max_greenlets = max_greenlets};
+    green_config cfg = {.max_greenlets = ca->max_greenlets};
     int rc = green_run(NULL, &cfg, worker_greenlet, &c, NULL);
     fflush(NULL);
     _exit(rc != 0 ? 124 : c.code);
@@ -90,18 +76,8 @@ static void run_child(const char *log, int port, size_t max_greenlets, const cha
 /* Start the embedded worker on Redis at port, with at most max_greenlets greenlets alive
  * (0: the runtime's default) and the NULL-terminated extra args (may be NULL). */
 static void start_embedded(e2e_worker *w, int port, size_t max_greenlets, const char *const *args) {
-    memset(w, 0, sizeof *w);
-    w->dir = test_tmpdir("embedded");
-    w->log = malloc(strlen(w->dir) + 16);
-    sprintf(w->log, "%s/worker.log", w->dir);
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0)
-        test__fail(__FILE__, __LINE__, "fork: %s", strerror(errno));
-    if (pid == 0)
-        run_child(w->log, port, max_greenlets, args);
-    w->pid = pid;
-    w->status = -1;
+    struct child_args ca = {port, max_greenlets, args};
+    embedded_start(w, "embedded", run_child, &ca);
 }
 
 /* ---- a task breaking the contract ----------------------------------------------------- */

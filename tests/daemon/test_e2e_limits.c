@@ -20,6 +20,7 @@
  * closed by the worker.
  */
 #include "e2e.h"
+#include "embedded.h"
 #include "testlib.h"
 
 #include "green.h"
@@ -136,31 +137,15 @@ static void *worker_greenlet(void *arg) {
 
 /* In the child: become workerd (its supervisor first when the options ask for one), with
  * the test tasks, then exit with the worker's code. */
-static void run_child(const char *log, int port, const char *const *args) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    int null = open("/dev/null", O_RDONLY);
-    if (fd < 0 || null < 0)
-        _exit(126);
-    dup2(null, 0);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    signal(SIGPIPE, SIG_IGN);
-    char *argv[64];
-    int argc = 0;
-    argv[argc++] = "workerd";
-    argv[argc++] = "-b";
-    argv[argc++] = (char *)e2e_url(port);
-    for (int i = 0; args && args[i] && argc < 63; i++)
-        argv[argc++] = (char *)args[i];
-    argv[argc] = NULL;
+struct child_args {
+    int port;
+    const char *const *args;
+};
+
+static void run_child(const char *log, void *arg) {
+    const struct child_args *ca = arg;
     static struct wd_options opts;
-    char err[1024];
-    if (wd_options_load(&opts, argc, argv, getenv, err, sizeof err) != 0) {
-        fprintf(stderr, "%s\n", err);
-        _exit(2);
-    }
-    wd_log_set_level(opts.loglevel);
+    embedded_child_setup(log, ca->port, ca->args, &opts);
     if (wd_supervisor_wanted(&opts)) {
         int slot = 0, code = wd_supervisor_run(&opts, &slot);
         if (code >= 0)
@@ -183,18 +168,8 @@ static void run_child(const char *log, int port, const char *const *args) {
 
 /* Start the embedded worker on Redis at port with the NULL-terminated extra args. */
 static void start_embedded(e2e_worker *w, int port, const char *const *args) {
-    memset(w, 0, sizeof *w);
-    w->dir = test_tmpdir("limits");
-    w->log = malloc(strlen(w->dir) + 16);
-    sprintf(w->log, "%s/worker.log", w->dir);
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0)
-        test__fail(__FILE__, __LINE__, "fork: %s", strerror(errno));
-    if (pid == 0)
-        run_child(w->log, port, args);
-    w->pid = pid;
-    w->status = -1;
+    struct child_args ca = {port, args};
+    embedded_start(w, "limits", run_child, &ca);
 }
 
 /* ---- an HTTP server that never answers ---------------------------------------------- */
