@@ -49,18 +49,187 @@
 -- the message not yet acked; a lock that expired and was taken by another message is that
 -- message's and stays.
 --
+-- A tag written "^<tag>" is an ack (as "~", the unique lock released when hash is not
+-- empty) that also performs the message's canvas work (chain, group, chord; see
+-- docs/design.md "Canvas") in the same atomic step: four more values follow the five,
+-- hash, id, canvas ttl (seconds, as ttl: > 0 expires, < 0 never), k, then k values of
+-- operations, each a name and its values:
+--   push    marker, n, then n times queue, text: unless <prefix>:canvas:<marker>:sent
+--           exists (SET NX, canvas ttl), LPUSH each text onto its queue: the next link of
+--           a chain, enqueued once even if the same link finishes twice
+--   result  id, json: store and publish a result (a ChainAborted FAILURE)
+--   group   gid, task, n, children JSON, mode ("" a group, "m" a chord whose callback
+--           gets the results, "i" an immutable callback), callback queue, callback id,
+--           callback task, callback head, callback tail, interim result JSON, then n
+--           times queue, text: unless <prefix>:canvas:<gid>:sent exists, write the
+--           state hash <prefix>:canvas:<gid>, LPUSH every member (in slices of 1000) and
+--           store the interim result
+--   member  gid, index, record ("S" + result JSON or "F" + error JSON): while the state
+--           hash exists, HSETNX index -> record into <prefix>:canvas:<gid>:done; when
+--           every index is there and SET <prefix>:canvas:<gid>:fired NX succeeds, store
+--           the ordered result, LPUSH the callback (head .. list .. tail) or fail it
+--           (ChordError), and delete the state. A member finishing twice is counted once;
+--           the callback is pushed once, however many members finish at once.
+-- The operations run only when the HDEL removes the entry, after its result is stored.
+--
 -- Keys are built from the prefix inside the script; not Redis Cluster compatible.
 
 local prefix, wid = ARGV[1], ARGV[2]
 local inflight = prefix .. ':inflight:' .. wid
 local out = {}
 local now
+
+-- ---- canvas (the "^" entries) ----
+
+local function expire(key, cttl)
+    if cttl > 0 then
+        redis.call('EXPIRE', key, cttl)
+    end
+end
+
+local function set_nx(key, cttl)
+    if cttl > 0 then
+        return redis.call('SET', key, '1', 'NX', 'EX', cttl)
+    end
+    return redis.call('SET', key, '1', 'NX')
+end
+
+local function store(id, json, cttl)
+    local key = prefix .. ':result:' .. id
+    if cttl > 0 then
+        redis.call('SET', key, json, 'EX', cttl)
+    else
+        redis.call('SET', key, json)
+    end
+    redis.call('PUBLISH', key, json)
+end
+
+-- LPUSH ARGV[first], ARGV[first + 2], ... onto the queues before them, n pairs, in
+-- slices (unpack() of a huge table would overflow Lua's C stack).
+local function push_pairs(first, n)
+    local slice, queue = {}, nil
+    for k = 0, n - 1 do
+        local q, text = ARGV[first + 2 * k], ARGV[first + 2 * k + 1]
+        if q ~= queue or #slice >= 1000 then
+            if #slice > 0 then
+                redis.call('LPUSH', prefix .. ':queue:' .. queue, unpack(slice))
+            end
+            slice, queue = {}, q
+        end
+        slice[#slice + 1] = text
+    end
+    if #slice > 0 then
+        redis.call('LPUSH', prefix .. ':queue:' .. queue, unpack(slice))
+    end
+end
+
+-- Every member of gid has finished: fire once.
+local function complete(gid, cttl)
+    local state = prefix .. ':canvas:' .. gid
+    local flat = redis.call('HGETALL', state)
+    local m = {}
+    for k = 1, #flat, 2 do
+        m[flat[k]] = flat[k + 1]
+    end
+    if not m.n or not set_nx(state .. ':fired', cttl) then
+        return
+    end
+    local done, n = state .. ':done', tonumber(m.n)
+    local oks, errs = {}, {}
+    for first = 0, n - 1, 1000 do
+        local fields = {}
+        for k = first, math.min(n - 1, first + 999) do
+            fields[#fields + 1] = string.format('%d', k)
+        end
+        for _, v in ipairs(redis.call('HMGET', done, unpack(fields))) do
+            if v and string.sub(v, 1, 1) == 'S' then
+                oks[#oks + 1] = string.sub(v, 2)
+            else
+                errs[#errs + 1] = v and string.sub(v, 2) or 'null'
+            end
+        end
+    end
+    local head = '{"id":' .. cjson.encode(gid) .. ',"task":' .. cjson.encode(m.task)
+    local list = '[' .. table.concat(oks, ',') .. ']'
+    if #errs == 0 then
+        store(gid, head .. ',"status":"SUCCESS","result":' .. list .. ',"children":' ..
+            m.children .. '}', cttl)
+        if m.mode == 'm' then
+            redis.call('LPUSH', prefix .. ':queue:' .. m.cb_queue, m.cb_head .. list .. m.cb_tail)
+        elseif m.mode == 'i' then
+            redis.call('LPUSH', prefix .. ':queue:' .. m.cb_queue, m.cb_head)
+        end
+    else
+        local etype = m.mode == '' and 'GroupError' or 'ChordError'
+        local msg = string.format('%d of %d members failed', #errs, n)
+        store(gid, head .. ',"status":"FAILURE","error":{"type":"' .. etype .. '","message":' ..
+            cjson.encode(msg) .. '},"errors":[' .. table.concat(errs, ',') ..
+            '],"children":' .. m.children .. '}', cttl)
+        if m.mode ~= '' then
+            store(m.cb_id, '{"id":' .. cjson.encode(m.cb_id) .. ',"task":' ..
+                cjson.encode(m.cb_task) .. ',"status":"FAILURE","error":{"type":"ChordError",' ..
+                '"message":' .. cjson.encode('chord ' .. gid .. ': ' .. msg) ..
+                '},"retries":0}', cttl)
+        end
+    end
+    redis.call('DEL', state, done)
+end
+
+-- Run the k operation values from ARGV[first]; see the header.
+local function canvas(first, k, cttl)
+    local j, last = first, first + k - 1
+    while j <= last do
+        local op = ARGV[j]
+        if op == 'push' then
+            local n = tonumber(ARGV[j + 2])
+            if set_nx(prefix .. ':canvas:' .. ARGV[j + 1] .. ':sent', cttl) then
+                push_pairs(j + 3, n)
+            end
+            j = j + 3 + 2 * n
+        elseif op == 'result' then
+            store(ARGV[j + 1], ARGV[j + 2], cttl)
+            j = j + 3
+        elseif op == 'group' then
+            local gid, n = ARGV[j + 1], tonumber(ARGV[j + 3])
+            local state = prefix .. ':canvas:' .. gid
+            if set_nx(state .. ':sent', cttl) then
+                redis.call('HSET', state, 'task', ARGV[j + 2], 'n', ARGV[j + 3],
+                    'children', ARGV[j + 4], 'mode', ARGV[j + 5], 'cb_queue', ARGV[j + 6],
+                    'cb_id', ARGV[j + 7], 'cb_task', ARGV[j + 8], 'cb_head', ARGV[j + 9],
+                    'cb_tail', ARGV[j + 10])
+                expire(state, cttl)
+                store(gid, ARGV[j + 11], cttl)
+                push_pairs(j + 12, n)
+                if n == 0 then
+                    complete(gid, cttl)
+                end
+            end
+            j = j + 12 + 2 * n
+        elseif op == 'member' then
+            local gid, index = ARGV[j + 1], ARGV[j + 2]
+            local state = prefix .. ':canvas:' .. gid
+            local n = tonumber(redis.call('HGET', state, 'n'))
+            if n then
+                local done = state .. ':done'
+                redis.call('HSETNX', done, index, ARGV[j + 3])
+                expire(done, cttl)
+                if redis.call('HLEN', done) >= n then
+                    complete(gid, cttl)
+                end
+            end
+            j = j + 4
+        else
+            return redis.error_reply('ack.lua: unknown canvas operation ' .. tostring(op))
+        end
+    end
+end
 local i = 3
 while i <= #ARGV do
     local tag, key, json, channel = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 4]
     local ttl = math.floor(tonumber(ARGV[i + 3]) or 0)
     local kind = string.sub(tag, 1, 1)
     local ours
+    local canvas_first, canvas_k, canvas_ttl
     if kind == '?' then
         ours = redis.call('HEXISTS', inflight, string.sub(tag, 2)) == 1
     elseif kind == '!' then
@@ -79,6 +248,19 @@ while i <= #ARGV do
             end
         end
         i = i + 3
+    elseif kind == '^' then
+        local hash, id = ARGV[i + 5], ARGV[i + 6]
+        local k = tonumber(ARGV[i + 8])
+        ours = redis.call('HDEL', inflight, string.sub(tag, 2)) == 1
+        if ours then
+            local lock = prefix .. ':unique:' .. hash
+            if hash ~= '' and redis.call('GET', lock) == id then
+                redis.call('DEL', lock)
+            end
+            canvas_first, canvas_k = i + 9, k
+            canvas_ttl = math.floor(tonumber(ARGV[i + 7]) or 0)
+        end
+        i = i + 4 + k
     elseif kind == '~' then
         local hash, id = ARGV[i + 5], ARGV[i + 6]
         ours = redis.call('HDEL', inflight, string.sub(tag, 2)) == 1
@@ -100,6 +282,12 @@ while i <= #ARGV do
         end
         if channel and channel ~= '' then
             redis.call('PUBLISH', channel, json)
+        end
+        if canvas_first then
+            local err = canvas(canvas_first, canvas_k, canvas_ttl)
+            if err then
+                return err
+            end
         end
         out[#out + 1] = 1
     else

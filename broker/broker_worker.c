@@ -419,8 +419,10 @@ int broker_ack(broker_worker *w, const broker_ack_entry *acks, size_t n, bool *o
         }
         const broker_ack_entry *e = &acks[i];
         bool unlock = !e->if_owned && !e->keep && e->unlock_hash && e->unlock_id;
+        bool canvas = !e->if_owned && !e->keep && e->canvas && e->canvas->n > 0;
         rc = (e->if_owned ? argv_marked(&a, '?', e->tag)
               : e->keep   ? argv_marked(&a, '!', e->tag)
+              : canvas    ? argv_marked(&a, '^', e->tag)
               : unlock    ? argv_marked(&a, '~', e->tag)
                           : argv_str(&a, e->tag)) ||
              argv_str(&a, key) || argv_str(&a, store ? e->json : "") ||
@@ -428,8 +430,15 @@ int broker_ack(broker_worker *w, const broker_ack_entry *acks, size_t n, bool *o
         if (rc == 0 && e->keep)
             rc = argv_time(&a, e->due) || argv_str(&a, e->queue) ||
                  argv_add(&a, e->keep, e->keep_len);
-        if (rc == 0 && unlock)
+        if (rc == 0 && canvas) {
+            rc = argv_str(&a, unlock ? e->unlock_hash : "") ||
+                 argv_str(&a, unlock ? e->unlock_id : "") || argv_num(&a, result_ttl(w)) ||
+                 argv_num(&a, (long long)e->canvas->n);
+            for (size_t k = 0; rc == 0 && k < e->canvas->n; k++)
+                rc = argv_add(&a, e->canvas->v[k], e->canvas->len[k]);
+        } else if (rc == 0 && unlock) {
             rc = argv_str(&a, e->unlock_hash) || argv_str(&a, e->unlock_id);
+        }
         acked++;
     }
     if (rc == 0 && acked > 0) {

@@ -14,6 +14,7 @@
 #ifndef WORKERD_BROKER_WORKER_H
 #define WORKERD_BROKER_WORKER_H
 
+#include "broker_canvas.h"
 #include "broker_conn.h"
 #include "broker_keys.h"
 
@@ -58,6 +59,11 @@ typedef struct broker_ack_entry {
                                 the unique lock <prefix>:unique:<unlock_hash> if it still
                                 holds unlock_id (ack.lua's "~" entries; broker_unique.h) */
     const char *unlock_id;
+    const broker_canvas *canvas; /* with a tag, an ack (not keep, not if_owned): canvas
+                                    operations done in the same step, only if the entry
+                                    was still this worker's (ack.lua's "^" entries);
+                                    NULL or empty: none. Canvas results and state live in
+                                    the broker's Redis, whatever the result backend */
 } broker_ack_entry;
 
 /* cfg is copied. main carries fetch/ack/heartbeat; results may be the same connection or
