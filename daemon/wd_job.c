@@ -52,6 +52,7 @@
 #include "task.h"
 #include "task_host.h"
 #include "wd_batch.h"
+#include "wd_canvas.h"
 #include "wd_limits.h"
 #include "wd_log.h"
 #include "wd_observe.h"
@@ -111,6 +112,10 @@ struct wd_job {
                                              the final ack releases it */
     char unique_hash[41];                 /* that lock's hash */
     char *duplicate_of;                   /* a Duplicate: the id holding the lock */
+    broker_canvas canvas;                 /* what its final ack does for a chain, group or
+                                             chord (wd_canvas.h); empty: nothing */
+    bool canvas_start;                    /* a group or chord: its ack stores no result of
+                                             its own (the canvas ops store the interim one) */
     struct wd_job *prev, *next;           /* w->running: not finished yet */
     struct wd_job *live_prev, *live_next; /* w->live: not freed yet (holds its tag) */
 };
@@ -132,6 +137,7 @@ static void job_free(struct wd_job *j) {
         j->live_next->live_prev = j->live_prev;
     free(j->rejected_id);
     free(j->duplicate_of);
+    broker_canvas_free(&j->canvas);
     free(j->d.tag);
     free(j->d.queue);
     free(j->d.raw);
@@ -252,13 +258,23 @@ static char *final_json(struct wd_job *j, broker_status *status, json_t *value, 
 static void finish(struct wd_job *j, broker_status status, json_t *value, const char *etype,
                    const char *emsg) {
     struct wd_worker *w = j->w;
-    unlink_job(j);
-    j->finished = true;
     const char *id = j->msg.id;
     char too_large[160];
-    char *json = j->msg.ignore_result
+    char *json = j->msg.ignore_result || j->canvas_start
                      ? NULL
                      : final_json(j, &status, value, &etype, &emsg, too_large, sizeof too_large);
+    /* The chain's next link or its abort, the member's record: in the same ack. */
+    if (!j->canvas_start && wd_canvas_final(&j->msg, j->d.queue, &w->limits, status, value, etype,
+                                            emsg, &j->canvas) != 0) {
+        wd_log_task(WD_LOG_ERROR, id,
+                    "out of memory building its chain or chord step; it stays in flight and "
+                    "will be redelivered");
+        free(json);
+        release(j);
+        return;
+    }
+    unlink_job(j);
+    j->finished = true;
     if (status == BROKER_SUCCESS) {
         wd_log_task(WD_LOG_DEBUG, id, "%s succeeded in %.3f s", j->msg.task,
                     green_wallclock() - j->started_at);
@@ -465,6 +481,11 @@ static void reject(struct wd_job *j, const char *id, const char *etype, const ch
      * that is this copy of the id the parser could still read. */
     if (id && !j->parsed)
         j->rejected_id = strdup(id);
+    /* A refused chain link aborts the chain; a refused member counts as failed. */
+    if (j->parsed && !j->canvas_start &&
+        wd_canvas_final(&j->msg, j->d.queue, &w->limits, BROKER_FAILURE, NULL, etype, reason,
+                        &j->canvas) != 0)
+        broker_canvas_free(&j->canvas);
     char *json = job_id(j) ? result_json(j, id, BROKER_FAILURE, NULL, etype, reason) : NULL;
     if (id && !json) {
         wd_log_task(WD_LOG_ERROR, id, "out of memory encoding a result");
@@ -492,11 +513,27 @@ static bool revoked(struct wd_job *j) {
     return true;
 }
 
+/* A group or chord: its members (and a chord's state) go out with its ack, in one step. */
+static void start_canvas(struct wd_job *j) {
+    struct wd_worker *w = j->w;
+    broker_msg *m = &j->msg;
+    wd_observe_started(w->obs, m->id, m->task);
+    int rc = wd_canvas_start(m, j->d.queue, &w->limits, w->wid, j->started_at, &j->canvas);
+    if (rc != 0) {
+        broker_canvas_free(&j->canvas);
+        finish(j, BROKER_FAILURE, NULL, "MemoryError", "out of memory starting its members");
+        return;
+    }
+    wd_log_task(WD_LOG_DEBUG, m->id, "%s started (tag %s)", m->task, j->d.tag);
+    j->canvas_start = true;
+    finish(j, BROKER_SUCCESS, NULL, NULL, NULL);
+}
+
 static void run(struct wd_job *j) {
     struct wd_worker *w = j->w;
     broker_msg *m = &j->msg;
-    task_fn fn = task_registry_find(m->task);
-    if (!fn) {
+    task_fn fn = wd_canvas_is_builtin(m->task) ? NULL : task_registry_find(m->task);
+    if (!fn && !wd_canvas_is_builtin(m->task)) {
         char reason[512];
         snprintf(reason, sizeof reason, "unknown task \"%s\"", m->task);
         reject(j, m->id, "NotRegistered", reason);
@@ -504,6 +541,10 @@ static void run(struct wd_job *j) {
     }
     if (m->expires > 0 && wd_sched_now_lo(w->sched) >= m->expires) {
         finish(j, BROKER_REVOKED, NULL, "TaskExpired", "the message expired before it ran");
+        return;
+    }
+    if (wd_canvas_is_builtin(m->task)) {
+        start_canvas(j);
         return;
     }
     if (m->redelivered > 0)
@@ -593,6 +634,13 @@ static void *job_main(void *arg) {
                               &j->msg, &perr);
     if (rc == 0) {
         j->parsed = true;
+        const char *etype = NULL;
+        char why[512];
+        if (wd_canvas_check(&j->msg, &j->w->limits, wd_sched_now_hi(j->w->sched), &etype, why,
+                            sizeof why) != 0) {
+            reject(j, j->msg.id, etype, why);
+            return NULL;
+        }
         if (j->msg.unique_for > 0 && !unique_passes(j))
             return NULL;
         if (wait_until_due(j))
@@ -709,7 +757,8 @@ struct acker {
 
 /* What entry i sends, about: the result, its key and channel, the tag. */
 static size_t entry_bytes(const broker_ack_entry *e) {
-    return (e->json && e->id ? strlen(e->json) + 2 * strlen(e->id) : 0) + 64;
+    return (e->json && e->id ? strlen(e->json) + 2 * strlen(e->id) : 0) + 64 +
+           (e->canvas ? broker_canvas_bytes(e->canvas) : 0);
 }
 
 /* One round trip of entries [first, first + count) (wd_batch_send_entries's attempt).
@@ -766,6 +815,7 @@ static bool ack_refused(void *arg, size_t i, int err) {
             free(it->etype);
             free(it->emsg);
             it->json = json, it->etype = etype, it->emsg = emsg;
+            e->canvas = NULL; /* what was refused may be the canvas step: dropped */
             it->status = BROKER_FAILURE;
             it->shrunk = true;
             e->json = json;
@@ -781,6 +831,7 @@ static bool ack_refused(void *arg, size_t i, int err) {
                     why);
         e->id = NULL;
         e->json = NULL;
+        e->canvas = NULL;
         a->bytes[i] = entry_bytes(e);
         return true;
     }
@@ -824,6 +875,7 @@ static void send_batch(struct acker *a, size_t n) {
             .unlock_hash =
                 it->kind == ACK_FINAL && it->job->unique_owner ? it->job->unique_hash : NULL,
             .unlock_id = it->job->parsed ? it->job->msg.id : NULL,
+            .canvas = it->kind == ACK_FINAL ? &it->job->canvas : NULL,
         };
         a->bytes[m] = entry_bytes(&acks[m]);
         sent[m++] = it;
