@@ -7,7 +7,9 @@
  *     replacement started; the dead workers' in-flight messages come back through
  *     recovery once their heartbeat (TTL 3 s) expires. Retries and countdowns are in the
  *     mix: tasks that ask for a retry and pass on the next attempt, and messages that
- *     wait in the scheduled set for up to 3 s, whoever is killed meanwhile.
+ *     wait in the scheduled set for up to 3 s, whoever is killed meanwhile. Chains and
+ *     chords too: each link runs once unless its worker died under it, and each chord's
+ *     callback exactly once, with every member's result, whoever was killed.
  *   - SIGSTOP: a worker holding sleep tasks is frozen past its heartbeat TTL; another
  *     worker recovers and runs its tasks; when it wakes, its late acks are refused (it
  *     logs that it was presumed dead) and the results stay those of the other worker.
@@ -62,6 +64,28 @@ static void push_countdown(redisContext *c, const char *id) {
     e2e_push(c, "default", msg);
 }
 
+/* Chain n: fx-n (sleep) -> fy-n (sleep, immutable) -> fz-n (echo of fy's result). */
+static void push_chain(redisContext *c, int n) {
+    e2e_pushf(c, "default",
+              "{\"id\":\"fx-%d\",\"task\":\"sleep\",\"args\":[%.3f],\"chain\":[{\"id\":"
+              "\"fy-%d\",\"task\":\"sleep\",\"args\":[%.3f],\"immutable\":true},{\"id\":"
+              "\"fz-%d\",\"task\":\"echo\"}]}",
+              n, uniform(0.1, 0.5), n, uniform(0.1, 0.5), n);
+}
+
+enum { CHORD_MEMBERS = 8 };
+
+/* Chord n: fco-n with members fco-n.0 .. fco-n.7 (sleeps), callback fcb-n. */
+static void push_chord(redisContext *c, int n) {
+    char msg[2048];
+    int len = snprintf(msg, sizeof msg, "{\"id\":\"fco-%d\",\"task\":\"chord\",\"args\":[[", n);
+    for (int i = 0; i < CHORD_MEMBERS; i++)
+        len += snprintf(msg + len, sizeof msg - (size_t)len,
+                        "%s{\"task\":\"sleep\",\"args\":[%.3f]}", i ? "," : "", uniform(0.1, 0.5));
+    snprintf(msg + len, sizeof msg - (size_t)len, "],{\"id\":\"fcb-%d\",\"task\":\"echo\"}]}", n);
+    e2e_push(c, "default", msg);
+}
+
 static void expect_exit(e2e_worker *w, int want, double timeout) {
     int code = e2e_worker_wait(w, timeout);
     if (code != want)
@@ -69,7 +93,14 @@ static void expect_exit(e2e_worker *w, int want, double timeout) {
     ASSERT_EQ(code, want);
 }
 
-enum { KILL_N = 600, KILL_RETRY = 100, KILL_COUNTDOWN = 100, KILL_WORKERS = 3, KILLS = 5 };
+enum {
+    KILL_N = 600,
+    KILL_RETRY = 100,
+    KILL_COUNTDOWN = 100,
+    KILL_CANVAS = 20, /* chains, and chords */
+    KILL_WORKERS = 3,
+    KILLS = 5
+};
 
 TEST(random_sigkills_under_load_lose_nothing) {
     seed_random();
@@ -80,6 +111,16 @@ TEST(random_sigkills_under_load_lose_nothing) {
     books_ids(b, "f-", 1, KILL_N, "SUCCESS");
     books_ids(b, "fr-", 1, KILL_RETRY, "SUCCESS");
     books_ids(b, "fc-", 1, KILL_COUNTDOWN, "SUCCESS");
+    books_ids(b, "fx-", 1, KILL_CANVAS, "SUCCESS");
+    books_ids(b, "fy-", 1, KILL_CANVAS, "SUCCESS");
+    books_ids(b, "fz-", 1, KILL_CANVAS, "SUCCESS");
+    books_ids(b, "fco-", 1, KILL_CANVAS, "SUCCESS");
+    books_ids(b, "fcb-", 1, KILL_CANVAS, "SUCCESS");
+    for (int k = 1; k <= KILL_CANVAS; k++) {
+        char prefix[32];
+        snprintf(prefix, sizeof prefix, "fco-%d.", k);
+        books_ids(b, prefix, 0, CHORD_MEMBERS - 1, "SUCCESS");
+    }
     for (int i = 1; i <= KILL_N; i++) {
         char id[32];
         snprintf(id, sizeof id, "f-%d", i);
@@ -90,6 +131,11 @@ TEST(random_sigkills_under_load_lose_nothing) {
             push_retry(c, id);
             snprintf(id, sizeof id, "fc-%d", i / 6);
             push_countdown(c, id);
+        }
+        /* Chains and chords spread among them too. */
+        if (i % 30 == 0) {
+            push_chain(c, i / 30);
+            push_chord(c, i / 30);
         }
     }
 
@@ -133,6 +179,17 @@ TEST(random_sigkills_under_load_lose_nothing) {
     books_check(b, c);
     /* The kills hit running tasks (each worker had 10 in flight): some ran twice. */
     ASSERT(books_get_totals(b).duplicates > 0);
+    /* Every chord's callback got all its members' results, in order. */
+    for (int k = 1; k <= KILL_CANVAS; k++) {
+        char id[32];
+        snprintf(id, sizeof id, "fcb-%d", k);
+        json_t *res = e2e_result(c, id);
+        json_t *list = json_array_get(json_object_get(res, "result"), 0);
+        ASSERT_EQ(json_array_size(list), CHORD_MEMBERS);
+        for (size_t i = 0; i < CHORD_MEMBERS; i++)
+            ASSERT(json_is_real(json_array_get(list, i)));
+        json_decref(res);
+    }
     /* Every retrying task passed on its first retry, whatever died meanwhile. */
     for (int i = 1; i <= KILL_RETRY; i++) {
         char id[32];
