@@ -22,6 +22,12 @@
  *   <prefix>:control                 stream  revocations as they happen, read by every worker
  *   <prefix>:unique:<sha1 hex>       string  the id of the message holding a unique
  *                                            key's lock (PX unique_for; broker_unique.h)
+ *   <prefix>:canvas:<id>             hash    a group or chord waiting for its members
+ *   <prefix>:canvas:<id>:done        hash    member index -> its outcome (HSETNX)
+ *   <prefix>:canvas:<id>:sent        string  the follow-ups of id were enqueued
+ *   <prefix>:canvas:<id>:fired       string  the group or chord id fired (all four: TTL
+ *                                            as results; only ack.lua builds them,
+ *                                            broker_canvas.h)
  *   <prefix>:dead                    list    dead letters
  *   <prefix>:events                  stream  task events for monitors
  *   <prefix>:seq                     string  the delivery-tag counter (INCRBY)

@@ -19,7 +19,9 @@
  *                  channel ("": no PUBLISH)} per message; a "!<tag>" adds due, queue,
  *                  text: the ack keeps the message in the scheduled set until due; a
  *                  "~<tag>" adds hash, id: the ack also releases the unique lock
- *                  <prefix>:unique:<hash> if id still holds it
+ *                  <prefix>:unique:<hash> if id still holds it; a "^<tag>" adds hash
+ *                  (or ""), id, canvas ttl, k and k values of canvas operations
+ *                  (broker_canvas.h), done in the same step
  *            -> array of integers, 1 acked / 0 no longer owned (nothing written)
  *   RECOVER  ARGV: prefix, dead wid, max_redeliveries, now, recoverer wid
  *                  [, max dead-letter message bytes, default 65536]
