@@ -69,12 +69,21 @@ fail:
     return NULL;
 }
 
+/* Whether this worker consumes queue q: only then can it tell that a task is unknown. */
+static bool consumes(const wd_canvas_env *env, const char *q) {
+    if (!q)
+        return true;
+    for (size_t i = 0; i < env->nqueues; i++)
+        if (strcmp(env->queues[i], q) == 0)
+            return true;
+    return false;
+}
+
 /* Check one signature as `where` ("chain[2]", "args[0][7]", "args[1]"). */
 static int check_sig(const json_t *sig, const char *where, bool allow_chain, bool prepended,
-                     const broker_limits *lim, double now, const char **etype, char *reason,
-                     size_t n);
+                     const wd_canvas_env *env, const char **etype, char *reason, size_t n);
 
-static int check_chain(const json_t *chain, const char *where, const broker_limits *lim, double now,
+static int check_chain(const json_t *chain, const char *where, const wd_canvas_env *env,
                        const char **etype, char *reason, size_t n) {
     if (!chain || json_is_null(chain))
         return 0;
@@ -89,7 +98,7 @@ static int check_chain(const json_t *chain, const char *where, const broker_limi
     json_array_foreach(chain, i, sig) {
         char at[64];
         snprintf(at, sizeof at, "%s[%zu]", where, i);
-        int rc = check_sig(sig, at, false, true, lim, now, etype, reason, n);
+        int rc = check_sig(sig, at, false, true, env, etype, reason, n);
         if (rc)
             return rc;
     }
@@ -97,8 +106,7 @@ static int check_chain(const json_t *chain, const char *where, const broker_limi
 }
 
 static int check_sig(const json_t *sig, const char *where, bool allow_chain, bool prepended,
-                     const broker_limits *lim, double now, const char **etype, char *reason,
-                     size_t n) {
+                     const wd_canvas_env *env, const char **etype, char *reason, size_t n) {
     if (!json_is_object(sig))
         return fail(etype, "InvalidMessage", reason, n,
                     "%s is not a signature: it must be an object {\"task\": NAME, \"args\": "
@@ -113,7 +121,9 @@ static int check_sig(const json_t *sig, const char *where, bool allow_chain, boo
                     "%s is a %s: a group or chord cannot be nested in a chain, a group or a "
                     "chord",
                     where, name);
-    if (!task_registry_find(name))
+    /* A task this worker does not have may be another queue's workers': they judge it. */
+    if (!task_registry_find(name) &&
+        consumes(env, json_string_value(json_object_get(sig, "queue"))))
         return fail(etype, "NotRegistered", reason, n, "%s: unknown task \"%s\"", where, name);
     const json_t *imm = json_object_get(sig, "immutable");
     if (imm && !json_is_null(imm) && !json_is_boolean(imm))
@@ -131,7 +141,7 @@ static int check_sig(const json_t *sig, const char *where, bool allow_chain, boo
                         where);
         char at[64];
         snprintf(at, sizeof at, "%s.chain", where);
-        int rc = check_chain(chain, at, lim, now, etype, reason, n);
+        int rc = check_chain(chain, at, env, etype, reason, n);
         if (rc)
             return rc;
     }
@@ -143,7 +153,7 @@ static int check_sig(const json_t *sig, const char *where, bool allow_chain, boo
         return fail(etype, "MemoryError", reason, n, "out of memory checking %s", where);
     broker_msg parsed;
     broker_msg_error perr;
-    int rc = broker_msg_parse(text, strlen(text), lim, now, &parsed, &perr);
+    int rc = broker_msg_parse(text, strlen(text), env->lim, env->now, &parsed, &perr);
     free(text);
     if (rc == -EINVAL)
         return fail(etype, "InvalidMessage", reason, n, "%s: %s", where, perr.reason);
@@ -153,8 +163,8 @@ static int check_sig(const json_t *sig, const char *where, bool allow_chain, boo
     return 0;
 }
 
-static int check_members(const json_t *members, const char *where, const broker_limits *lim,
-                         double now, const char **etype, char *reason, size_t n) {
+static int check_members(const json_t *members, const char *where, const wd_canvas_env *env,
+                         const char **etype, char *reason, size_t n) {
     if (!json_is_array(members))
         return fail(etype, "TypeError", reason, n,
                     "%s must be the list of member signatures [{\"task\": NAME, ...}, ...]", where);
@@ -167,15 +177,15 @@ static int check_members(const json_t *members, const char *where, const broker_
     json_array_foreach(members, i, sig) {
         char at[64];
         snprintf(at, sizeof at, "%s[%zu]", where, i);
-        int rc = check_sig(sig, at, false, false, lim, now, etype, reason, n);
+        int rc = check_sig(sig, at, false, false, env, etype, reason, n);
         if (rc)
             return rc;
     }
     return 0;
 }
 
-int wd_canvas_check(const broker_msg *m, const broker_limits *lim, double now, const char **etype,
-                    char *reason, size_t n) {
+int wd_canvas_check(const broker_msg *m, const wd_canvas_env *env, const char **etype, char *reason,
+                    size_t n) {
     const json_t *chain = json_object_get(m->root, "chain");
     const json_t *of = json_object_get(m->root, "member_of");
     if (of && !json_is_null(of) &&
@@ -186,7 +196,7 @@ int wd_canvas_check(const broker_msg *m, const broker_limits *lim, double now, c
             etype, "InvalidMessage", reason, n,
             "field \"member_of\" must be {\"id\": GROUP_ID, \"index\": N} (set by workerd)");
     if (!wd_canvas_is_builtin(m->task))
-        return check_chain(chain, "chain", lim, now, etype, reason, n);
+        return check_chain(chain, "chain", env, etype, reason, n);
     if (chain && !json_is_null(chain))
         return fail(etype, "InvalidMessage", reason, n,
                     "a %s cannot carry a chain (it would go on before its members finished): "
@@ -200,10 +210,10 @@ int wd_canvas_check(const broker_msg *m, const broker_limits *lim, double now, c
                             "arguments"
                           : "group takes args [[signature, ...]], got %zu arguments",
                     json_array_size(m->args));
-    int rc = check_members(json_array_get(m->args, 0), "args[0]", lim, now, etype, reason, n);
+    int rc = check_members(json_array_get(m->args, 0), "args[0]", env, etype, reason, n);
     if (rc == 0 && chord)
-        rc = check_sig(json_array_get(m->args, 1), "args[1] (the callback)", true, true, lim, now,
-                       etype, reason, n);
+        rc = check_sig(json_array_get(m->args, 1), "args[1] (the callback)", true, true, env, etype,
+                       reason, n);
     return rc;
 }
 

@@ -48,12 +48,23 @@
 /* True for the built-in canvas tasks, "group" and "chord". */
 bool wd_canvas_is_builtin(const char *task);
 
+/* What a check knows of the worker. */
+typedef struct wd_canvas_env {
+    const broker_limits *lim;  /* the message limits (NULL: the defaults) */
+    double now;                /* the clock relative times count from */
+    const char *const *queues; /* the queues this worker consumes */
+    size_t nqueues;
+} wd_canvas_env;
+
 /* Judge m's canvas parts: its "chain", its "member_of", and, for a group or chord, its
  * args. Each signature is checked as the message it would become (broker_msg_parse with
- * lim and now) and its task must be registered. 0, or -EINVAL with *etype
- * ("InvalidMessage", "NotRegistered") and a reason naming the signature. */
-int wd_canvas_check(const broker_msg *m, const broker_limits *lim, double now, const char **etype,
-                    char *reason, size_t reason_len);
+ * env's limits and clock) and its task must be registered, unless the signature names a
+ * queue this worker does not consume (that queue's workers judge it: an unknown task is
+ * then that message's dead letter, which fails the chord or aborts the chain). 0, or
+ * -EINVAL with *etype ("InvalidMessage", "NotRegistered", "TypeError") and a reason
+ * naming the signature. */
+int wd_canvas_check(const broker_msg *m, const wd_canvas_env *env, const char **etype, char *reason,
+                    size_t reason_len);
 
 /* The ops of running the group or chord m (checked by wd_canvas_check), taken from queue:
  * its state, its members, its interim result (STARTED, with "children"). 0 or -ENOMEM. */

@@ -636,8 +636,9 @@ static void *job_main(void *arg) {
         j->parsed = true;
         const char *etype = NULL;
         char why[512];
-        if (wd_canvas_check(&j->msg, &j->w->limits, wd_sched_now_hi(j->w->sched), &etype, why,
-                            sizeof why) != 0) {
+        wd_canvas_env env = {&j->w->limits, wd_sched_now_hi(j->w->sched),
+                             (const char *const *)j->w->opts->queues, j->w->opts->nqueues};
+        if (wd_canvas_check(&j->msg, &env, &etype, why, sizeof why) != 0) {
             reject(j, j->msg.id, etype, why);
             return NULL;
         }

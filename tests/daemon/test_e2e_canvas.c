@@ -432,3 +432,30 @@ TEST(bad_signatures_are_refused_whole) {
     ASSERT_EQ(e2e_log_count(&e.w, "echo started"), 0);
     e2e_env_end(&e);
 }
+
+TEST(member_for_another_queue_is_judged_by_that_queue_s_workers) {
+    e2e_env e;
+    e2e_env_start(&e);
+    E2E_START_READY(&e.w, e.redis.port, "-l", "debug");
+    /* This worker does not consume "other": it cannot know that queue's tasks. */
+    e2e_push(e.c, "default",
+             "{\"id\":\"q\",\"task\":\"group\",\"args\":[[{\"task\":\"echo\"},{\"task\":"
+             "\"other.only\",\"queue\":\"other\"}]]}");
+    json_t *g = e2e_wait_result(e.c, "q", "STARTED", TEST_SOON);
+    ASSERT(g != NULL);
+    json_decref(g);
+    ASSERT(e2e_int(e.c, "LLEN workerd:queue:other") == 1);
+    /* Its workers do not know it either: the member is dead-lettered, the group fails. */
+    e2e_worker w2;
+    E2E_START_READY(&w2, e.redis.port, "-Q", "other", "-l", "debug");
+    g = e2e_must_result(&e, "q");
+    ASSERT_STREQ(error_type(g), "GroupError");
+    json_t *err = json_array_get(json_object_get(g, "errors"), 0);
+    ASSERT_STREQ(e2e_jstr(err, "id"), "q.1");
+    ASSERT_STREQ(e2e_jstr(err, "type"), "NotRegistered");
+    json_decref(g);
+    e2e_worker_signal(&w2, SIGTERM);
+    ASSERT_EQ(e2e_worker_wait(&w2, 30.0), 0);
+    e2e_worker_stop(&w2);
+    e2e_env_end(&e);
+}
