@@ -150,10 +150,12 @@ local function complete(gid, cttl)
         end
     end
     local head = '{"id":' .. cjson.encode(gid) .. ',"task":' .. cjson.encode(m.task)
+    local t = redis.call('TIME')
+    local tail = ',"children":' .. m.children .. ',"finished_at":' ..
+        string.format('%s.%06d', t[1], tonumber(t[2])) .. '}'
     local list = '[' .. table.concat(oks, ',') .. ']'
     if #errs == 0 then
-        store(gid, head .. ',"status":"SUCCESS","result":' .. list .. ',"children":' ..
-            m.children .. '}', cttl)
+        store(gid, head .. ',"status":"SUCCESS","result":' .. list .. tail, cttl)
         if m.mode == 'm' then
             redis.call('LPUSH', prefix .. ':queue:' .. m.cb_queue, m.cb_head .. list .. m.cb_tail)
         elseif m.mode == 'i' then
@@ -163,8 +165,7 @@ local function complete(gid, cttl)
         local etype = m.mode == '' and 'GroupError' or 'ChordError'
         local msg = string.format('%d of %d members failed', #errs, n)
         store(gid, head .. ',"status":"FAILURE","error":{"type":"' .. etype .. '","message":' ..
-            cjson.encode(msg) .. '},"errors":[' .. table.concat(errs, ',') ..
-            '],"children":' .. m.children .. '}', cttl)
+            cjson.encode(msg) .. '},"errors":[' .. table.concat(errs, ',') .. ']' .. tail, cttl)
         if m.mode ~= '' then
             store(m.cb_id, '{"id":' .. cjson.encode(m.cb_id) .. ',"task":' ..
                 cjson.encode(m.cb_task) .. ',"status":"FAILURE","error":{"type":"ChordError",' ..

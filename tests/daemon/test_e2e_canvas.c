@@ -119,6 +119,7 @@ TEST(group_result_is_in_member_order_whatever_order_they_finish_in) {
     char *kids = json_dumps(json_object_get(g, "children"), JSON_COMPACT);
     ASSERT_STREQ(kids, "[\"g.0\",\"mine\",\"g.2\",\"g.3\"]");
     free(kids);
+    ASSERT(e2e_jnum(g, "finished_at") > 0);
     json_t *m = e2e_must_result(&e, "g.2");
     ASSERT_STREQ(result_text(m), "0.2");
     json_decref(m);
@@ -172,6 +173,13 @@ TEST(chord_callback_gets_the_ordered_results_before_its_own_args) {
              "\"cbi\",\"task\":\"echo\",\"args\":[7],\"immutable\":true}]}");
     cb = e2e_must_result(&e, "cbi");
     ASSERT_STREQ(result_text(cb), "[7]");
+    json_decref(cb);
+    /* No members: the callback runs at once with an empty list. */
+    e2e_push(e.c, "default",
+             "{\"id\":\"che\",\"task\":\"chord\",\"args\":[[],{\"id\":\"cbe\",\"task\":"
+             "\"echo\"}]}");
+    cb = e2e_must_result(&e, "cbe");
+    ASSERT_STREQ(result_text(cb), "[[]]");
     json_decref(cb);
     e2e_env_end(&e);
 }
