@@ -122,13 +122,22 @@ static int register_tasks(const struct wd_options *opts) {
     return 0;
 }
 
-/* --list-tasks: every registered name, one per line, in order. */
+static int name_cmp(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* --list-tasks: every registered name and the daemon's own workflow tasks (wd_canvas.h),
+ * one per line, sorted. */
 static int list_tasks(void) {
-    size_t n = task_registry_names(NULL, 0);
-    const char **names = calloc(n ? n : 1, sizeof *names);
+    static const char *const canvas[] = {"chord", "group"};
+    size_t nreg = task_registry_names(NULL, 0), n = nreg + 2;
+    const char **names = calloc(n, sizeof *names);
     if (names == NULL)
         return 1;
-    task_registry_names(names, n);
+    task_registry_names(names, nreg);
+    names[nreg] = canvas[0];
+    names[nreg + 1] = canvas[1];
+    qsort(names, n, sizeof *names, name_cmp);
     for (size_t i = 0; i < n; i++)
         printf("%s\n", names[i]);
     free(names);
