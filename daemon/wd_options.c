@@ -290,6 +290,7 @@ static void read_values(struct wd_options *o) {
     o->http_methods = v[SETTINGS_HTTP_METHODS].text;
     o->rate_limit = v[SETTINGS_RATE_LIMIT].text;
     o->http_host_rate = v[SETTINGS_HTTP_HOST_RATE].text;
+    o->http_host_concurrency = v[SETTINGS_HTTP_HOST_CONCURRENCY].num;
     o->http_host = v[SETTINGS_HTTP].text;
     o->http_port = (int)v[SETTINGS_HTTP].num;
     o->events = v[SETTINGS_EVENTS].num != 0;

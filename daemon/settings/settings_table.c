@@ -164,6 +164,15 @@ const struct settings_opt settings_opts[SETTINGS_COUNT] = {
                  "workers of the Redis; RATE as for --rate-limit (5/s, 30/m). A task whose\n"
                  "host has no turn waits in the scheduled set for it, holding no slot, its\n"
                  "retries untouched, no result written. Default: none."},
+    [SETTINGS_HTTP_HOST_CONCURRENCY] =
+        {"http-host-concurrency", 0, "WORKERD_HTTP_HOST_CONCURRENCY", "N", "0",
+         .kind = SETTINGS_KIND_NUMBER, .apply = SETTINGS_RESTART, .lo = 0, .hi = 100000,
+         .help = "Have at most N http.get and http.request requests in flight per destination\n"
+                 "host (the URL's host, lower-cased) over ALL workers of the Redis (0..100000;\n"
+                 "0: no limit). A task whose host has no free slot waits in the scheduled set,\n"
+                 "holding no slot of the pool, retries untouched, no result written, and asks\n"
+                 "again shortly. A worker killed mid-request frees its slot when the slot's\n"
+                 "lease (the request's timeout + 2 s) runs out."},
     [SETTINGS_HTTP_DENY] =
         {"http-deny", 0, "WORKERD_HTTP_DENY", "LIST", NULL, .kind = SETTINGS_KIND_CHECKED,
          .apply = SETTINGS_RESTART,
