@@ -49,6 +49,12 @@
  * in the URL itself ("http://user:pass@host/") are sent, but never reported: the result's
  * url, its Location header and error messages carry them redacted (task_http_redact.h).
  *
+ * Per-host limits (--http-host-concurrency, --http-host-rate): the worker takes the URL's
+ * host's slot and turn before the call starts (task_ctx_gate, task_host.h), reading the
+ * URL and timeout with the same argument parser (task__http_destination). Redirects keep
+ * that slot and turn: curl follows them inside the one transfer, so their hosts are not
+ * limited (docs/design.md "Rate limits" says why).
+ *
  * Stacks: the task functions run on a task's greenlet and yield inside
  * green_http_perform. The write and header callbacks run on the hub's stack
  * (green_http.h): they only append to buffers and set flags, never yield or call curl.
