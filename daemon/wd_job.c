@@ -288,13 +288,32 @@ static void finish(struct wd_job *j, broker_status status, json_t *value, const 
 #define WD_JOB_DEFER_MAX 86400.0
 
 /* Queue the ack that keeps j's message, as `retries`, due at `due` (server clock), with
- * result json (may be NULL: none stored). Returns false, the job untouched, when out of
- * memory; json is the caller's then. */
-static bool keep_for_later(struct wd_job *j, double due, int retries, char *json) {
+ * result json (may be NULL: none stored); with retry (a RETRY outcome: error type, message
+ * and runtime), it is reported to the observers once the acker has stored it, like a
+ * final outcome. Returns false, the job untouched, when out of memory; json is the
+ * caller's then. */
+struct kept_retry {
+    const char *etype, *emsg;
+    double runtime;
+};
+
+static bool keep_observed(struct wd_job *j, double due, int retries, char *json,
+                          const struct kept_retry *retry) {
     struct ack_item *it = calloc(1, sizeof *it);
     size_t len = 0;
     char *text = it ? broker_msg_encode_scheduled(&j->msg, due, retries, &len) : NULL;
+    if (it && retry) {
+        it->observe = true;
+        it->status = BROKER_RETRY;
+        it->runtime = retry->runtime;
+        it->etype = retry->etype ? strdup(retry->etype) : NULL;
+        it->emsg = retry->emsg ? strdup(retry->emsg) : NULL;
+    }
     if (!text) {
+        if (it) {
+            free(it->etype);
+            free(it->emsg);
+        }
         free(it);
         return false;
     }
@@ -305,6 +324,10 @@ static bool keep_for_later(struct wd_job *j, double due, int retries, char *json
     it->due = due;
     queue_item(j->w, it, ACK_KEEP, j, json);
     return true;
+}
+
+static bool keep_for_later(struct wd_job *j, double due, int retries, char *json) {
+    return keep_observed(j, due, retries, json, NULL);
 }
 
 /* A message taken before its eta (or countdown): back to the scheduled set, unrun. True
@@ -365,9 +388,10 @@ static void retry(struct wd_job *j, const task_error *err) {
     }
     wd_log_task(WD_LOG_INFO, m->id, "%s failed (%s: %s); retry %d of %d in %.3f s", m->task, etype,
                 emsg, m->retries + 1, m->max_retries, delay);
-    wd_observe_finished(w->obs, m->id, m->task, BROKER_RETRY, finished - j->started_at, etype,
-                        emsg);
-    if (!keep_for_later(j, due, m->retries + 1, json)) {
+    /* Counted as retried by the acker once the retry is stored (a retry that is never
+     * stored, the message lost to recovery meanwhile, is not one). */
+    struct kept_retry kept = {etype, emsg, finished - j->started_at};
+    if (!keep_observed(j, due, m->retries + 1, json, &kept)) {
         free(json);
         finish(j, BROKER_FAILURE, NULL, "MemoryError", "out of memory scheduling a retry");
     }

@@ -466,10 +466,10 @@ static void log_stopped(const struct wd_worker *w) {
     const struct wd_counters *c = wd_observe_counters(w->obs);
     wd_log(WD_LOG_INFO,
            "stopped: %llu received, %llu succeeded, %llu failed (%llu invalid), "
-           "%llu put back",
+           "%llu retried, %llu put back",
            (unsigned long long)c->received, (unsigned long long)c->succeeded,
            (unsigned long long)c->failed, (unsigned long long)c->invalid,
-           (unsigned long long)c->put_back);
+           (unsigned long long)c->retried, (unsigned long long)c->put_back);
 }
 
 /* Close and free everything run_new and connect_broker made. MAY YIELD. */

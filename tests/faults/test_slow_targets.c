@@ -110,7 +110,7 @@ TEST(time_limits_on_stuck_targets_never_leak_a_slot) {
         e2e_log_dump(&w);
     ASSERT_EQ(code, 0);
     /* The stop tells the totals: nothing was still running to be put back. */
-    ASSERT_EQ(e2e_log_count(&w, "received, 14 succeeded, 20 failed (0 invalid), 0 put back"), 1);
+    ASSERT_EQ(e2e_log_count(&w, "received, 14 succeeded, 20 failed (0 invalid), 0 retried, 0 put back"), 1);
     books_check(b, c);
     ASSERT_EQ(books_get_totals(b).duplicates, 0);
     books_free(b);
