@@ -85,9 +85,6 @@ struct wd_options {
                             are read from: what a reload compares */
 };
 
-/* The longest --blocking-warn, in seconds (the time limits' is BROKER_TIME_LIMIT_MAX). */
-#define WD_OPTIONS_BLOCKING_WARN_MAX 60.0
-
 /* Reads one environment variable; getenv and secure_getenv fit. */
 typedef char *(*wd_getenv_fn)(const char *name);
 
