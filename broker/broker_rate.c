@@ -147,3 +147,53 @@ int broker_rate_check(broker_conn *conn, const char *prefix, const char *wid, co
     freeReplyObject(r);
     return rc;
 }
+
+/* ---- host slots (host_slot.lua) ------------------------------------------------------ */
+
+static int slot_call(broker_conn *conn, const char *prefix, const char *op, const char *host,
+                     const char *holder, long limit, double lease, broker_slot_result *out,
+                     double timeout) {
+    if (broker_rate_check_name(host) || broker_rate_check_name(holder))
+        return -EINVAL;
+    char lim[32] = "", ls[64] = "";
+    if (out) {
+        if (limit < 1 || !isfinite(lease) || lease <= 0 || lease > 86400 * 7)
+            return -EINVAL;
+        snprintf(lim, sizeof lim, "%ld", limit);
+        snprintf(ls, sizeof ls, "%.3f", lease);
+    }
+    const char *argv[] = {prefix, op, host, holder, lim, ls};
+    size_t lens[6];
+    for (int i = 0; i < 6; i++)
+        lens[i] = strlen(argv[i]);
+    redisReply *r = NULL;
+    int rc = broker_conn_eval(conn, &r, timeout, BROKER_SCRIPT_HOST_SLOT, out ? 6 : 4, argv, lens);
+    if (rc != 0)
+        return rc;
+    rc = -EPROTO;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 4 &&
+        r->element[0]->type == REDIS_REPLY_INTEGER) {
+        const redisReply *w = r->element[1];
+        double sec = number(r->element[2]), usec = number(r->element[3]);
+        double wait = w->type == REDIS_REPLY_STRING && w->len == 0 ? 0 : number(w);
+        if (sec >= 0 && usec >= 0 && wait >= 0) {
+            if (out)
+                *out = (broker_slot_result){.taken = r->element[0]->integer == 1,
+                                            .wait = wait,
+                                            .redis_now = sec + usec / 1e6};
+            rc = 0;
+        }
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+int broker_slot_acquire(broker_conn *conn, const char *prefix, const char *host, const char *holder,
+                        long limit, double lease, broker_slot_result *out, double timeout) {
+    return slot_call(conn, prefix, "acquire", host, holder, limit, lease, out, timeout);
+}
+
+int broker_slot_release(broker_conn *conn, const char *prefix, const char *host, const char *holder,
+                        double timeout) {
+    return slot_call(conn, prefix, "release", host, holder, 0, 0, NULL, timeout);
+}

@@ -8,6 +8,12 @@
  *   <prefix>:rate_limits        hash, task -> rate as written ("20/s")
  *   <prefix>:rate:task:<task>   hash {tat, tail}, the GCRA state of a task (with a TTL)
  *   <prefix>:rate:host:<host>   the same for an HTTP destination host (--http-host-rate)
+ *   <prefix>:slots:host:<host>  sorted set, holder -> end of its lease (ms, server clock):
+ *                               the slots of a host under --http-host-concurrency
+ *
+ * The slots (host_slot.lua) are a counting semaphore per destination host: at most `limit`
+ * holders at once over every worker; a holder gives its slot back when its request ends,
+ * and one that never does (SIGKILLed mid-request) loses it when its lease runs out.
  *
  * broker_rate_parse, broker_rate_check_name and the command builders are pure (no I/O,
  * never yield, any stack, thread-safe). broker_rate_check MAY YIELD and runs on a
@@ -20,6 +26,7 @@
 #include "broker_conn.h"
 #include "broker_keys.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <hiredis/hiredis.h>
@@ -77,5 +84,26 @@ typedef struct broker_rate_result {
 int broker_rate_check(broker_conn *conn, const char *prefix, const char *wid, const char *kind,
                       const char *name, const char *rate, const char *tag, const char *queue,
                       const char *text, size_t len, broker_rate_result *out, double timeout);
+
+/* What an acquire found. */
+typedef struct broker_slot_result {
+    bool taken;       /* the slot is the holder's */
+    double wait;      /* not taken: seconds until the earliest lease runs out (>= 0) */
+    double redis_now; /* the server's TIME */
+} broker_slot_result;
+
+/* Take one of the `limit` (>= 1) slots of host for holder (a name unique over all workers,
+ * at most BROKER_RATE_NAME_MAX bytes) for `lease` seconds (> 0): the lease runs out then
+ * unless released first. Taking a slot the holder already has renews its lease. Returns 0
+ * with *out filled, a broker_conn error (the outcome is then unknown: release to be sure),
+ * -EINVAL for a bad host, holder, limit or lease, or -EPROTO for an unexpected reply. MAY
+ * YIELD. */
+int broker_slot_acquire(broker_conn *conn, const char *prefix, const char *host, const char *holder,
+                        long limit, double lease, broker_slot_result *out, double timeout);
+
+/* Give holder's slot of host back (nothing when it holds none). Returns 0, a broker_conn
+ * error, -EINVAL or -EPROTO as above. MAY YIELD. */
+int broker_slot_release(broker_conn *conn, const char *prefix, const char *host, const char *holder,
+                        double timeout);
 
 #endif

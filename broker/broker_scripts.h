@@ -39,6 +39,9 @@
  *                  ("": check only), queue, text
  *            -> {verdict, due ("" unless waiting), TIME seconds, microseconds}
  *                  (broker_rate.h)
+ *   HOST_SLOT  ARGV: prefix, "acquire" | "release", host, holder, limit, lease seconds
+ *            -> {taken, wait ("" unless refused), TIME seconds, microseconds}
+ *                  (broker_rate.h)
  *
  * Everything here is thread-safe (the digests are computed once, under pthread_once),
  * never yields and may be called from any stack.
@@ -62,6 +65,7 @@ typedef enum broker_script_id {
     BROKER_SCRIPT_MOVE_DUE,
     BROKER_SCRIPT_UNIQUE_ACQUIRE,
     BROKER_SCRIPT_RATE_LIMIT,
+    BROKER_SCRIPT_HOST_SLOT,
     BROKER_SCRIPT_COUNT
 } broker_script_id;
 

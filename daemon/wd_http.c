@@ -164,15 +164,16 @@ static void page_workers(struct wd_worker *w, struct answer *a) {
         json_array_append_new(queues, json_string(w->opts->queues[i]));
     json_t *me = json_pack(
         "{s:s, s:s, s:i, s:o, s:s, s:i, s:i, s:I, s:f, s:b, s:s, s:b, s:{s:I, s:I, s:I, s:I, "
-        "s:I, s:I}}",
+        "s:I, s:I, s:I}}",
         "id", w->wid, "host", w->opts->hostname, "pid", (int)getpid(), "queues", queues, "pool",
         wd_pool_name(w->opts->pool), "concurrency", w->opts->concurrency, "in_flight",
         (int)green_pool_running(&w->pool), "prefetch", (json_int_t)w->opts->prefetch, "started",
         w->started_at, "broker_up", broker_conn_is_up(w->conn), "version", wd_version(),
         "consuming", w->consuming && w->stop == WD_RUNNING, "counters", "received",
         (json_int_t)c->received, "succeeded", (json_int_t)c->succeeded, "failed",
-        (json_int_t)c->failed, "dead_letters", (json_int_t)c->invalid, "put_back",
-        (json_int_t)c->put_back, "lost_ownership", (json_int_t)c->lost_ownership);
+        (json_int_t)c->failed, "retried", (json_int_t)c->retried, "dead_letters",
+        (json_int_t)c->invalid, "put_back", (json_int_t)c->put_back, "lost_ownership",
+        (json_int_t)c->lost_ownership);
     json_t *all = me ? json_pack("[o]", me) : NULL;
     char *text = all ? json_dumps(all, JSON_COMPACT) : NULL;
     json_decref(all);

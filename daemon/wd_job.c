@@ -300,17 +300,36 @@ static void finish(struct wd_job *j, broker_status status, json_t *value, const 
  * batch, and until then it is still in flight here, so a kill at any point leaves the old
  * delivery or the kept copy, never both. No pool slot is held meanwhile. */
 
-/* Queue the ack that keeps j's message, as `retries`, due at `due` (server clock), with
- * result json (may be NULL: none stored). Returns false, the job untouched, when out of
- * memory; json is the caller's then. */
 /* The longest a task may defer its message (TASK_EDEFER): a day. */
 #define WD_JOB_DEFER_MAX 86400.0
 
-static bool keep_for_later(struct wd_job *j, double due, int retries, char *json) {
+/* Queue the ack that keeps j's message, as `retries`, due at `due` (server clock), with
+ * result json (may be NULL: none stored); with retry (a RETRY outcome: error type, message
+ * and runtime), it is reported to the observers once the acker has stored it, like a
+ * final outcome. Returns false, the job untouched, when out of memory; json is the
+ * caller's then. */
+struct kept_retry {
+    const char *etype, *emsg;
+    double runtime;
+};
+
+static bool keep_observed(struct wd_job *j, double due, int retries, char *json,
+                          const struct kept_retry *retry) {
     struct ack_item *it = calloc(1, sizeof *it);
     size_t len = 0;
     char *text = it ? broker_msg_encode_scheduled(&j->msg, due, retries, &len) : NULL;
+    if (it && retry) {
+        it->observe = true;
+        it->status = BROKER_RETRY;
+        it->runtime = retry->runtime;
+        it->etype = retry->etype ? strdup(retry->etype) : NULL;
+        it->emsg = retry->emsg ? strdup(retry->emsg) : NULL;
+    }
     if (!text) {
+        if (it) {
+            free(it->etype);
+            free(it->emsg);
+        }
         free(it);
         return false;
     }
@@ -321,6 +340,10 @@ static bool keep_for_later(struct wd_job *j, double due, int retries, char *json
     it->due = due;
     queue_item(j->w, it, ACK_KEEP, j, json);
     return true;
+}
+
+static bool keep_for_later(struct wd_job *j, double due, int retries, char *json) {
+    return keep_observed(j, due, retries, json, NULL);
 }
 
 /* A message taken before its eta (or countdown): back to the scheduled set, unrun. True
@@ -381,15 +404,17 @@ static void retry(struct wd_job *j, const task_error *err) {
     }
     wd_log_task(WD_LOG_INFO, m->id, "%s failed (%s: %s); retry %d of %d in %.3f s", m->task, etype,
                 emsg, m->retries + 1, m->max_retries, delay);
-    wd_observe_finished(w->obs, m->id, m->task, BROKER_RETRY, finished - j->started_at, etype,
-                        emsg);
-    if (!keep_for_later(j, due, m->retries + 1, json)) {
+    /* Counted as retried by the acker once the retry is stored (a retry that is never
+     * stored, the message lost to recovery meanwhile, is not one). */
+    struct kept_retry kept = {etype, emsg, finished - j->started_at};
+    if (!keep_observed(j, due, m->retries + 1, json, &kept)) {
         free(json);
         finish(j, BROKER_FAILURE, NULL, "MemoryError", "out of memory scheduling a retry");
     }
 }
 
-/* The task said "not now" (TASK_EDEFER: its HTTP host has no turn under --http-host-rate):
+/* The task said "not now" (TASK_EDEFER; or its HTTP host has no free slot or turn under
+ * --http-host-concurrency or --http-host-rate, task_ctx_gate):
  * keep the message for err->retry_in seconds like a retry, but with its retries as they
  * are and no result: waiting for a turn is not an attempt. */
 static void defer(struct wd_job *j, const task_error *err) {
@@ -554,6 +579,29 @@ static void run(struct wd_job *j) {
                     "%s redelivered %d time(s): the worker running it "
                     "before died",
                     m->task, m->redelivered);
+    json_t *result = NULL;
+    task_error err = {{0}, {0}, -1, NULL};
+    task_ctx ctx;
+    task_ctx_begin(&ctx, w->tasks);
+    task_call call = {m->id, m->task, m->args, m->kwargs, m->retries, &j->lim.soft_fired, &ctx};
+    /* The per-host limits of the http.* tasks come before the task counts as started: a
+     * task that must wait for its host is deferred, never STARTED (wd_rate.h). */
+    int rc = task_ctx_gate(&ctx, &call, &err);
+    if (rc != 0 || j->terminated) {
+        task_ctx_end(&ctx);
+        if (j->terminated) {
+            finish_revoked(j);
+        } else if (rc == TASK_EDEFER) {
+            defer(j, &err);
+        } else {
+            wd_observe_put_back(w->obs);
+            wd_log_task(WD_LOG_INFO, m->id, "%s interrupted by shutdown; it goes back to queue %s",
+                        m->task, j->d.queue);
+            release(j);
+        }
+        task_error_clear(&err);
+        return;
+    }
     /* The STARTED document is encoded by the acker, and only if the task is still
      * running when the batch goes out: most tasks finish first, and encoding it here cost
      * a quarter of the worker's CPU on 100k echo tasks for documents that were dropped. */
@@ -566,15 +614,12 @@ static void run(struct wd_job *j) {
         wd_log_task(WD_LOG_DEBUG, m->id, "%s started (tag %s)", m->task, j->d.tag);
     wd_observe_started(w->obs, m->id, m->task);
 
-    json_t *result = NULL;
-    task_error err = {{0}, {0}, -1, NULL};
     wd_limits_run_start(&j->lim, w->lims, m);
-    task_ctx ctx;
-    task_ctx_begin(&ctx, w->tasks);
-    task_call call = {m->id, m->task, m->args, m->kwargs, m->retries, &j->lim.soft_fired, &ctx};
-    int rc = fn(&call, &result, &err);
-    task_ctx_end(&ctx); /* the task's lent connections go back */
+    rc = fn(&call, &result, &err);
     wd_limits_run_end(&j->lim);
+    /* After the limits end: giving a host slot back is a round trip that a time limit
+     * firing meanwhile must not cut short. */
+    task_ctx_end(&ctx); /* the task's lent connections go back, its host slot too */
     char limit_msg[128];
     const char *limit_type = wd_limits_outcome(&j->lim, rc, limit_msg, sizeof limit_msg);
 

@@ -105,6 +105,8 @@ void wd_observe_finished(struct wd_observe *o, const char *id, const char *task,
     }
     if (status == BROKER_SUCCESS)
         o->counters.succeeded++;
+    else if (status == BROKER_RETRY)
+        o->counters.retried++;
     else
         o->counters.failed++;
     wd_metrics_task_done(o->metrics, task, outcome, runtime);

@@ -27,6 +27,8 @@ struct wd_counters {
     uint64_t received;       /* messages taken from the queues */
     uint64_t succeeded;      /* tasks that ended in SUCCESS */
     uint64_t failed;         /* tasks that ended otherwise, dead letters included */
+    uint64_t retried;        /* attempts that ended in a retry stored in the scheduled set
+                                (not failures: the task runs again) */
     uint64_t invalid;        /* messages that could not run (dead-lettered) */
     uint64_t put_back;       /* tasks interrupted by a shutdown, back on their queue */
     uint64_t lost_ownership; /* results not stored: the message had been recovered */

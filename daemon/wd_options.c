@@ -155,25 +155,6 @@ static int scan_argv(int argc, char *const argv[], const char *cli[], char *join
     return 0;
 }
 
-/* Seconds with fractions, in 0..max: 0, 2, 0.5, 1e-3; not "1s", "nan", "inf", "-1". */
-static int check_seconds(const char *value, double max, double *out, char *why, size_t whylen) {
-    char *end;
-    errno = 0;
-    double d = strtod(value, &end);
-    if (end == value || *end != '\0' || errno == ERANGE || !isfinite(d) ||
-        isspace((unsigned char)*value)) {
-        snprintf(why, whylen, "'%s' is not a number of seconds", value);
-        return -1;
-    }
-    if (d < 0 || d > max) {
-        snprintf(why, whylen, "'%s' is out of range, expected 0..%g seconds", value, max);
-        return -1;
-    }
-    if (out)
-        *out = d;
-    return 0;
-}
-
 /* --rate-limit's list: TASK=RATE items, comma-separated, blanks around an item allowed,
  * no task twice. */
 static int check_rate_limits(const char *value, char *why, size_t whylen) {
@@ -227,16 +208,12 @@ static int check_rate_limits(const char *value, char *why, size_t whylen) {
 
 /* The values the settings module leaves to workerd: the http.* tasks' address policy
  * lists and extra methods and the entries of --exec-task and --exec-env (the tasks' to
- * parse), and the seconds of the time limits. */
+ * parse), and the rates. */
 static int check_value(enum settings_id id, const char *value, char *why, size_t whylen) {
     if (id == SETTINGS_EXEC_TASK)
         return task_exec_check_task(value, why, whylen);
     if (id == SETTINGS_EXEC_ENV)
         return task_exec_check_env(value, why, whylen);
-    if (id == SETTINGS_SOFT_TIME_LIMIT || id == SETTINGS_TIME_LIMIT)
-        return check_seconds(value, BROKER_TIME_LIMIT_MAX, NULL, why, whylen);
-    if (id == SETTINGS_BLOCKING_WARN)
-        return check_seconds(value, WD_OPTIONS_BLOCKING_WARN_MAX, NULL, why, whylen);
     if (id == SETTINGS_RATE_LIMIT)
         return check_rate_limits(value, why, whylen);
     if (id == SETTINGS_HTTP_HOST_RATE)
@@ -249,14 +226,6 @@ static int check_value(enum settings_id id, const char *value, char *why, size_t
         return -1;
     }
     return task_http_policy_validate(value, why, whylen);
-}
-
-/* A value check_value accepted. */
-static double seconds_of(const struct settings_value *v) {
-    double d = 0;
-    char why[128];
-    check_seconds(v->text, INFINITY, &d, why, sizeof why);
-    return d;
 }
 
 /* The typed fields, from the values (every option has one, but the three without a
@@ -282,14 +251,15 @@ static void read_values(struct wd_options *o) {
     o->max_result_size = (size_t)v[SETTINGS_MAX_RESULT_SIZE].num;
     o->heartbeat = (int)v[SETTINGS_HEARTBEAT].num;
     o->max_redeliveries = (int)v[SETTINGS_MAX_REDELIVERIES].num;
-    o->soft_time_limit = seconds_of(&v[SETTINGS_SOFT_TIME_LIMIT]);
-    o->time_limit = seconds_of(&v[SETTINGS_TIME_LIMIT]);
-    o->blocking_warn = seconds_of(&v[SETTINGS_BLOCKING_WARN]);
+    o->soft_time_limit = v[SETTINGS_SOFT_TIME_LIMIT].seconds;
+    o->time_limit = v[SETTINGS_TIME_LIMIT].seconds;
+    o->blocking_warn = v[SETTINGS_BLOCKING_WARN].seconds;
     o->http_deny = v[SETTINGS_HTTP_DENY].text;
     o->http_allow = v[SETTINGS_HTTP_ALLOW].text;
     o->http_methods = v[SETTINGS_HTTP_METHODS].text;
     o->rate_limit = v[SETTINGS_RATE_LIMIT].text;
     o->http_host_rate = v[SETTINGS_HTTP_HOST_RATE].text;
+    o->http_host_concurrency = v[SETTINGS_HTTP_HOST_CONCURRENCY].num;
     o->http_host = v[SETTINGS_HTTP].text;
     o->http_port = (int)v[SETTINGS_HTTP].num;
     o->events = v[SETTINGS_EVENTS].num != 0;

@@ -51,27 +51,29 @@ struct wd_options {
     long result_expires;   /* seconds a result is kept; 0 = forever */
     long shutdown_timeout; /* seconds a warm shutdown waits for running tasks */
     enum wd_log_level loglevel;
-    char *config_path;         /* the config file read, or NULL */
-    size_t max_message_size;   /* bytes; a larger message is dead-lettered */
-    size_t max_result_size;    /* bytes of JSON; a larger result is a ResultTooLarge FAILURE */
-    int heartbeat;             /* seconds between heartbeats */
-    int heartbeat_ttl;         /* seconds: 3 * heartbeat; a worker silent longer is dead */
-    int max_redeliveries;      /* a message redelivered more often is dead-lettered */
-    double soft_time_limit;    /* seconds; a task's default soft time limit; 0: none */
-    double time_limit;         /* seconds; its default hard time limit; 0: none */
-    double blocking_warn;      /* seconds a task may run without yielding unlogged; 0: off */
-    char *http_deny;           /* the http.* tasks' address policy (task_http_policy.h): */
-    char *http_allow;          /* validated comma lists as given, or NULL for none */
-    char *http_methods;        /* --http-methods: extra methods for http.request, or NULL */
-    char *rate_limit;          /* --rate-limit: "TASK=RATE,..." validated, or NULL */
-    char *http_host_rate;      /* --http-host-rate: a RATE (broker_rate_parse), or NULL */
-    char *http_host;           /* --http: the metrics endpoint's numeric address, or NULL */
-    int http_port;             /* its port (0: any free one) */
-    bool events;               /* -E: publish task events on PREFIX:events */
-    int processes;             /* worker processes; > 1 runs the supervisor */
-    long max_tasks_per_child;  /* 0: no limit; else a child exits after this many tasks */
-    long max_memory_per_child; /* KiB; 0: no limit */
-    char **exec_tasks;         /* --exec-task: "NAME=PATH" entries (task_exec.h) */
+    char *config_path;          /* the config file read, or NULL */
+    size_t max_message_size;    /* bytes; a larger message is dead-lettered */
+    size_t max_result_size;     /* bytes of JSON; a larger result is a ResultTooLarge FAILURE */
+    int heartbeat;              /* seconds between heartbeats */
+    int heartbeat_ttl;          /* seconds: 3 * heartbeat; a worker silent longer is dead */
+    int max_redeliveries;       /* a message redelivered more often is dead-lettered */
+    double soft_time_limit;     /* seconds; a task's default soft time limit; 0: none */
+    double time_limit;          /* seconds; its default hard time limit; 0: none */
+    double blocking_warn;       /* seconds a task may run without yielding unlogged; 0: off */
+    char *http_deny;            /* the http.* tasks' address policy (task_http_policy.h): */
+    char *http_allow;           /* validated comma lists as given, or NULL for none */
+    char *http_methods;         /* --http-methods: extra methods for http.request, or NULL */
+    char *rate_limit;           /* --rate-limit: "TASK=RATE,..." validated, or NULL */
+    char *http_host_rate;       /* --http-host-rate: a RATE (broker_rate_parse), or NULL */
+    long http_host_concurrency; /* --http-host-concurrency: requests in flight per host over
+                                   all workers; 0: no limit */
+    char *http_host;            /* --http: the metrics endpoint's numeric address, or NULL */
+    int http_port;              /* its port (0: any free one) */
+    bool events;                /* -E: publish task events on PREFIX:events */
+    int processes;              /* worker processes; > 1 runs the supervisor */
+    long max_tasks_per_child;   /* 0: no limit; else a child exits after this many tasks */
+    long max_memory_per_child;  /* KiB; 0: no limit */
+    char **exec_tasks;          /* --exec-task: "NAME=PATH" entries (task_exec.h) */
     size_t nexec_tasks;
     char **exec_env; /* --exec-env: "KEY=VALUE" entries for the programs */
     size_t nexec_env;
@@ -82,9 +84,6 @@ struct wd_options {
     struct settings all; /* every option's value as loaded, which the fields above
                             are read from: what a reload compares */
 };
-
-/* The longest --blocking-warn, in seconds (the time limits' is BROKER_TIME_LIMIT_MAX). */
-#define WD_OPTIONS_BLOCKING_WARN_MAX 60.0
 
 /* Reads one environment variable; getenv and secure_getenv fit. */
 typedef char *(*wd_getenv_fn)(const char *name);

@@ -19,6 +19,8 @@
 #include "wd_worker_internal.h"
 
 #include <errno.h>
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,6 +31,7 @@ struct wd_rate {
     size_t ntasks;
     double read_at; /* our clock when the list was read; 0: never */
     bool reading;
+    unsigned long long slot_seq; /* the last --http-host-concurrency holder's number */
 };
 
 int wd_rate_new(struct wd_rate **out) {
@@ -199,26 +202,103 @@ enum wd_rate_gate wd_rate_gate(struct wd_worker *w, const broker_delivery *d, co
     }
 }
 
-int wd_rate_host_turn(void *arg, const char *host, double *wait) {
+/* The most seconds a request is expected to outlast its own timeout: the connection's set-up
+ * before curl's clock starts, and the release's round trip. A slot's lease is the request's
+ * timeout plus this. */
+#define SLOT_LEASE_MARGIN 2.0
+/* A task whose host has no free slot asks again after about this long (from half to one
+ * and a half times it, spread so that the waiting tasks do not come back together), or
+ * when the earliest lease runs out if that is sooner: slots are given back as requests end,
+ * which the worker cannot be told of, so it looks again soon rather than at a lease's end. */
+#define SLOT_RETRY 0.25
+#define SLOT_TIMEOUT 5.0
+
+static void release_slot(struct wd_worker *w, const char *host, const char *holder) {
+    int rc = broker_slot_release(w->conn, w->opts->prefix, host, holder, SLOT_TIMEOUT);
+    if (rc != 0)
+        wd_log(WD_LOG_WARNING,
+               "giving back an --http-host-concurrency slot of %s failed: %s; it is free again "
+               "when its lease runs out",
+               host, strerror(-rc));
+}
+
+void wd_rate_host_release(void *arg, const char *host, const char *holder) {
+    release_slot(arg, host, holder);
+}
+
+/* A slot of host for t (--http-host-concurrency): 0 taken (t->holder) or no check made; 1
+ * none free; -ECANCELED. */
+static int take_slot(struct wd_worker *w, const char *host, task_host_ticket *t) {
+    struct wd_rate *r = w->rate;
+    unsigned long long seq = ++r->slot_seq;
+    char holder[sizeof t->holder];
+    int n = snprintf(holder, sizeof holder, "%.*s:%llu", (int)(sizeof holder - 24), w->wid, seq);
+    if (n < 0 || (size_t)n >= sizeof holder)
+        return 0; /* cannot happen: worker ids are shorter */
+    broker_slot_result res;
+    double lease = (t->lease > 0 ? t->lease : 0) + SLOT_LEASE_MARGIN;
+    int rc = broker_slot_acquire(w->conn, w->opts->prefix, host, holder,
+                                 w->opts->http_host_concurrency, lease, &res, SLOT_TIMEOUT);
+    if (rc == -ECANCELED) {
+        /* Killed while asking: the slot may be ours; the kill is spent, so this can run. */
+        broker_slot_release(w->conn, w->opts->prefix, host, holder, SLOT_TIMEOUT);
+        return rc;
+    }
+    if (rc != 0) {
+        wd_log(WD_LOG_WARNING,
+               "taking an --http-host-concurrency slot of %s failed: %s; the request goes on", host,
+               strerror(-rc));
+        return 0;
+    }
+    if (!res.taken) {
+        double spread = fmod((double)seq * 0.6180339887, 1.0);
+        double again = SLOT_RETRY * (0.5 + spread);
+        t->wait = res.wait < again ? res.wait : again;
+        t->limit = "--http-host-concurrency";
+        return 1;
+    }
+    snprintf(t->holder, sizeof t->holder, "%s", holder);
+    return 0;
+}
+
+int wd_rate_host_turn(void *arg, const char *host, task_host_ticket *t) {
     struct wd_worker *w = arg;
-    *wait = 0;
+    t->wait = 0;
+    t->holder[0] = '\0';
+    if (broker_rate_check_name(host) != NULL)
+        return 0; /* a name no key can carry: not limited */
+    /* The slot first: given back at once if the rate says no, where a turn of the rate
+     * taken for a request that then waits for a slot would be lost. */
+    if (w->opts->http_host_concurrency > 0) {
+        int rc = take_slot(w, host, t);
+        if (rc != 0)
+            return rc;
+    }
     const char *rate = w->opts->http_host_rate;
-    if (rate == NULL || broker_rate_check_name(host) != NULL)
-        return 0; /* no limit, or a name no key can carry: not limited */
+    if (rate == NULL)
+        return 0;
     broker_rate_result res;
     int rc = broker_rate_check(w->conn, w->opts->prefix, w->wid, "host", host, rate, NULL, NULL,
                                NULL, 0, &res, RATE_TIMEOUT);
     if (rc != 0) {
-        if (rc != -ECANCELED)
-            wd_log(WD_LOG_WARNING,
-                   "checking --http-host-rate for %s failed: %s; the request goes on", host,
-                   strerror(-rc));
+        if (rc == -ECANCELED) {
+            if (t->holder[0])
+                release_slot(w, host, t->holder);
+            t->holder[0] = '\0';
+            return rc;
+        }
+        wd_log(WD_LOG_WARNING, "checking --http-host-rate for %s failed: %s; the request goes on",
+               host, strerror(-rc));
         return 0;
     }
     if (res.verdict != BROKER_RATE_WAIT)
         return 0;
-    *wait = res.due - res.redis_now;
-    if (*wait < 0)
-        *wait = 0;
+    if (t->holder[0])
+        release_slot(w, host, t->holder);
+    t->holder[0] = '\0';
+    t->wait = res.due - res.redis_now;
+    if (t->wait < 0)
+        t->wait = 0;
+    t->limit = "--http-host-rate";
     return 1;
 }

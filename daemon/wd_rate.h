@@ -16,10 +16,12 @@
  * waits, its `retries` is untouched and no result is written (a STARTED result is not
  * written either: the gate comes before the task starts).
  *
- * The per-host rate of the http.* tasks (--http-host-rate) is a check the task makes
- * before it connects (wd_rate_host_turn, installed as the task host's turn hook): only
- * check, nothing moved; over the rate the task returns TASK_EDEFER and the job keeps the
- * message for later, its retries untouched, no result written.
+ * The per-host limits of the http.* tasks (--http-host-concurrency, --http-host-rate) are
+ * asked before the task is marked started (wd_rate_host_turn, installed as the task host's
+ * turn hook and called by task_ctx_gate): nothing moved; over a limit the call is deferred
+ * (TASK_EDEFER) and the job keeps the message for later, its retries untouched, no result
+ * written, never STARTED. A slot taken is given back when the call ends
+ * (wd_rate_host_release, from task_ctx_end).
  *
  * Everything runs on greenlets of the worker's hub; nothing is thread-safe.
  */
@@ -28,6 +30,7 @@
 
 #include "broker_msg.h"
 #include "broker_worker.h"
+#include "task_host.h"
 
 /* Most seconds a worker goes on with an old list of rate-limited tasks. */
 #define WD_RATE_REFRESH 1.0
@@ -59,11 +62,17 @@ enum wd_rate_gate {
  * refresh of the list at most every WD_RATE_REFRESH seconds). */
 enum wd_rate_gate wd_rate_gate(struct wd_worker *w, const broker_delivery *d, const broker_msg *m);
 
-/* task_host_turn_fn for --http-host-rate (arg: the struct wd_worker): a check-only call
- * of rate_limit.lua, kind "host", the option's rate. 0: no limit, its turn (taken), or
- * the check failed (logged: a broken check never stops requests); 1: over the rate, *wait
- * seconds until its turn on the server's clock. MAY YIELD (one round trip with a
- * limit). */
-int wd_rate_host_turn(void *arg, const char *host, double *wait);
+/* task_host_turn_fn for --http-host-concurrency and --http-host-rate (arg: the struct
+ * wd_worker): first a slot of the host (host_slot.lua, leased for t->lease plus a margin),
+ * then a check-only call of rate_limit.lua, kind "host" (a slot taken is given back when
+ * the rate says no). 0: no limit, its slot (t->holder) and turn taken, or a check failed
+ * (logged: a broken check never stops requests); 1: no free slot (t->wait a short delay
+ * to ask again) or over the rate (t->wait until its turn on the server's clock);
+ * -ECANCELED. MAY YIELD (a round trip per limit set). */
+int wd_rate_host_turn(void *arg, const char *host, task_host_ticket *t);
+
+/* task_host_release_fn: give an --http-host-concurrency slot back. A failure is logged
+ * (the lease frees it). MAY YIELD (one round trip). */
+void wd_rate_host_release(void *arg, const char *host, const char *holder);
 
 #endif

@@ -337,12 +337,14 @@ static void task_log_line(enum task_log_level level, const char *task_id, const 
 static int connect_broker(struct run *r) {
     struct wd_worker *w = &r->w;
     const struct wd_options *opts = w->opts;
-    task_host_cfg tasks = {.broker_url = opts->broker,
-                           .results_url = opts->result_backend,
-                           .prefix = opts->prefix,
-                           .log = task_log_line,
-                           .turn = opts->http_host_rate ? wd_rate_host_turn : NULL,
-                           .turn_arg = w};
+    task_host_cfg tasks = {
+        .broker_url = opts->broker,
+        .results_url = opts->result_backend,
+        .prefix = opts->prefix,
+        .log = task_log_line,
+        .turn = opts->http_host_rate || opts->http_host_concurrency > 0 ? wd_rate_host_turn : NULL,
+        .release = wd_rate_host_release,
+        .turn_arg = w};
     int rc = task_host_new(&w->tasks, &tasks);
     if (rc != 0) {
         wd_log(WD_LOG_ERROR, "start-up failed: the tasks' connections: %s", strerror(-rc));
@@ -464,10 +466,10 @@ static void log_stopped(const struct wd_worker *w) {
     const struct wd_counters *c = wd_observe_counters(w->obs);
     wd_log(WD_LOG_INFO,
            "stopped: %llu received, %llu succeeded, %llu failed (%llu invalid), "
-           "%llu put back",
+           "%llu retried, %llu put back",
            (unsigned long long)c->received, (unsigned long long)c->succeeded,
            (unsigned long long)c->failed, (unsigned long long)c->invalid,
-           (unsigned long long)c->put_back);
+           (unsigned long long)c->retried, (unsigned long long)c->put_back);
 }
 
 /* Close and free everything run_new and connect_broker made. MAY YIELD. */

@@ -51,9 +51,11 @@
  *                     err->retry_in seconds (>= 0; err->type and err->message say why,
  *                     for the log only). The daemon keeps the message in the scheduled
  *                     set as for a retry, but its "retries" stays as it is and no result
- *                     is written (the built-in http.* tasks return it while their
- *                     destination host has no turn under --http-host-rate). *result
- *                     unset.
+ *                     is written (but the task was started: its STARTED result and
+ *                     event stay; the worker defers the built-in http.* tasks the same
+ *                     way before they start, while their destination host has no free
+ *                     slot or turn under --http-host-concurrency or --http-host-rate).
+ *                     *result unset.
  *       -ETIMEDOUT    a green_* call returned -ETIMEDOUT (the task's soft time limit,
  *       -ECANCELED    see "time limits" below) or -ECANCELED (the greenlet was killed: its
  *                     hard time limit, a cold shutdown): return it unchanged, after

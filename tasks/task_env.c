@@ -20,6 +20,7 @@
  * Runs on greenlets of the worker's hub; task_log on any stack and thread.
  */
 #include "task_env_internal.h"
+#include "task_internal.h"
 
 #include "green.h"
 
@@ -48,6 +49,7 @@ int task_host_new(task_host **out, const task_host_cfg *cfg) {
     h->log = cfg->log;
     h->idle_max = cfg->idle_max ? cfg->idle_max : IDLE_MAX_DEFAULT;
     h->turn = cfg->turn;
+    h->release = cfg->release;
     h->turn_arg = cfg->turn_arg;
     h->broker_url = strdup(cfg->broker_url);
     bool separate = cfg->results_url != NULL && strcmp(cfg->results_url, cfg->broker_url) != 0;
@@ -64,12 +66,29 @@ int task_host_new(task_host **out, const task_host_cfg *cfg) {
     return 0;
 }
 
-int task_host_turn(const task_call *call, const char *host, double *wait) {
-    *wait = 0;
-    task_host *h = call->ctx ? call->ctx->host : NULL;
-    if (h == NULL || h->turn == NULL)
+int task_ctx_gate(task_ctx *ctx, const task_call *call, task_error *err) {
+    task_host *h = ctx->host;
+    char host[TASK__HTTP_HOST_MAX];
+    task_host_ticket t = {.lease = 0};
+    if (h == NULL || h->turn == NULL || !task__http_destination(call, host, sizeof host, &t.lease))
         return 0;
-    return h->turn(h->turn_arg, host, wait) == 1 ? 1 : 0;
+    int rc = h->turn(h->turn_arg, host, &t);
+    if (rc == -ECANCELED)
+        return rc;
+    if (rc == 1) {
+        snprintf(err->type, sizeof err->type, "%s", "HostLimited");
+        snprintf(err->message, sizeof err->message, "%s: %.300s is over %s: asking again in %.3f s",
+                 call->name, host, t.limit ? t.limit : "its limit", t.wait);
+        err->retry_in = t.wait > 0 ? t.wait : 0;
+        return TASK_EDEFER;
+    }
+    if (t.holder[0] != '\0') {
+        ctx->turn_host = strdup(host);
+        snprintf(ctx->turn_holder, sizeof ctx->turn_holder, "%s", t.holder);
+        if (ctx->turn_host == NULL && h->release) /* out of memory: give it back at once */
+            h->release(h->turn_arg, host, t.holder);
+    }
+    return 0;
 }
 
 static void idle_drain(struct task__idle *idle) {
@@ -113,6 +132,9 @@ static void give_back(task_host *h, struct task__idle *idle, green_redis *c) {
 
 void task_ctx_end(task_ctx *ctx) {
     task_host *h = ctx->host;
+    if (h != NULL && ctx->turn_host != NULL && h->release)
+        h->release(h->turn_arg, ctx->turn_host, ctx->turn_holder);
+    free(ctx->turn_host);
     if (h != NULL) {
         give_back(h, &h->idle, ctx->redis);
         give_back(h, &h->idle_results, ctx->results);

@@ -24,7 +24,8 @@ struct task_host {
     broker_keys keys;
     task_host_log_fn log;
     size_t idle_max;
-    task_host_turn_fn turn; /* NULL: none */
+    task_host_turn_fn turn;       /* NULL: none */
+    task_host_release_fn release; /* NULL: none */
     void *turn_arg;
     struct task__idle idle;         /* to the broker */
     struct task__idle idle_results; /* to the result backend, when it is another */

@@ -8,7 +8,8 @@
  *     task_ctx ctx;
  *     task_ctx_begin(&ctx, host);
  *     task_call call = {..., .ctx = &ctx};
- *     rc = fn(&call, &result, &err);
+ *     if (task_ctx_gate(&ctx, &call, &err) == 0)   // per-host limits, before STARTED
+ *         rc = fn(&call, &result, &err);
  *     task_ctx_end(&ctx);            // takes back what the call borrowed
  *
  * Not installed: plugins see only task_env.h. Everything here runs on greenlets of the
@@ -29,20 +30,37 @@
 typedef void (*task_host_log_fn)(enum task_log_level level, const char *task_id, const char *fmt,
                                  va_list ap);
 
-/* Whether an HTTP request to host (lower-case) may start now under the worker's per-host
- * rate (--http-host-rate): 0 yes (its turn is taken), 1 not yet (*wait: seconds until its
- * turn). Runs on the task's greenlet and MAY YIELD; an error is the hook's to log, and it
- * answers 0 then (a broken check never stops the requests). */
-typedef int (*task_host_turn_fn)(void *arg, const char *host, double *wait);
+/* The per-host limits of the http.* tasks (--http-host-concurrency, --http-host-rate), on
+ * the worker's side. A turn is asked for before the task is marked started (task_ctx_gate),
+ * so a task that must wait is never STARTED: it is deferred (TASK_EDEFER) instead. */
+typedef struct task_host_ticket {
+    double lease;      /* in: the most seconds the request may take (its timeout): a slot
+                          taken is held at most about that long without a release */
+    double wait;       /* out, 1: seconds until it is worth asking again */
+    const char *limit; /* out, 1: the option that said no ("--http-host-rate"), static */
+    char holder[160];  /* out, 0: the slot taken, to give back with the release hook; ""
+                          none */
+} task_host_ticket;
+
+/* Whether an HTTP request to host (lower-case) may start now: 0 yes (its turn is taken,
+ * and its slot, in t->holder), 1 not yet (t->wait, t->limit), -ECANCELED the greenlet was
+ * killed meanwhile (nothing is held). Runs on the task's greenlet and MAY YIELD; an error
+ * is the hook's to log, and it answers 0 then (a broken check never stops the requests). */
+typedef int (*task_host_turn_fn)(void *arg, const char *host, task_host_ticket *t);
+
+/* Give back the slot holder of host that a turn took. MAY YIELD; errors are the hook's to
+ * log (the slot's lease ends it anyway). */
+typedef void (*task_host_release_fn)(void *arg, const char *host, const char *holder);
 
 typedef struct task_host_cfg {
-    const char *broker_url;  /* the Redis of the queues (lent connections, task_send) */
-    const char *results_url; /* the result backend (task_wait); NULL: the broker's */
-    const char *prefix;      /* the key prefix; NULL: the default */
-    task_host_log_fn log;    /* NULL: lines go to stderr */
-    size_t idle_max;         /* idle connections kept for later tasks; 0: 16 */
-    task_host_turn_fn turn;  /* NULL: no per-host rate, every request starts at once */
-    void *turn_arg;          /* turn's first argument */
+    const char *broker_url;       /* the Redis of the queues (lent connections, task_send) */
+    const char *results_url;      /* the result backend (task_wait); NULL: the broker's */
+    const char *prefix;           /* the key prefix; NULL: the default */
+    task_host_log_fn log;         /* NULL: lines go to stderr */
+    size_t idle_max;              /* idle connections kept for later tasks; 0: 16 */
+    task_host_turn_fn turn;       /* NULL: no per-host limit, every request starts at once */
+    task_host_release_fn release; /* gives a turn's slot back; NULL: turns take none */
+    void *turn_arg;               /* turn's and release's first argument */
 } task_host_cfg;
 
 typedef struct task_host task_host;
@@ -58,11 +76,6 @@ void task_host_free(task_host *h);
 /* Idle connections kept now, to the broker and to the result backend (tests). */
 size_t task_host_idle(const task_host *h);
 
-/* Ask the worker behind call whether a request to host may start now (task_host_turn_fn):
- * 0 go on, 1 not yet with *wait seconds. Always 0 outside a worker or without a hook.
- * MAY YIELD. For the built-in http.* tasks. */
-int task_host_turn(const task_call *call, const char *host, double *wait);
-
 /* The state of one call. Its fields are private. */
 typedef struct task_ctx {
     task_host *host;
@@ -70,14 +83,26 @@ typedef struct task_ctx {
     green_redis *results; /* lent for task_wait when the result backend is another Redis */
     green_redis **broken; /* lent and failed, kept valid until the call ends */
     size_t nbroken;
+    char *turn_host; /* the host whose slot the call holds (task_ctx_gate), or NULL */
+    char turn_holder[160];
 } task_ctx;
 
 /* Start a call's context (host may be NULL: then the call behaves as outside a worker).
  * Never fails, does not yield. */
 void task_ctx_begin(task_ctx *ctx, task_host *host);
 
+/* Before the task function runs, and before the call counts as started: ask the worker for
+ * what the call needs of its shared limits. Today that is the http.* tasks' per-host turn
+ * and slot (task_host_turn_fn) for their URL's host; other tasks, and calls whose
+ * arguments the task will refuse anyway, pass at once. Returns 0 run it (a slot taken is
+ * the context's until task_ctx_end), TASK_EDEFER not now (err->retry_in, err->type and
+ * err->message say how long and why; nothing held), or -ECANCELED (the greenlet was
+ * killed; nothing held). MAY YIELD. */
+int task_ctx_gate(task_ctx *ctx, const task_call *call, task_error *err);
+
 /* End it: the lent connections go back to the host (kept idle if healthy and quiet, else
- * closed). Call after the task function returned; does not yield. */
+ * closed), and a slot task_ctx_gate took is given back (one round trip: MAY YIELD then;
+ * otherwise it does not yield). Call after the task function returned. */
 void task_ctx_end(task_ctx *ctx);
 
 #endif

@@ -49,6 +49,12 @@
  * in the URL itself ("http://user:pass@host/") are sent, but never reported: the result's
  * url, its Location header and error messages carry them redacted (task_http_redact.h).
  *
+ * Per-host limits (--http-host-concurrency, --http-host-rate): the worker takes the URL's
+ * host's slot and turn before the call starts (task_ctx_gate, task_host.h), reading the
+ * URL and timeout with the same argument parser (task__http_destination). Redirects keep
+ * that slot and turn: curl follows them inside the one transfer, so their hosts are not
+ * limited (docs/design.md "Rate limits" says why).
+ *
  * Stacks: the task functions run on a task's greenlet and yield inside
  * green_http_perform. The write and header callbacks run on the hub's stack
  * (green_http.h): they only append to buffers and set flags, never yield or call curl.
@@ -66,7 +72,6 @@
 #include "task_http_policy.h"
 #include "task_http_redact.h"
 #include "task_http_retry.h"
-#include "task_host.h"
 #include "task_internal.h"
 
 #include "green.h"
@@ -547,43 +552,11 @@ static json_t *response_object(CURL *easy, long status, const transfer *t, bool 
     return res;
 }
 
-/* The per-host rate (--http-host-rate, task_host_turn): the host of the request's URL,
- * lower-cased, must have a turn before anything is sent. Only that first host counts: the
- * hosts of its redirects are not checked. A URL curl cannot parse takes no turn (the
- * transfer fails on it). 0: go on; TASK_EDEFER with err->retry_in: not yet. MAY YIELD. */
-static int host_turn(const task_call *call, const request *req, task_error *err) {
-    CURLU *u = curl_url();
-    char *host = NULL;
-    int rc = 0;
-    if (u && curl_url_set(u, CURLUPART_URL, req->url, 0) == CURLUE_OK &&
-        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK && host && host[0]) {
-        for (char *c = host; *c; c++)
-            if (*c >= 'A' && *c <= 'Z')
-                *c = (char)(*c + 32);
-        double wait = 0;
-        if (task_host_turn(call, host, &wait) == 1) {
-            snprintf(err->type, sizeof err->type, "%s", "HostRateLimited");
-            snprintf(err->message, sizeof err->message,
-                     "%s: %.300s is over --http-host-rate: its turn comes in %.3f s", call->name,
-                     host, wait);
-            err->retry_in = wait > 0 ? wait : 0;
-            rc = TASK_EDEFER;
-        }
-    }
-    curl_free(host);
-    curl_url_cleanup(u);
-    return rc;
-}
-
 static int perform(const task_call *call, const request *req, json_t **result, task_error *err) {
     struct curl_slist *headers = NULL;
     int rc = task__http_header_list(call, req->headers, &limits, &headers, err);
     if (rc != 0)
         return rc;
-    if ((rc = host_turn(call, req, err)) != 0) {
-        task__http_header_list_free(headers);
-        return rc;
-    }
     CURL *easy = handle_get();
     if (easy == NULL) {
         task__http_header_list_free(headers);
@@ -735,6 +708,38 @@ static int task_http_request(const task_call *call, json_t **result, task_error 
                               "methods only when listed in --http-methods",
                               call->name, req.method, task__http_standard_methods);
     return perform(call, &req, result, err);
+}
+
+/* The per-host limits (task_ctx_gate) read the call's arguments the way the task will:
+ * those that the task refuses take no turn. */
+bool task__http_destination(const task_call *call, char *host, size_t cap, double *timeout) {
+    size_t url_index;
+    if (strcmp(call->name, "http.get") == 0)
+        url_index = 0;
+    else if (strcmp(call->name, "http.request") == 0)
+        url_index = 1;
+    else
+        return false;
+    request req = {.method = "GET"};
+    task_error scratch = {{0}, {0}, -1, NULL};
+    int rc = common_args(call, url_index, &req, &scratch);
+    task_error_clear(&scratch);
+    if (rc != 0)
+        return false;
+    CURLU *u = curl_url();
+    char *h = NULL;
+    bool found = u && curl_url_set(u, CURLUPART_URL, req.url, 0) == CURLUE_OK &&
+                 curl_url_get(u, CURLUPART_HOST, &h, 0) == CURLUE_OK && h && h[0] &&
+                 strlen(h) < cap;
+    if (found) {
+        for (size_t i = 0; h[i]; i++)
+            host[i] = (char)(h[i] >= 'A' && h[i] <= 'Z' ? h[i] + 32 : h[i]);
+        host[strlen(h)] = '\0';
+        *timeout = req.timeout;
+    }
+    curl_free(h);
+    curl_url_cleanup(u);
+    return found;
 }
 
 /* The policy is built first, so that a bad list (-EINVAL; the daemon has validated the

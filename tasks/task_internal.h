@@ -17,6 +17,15 @@ bool task__name_valid(const char *name);
  * process and register http.get and http.request. Returns 0 or task_registry_add's error. */
 int task__http_register(const task_http_limits *limits);
 
+/* The longest host name task__http_destination gives, with its NUL. */
+#define TASK__HTTP_HOST_MAX 256
+
+/* For the per-host limits (task_ctx_gate): when call is an http.get or http.request whose
+ * arguments the task will accept, true with its URL's host, lower-cased, in host, and its
+ * timeout (seconds) in *timeout; false for any other call (the task reports bad arguments
+ * itself), a URL without a host, or a host longer than cap - 1. Pure; never yields. */
+bool task__http_destination(const task_call *call, char *host, size_t cap, double *timeout);
+
 /* For tests: how many easy handles this thread has (created and not freed: in use or in
  * its free list), and how many sit in its free list now. */
 void task__http_stats(size_t *live, size_t *cached);

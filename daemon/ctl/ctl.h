@@ -140,8 +140,10 @@ int ctl_usage(ctl *c, const char *fmt, ...) __attribute__((format(printf, 2, 3))
 /* Print "workerctl: <message>" on stderr; returns code. */
 int ctl_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* A whole number >= 0 (or a decimal when frac): 0 and *out set, or -1. */
-int ctl_parse_seconds(const char *text, double *out);
+/* The longest --wait, in seconds (its value is read by settings_parse_seconds). */
+#define CTL_WAIT_MAX 1e9
+
+/* A whole number >= 0: 0 and *out set, or -1. */
 int ctl_parse_index(const char *text, long *out);
 
 /* ---- Redis --------------------------------------------------------------------------- */

@@ -33,6 +33,7 @@
 #include "broker_cmds.h"
 #include "broker_msg.h"
 #include "green_check.h"
+#include "settings.h"
 
 /* ---- Results ------------------------------------------------------------------------- */
 
@@ -245,7 +246,7 @@ static const ctl_opt call_opts[] = {
 /* --wait's value: seconds, or -1 for no limit. */
 static int wait_seconds(ctl *c, const char *value, double *out) {
     *out = -1;
-    if (value != NULL && ctl_parse_seconds(value, out) < 0)
+    if (value != NULL && settings_parse_seconds(value, CTL_WAIT_MAX, out, NULL, 0) < 0)
         return ctl_usage(c, "--wait: '%s' is not a number of seconds", value);
     return CTL_OK;
 }

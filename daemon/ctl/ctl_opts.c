@@ -80,18 +80,6 @@ int ctl_usage(ctl *c, const char *fmt, ...) {
     return CTL_USAGE;
 }
 
-int ctl_parse_seconds(const char *text, double *out) {
-    char *end;
-    if (text == NULL || !(isdigit((unsigned char)*text) || *text == '.'))
-        return -1;
-    errno = 0;
-    double v = strtod(text, &end);
-    if (errno != 0 || *end != '\0' || !(v >= 0 && v <= 1e9))
-        return -1;
-    *out = v;
-    return 0;
-}
-
 int ctl_parse_index(const char *text, long *out) {
     char *end;
     if (text == NULL || !isdigit((unsigned char)*text))
@@ -252,7 +240,8 @@ int ctl_parse(ctl *c, int argc, char **argv, const ctl_opt *opts, ctl_args *out)
         }
         if (o->arg == CTL_OPTNUM && !attached) {
             double ignored;
-            if (i + 1 < argc && ctl_parse_seconds(argv[i + 1], &ignored) == 0)
+            if (i + 1 < argc &&
+                settings_parse_seconds(argv[i + 1], CTL_WAIT_MAX, &ignored, NULL, 0) == 0)
                 value = argv[++i];
         }
         if (o->arg != CTL_NOARG && value != NULL && *value == '\0')

@@ -60,6 +60,7 @@ enum settings_id {
     SETTINGS_BLOCKING_WARN,
     SETTINGS_RATE_LIMIT,
     SETTINGS_HTTP_HOST_RATE,
+    SETTINGS_HTTP_HOST_CONCURRENCY,
     SETTINGS_HTTP_DENY,
     SETTINGS_HTTP_ALLOW,
     SETTINGS_HTTP_METHODS,
@@ -88,6 +89,8 @@ typedef uint64_t settings_set;
 enum settings_kind {
     SETTINGS_KIND_NUMBER,   /* a whole decimal number in lo..hi: num */
     SETTINGS_KIND_SIZE,     /* the same with an optional K, M or G suffix (x 1024^n): num */
+    SETTINGS_KIND_SECONDS,  /* seconds, fractions allowed, in 0..hi (settings_parse_seconds):
+                               seconds */
     SETTINGS_KIND_FLAG,     /* on/off, yes/no, true/false, 1/0 (any case): num 1 or 0; a flag
                                without a value on the command line */
     SETTINGS_KIND_CHOICE,   /* one of choices (any case): text, the choice it means */
@@ -134,7 +137,7 @@ struct settings_opt {
                             --load a.so,b.so); a higher layer still replaces a lower one */
     enum settings_kind kind;
     enum settings_apply apply;
-    long lo, hi;                           /* NUMBER, SIZE: the accepted range */
+    long lo, hi;                           /* NUMBER, SIZE, SECONDS (hi): the accepted range */
     const struct settings_choice *choices; /* CHOICE: ends with {NULL} */
     const char *noun;                      /* CHOICE: "unknown NOUN 'x' (choose CHOOSE)" */
     const char *choose;
@@ -148,6 +151,7 @@ extern const struct settings_opt settings_opts[SETTINGS_COUNT];
 struct settings_value {
     bool set;       /* false: no layer gave it and it has no default */
     long num;       /* NUMBER, SIZE; FLAG: 1 or 0; LISTEN: the port */
+    double seconds; /* SECONDS */
     char *text;     /* CHOICE, URL, PREFIX, HOSTNAME, CHECKED, FILE; LISTEN: the address */
     char *redacted; /* URL: text with its password replaced by *** (for logs) */
     char **items;   /* QUEUES, PATHS: the entries in order; LIST: unescaped */
@@ -178,6 +182,13 @@ struct settings_sources {
                                         than an error (workerctl: the file is workerd's) */
     settings_check_fn check;         /* for the used SETTINGS_KIND_CHECKED options */
 };
+
+/* Parse a number of seconds, fractions allowed, in 0..max: "0", "2", "0.5", ".5", "1e-3";
+ * not "1s", "nan", "inf", " 1", "1e999". 0 with the value in *out (may be NULL), or -1 with
+ * a one-line reason in why (may be NULL): "'5s' is not a number of seconds", "'61' is out
+ * of range, expected 0..60 seconds". The one parser of seconds of both programs (the
+ * SECONDS options, workerctl's --wait). Pure. */
+int settings_parse_seconds(const char *text, double max, double *out, char *why, size_t whylen);
 
 /* Fill *s from the layers: the defaults, the config file (cli[SETTINGS_CONFIG], else
  * WORKERD_CONFIG from the environment; an empty one counts as unset), the environment (an

@@ -188,8 +188,8 @@ static bool same_text(const char *a, const char *b) {
 }
 
 static bool same_value(const struct settings_value *a, const struct settings_value *b) {
-    if (a->set != b->set || a->num != b->num || !same_text(a->text, b->text) ||
-        a->nitems != b->nitems)
+    if (a->set != b->set || a->num != b->num || a->seconds != b->seconds ||
+        !same_text(a->text, b->text) || a->nitems != b->nitems)
         return false;
     for (size_t i = 0; i < a->nitems; i++)
         if (strcmp(a->items[i], b->items[i]) != 0)

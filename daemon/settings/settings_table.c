@@ -16,6 +16,7 @@
 #include "settings.h"
 
 #include "broker_keys.h"
+#include "broker_msg.h"
 #include "wd_shutdown.h"
 
 /* A numeric constant as the text of a default. */
@@ -129,13 +130,15 @@ const struct settings_opt settings_opts[SETTINGS_COUNT] = {
                  "goes to the dead-letter list instead (0..1000)."},
     [SETTINGS_SOFT_TIME_LIMIT] =
         {"soft-time-limit", 0, "WORKERD_SOFT_TIME_LIMIT", "SECONDS", "0",
-         .kind = SETTINGS_KIND_CHECKED, .apply = SETTINGS_RESTART,
+         .kind = SETTINGS_KIND_SECONDS, .apply = SETTINGS_RESTART,
+         .hi = (long)BROKER_TIME_LIMIT_MAX,
          .help = "A task's soft time limit when its message sets none (fractions allowed, up\n"
                  "to 86400; 0: none): its blocking call then returns ETIMEDOUT, once, and it\n"
                  "may clean up and return its own result (else FAILURE SoftTimeLimitExceeded)."},
     [SETTINGS_TIME_LIMIT] =
         {"time-limit", 0, "WORKERD_TIME_LIMIT", "SECONDS", "0",
-         .kind = SETTINGS_KIND_CHECKED, .apply = SETTINGS_RESTART,
+         .kind = SETTINGS_KIND_SECONDS, .apply = SETTINGS_RESTART,
+         .hi = (long)BROKER_TIME_LIMIT_MAX,
          .help = "A task's hard time limit when its message sets none (fractions allowed, up\n"
                  "to 86400; 0: none): the task is killed at its next blocking call, its HTTP\n"
                  "transfers aborted, FAILURE TimeLimitExceeded. With --processes, also a\n"
@@ -143,7 +146,7 @@ const struct settings_opt settings_opts[SETTINGS_COUNT] = {
                  "is killed and replaced, and its messages go to another worker."},
     [SETTINGS_BLOCKING_WARN] =
         {"blocking-warn", 0, "WORKERD_BLOCKING_WARN", "SECONDS", "0.1",
-         .kind = SETTINGS_KIND_CHECKED, .apply = SETTINGS_RESTART,
+         .kind = SETTINGS_KIND_SECONDS, .apply = SETTINGS_RESTART, .hi = 60,
          .help = "Log a warning naming a task that runs this long without yielding (fractions\n"
                  "allowed, up to 60; 0: off): meanwhile every other task of the process waits."},
     [SETTINGS_RATE_LIMIT] =
@@ -164,6 +167,15 @@ const struct settings_opt settings_opts[SETTINGS_COUNT] = {
                  "workers of the Redis; RATE as for --rate-limit (5/s, 30/m). A task whose\n"
                  "host has no turn waits in the scheduled set for it, holding no slot, its\n"
                  "retries untouched, no result written. Default: none."},
+    [SETTINGS_HTTP_HOST_CONCURRENCY] =
+        {"http-host-concurrency", 0, "WORKERD_HTTP_HOST_CONCURRENCY", "N", "0",
+         .kind = SETTINGS_KIND_NUMBER, .apply = SETTINGS_RESTART, .lo = 0, .hi = 100000,
+         .help = "Have at most N http.get and http.request requests in flight per destination\n"
+                 "host (the URL's host, lower-cased) over ALL workers of the Redis (0..100000;\n"
+                 "0: no limit). A task whose host has no free slot waits in the scheduled set,\n"
+                 "holding no slot of the pool, retries untouched, no result written, and asks\n"
+                 "again shortly. A worker killed mid-request frees its slot when the slot's\n"
+                 "lease (the request's timeout + 2 s) runs out."},
     [SETTINGS_HTTP_DENY] =
         {"http-deny", 0, "WORKERD_HTTP_DENY", "LIST", NULL, .kind = SETTINGS_KIND_CHECKED,
          .apply = SETTINGS_RESTART,

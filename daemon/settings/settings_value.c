@@ -15,6 +15,8 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -93,6 +95,38 @@ static int check_number(struct settings__load *l, const char *name, const char *
     if (r == -2)
         return settings__fail(l, "%s: '%s' is out of range, expected %ld..%ld", name, value, lo,
                               hi);
+    return 0;
+}
+
+int settings_parse_seconds(const char *text, double max, double *out, char *why, size_t whylen) {
+    char *end;
+    errno = 0;
+    double d = strtod(text, &end);
+    if (end == text || *end != '\0' || errno == ERANGE || !isfinite(d) ||
+        isspace((unsigned char)*text)) {
+        if (why)
+            snprintf(why, whylen, "'%s' is not a number of seconds", text);
+        return -1;
+    }
+    if (d < 0 || d > max) {
+        if (why)
+            snprintf(why, whylen, "'%s' is out of range, expected 0..%g seconds", text, max);
+        return -1;
+    }
+    if (out)
+        *out = d;
+    return 0;
+}
+
+static int set_seconds(struct settings__load *l, const char *name, const char *value, long hi,
+                       struct settings_value *v) {
+    char why[384];
+    double d;
+    if (settings_parse_seconds(value, (double)hi, &d, why, sizeof why) < 0)
+        return settings__fail(l, "%s: %s", name, why);
+    settings__value_free(v);
+    v->set = true;
+    v->seconds = d;
     return 0;
 }
 
@@ -365,6 +399,8 @@ int settings__set(struct settings__load *l, enum settings_id id, const char *nam
         v->set = true;
         v->num = num;
         return 0;
+    case SETTINGS_KIND_SECONDS:
+        return set_seconds(l, name, value, d->hi, v);
     case SETTINGS_KIND_FLAG:
         return set_flag(l, name, value, v);
     case SETTINGS_KIND_CHOICE:

@@ -263,3 +263,51 @@ TEST(rate_limit_check_only_waits_without_moving_anything) {
     ASSERT_EQ(check("host", "example.org", "2/s", "", "").v, BROKER_RATE_RUN);
     bfix_stop();
 }
+
+/* ---- host_slot.lua ------------------------------------------------------------------- */
+
+/* host_slot.lua: taken (1/0) and the wait it gave, for an acquire (limit > 0) or a
+ * release (limit 0). */
+static long long slot(const char *holder, long limit, const char *lease, double *wait) {
+    const broker_script *s = broker_script_get(BROKER_SCRIPT_HOST_SLOT);
+    char lim[16];
+    snprintf(lim, sizeof lim, "%ld", limit);
+    const char *argv[] = {"EVAL", s->text, "0", "wt", limit ? "acquire" : "release",
+                          "h1",   holder,  lim, lease};
+    int argc = limit ? 9 : 7;
+    size_t lens[9];
+    for (int i = 0; i < argc; i++)
+        lens[i] = strlen(argv[i]);
+    redisReply *r = redisCommandArgv(bfix_rc, argc, argv, lens);
+    ASSERT(r != NULL);
+    if (r->type == REDIS_REPLY_ERROR)
+        test__fail(__FILE__, __LINE__, "host_slot: %s", r->str);
+    ASSERT(r->type == REDIS_REPLY_ARRAY && r->elements == 4);
+    long long taken = r->element[0]->integer;
+    if (wait)
+        *wait = r->element[1]->len ? atof(r->element[1]->str) : 0;
+    freeReplyObject(r);
+    return taken;
+}
+
+TEST(host_slots_are_a_semaphore_whose_leases_free_the_slots_never_given_back) {
+    bfix_start();
+    double wait = -1;
+    ASSERT_EQ(slot("a", 2, "30", NULL), 1);
+    ASSERT_EQ(slot("b", 2, "0.3", NULL), 1);
+    ASSERT_EQ(slot("c", 2, "30", &wait), 0); /* full: told when the earliest lease ends */
+    ASSERT_RANGE(wait, 0.0, 0.3);
+    ASSERT_EQ(slot("a", 2, "30", NULL), 1); /* a holder asking again renews its own */
+    ASSERT_EQ(bfix_cmd_int("ZCARD wt:slots:host:h1"), 2);
+    ASSERT_EQ(slot("a", 0, "", NULL), 1); /* given back */
+    ASSERT_EQ(slot("a", 0, "", NULL), 0); /* twice: nothing */
+    ASSERT_EQ(slot("c", 2, "30", NULL), 1);
+    /* b never gives its slot back: once its lease has run out, d takes it. */
+    ASSERT_EQ(slot("d", 2, "30", NULL), 0);
+    ASSERT_WITHIN(slot("d", 2, "30", NULL) == 1, TEST_SOON);
+    redisReply *gone = bfix_cmd("ZSCORE wt:slots:host:h1 b");
+    ASSERT_EQ(gone->type, REDIS_REPLY_NIL);
+    freeReplyObject(gone);
+    ASSERT(bfix_cmd_int("PTTL wt:slots:host:h1") > 30000); /* the key outlives its leases */
+    bfix_stop();
+}

@@ -10,6 +10,7 @@
  * times are never asserted as speeds.
  */
 #include "books.h"
+#include "conc_http.h"
 #include "ctlrun.h"
 #include "e2e.h"
 #include "testlib.h"
@@ -318,4 +319,133 @@ TEST(a_bad_http_host_rate_is_refused) {
     workerd_refuses("--http-host-rate: '0/s' is not a rate: it must be more than 0", zero);
     const char *const word[] = {"--http-host-rate", "polite", NULL};
     workerd_refuses("--http-host-rate: 'polite' is not a rate", word);
+}
+
+/* ---- --http-host-concurrency ------------------------------------------------------------ */
+
+/* workerd:events entries of the given type whose id starts with prefix. */
+static int events_of(redisContext *c, const char *type, const char *prefix) {
+    redisReply *r = redisCommand(c, "XRANGE workerd:events - +");
+    ASSERT(r != NULL && r->type == REDIS_REPLY_ARRAY);
+    int n = 0;
+    for (size_t i = 0; i < r->elements; i++) {
+        redisReply *fields = r->element[i]->element[1];
+        bool typed = false, ours = false;
+        for (size_t k = 0; k + 1 < fields->elements; k += 2) {
+            const char *name = fields->element[k]->str, *value = fields->element[k + 1]->str;
+            if (strcmp(name, "type") == 0 && strcmp(value, type) == 0)
+                typed = true;
+            if (strcmp(name, "id") == 0 && strncmp(value, prefix, strlen(prefix)) == 0)
+                ours = true;
+        }
+        n += typed && ours;
+    }
+    freeReplyObject(r);
+    return n;
+}
+
+enum { CONC_N = 10 };
+
+/* --http-host-concurrency 2 over two workers of 10 slots each: the server never holds more
+ * than 2 requests of one host at once (it does hold 2: the limit is not a queue of one),
+ * another host name has its own slots, every task ends SUCCESS without a retry counted,
+ * and the slots are all given back. A task that waits for a slot is never started: one
+ * "started" event per task (and more "received" ones, the deferrals), never more. */
+TEST(http_host_concurrency_holds_per_host_across_two_workers) {
+    test_redis r;
+    test_redis_start(&r, NULL);
+    conc_http srv;
+    conc_http_start(&srv);
+    redisContext *c = e2e_redis(r.port);
+    e2e_worker w[2];
+    for (int i = 0; i < 2; i++)
+        E2E_START_READY(&w[i], r.port, "--http-host-concurrency", "2", "-c", "10", "-E");
+    char args[128];
+    snprintf(args, sizeof args, "[\"http://127.0.0.1:%d/slow?ms=300\"]", srv.port);
+    for (int i = 1; i <= CONC_N; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "h-%d", i);
+        e2e_push_task(c, "default", id, "http.get", args);
+    }
+    snprintf(args, sizeof args, "[\"http://LocalHost:%d/slow?ms=300\"]", srv.port);
+    e2e_push_task(c, "default", "l-1", "http.get", args);
+    e2e_push_task(c, "default", "l-2", "http.get", args);
+    double t[CONC_N], l[2], last;
+    results_of(c, "h-", CONC_N, t, &last);
+    results_of(c, "l-", 2, l, &last);
+    int now, max, served;
+    conc_http_seen(&srv, "127.0.0.1", &now, &max, &served);
+    fprintf(stderr, "127.0.0.1: at most %d at once, %d answered\n", max, served);
+    ASSERT_EQ(max, 2);
+    ASSERT_EQ(served, CONC_N);
+    conc_http_seen(&srv, "LocalHost", &now, &max, &served);
+    ASSERT(max >= 1 && max <= 2);
+    ASSERT_EQ(served, 2);
+    ASSERT_EQ(e2e_int(c, "EXISTS workerd:slots:host:127.0.0.1"), 0); /* all given back */
+    ASSERT_EQ(e2e_int(c, "ZCARD workerd:scheduled"), 0);
+    /* Events go out in batches of their own: wait for the last ones. */
+    ASSERT_WITHIN(events_of(c, "succeeded", "h-") == CONC_N, TEST_SOON);
+    int received = events_of(c, "received", "h-");
+    fprintf(stderr, "%d received events for %d tasks (the rest: deferrals)\n", received, CONC_N);
+    ASSERT(received > CONC_N); /* some did wait for a slot */
+    ASSERT_EQ(events_of(c, "started", "h-"), CONC_N);
+    for (int i = 0; i < 2; i++) {
+        e2e_worker_signal(&w[i], SIGTERM);
+        ASSERT_EQ(e2e_worker_wait(&w[i], 30.0), 0);
+        e2e_worker_stop(&w[i]);
+    }
+    redisFree(c);
+    conc_http_stop(&srv);
+    test_redis_stop(&r);
+}
+
+/* A worker SIGKILLed in the middle of a request never gives its slot back: the slot's
+ * lease (the request's timeout, 1 s, plus a margin) ends it, and another worker's request
+ * to that host then runs. Without the lease the host would stay full for good. */
+TEST(a_slot_of_a_worker_sigkilled_mid_request_is_freed_when_its_lease_runs_out) {
+    test_redis r;
+    test_redis_start(&r, NULL);
+    conc_http srv;
+    conc_http_start(&srv);
+    redisContext *c = e2e_redis(r.port);
+    e2e_worker a, b;
+    E2E_START_READY(&a, r.port, "--http-host-concurrency", "1");
+    e2e_pushf(c, "default",
+              "{\"id\":\"k-1\",\"task\":\"http.get\",\"args\":[\"http://127.0.0.1:%d/"
+              "hang?ms=600000\"],\"kwargs\":{\"timeout\":1}}",
+              srv.port);
+    ASSERT_WITHIN(conc_http_now(&srv, "127.0.0.1") == 1, TEST_SOON);
+    ASSERT_EQ(e2e_int(c, "ZCARD workerd:slots:host:127.0.0.1"), 1);
+    e2e_worker_signal(&a, SIGKILL);
+    e2e_worker_wait(&a, 10.0);
+    e2e_worker_stop(&a);
+    /* Its slot is still held: the kill gave nothing back. */
+    ASSERT_EQ(e2e_int(c, "ZCARD workerd:slots:host:127.0.0.1"), 1);
+    E2E_START_READY(&b, r.port, "--http-host-concurrency", "1");
+    e2e_pushf(c, "default",
+              "{\"id\":\"k-2\",\"task\":\"http.get\",\"args\":[\"http://127.0.0.1:%d/ok\"]}",
+              srv.port);
+    json_t *res = e2e_wait_result(c, "k-2", "SUCCESS", TEST_NEVER);
+    if (res == NULL)
+        e2e_log_dump(&b);
+    ASSERT(res != NULL);
+    ASSERT_EQ(e2e_jnum(res, "retries"), 0);
+    json_decref(res);
+    e2e_worker_signal(&b, SIGTERM);
+    ASSERT_EQ(e2e_worker_wait(&b, 30.0), 0);
+    e2e_worker_stop(&b);
+    redisFree(c);
+    conc_http_stop(&srv);
+    test_redis_stop(&r);
+}
+
+TEST(a_bad_http_host_concurrency_is_refused) {
+    const char *const word[] = {"--http-host-concurrency", "many", NULL};
+    workerd_refuses("workerd: --http-host-concurrency: 'many' is not a number (from the command "
+                    "line)",
+                    word);
+    const char *const neg[] = {"--http-host-concurrency", "-1", NULL};
+    workerd_refuses("--http-host-concurrency: '-1' is out of range, expected 0..100000", neg);
+    const char *const big[] = {"--http-host-concurrency", "100001", NULL};
+    workerd_refuses("--http-host-concurrency: '100001' is out of range, expected 0..100000", big);
 }

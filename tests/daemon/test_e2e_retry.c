@@ -98,6 +98,28 @@ TEST(failure_after_max_retries_says_how_many_retries_were_made) {
     e2e_env_end(&e);
 }
 
+/* A retry is not a failure: the stop line counted each RETRY as "failed", so a task that
+ * retried once and then failed showed two failures. Now: 1 failed, 1 retried. */
+TEST(the_stop_line_counts_retries_apart_from_failures) {
+    e2e_env e;
+    e2e_env_start(&e);
+    E2E_START_READY(&e.w, e.redis.port);
+    e2e_pushf(e.c, "default",
+              "{\"id\":\"once\",\"task\":\"fail\",\"kwargs\":{\"retry\":true},"
+              "\"max_retries\":1,\"retry_backoff\":0.05}");
+    e2e_push_task(e.c, "default", "fine", "echo", "[1]");
+    json_decref(e2e_wait_result(e.c, "once", "FAILURE", TEST_NEVER));
+    json_decref(e2e_wait_result(e.c, "fine", "SUCCESS", TEST_NEVER));
+    e2e_worker_signal(&e.w, SIGTERM);
+    ASSERT_EQ(e2e_worker_wait(&e.w, 30.0), 0);
+    if (e2e_log_count(&e.w, "stopped: 3 received, 1 succeeded, 1 failed (0 invalid), 1 retried, "
+                            "0 put back") != 1) {
+        e2e_log_dump(&e.w);
+        test__fail(__FILE__, __LINE__, "the stop line does not count the retry apart");
+    }
+    e2e_env_end(&e);
+}
+
 /* Without jitter, the k-th retry waits exactly retry_backoff * 2^(k-1) after the attempt
  * before it finished, never less; a task that succeeds on its second retry ends SUCCESS
  * with retries 2. */

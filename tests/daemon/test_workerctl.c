@@ -599,6 +599,24 @@ TEST(bad_usage_exits_2) {
     }
 }
 
+/* --wait reads seconds with the same parser as workerd's SECONDS options, and says so in
+ * the same words whatever is wrong with the value. */
+TEST(a_bad_wait_is_not_a_number_of_seconds) {
+    static const char *const values[] = {"soon", "5s", "-1", "1e10", "nan", " 5"};
+    for (size_t i = 0; i < sizeof values / sizeof *values; i++) {
+        char arg[32], says[96];
+        snprintf(arg, sizeof arg, "--wait=%s", values[i]);
+        snprintf(says, sizeof says, "workerctl: --wait: '%s' is not a number of seconds\n",
+                 values[i]);
+        const char *const args[] = {"call", "echo", arg, NULL};
+        ctlrun r;
+        CTL_RUN_ENV(&r, NULL, args);
+        ASSERT_EQ(r.code, 2);
+        ASSERT(strncmp(r.err, says, strlen(says)) == 0);
+        ctlrun_free(&r);
+    }
+}
+
 TEST(help_and_version) {
     ctlrun r;
     CTL_RUN(&r, "--help");
