@@ -15,6 +15,7 @@
 #define WORKERD_BROKER_WORKER_H
 
 #include "broker_conn.h"
+#include "broker_celery.h"
 #include "broker_keys.h"
 
 #include <stdbool.h>
@@ -58,6 +59,13 @@ typedef struct broker_ack_entry {
                                 the unique lock <prefix>:unique:<unlock_hash> if it still
                                 holds unlock_id (ack.lua's "~" entries; broker_unique.h) */
     const char *unlock_id;
+    bool celery; /* the result is Celery's: stored at celery-task-meta-<id> (never over a
+                    stored SUCCESS) and published there (broker_celery.h) */
+    /* with a tag, a plain ack (not keep, not if_owned, no unlock): also do follow[i] in
+     * the same atomic step (ack.lua's "+" entries): the messages a Celery task's
+     * callbacks, errbacks and chain publish, the failures of its chain's later tasks */
+    const broker_celery_follow *follow;
+    size_t nfollow;
 } broker_ack_entry;
 
 /* cfg is copied. main carries fetch/ack/heartbeat; results may be the same connection or
