@@ -145,9 +145,12 @@ static int refuse(broker_celery_error *err, const char *exc_type, const char *fm
 
 /* The workerd task a Celery name runs, or NULL. */
 static const char *map_name(const broker_celery_map *map, const char *name) {
-    for (size_t i = 0; map && i < map->n; i++)
-        if (strcmp(map->names[i], name) == 0)
-            return map->tasks[i];
+    size_t len = strlen(name);
+    for (size_t i = 0; map && i < map->n; i++) {
+        const char *e = map->entries[i];
+        if (strncmp(e, name, len) == 0 && e[len] == '=' && e[len + 1] != '\0')
+            return e + len + 1;
+    }
     static const char pre[] = "workerd.";
     if (strncmp(name, pre, sizeof pre - 1) == 0 && name[sizeof pre - 1] != '\0')
         return name + sizeof pre - 1;

@@ -36,10 +36,10 @@
 #include "broker_msg.h"
 #include "broker_result.h"
 
-/* The --celery-task mappings: Celery name names[i] runs workerd task tasks[i]. */
+/* The --celery-task mappings: entries "NAME=TASK", Celery name NAME runs workerd task
+ * TASK. */
 typedef struct broker_celery_map {
-    char *const *names;
-    char *const *tasks;
+    char *const *entries;
     size_t n;
 } broker_celery_map;
 

@@ -67,11 +67,8 @@ bool broker_queue_is_celery(const char *queue) {
 }
 
 const char *broker_check_queue_ref(const char *queue) {
-    if (broker_queue_is_celery(queue)) {
-        if (strlen(queue) > BROKER_QUEUE_NAME_MAX)
-            return "queue name is longer than " STR(BROKER_QUEUE_NAME_MAX) " bytes";
+    if (broker_queue_is_celery(queue))
         return broker_check_queue_name(queue + 1);
-    }
     return broker_check_queue_name(queue);
 }
 
