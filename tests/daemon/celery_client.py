@@ -5,12 +5,21 @@ Run by test_e2e_celery.c with Debian's /usr/bin/python3 (python3-celery):
     celery_client.py cases REDIS_PORT HTTP_PORT   every case below; "ok <case>" for each
     celery_client.py kill REDIS_PORT              sends one workerd.sleep, prints
                                                   "sent <id>", then waits for its result
+    celery_client.py fleet REDIS_PORT             a Python worker (-P gevent) beside the
+                                                  workerd on one queue; prints
+                                                  "python_ran N"
+
+With FLEET_REDIS_PORT set, importing this module defines fleet_app, the Python worker's
+app: workerd.sleep as a Python task that counts its runs in Redis.
 
 Any failed check raises: the exit status is then non-zero and the traceback says which.
 One interpreter runs every case: Python and Celery take a while to start.
 """
 import base64
 import json
+import os
+import signal
+import subprocess
 import sys
 import time
 import uuid
@@ -175,6 +184,67 @@ def cases(port, http_port):
     print("ok refused", flush=True)
 
 
+if os.environ.get("FLEET_REDIS_PORT"):
+    fleet_app = app_for(int(os.environ["FLEET_REDIS_PORT"]),
+                        broker_transport_options={"visibility_timeout": 1},
+                        worker_prefetch_multiplier=1)
+
+    # Not fleet_app.backend: under gevent Celery 5.2 builds a backend per greenlet
+    # (celery/celery#7960), which costs most of a second per task.
+    import redis as redis_py
+    fleet_redis = redis_py.Redis(port=int(os.environ["FLEET_REDIS_PORT"]))
+
+    @fleet_app.task(name="workerd.sleep", bind=True)
+    def fleet_sleep(self, seconds):
+        fleet_redis.incr("fleet:py:" + self.request.id)
+        time.sleep(seconds)
+        return float(seconds)
+
+    @celery.signals.worker_ready.connect
+    def fleet_ready(**_):
+        with open(os.environ["FLEET_READY_FILE"], "w") as f:
+            f.write("ready")
+
+
+def fleet(port):
+    """workerd holds tasks longer than the Python worker's visibility_timeout (1 s) while
+    that worker runs beside it: every task runs exactly once, none is taken from workerd."""
+    app = app_for(port)
+    redis = app.backend.client
+    first = [app.send_task("workerd.sleep", args=[3]) for _ in range(10)]
+    ready = "/tmp/celery-fleet-%d-ready" % os.getpid()
+    env = dict(os.environ, FLEET_REDIS_PORT=str(port), FLEET_READY_FILE=ready,
+               PATH="/usr/bin:/bin")
+    py = subprocess.Popen([sys.executable, "-m", "celery", "-A", "celery_client:fleet_app",
+                           "worker", "-P", "gevent", "-c", "10", "--without-gossip",
+                           "--without-mingle", "--without-heartbeat", "-l", "warning"],
+                          cwd=os.path.dirname(os.path.abspath(__file__)), env=env)
+    try:
+        deadline = time.time() + TIMEOUT
+        while not os.path.exists(ready):
+            assert py.poll() is None and time.time() < deadline, "the Python worker did not start"
+            time.sleep(0.05)
+        rest = [app.send_task("workerd.sleep", args=[0.5]) for _ in range(20)]
+        # Read by state rather than get(): Celery 5.2's get() of a result stored before
+        # it subscribes can wait a second for its next poll, a second per task here.
+        while not all(r.state == "SUCCESS" for r in first + rest):
+            assert time.time() < deadline + TIMEOUT, [r.state for r in first + rest]
+            time.sleep(0.05)
+        assert [r.result for r in first + rest] == [3.0] * 10 + [0.5] * 20
+        time.sleep(2.5)  # past the visibility timeout, more sweeps
+        assert redis.llen("celery") == 0
+        counts = {k: int(redis.get(k)) for k in redis.keys("fleet:py:*")}
+        assert all(c == 1 for c in counts.values()), counts
+        for r in first:  # workerd's long tasks: never run by Python
+            assert redis.get("fleet:py:" + r.id) is None, r.id
+        print("python_ran", len(counts), flush=True)
+    finally:
+        py.send_signal(signal.SIGTERM)
+        py.wait(30)
+        if os.path.exists(ready):
+            os.unlink(ready)
+
+
 def kill(port):
     app = app_for(port)
     r = app.send_task("workerd.sleep", args=[1.0])
@@ -185,6 +255,8 @@ def kill(port):
 if __name__ == "__main__":
     if sys.argv[1] == "cases":
         cases(int(sys.argv[2]), int(sys.argv[3]))
+    elif sys.argv[1] == "fleet":
+        fleet(int(sys.argv[2]))
     else:
         kill(int(sys.argv[2]))
     print("done", flush=True)

@@ -3,8 +3,9 @@
  * (--protocol celery), with Debian's python3-celery (/usr/bin/python3) as that producer
  * and its AsyncResult as the reader of the results: tasks run, fail, are refused, wait,
  * expire and chain as a Celery user sees them (celery_client.py next to this file runs
- * the Python side, one interpreter for many cases since it starts slowly), and a workerd
- * SIGKILLed in the middle of a Celery task still answers it after a restart.
+ * the Python side, one interpreter for many cases since it starts slowly), a workerd
+ * SIGKILLed in the middle of a Celery task still answers it after a restart, and a Python
+ * Celery worker beside a workerd on one queue never takes the tasks workerd runs.
  */
 #include "e2e.h"
 #include "testlib.h"
@@ -95,5 +96,34 @@ TEST(celery_task_survives_sigkill_of_workerd) {
     ASSERT_EQ(e2e_worker_wait(&b, 10.0), 0);
     e2e_worker_stop(&a);
     e2e_worker_stop(&b);
+    test_redis_stop(&r);
+}
+
+TEST(celery_python_worker_beside_workerd_runs_each_task_once) {
+    need_celery();
+    test_redis r;
+    test_redis_start(&r, NULL);
+    e2e_worker w;
+    E2E_START_READY(&w, r.port, "--protocol", "celery", "-Q", "celery", "-c", "10", "-l", "debug");
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, PYTHON " %s fleet %d", client_path(), r.port);
+    FILE *py = popen(cmd, "r");
+    ASSERT(py != NULL);
+    char line[512] = "";
+    int python_ran = -1;
+    while (fgets(line, sizeof line, py) != NULL)
+        sscanf(line, "python_ran %d", &python_ran);
+    int rc = pclose(py);
+    if (rc != 0 || python_ran < 0)
+        e2e_log_dump(&w);
+    ASSERT_EQ(rc, 0);
+    /* 30 tasks, each run once: the 10 long ones (past the Python worker's visibility
+     * timeout) by workerd, the rest by whoever took them. */
+    ASSERT_RANGE(python_ran, 0, 20);
+    ASSERT_EQ(e2e_log_count(&w, "sleep started"), 30 - python_ran);
+    ASSERT_EQ(e2e_log_count(&w, "redelivered"), 0);
+    e2e_worker_signal(&w, SIGTERM);
+    ASSERT_EQ(e2e_worker_wait(&w, 10.0), 0);
+    e2e_worker_stop(&w);
     test_redis_stop(&r);
 }
