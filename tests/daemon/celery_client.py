@@ -21,6 +21,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 
@@ -212,7 +213,7 @@ def fleet(port):
     app = app_for(port)
     redis = app.backend.client
     first = [app.send_task("workerd.sleep", args=[3]) for _ in range(10)]
-    ready = "/tmp/celery-fleet-%d-ready" % os.getpid()
+    ready = os.path.join(tempfile.gettempdir(), "celery-fleet-%d-ready" % os.getpid())
     env = dict(os.environ, FLEET_REDIS_PORT=str(port), FLEET_READY_FILE=ready,
                PATH="/usr/bin:/bin")
     py = subprocess.Popen([sys.executable, "-m", "celery", "-A", "celery_client:fleet_app",
