@@ -72,10 +72,42 @@
 --           the callback is pushed once, however many members finish at once.
 -- The operations run only when the HDEL removes the entry, after its result is stored.
 --
+-- A tag written "+<tag>" is an ack (as a plain tag) that also does what follows the task
+-- (Celery's callbacks, errbacks and chain, broker_celery.h): after the five values, a
+-- count k, then k triples: op, key, text. Op "L": LPUSH text onto the list key (a message
+-- published); op "R": store text as a result at key (ttl and guard as the entry's own
+-- result, then PUBLISH). Only when HDEL removes the entry, so the next step of a chain is
+-- published exactly when the step before is acked: a kill at any point leaves the step to
+-- run again, or the next one published, never both and never neither.
+--
+-- A result key of Celery's ("celery-task-meta-<id>") is stored and published only when
+-- no SUCCESS is stored there already: a Python worker, or an earlier delivery, may have
+-- finished the task, and a late FAILURE, RETRY or STARTED must not replace that.
+--
 -- Keys are built from the prefix inside the script; not Redis Cluster compatible.
 
 local prefix, wid = ARGV[1], ARGV[2]
+
+-- A queue's list: "=<name>" is a Celery queue, the list <name> itself (broker_keys.h).
+local function queue_key(q)
+    if string.sub(q, 1, 1) == '=' then
+        return string.sub(q, 2)
+    end
+    return prefix .. ':queue:' .. q
+end
 local inflight = prefix .. ':inflight:' .. wid
+
+local function celery_success_stored(key)
+    if string.sub(key, 1, 17) ~= 'celery-task-meta-' then
+        return false
+    end
+    local old = redis.pcall('GET', key)
+    if type(old) ~= 'string' then
+        return false
+    end
+    local ok, doc = pcall(cjson.decode, old)
+    return ok and type(doc) == 'table' and doc.status == 'SUCCESS'
+end
 local out = {}
 local now
 
@@ -112,14 +144,14 @@ local function push_pairs(first, n)
         local q, text = ARGV[first + 2 * k], ARGV[first + 2 * k + 1]
         if q ~= queue or #slice >= 1000 then
             if #slice > 0 then
-                redis.call('LPUSH', prefix .. ':queue:' .. queue, unpack(slice))
+                redis.call('LPUSH', queue_key(queue), unpack(slice))
             end
             slice, queue = {}, q
         end
         slice[#slice + 1] = text
     end
     if #slice > 0 then
-        redis.call('LPUSH', prefix .. ':queue:' .. queue, unpack(slice))
+        redis.call('LPUSH', queue_key(queue), unpack(slice))
     end
 end
 
@@ -157,9 +189,9 @@ local function complete(gid, cttl)
     if #errs == 0 then
         store(gid, head .. ',"status":"SUCCESS","result":' .. list .. tail, cttl)
         if m.mode == 'm' then
-            redis.call('LPUSH', prefix .. ':queue:' .. m.cb_queue, m.cb_head .. list .. m.cb_tail)
+            redis.call('LPUSH', queue_key(m.cb_queue), m.cb_head .. list .. m.cb_tail)
         elseif m.mode == 'i' then
-            redis.call('LPUSH', prefix .. ':queue:' .. m.cb_queue, m.cb_head)
+            redis.call('LPUSH', queue_key(m.cb_queue), m.cb_head)
         end
     else
         local etype = m.mode == '' and 'GroupError' or 'ChordError'
@@ -242,7 +274,7 @@ while i <= #ARGV do
                 now = tonumber(t[1]) + tonumber(t[2]) / 1e6
             end
             if tonumber(due) <= now then
-                redis.call('LPUSH', prefix .. ':queue:' .. queue, text)
+                redis.call('LPUSH', queue_key(queue), text)
             else
                 local member = real .. '@' .. wid .. '\n' .. queue .. '\n' .. text
                 redis.call('ZADD', prefix .. ':scheduled', due, member)
@@ -272,10 +304,32 @@ while i <= #ARGV do
             end
         end
         i = i + 2
+    elseif kind == '+' then
+        local k = tonumber(ARGV[i + 5]) or 0
+        ours = redis.call('HDEL', inflight, string.sub(tag, 2)) == 1
+        if ours then
+            for f = 0, k - 1 do
+                local op, fkey, text = ARGV[i + 6 + 3 * f], ARGV[i + 7 + 3 * f],
+                    ARGV[i + 8 + 3 * f]
+                if op == 'L' then
+                    redis.call('LPUSH', fkey, text)
+                elseif not celery_success_stored(fkey) then
+                    if ttl > 0 then
+                        redis.call('SET', fkey, text, 'EX', ttl)
+                    else
+                        redis.call('SET', fkey, text)
+                    end
+                    redis.call('PUBLISH', fkey, text)
+                end
+            end
+        end
+        i = i + 1 + 3 * k
     else
         ours = redis.call('HDEL', inflight, tag) == 1
     end
-    if ours then
+    if ours and celery_success_stored(key) then
+        out[#out + 1] = 1
+    elseif ours then
         if ttl > 0 then
             redis.call('SET', key, json, 'EX', ttl)
         elseif ttl < 0 then

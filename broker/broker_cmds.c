@@ -79,8 +79,13 @@ int broker_reply_scan(const redisReply *r, char cursor[BROKER_SCAN_CURSOR_MAX],
 
 int broker_cmd_result_store(broker_batch *b, const broker_keys *k, const char *id, const char *json,
                             size_t len, long ttl) {
+    return broker_cmd_result_store_at(b, k, id, false, json, len, ttl);
+}
+
+int broker_cmd_result_store_at(broker_batch *b, const broker_keys *k, const char *id, bool celery,
+                               const char *json, size_t len, long ttl) {
     char key[BROKER_KEY_MAX];
-    int klen = broker_key_result(k, id, key);
+    int klen = celery ? broker_key_celery_result(id, key) : broker_key_result(k, id, key);
     broker_batch_cmd(b);
     broker_batch_arg(b, "SET", 3);
     add_key(b, key, klen);
@@ -103,7 +108,7 @@ int broker_cmd_revoke_mark(broker_batch *b, const broker_keys *k, const char *id
 
 int broker_cmd_dead_requeue(broker_batch *b, const broker_keys *k, const char *entry, size_t elen,
                             const char *queue, const char *msg, size_t mlen) {
-    if (broker_check_queue_name(queue) != NULL)
+    if (broker_check_queue_ref(queue) != NULL)
         return broker_batch_fail(b, -EINVAL);
     broker_batch_script(b, BROKER_SCRIPT_DEAD_REQUEUE);
     broker_batch_copy(b, k->prefix, strlen(k->prefix));

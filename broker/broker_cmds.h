@@ -67,6 +67,10 @@ int broker_reply_scan(const redisReply *r, char cursor[BROKER_SCAN_CURSOR_MAX],
  * the same name. Two commands. */
 int broker_cmd_result_store(broker_batch *b, const broker_keys *k, const char *id, const char *json,
                             size_t len, long ttl);
+/* The same at Celery's result key (celery-task-meta-<id>) when celery is true. A plain
+ * SET: only ack.lua keeps a stored SUCCESS of Celery's from being replaced. */
+int broker_cmd_result_store_at(broker_batch *b, const broker_keys *k, const char *id, bool celery,
+                               const char *json, size_t len, long ttl);
 
 /* Set the revocation mark of id alone: SET <prefix>:revoked:<id> 1, with EX ttl when
  * ttl > 0. One command. Workers take messages by the revoked set, not by the marks: to

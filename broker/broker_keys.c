@@ -57,7 +57,19 @@ const char *broker_check_queue_name(const char *name) {
     /* The workers hash stores a worker's queues comma-separated. */
     if (strchr(name, ',') != NULL)
         return "queue name contains a comma";
+    if (name[0] == BROKER_CELERY_MARK)
+        return "queue name starts with '=', which marks a Celery queue inside workerd";
     return NULL;
+}
+
+bool broker_queue_is_celery(const char *queue) {
+    return queue != NULL && queue[0] == BROKER_CELERY_MARK;
+}
+
+const char *broker_check_queue_ref(const char *queue) {
+    if (broker_queue_is_celery(queue))
+        return broker_check_queue_name(queue + 1);
+    return broker_check_queue_name(queue);
 }
 
 const char *broker_check_worker_id(const char *wid) {
@@ -104,9 +116,29 @@ static int reject(char *buf) {
 }
 
 int broker_key_queue(const broker_keys *k, const char *queue, char buf[BROKER_KEY_MAX]) {
-    if (broker_check_queue_name(queue) != NULL)
+    if (broker_check_queue_ref(queue) != NULL)
         return reject(buf);
+    if (broker_queue_is_celery(queue))
+        return format_key(buf, "%s", queue + 1);
     return format_key(buf, "%s:queue:%s", k->prefix, queue);
+}
+
+int broker_key_celery_queue(const char *queue, int priority, char buf[BROKER_KEY_MAX]) {
+    if (broker_check_queue_ref(queue) != NULL)
+        return reject(buf);
+    const char *name = broker_queue_is_celery(queue) ? queue + 1 : queue;
+    /* kombu's priority steps 0, 3, 6, 9: a priority goes to the highest step not above
+     * it; step 0 is the plain list. */
+    int step = priority >= 9 ? 9 : priority >= 6 ? 6 : priority >= 3 ? 3 : 0;
+    if (step == 0)
+        return format_key(buf, "%s", name);
+    return format_key(buf, "%s\x06\x16%d", name, step);
+}
+
+int broker_key_celery_result(const char *id, char buf[BROKER_KEY_MAX]) {
+    if (broker_check_task_id(id) != NULL)
+        return reject(buf);
+    return format_key(buf, "celery-task-meta-%s", id);
 }
 
 int broker_key_scheduled(const broker_keys *k, char buf[BROKER_KEY_MAX]) {
@@ -131,7 +163,7 @@ int broker_key_inflight(const broker_keys *k, const char *wid, char buf[BROKER_K
 
 int broker_key_landing(const broker_keys *k, const char *wid, const char *queue,
                        char buf[BROKER_KEY_MAX]) {
-    if (broker_check_worker_id(wid) != NULL || broker_check_queue_name(queue) != NULL)
+    if (broker_check_worker_id(wid) != NULL || broker_check_queue_ref(queue) != NULL)
         return reject(buf);
     return format_key(buf, "%s:landing:%s:%s", k->prefix, wid, queue);
 }

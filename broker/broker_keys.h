@@ -32,6 +32,17 @@
  *   <prefix>:events                  stream  task events for monitors
  *   <prefix>:seq                     string  the delivery-tag counter (INCRBY)
  *
+ * Celery's own names, outside the prefix (docs/design.md "Celery interop"):
+ *
+ *   <name>                           list    a Celery queue as kombu's Redis transport
+ *   <name>\x06\x16<N>                 list    keeps it; N = 3, 6, 9: its priority lists
+ *   celery-task-meta-<id>            string  a result as Celery's Redis backend stores it
+ *
+ * Inside workerd a Celery queue is named "=<name>" (BROKER_CELERY_MARK): the worker's
+ * queue list, the in-flight values, the scheduled set and the Lua scripts carry that
+ * form, and the scripts map it to the list <name> as broker_key_queue does. A name a user
+ * gives may not start with '=' (broker_check_queue_name).
+ *
  * The Lua scripts (broker_scripts.h) build the same names from the prefix inside Redis, so
  * the two must agree; this file is the reference. Because scripts touch keys they were not
  * given in KEYS, workerd is not Redis Cluster compatible (it targets one Redis, with
@@ -74,6 +85,13 @@ typedef struct broker_keys {
  * saying what is wrong ("queue name contains whitespace or a control character"). */
 const char *broker_check_prefix(const char *prefix);
 const char *broker_check_queue_name(const char *name);
+/* The mark that starts a Celery queue's name inside workerd ("=celery"). */
+#define BROKER_CELERY_MARK '='
+/* True for a Celery queue's inner name. */
+bool broker_queue_is_celery(const char *queue);
+/* A queue as workerd names it inside: a user's name (broker_check_queue_name), or '='
+ * and one. */
+const char *broker_check_queue_ref(const char *queue);
 const char *broker_check_worker_id(const char *wid);
 /* Task ids: non-empty, at most BROKER_ID_MAX bytes; any other byte is allowed (Redis keys
  * are binary-safe) except NUL, which a C string cannot hold. */
@@ -86,7 +104,14 @@ int broker_keys_init(broker_keys *k, const char *prefix);
 /* Key builders. Each writes the NUL-terminated key into buf (BROKER_KEY_MAX bytes) and
  * returns its length, or -EINVAL when a name part fails its check above (buf is then
  * an empty string). */
+/* queue: a user's name, or a Celery queue's inner name ("=celery": the list "celery"). */
 int broker_key_queue(const broker_keys *k, const char *queue, char buf[BROKER_KEY_MAX]);
+/* The list kombu's Redis transport keeps a Celery queue's messages of that priority in
+ * (queue with or without the mark): "<name>" for 0..2, "<name>\x06\x16<step>" for the
+ * steps 3, 6, 9 (the highest not above priority). */
+int broker_key_celery_queue(const char *queue, int priority, char buf[BROKER_KEY_MAX]);
+/* "celery-task-meta-<id>": Celery's result key, also its pub/sub channel. */
+int broker_key_celery_result(const char *id, char buf[BROKER_KEY_MAX]);
 int broker_key_scheduled(const broker_keys *k, char buf[BROKER_KEY_MAX]);
 int broker_key_worker(const broker_keys *k, const char *wid, char buf[BROKER_KEY_MAX]);
 int broker_key_workers(const broker_keys *k, char buf[BROKER_KEY_MAX]);

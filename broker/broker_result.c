@@ -556,7 +556,7 @@ const char *broker_dead_parse(const char *raw, size_t len, broker_dead_entry *e)
         why = "the entry has no \"message\"";
     else if (json_is_true(json_object_get(doc, "truncated")))
         why = "the message was cut when it was dead-lettered";
-    else if (broker_check_queue_name(queue ? queue : "default") != NULL)
+    else if (broker_check_queue_ref(queue ? queue : "default") != NULL)
         why = "the entry names an invalid queue";
     if (why == NULL) {
         const char *m = json_string_value(message);

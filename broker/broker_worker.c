@@ -350,8 +350,8 @@ static int store_results(broker_worker *w, const broker_ack_entry *acks, size_t 
     broker_batch b = {0};
     for (size_t i = 0; i < n && b.err == 0; i++)
         if (acks[i].id && (all || !acks[i].tag))
-            broker_cmd_result_store(&b, &w->keys, acks[i].id, acks[i].json, strlen(acks[i].json),
-                                    w->result_expires);
+            broker_cmd_result_store_at(&b, &w->keys, acks[i].id, acks[i].celery, acks[i].json,
+                                       strlen(acks[i].json), w->result_expires);
     int rc = b.err;
     redisReply **replies = NULL;
     if (rc == 0 && b.n > 0) {
@@ -396,7 +396,7 @@ int broker_ack(broker_worker *w, const broker_ack_entry *acks, size_t n, bool *o
     size_t space = 0;
     for (size_t i = 0; i < n; i++)
         if (acks[i].id && !separate && in_script(&acks[i], separate))
-            space += strlen(w->keys.prefix) + strlen(acks[i].id) + 16;
+            space += strlen(w->keys.prefix) + strlen(acks[i].id) + 24;
     char *keys = malloc(space ? space : 1);
     size_t used = 0, acked = 0;
     char ttl[32];
@@ -409,7 +409,8 @@ int broker_ack(broker_worker *w, const broker_ack_entry *acks, size_t n, bool *o
         const char *key = "";
         if (store) {
             char buf[BROKER_KEY_MAX];
-            int len = broker_key_result(&w->keys, acks[i].id, buf);
+            int len = acks[i].celery ? broker_key_celery_result(acks[i].id, buf)
+                                     : broker_key_result(&w->keys, acks[i].id, buf);
             if (len < 0 || used + (size_t)len + 1 > space) {
                 rc = -EINVAL;
                 break;
@@ -420,10 +421,12 @@ int broker_ack(broker_worker *w, const broker_ack_entry *acks, size_t n, bool *o
         const broker_ack_entry *e = &acks[i];
         bool unlock = !e->if_owned && !e->keep && e->unlock_hash && e->unlock_id;
         bool canvas = !e->if_owned && !e->keep && e->canvas && e->canvas->n > 0;
+        bool follow = !e->if_owned && !e->keep && !unlock && !canvas && e->nfollow > 0;
         rc = (e->if_owned ? argv_marked(&a, '?', e->tag)
               : e->keep   ? argv_marked(&a, '!', e->tag)
               : canvas    ? argv_marked(&a, '^', e->tag)
               : unlock    ? argv_marked(&a, '~', e->tag)
+              : follow    ? argv_marked(&a, '+', e->tag)
                           : argv_str(&a, e->tag)) ||
              argv_str(&a, key) || argv_str(&a, store ? e->json : "") ||
              argv_str(&a, store ? ttl : "0") || argv_str(&a, key);
@@ -438,6 +441,11 @@ int broker_ack(broker_worker *w, const broker_ack_entry *acks, size_t n, bool *o
                 rc = argv_add(&a, e->canvas->v[k], e->canvas->len[k]);
         } else if (rc == 0 && unlock) {
             rc = argv_str(&a, e->unlock_hash) || argv_str(&a, e->unlock_id);
+        } else if (rc == 0 && follow) {
+            rc = argv_num(&a, (long long)e->nfollow);
+            for (size_t f = 0; rc == 0 && f < e->nfollow; f++)
+                rc = argv_add(&a, &e->follow[f].op, 1) || argv_str(&a, e->follow[f].key) ||
+                     argv_str(&a, e->follow[f].text);
         }
         acked++;
     }

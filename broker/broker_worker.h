@@ -16,6 +16,7 @@
 
 #include "broker_canvas.h"
 #include "broker_conn.h"
+#include "broker_celery.h"
 #include "broker_keys.h"
 
 #include <stdbool.h>
@@ -64,6 +65,13 @@ typedef struct broker_ack_entry {
                                     was still this worker's (ack.lua's "^" entries);
                                     NULL or empty: none. Canvas results and state live in
                                     the broker's Redis, whatever the result backend */
+    bool celery; /* the result is Celery's: stored at celery-task-meta-<id> (never over a
+                    stored SUCCESS) and published there (broker_celery.h) */
+    /* with a tag, a plain ack (not keep, not if_owned, no unlock): also do follow[i] in
+     * the same atomic step (ack.lua's "+" entries): the messages a Celery task's
+     * callbacks, errbacks and chain publish, the failures of its chain's later tasks */
+    const broker_celery_follow *follow;
+    size_t nfollow;
 } broker_ack_entry;
 
 /* cfg is copied. main carries fetch/ack/heartbeat; results may be the same connection or

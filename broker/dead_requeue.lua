@@ -11,8 +11,16 @@
 -- Redis Cluster compatible.
 
 local prefix, entry, queue, message = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+
+-- A queue's list: "=<name>" is a Celery queue, the list <name> itself (broker_keys.h).
+local function queue_key(q)
+    if string.sub(q, 1, 1) == '=' then
+        return string.sub(q, 2)
+    end
+    return prefix .. ':queue:' .. q
+end
 if redis.call('LREM', prefix .. ':dead', 1, entry) == 1 then
-    redis.call('LPUSH', prefix .. ':queue:' .. queue, message)
+    redis.call('LPUSH', queue_key(queue), message)
     return 1
 end
 return 0

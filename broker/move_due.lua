@@ -30,6 +30,14 @@
 -- Keys are built from the prefix inside the script; not Redis Cluster compatible.
 
 local prefix, n, wid = ARGV[1], tonumber(ARGV[2]) or 1000, ARGV[3] or ''
+
+-- A queue's list: "=<name>" is a Celery queue, the list <name> itself (broker_keys.h).
+local function queue_key(q)
+    if string.sub(q, 1, 1) == '=' then
+        return string.sub(q, 2)
+    end
+    return prefix .. ':queue:' .. q
+end
 local key = prefix .. ':scheduled'
 local t = redis.call('TIME')
 local bound = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
@@ -40,7 +48,7 @@ local pending_queue, pending = nil, {}
 
 local function flush()
     if #pending > 0 then
-        redis.call('LPUSH', prefix .. ':queue:' .. pending_queue, unpack(pending))
+        redis.call('LPUSH', queue_key(pending_queue), unpack(pending))
         pending = {}
     end
 end

@@ -19,6 +19,14 @@ local prefix, wid, what = ARGV[1], ARGV[2], ARGV[3]
 local inflight = prefix .. ':inflight:' .. wid
 local moved = 0
 
+-- A queue's list: "=<name>" is a Celery queue, the list <name> itself (broker_keys.h).
+local function queue_key(q)
+    if string.sub(q, 1, 1) == '=' then
+        return string.sub(q, 2)
+    end
+    return prefix .. ':queue:' .. q
+end
+
 local items, first_queue = {}, 4
 if what == 'all' then
     local flat = redis.call('HGETALL', inflight)
@@ -39,7 +47,7 @@ end
 for i = first_queue, #ARGV do
     local queue = ARGV[i]
     local landing = prefix .. ':landing:' .. wid .. ':' .. queue
-    while redis.call('LMOVE', landing, prefix .. ':queue:' .. queue, 'LEFT', 'RIGHT') do
+    while redis.call('LMOVE', landing, queue_key(queue), 'LEFT', 'RIGHT') do
         moved = moved + 1
     end
 end
@@ -49,7 +57,7 @@ for _, item in ipairs(items) do
     local value = item[3]
     local nl = string.find(value, '\n', 1, true)
     if nl then
-        redis.call('RPUSH', prefix .. ':queue:' .. string.sub(value, 1, nl - 1),
+        redis.call('RPUSH', queue_key(string.sub(value, 1, nl - 1)),
             string.sub(value, nl + 1))
         moved = moved + 1
     else

@@ -47,6 +47,7 @@
  */
 #include "wd_worker_internal.h"
 
+#include "broker_celery.h"
 #include "broker_result.h"
 #include "green_check.h"
 #include "task.h"
@@ -93,7 +94,9 @@ struct ack_item {
     char *etype, *emsg; /* malloc'd copies, or NULL */
     char *keep;         /* ACK_KEEP: the message as it will run (broker_msg_encode_scheduled) */
     size_t keep_len;
-    double due; /* ACK_KEEP: when, on the Redis server's clock */
+    double due;                   /* ACK_KEEP: when, on the Redis server's clock */
+    broker_celery_follow *follow; /* ACK_FINAL of a Celery task: what its ack also does */
+    size_t nfollow;
 };
 
 struct wd_job {
@@ -116,6 +119,8 @@ struct wd_job {
                                              chord (wd_canvas.h); empty: nothing */
     bool canvas_start;                    /* a group or chord: its ack stores no result of
                                              its own (the canvas ops store the interim one) */
+    bool celery;                          /* from a Celery queue (broker_celery.h) */
+    broker_celery_info cinfo;             /* its envelope, once read */
     struct wd_job *prev, *next;           /* w->running: not finished yet */
     struct wd_job *live_prev, *live_next; /* w->live: not freed yet (holds its tag) */
 };
@@ -138,6 +143,7 @@ static void job_free(struct wd_job *j) {
     free(j->rejected_id);
     free(j->duplicate_of);
     broker_canvas_free(&j->canvas);
+    broker_celery_info_free(&j->cinfo);
     free(j->d.tag);
     free(j->d.queue);
     free(j->d.raw);
@@ -160,6 +166,7 @@ static void item_free(struct ack_item *it) {
     free(it->etype);
     free(it->emsg);
     free(it->keep);
+    broker_celery_follow_free(it->follow, it->nfollow);
     free(it);
 }
 
@@ -209,6 +216,10 @@ static char *result_json(struct wd_job *j, const char *id, broker_status status,
         .started_at = j->started_at,
         .finished_at = status == BROKER_STARTED ? 0 : green_wallclock(),
     };
+    if (j->celery)
+        return broker_celery_result_encode(&r, j->cinfo.envelope ? &j->cinfo : NULL,
+                                           j->parsed ? &j->msg : NULL,
+                                           j->w->opts->celery_result_extended, j->d.queue);
     if (!j->duplicate_of)
         return broker_result_encode(&r);
     /* A Duplicate names the message it is a duplicate of. */
@@ -241,8 +252,14 @@ static char *final_json(struct wd_job *j, broker_status *status, json_t *value, 
     };
     char *json = NULL;
     size_t len = 0, max = j->w->opts->max_result_size;
-    if (broker_result_encode_max(&r, max, &json, &len) != -E2BIG)
+    if (j->celery) {
+        json = result_json(j, j->msg.id, *status, value, *etype, *emsg);
+        if (!json || (len = strlen(json)) <= max)
+            return json;
+        free(json);
+    } else if (broker_result_encode_max(&r, max, &json, &len) != -E2BIG) {
         return json;
+    }
     snprintf(buf, buflen,
              "the result is %zu bytes of JSON, over --max-result-size (%zu bytes); it was not "
              "stored",
@@ -283,6 +300,16 @@ static void finish(struct wd_job *j, broker_status status, json_t *value, const 
                     status == BROKER_REVOKED ? "revoked" : "failed", etype, emsg);
     }
     struct ack_item *it = calloc(1, sizeof *it);
+    if (it && j->celery && (status == BROKER_SUCCESS || status == BROKER_FAILURE)) {
+        /* Celery's callbacks, errbacks and chain: published by the ack itself. */
+        char *doc =
+            json || status == BROKER_SUCCESS ? NULL : result_json(j, id, status, NULL, etype, emsg);
+        if (broker_celery_follow_up(&j->cinfo, id, status == BROKER_SUCCESS, value,
+                                    json ? json : doc, j->d.queue, &it->follow, &it->nfollow) != 0)
+            wd_log_task(WD_LOG_ERROR, id,
+                        "out of memory publishing its callbacks or chain; they are skipped");
+        free(doc);
+    }
     if (it) {
         it->observe = true;
         it->status = status;
@@ -317,7 +344,9 @@ static bool keep_observed(struct wd_job *j, double due, int retries, char *json,
                           const struct kept_retry *retry) {
     struct ack_item *it = calloc(1, sizeof *it);
     size_t len = 0;
-    char *text = it ? broker_msg_encode_scheduled(&j->msg, due, retries, &len) : NULL;
+    char *text = !it         ? NULL
+                 : j->celery ? broker_celery_encode_scheduled(&j->cinfo, due, retries, &len)
+                             : broker_msg_encode_scheduled(&j->msg, due, retries, &len);
     if (it && retry) {
         it->observe = true;
         it->status = BROKER_RETRY;
@@ -396,7 +425,9 @@ static void retry(struct wd_job *j, const task_error *err) {
             .started_at = j->started_at,
             .finished_at = finished,
         };
-        json = broker_result_encode(&r);
+        json = j->celery ? broker_celery_result_encode(&r, &j->cinfo, m,
+                                                       w->opts->celery_result_extended, j->d.queue)
+                         : broker_result_encode(&r);
         if (!json) {
             finish(j, BROKER_FAILURE, NULL, "MemoryError", "out of memory scheduling a retry");
             return;
@@ -605,7 +636,7 @@ static void run(struct wd_job *j) {
     /* The STARTED document is encoded by the acker, and only if the task is still
      * running when the batch goes out: most tasks finish first, and encoding it here cost
      * a quarter of the worker's CPU on 100k echo tasks for documents that were dropped. */
-    if (!m->ignore_result)
+    if (!m->ignore_result && (!j->celery || w->opts->celery_track_started))
         queue_ack(w, ACK_STARTED, j, NULL);
     if (m->retries > 0)
         wd_log_task(WD_LOG_DEBUG, m->id, "%s started (tag %s, retry %d)", m->task, j->d.tag,
@@ -675,8 +706,31 @@ static void *job_main(void *arg) {
     j->started_at = green_wallclock();
     /* Relative times (countdown, expires) count from the Redis server's clock, its upper
      * bound: a countdown is never cut short. */
-    int rc = broker_msg_parse(j->d.raw, j->d.len, &j->w->limits, wd_sched_now_hi(j->w->sched),
-                              &j->msg, &perr);
+    const char *raw = j->d.raw;
+    size_t len = j->d.len;
+    char *translated = NULL;
+    if (broker_queue_is_celery(j->d.queue)) {
+        /* A Celery envelope, read into workerd's own message (broker_celery.h). */
+        const struct wd_options *o = j->w->opts;
+        broker_celery_map map = {o->celery_tasks, o->ncelery_tasks};
+        broker_celery_error cerr;
+        j->celery = true;
+        int crc = broker_celery_translate(raw, len, &j->w->limits, &map, &j->cinfo, &translated,
+                                          &len, &cerr);
+        if (crc == -EINVAL) {
+            reject(j, cerr.has_id ? cerr.id : NULL, cerr.exc_type, cerr.reason);
+            return NULL;
+        } else if (crc != 0) {
+            wd_log_task(WD_LOG_ERROR, j->d.tag,
+                        "cannot read a Celery message: %s; it stays in flight", strerror(-crc));
+            release(j);
+            return NULL;
+        }
+        raw = translated;
+    }
+    int rc =
+        broker_msg_parse(raw, len, &j->w->limits, wd_sched_now_hi(j->w->sched), &j->msg, &perr);
+    free(translated);
     if (rc == 0) {
         j->parsed = true;
         const char *etype = NULL;
@@ -693,7 +747,7 @@ static void *job_main(void *arg) {
             return NULL;
         /* Over its task's rate limit: already moved to the scheduled set (or no longer
          * ours); free the job, no ack, no result (wd_rate.h). */
-        if (wd_rate_gate(j->w, &j->d, &j->msg) != WD_RATE_RUN) {
+        if (!j->celery && wd_rate_gate(j->w, &j->d, &j->msg) != WD_RATE_RUN) {
             release(j);
             return NULL;
         }
@@ -922,6 +976,9 @@ static void send_batch(struct acker *a, size_t n) {
                 it->kind == ACK_FINAL && it->job->unique_owner ? it->job->unique_hash : NULL,
             .unlock_id = it->job->parsed ? it->job->msg.id : NULL,
             .canvas = it->kind == ACK_FINAL ? &it->job->canvas : NULL,
+            .celery = it->job->celery,
+            .follow = it->follow,
+            .nfollow = it->nfollow,
         };
         a->bytes[m] = entry_bytes(&acks[m]);
         sent[m++] = it;

@@ -206,12 +206,29 @@ static int check_rate_limits(const char *value, char *why, size_t whylen) {
     return rc;
 }
 
+/* A --celery-task entry: NAME=TASK, both non-empty, NAME without whitespace. */
+static int check_celery_task(const char *value, char *why, size_t whylen) {
+    const char *eq = strchr(value, '=');
+    if (!eq || eq == value || eq[1] == '\0') {
+        snprintf(why, whylen, "'%.300s' is not NAME=TASK", value);
+        return -1;
+    }
+    for (const char *p = value; *p; p++)
+        if ((unsigned char)*p <= 0x20 || *p == 0x7f) {
+            snprintf(why, whylen, "'%.300s' has whitespace or a control character", value);
+            return -1;
+        }
+    return 0;
+}
+
 /* The values the settings module leaves to workerd: the http.* tasks' address policy
  * lists and extra methods and the entries of --exec-task and --exec-env (the tasks' to
  * parse), and the rates. */
 static int check_value(enum settings_id id, const char *value, char *why, size_t whylen) {
     if (id == SETTINGS_EXEC_TASK)
         return task_exec_check_task(value, why, whylen);
+    if (id == SETTINGS_CELERY_TASK)
+        return check_celery_task(value, why, whylen);
     if (id == SETTINGS_EXEC_ENV)
         return task_exec_check_env(value, why, whylen);
     if (id == SETTINGS_RATE_LIMIT)
@@ -230,12 +247,47 @@ static int check_value(enum settings_id id, const char *value, char *why, size_t
 
 /* The typed fields, from the values (every option has one, but the three without a
  * default), and the values that follow from others. */
+/* The queues as workerd names them inside (o->queues_owned): -Q's, each marked as a
+ * Celery queue with --protocol celery, then --celery-queues's, marked; a name twice in
+ * the same protocol once. 0 or -1 (out of memory). */
+static int inner_queues(struct wd_options *o) {
+    const struct settings_value *v = o->all.v;
+    bool celery = strcmp(v[SETTINGS_PROTOCOL].text, "celery") == 0;
+    size_t nq = v[SETTINGS_QUEUES].nitems, nc = v[SETTINGS_CELERY_QUEUES].nitems, n = 0;
+    char **q = calloc(nq + nc + 1, sizeof *q);
+    if (!q)
+        return -1;
+    o->queues_owned = q;
+    for (size_t i = 0; i < nq + nc; i++) {
+        const char *name =
+            i < nq ? v[SETTINGS_QUEUES].items[i] : v[SETTINGS_CELERY_QUEUES].items[i - nq];
+        bool mark = i < nq ? celery : true;
+        char *inner = NULL;
+        if (asprintf(&inner, "%s%s", mark ? "=" : "", name) < 0)
+            return -1;
+        bool seen = false;
+        for (size_t k = 0; k < n && !seen; k++)
+            seen = strcmp(q[k], inner) == 0;
+        if (seen)
+            free(inner);
+        else
+            q[n++] = inner;
+    }
+    o->queues = q;
+    o->nqueues = n;
+    return 0;
+}
+
 static void read_values(struct wd_options *o) {
     const struct settings_value *v = o->all.v;
     o->pool = strcmp(v[SETTINGS_POOL].text, "solo") == 0 ? WD_POOL_SOLO : WD_POOL_GREEN;
     o->concurrency = (int)v[SETTINGS_CONCURRENCY].num;
     o->queues = v[SETTINGS_QUEUES].items;
     o->nqueues = v[SETTINGS_QUEUES].nitems;
+    o->celery_tasks = v[SETTINGS_CELERY_TASK].items;
+    o->ncelery_tasks = v[SETTINGS_CELERY_TASK].nitems;
+    o->celery_result_extended = v[SETTINGS_CELERY_RESULT_EXTENDED].num != 0;
+    o->celery_track_started = v[SETTINGS_CELERY_TRACK_STARTED].num != 0;
     o->broker = v[SETTINGS_BROKER].text;
     o->broker_redacted = v[SETTINGS_BROKER].redacted;
     o->result_backend = v[SETTINGS_RESULT_BACKEND].text;
@@ -297,6 +349,10 @@ int wd_options_load(struct wd_options *opts, int argc, char *const argv[], wd_ge
         r = -1;
     if (r == 0) {
         read_values(opts);
+        if (inner_queues(opts) != 0) {
+            snprintf(errbuf, errlen, "workerd: out of memory");
+            r = -1;
+        }
         opts->list_tasks = src.cli[SETTINGS_LIST_TASKS] != NULL;
     }
     for (int id = 0; id < SETTINGS_COUNT; id++)
@@ -305,6 +361,9 @@ int wd_options_load(struct wd_options *opts, int argc, char *const argv[], wd_ge
 }
 
 void wd_options_free(struct wd_options *o) {
+    for (char **q = o->queues_owned; q && *q; q++)
+        free(*q);
+    free(o->queues_owned);
     settings_free(&o->all);
     memset(o, 0, sizeof *o);
 }

@@ -73,7 +73,13 @@ struct wd_options {
     int processes;              /* worker processes; > 1 runs the supervisor */
     long max_tasks_per_child;   /* 0: no limit; else a child exits after this many tasks */
     long max_memory_per_child;  /* KiB; 0: no limit */
-    char **exec_tasks;          /* --exec-task: "NAME=PATH" entries (task_exec.h) */
+    char **celery_tasks;        /* --celery-task: "NAME=TASK" entries */
+    size_t ncelery_tasks;
+    bool celery_result_extended; /* --celery-result-extended */
+    bool celery_track_started;   /* --celery-track-started */
+    char **queues_owned;         /* the queues as workerd names them inside: -Q's, marked '=' with
+                                    --protocol celery, then --celery-queues's, marked (broker_keys.h) */
+    char **exec_tasks;           /* --exec-task: "NAME=PATH" entries (task_exec.h) */
     size_t nexec_tasks;
     char **exec_env; /* --exec-env: "KEY=VALUE" entries for the programs */
     size_t nexec_env;

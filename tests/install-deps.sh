@@ -8,6 +8,7 @@ packages=(
   redis-server redis-tools
   nginx-light libnginx-mod-http-echo
   valgrind clang clang-format libclang-rt-14-dev curl python3 bc
+  python3-celery python3-gevent
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 )
 missing=()

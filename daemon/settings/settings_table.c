@@ -39,6 +39,12 @@ static const struct settings_choice pools[] = {
 };
 
 /* wd_log.h's level names (wd_log_level_parse reads the name a choice means). */
+static const struct settings_choice protocols[] = {
+    {"workerd", NULL},
+    {"celery", NULL},
+    {NULL, NULL},
+};
+
 static const struct settings_choice levels[] = {
     {"debug", NULL}, {"info", NULL},      {"warning", NULL},
     {"error", NULL}, {"warn", "warning"}, {NULL, NULL},
@@ -66,6 +72,34 @@ const struct settings_opt settings_opts[SETTINGS_COUNT] = {
          .apply = SETTINGS_RESTART,
          .help = "Queues to consume, comma-separated, in strict priority order: a queue is\n"
                  "served only while the ones before it are empty."},
+    [SETTINGS_PROTOCOL] =
+        {"protocol", 0, "WORKERD_PROTOCOL", "PROTOCOL", "workerd", .kind = SETTINGS_KIND_CHOICE,
+         .apply = SETTINGS_RESTART, .choices = protocols, .noun = "protocol",
+         .choose = "workerd or celery",
+         .help = "The message format of the -Q queues. workerd: workerd's own JSON on\n"
+                 "PREFIX:queue:NAME. celery: Celery's message protocol 2 on the list NAME, as\n"
+                 "kombu's Redis transport keeps it (and its priority lists), results as\n"
+                 "Celery's Redis backend stores them (see \"Coming from Celery\")."},
+    [SETTINGS_CELERY_QUEUES] =
+        {"celery-queues", 0, "WORKERD_CELERY_QUEUES", "Q1,Q2", NULL, .kind = SETTINGS_KIND_QUEUES,
+         .apply = SETTINGS_RESTART,
+         .help = "Celery queues to consume too, after the -Q queues, whatever --protocol says:\n"
+                 "-Q default --celery-queues celery serves both formats in one worker."},
+    [SETTINGS_CELERY_TASK] =
+        {"celery-task", 0, "WORKERD_CELERY_TASK", "NAME=TASK", NULL, .repeat = true,
+         .kind = SETTINGS_KIND_LIST, .apply = SETTINGS_RESTART,
+         .help = "Run the Celery task NAME as workerd's TASK (proj.tasks.fetch=http.get);\n"
+                 "workerd.TASK needs no entry. Repeat it, or separate entries with commas."},
+    [SETTINGS_CELERY_RESULT_EXTENDED] =
+        {"celery-result-extended", 0, "WORKERD_CELERY_RESULT_EXTENDED", NULL, "off",
+         .kind = SETTINGS_KIND_FLAG, .apply = SETTINGS_RESTART,
+         .help = "Celery's result_extended: Celery results also hold name, args, kwargs,\n"
+                 "worker, retries and queue."},
+    [SETTINGS_CELERY_TRACK_STARTED] =
+        {"celery-track-started", 0, "WORKERD_CELERY_TRACK_STARTED", NULL, "off",
+         .kind = SETTINGS_KIND_FLAG, .apply = SETTINGS_RESTART,
+         .help = "Celery's task_track_started: store STARTED for Celery tasks that are still\n"
+                 "running when the worker's next batch of writes goes out."},
     [SETTINGS_BROKER] =
         {"broker", 'b', "WORKERD_BROKER", "URL", "redis://127.0.0.1:6379/0",
          .kind = SETTINGS_KIND_URL, .apply = SETTINGS_RESTART,

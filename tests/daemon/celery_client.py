@@ -1,0 +1,263 @@
+"""celery_client.py - Celery's own producer against a workerd running --protocol celery.
+
+Run by test_e2e_celery.c with Debian's /usr/bin/python3 (python3-celery):
+
+    celery_client.py cases REDIS_PORT HTTP_PORT   every case below; "ok <case>" for each
+    celery_client.py kill REDIS_PORT              sends one workerd.sleep, prints
+                                                  "sent <id>", then waits for its result
+    celery_client.py fleet REDIS_PORT             a Python worker (-P gevent) beside the
+                                                  workerd on one queue; prints
+                                                  "python_ran N"
+
+With FLEET_REDIS_PORT set, importing this module defines fleet_app, the Python worker's
+app: workerd.sleep as a Python task that counts its runs in Redis.
+
+Any failed check raises: the exit status is then non-zero and the traceback says which.
+One interpreter runs every case: Python and Celery take a while to start.
+"""
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+import celery
+from celery import chain, signature
+from celery.exceptions import NotRegistered, TaskRevokedError, TimeLimitExceeded
+
+TIMEOUT = 20
+
+
+def app_for(port, **conf):
+    app = celery.Celery(broker=f"redis://127.0.0.1:{port}/0",
+                        backend=f"redis://127.0.0.1:{port}/0")
+    app.conf.update(**conf)
+    return app
+
+
+def expect_raise(result, cls, text=None):
+    try:
+        value = result.get(timeout=TIMEOUT)
+    except cls as e:
+        if text is not None:
+            assert text in str(e), f"{type(e).__name__}: {e!r} lacks {text!r}"
+        return e
+    raise AssertionError(f"expected {cls.__name__}, got the value {value!r}")
+
+
+def envelope(task, task_id, body, headers=None, content_type="application/json"):
+    """A protocol v2 message as kombu LPUSHes it (body: bytes, already serialised)."""
+    h = {"lang": "py", "task": task, "id": task_id, "retries": 0, "root_id": task_id,
+         "parent_id": None, "group": None, "eta": None, "expires": None,
+         "timelimit": [None, None]}
+    h.update(headers or {})
+    return json.dumps({
+        "body": base64.b64encode(body).decode(), "content-encoding": "utf-8",
+        "content-type": content_type, "headers": h,
+        "properties": {"correlation_id": task_id, "reply_to": "", "delivery_mode": 2,
+                       "delivery_info": {"exchange": "", "routing_key": "celery"},
+                       "priority": 0, "body_encoding": "base64",
+                       "delivery_tag": str(uuid.uuid4())}})
+
+
+def cases(port, http_port):
+    app = app_for(port)
+    redis = app.backend.client
+    url = f"http://127.0.0.1:{http_port}"
+
+    assert app.send_task("workerd.echo", args=[1, "two"]).get(timeout=TIMEOUT) == [1, "two"]
+    r = app.send_task("workerd.echo", args=[{"a": [1.5, None]}])
+    assert r.get(timeout=TIMEOUT) == [{"a": [1.5, None]}]
+    assert r.state == "SUCCESS"
+    print("ok echo", flush=True)
+
+    got = app.send_task("workerd.http.get", args=[url + "/fast"],
+                        kwargs={"timeout": 5}).get(timeout=TIMEOUT)
+    assert got["status"] == 200 and got["body"] == "ok\n", got
+    # A mapped name (--celery-task proj.fetch=http.get).
+    got = app.send_task("proj.fetch", args=[url + "/missing"]).get(timeout=TIMEOUT)
+    assert got["status"] == 404, got
+    print("ok http.get", flush=True)
+
+    e = expect_raise(app.send_task("workerd.fail", args=["it broke"]), Exception, "it broke")
+    assert type(e).__name__ == "TaskError", type(e)
+    expect_raise(app.send_task("workerd.sleep", args=[5], time_limit=0.3), TimeLimitExceeded)
+    print("ok failures raise", flush=True)
+
+    r = app.send_task("proj.tasks.unknown", args=[])
+    expect_raise(r, NotRegistered, "proj.tasks.unknown")
+    expect_raise(app.send_task("workerd.no.such.task"), NotRegistered)
+    print("ok NotRegistered", flush=True)
+
+    t0 = time.time()
+    r = app.send_task("workerd.echo", args=["later"], countdown=1.0)
+    assert r.get(timeout=TIMEOUT) == ["later"]
+    assert time.time() - t0 >= 1.0, time.time() - t0
+    print("ok countdown", flush=True)
+
+    r = app.send_task("workerd.echo", args=[1], countdown=2, expires=0.5)
+    expect_raise(r, TaskRevokedError, "expired")
+    assert r.state == "REVOKED"
+    print("ok expires", flush=True)
+
+    # A chain: every link runs on workerd, each fed the result of the one before.
+    res = chain(signature("workerd.echo", args=[1], app=app),
+                signature("workerd.echo", args=[2], app=app),
+                signature("workerd.echo", args=[3], app=app)).apply_async()
+    assert res.get(timeout=TIMEOUT) == [[[1], 2], 3]
+    assert res.parent.get(timeout=TIMEOUT) == [[1], 2]
+    # A failing link fails the rest of the chain, as Celery's workers do.
+    res = chain(signature("workerd.fail", args=["first"], app=app),
+                signature("workerd.echo", args=[2], app=app)).apply_async()
+    expect_raise(res, Exception, "first")
+    # link and link_error (callbacks and errbacks).
+    cb_id, eb_id = str(uuid.uuid4()), str(uuid.uuid4())
+    r = app.send_task("workerd.echo", args=[5],
+                      link=signature("workerd.echo", args=[6], app=app).set(task_id=cb_id))
+    assert r.get(timeout=TIMEOUT) == [5]
+    assert app.AsyncResult(cb_id).get(timeout=TIMEOUT) == [[5], 6]
+    r = app.send_task("workerd.fail", args=["x"],
+                      link_error=signature("workerd.echo", app=app).set(task_id=eb_id))
+    assert app.AsyncResult(eb_id).get(timeout=TIMEOUT) == [r.id]
+    print("ok chain", flush=True)
+
+    # A stored SUCCESS is never replaced: another delivery of the same id failing later
+    # leaves it (the errback runs after that failure's ack, in the same step).
+    done_id, eb_id = str(uuid.uuid4()), str(uuid.uuid4())
+    redis.set("celery-task-meta-" + done_id, json.dumps({
+        "status": "SUCCESS", "result": 42, "traceback": None, "children": [],
+        "date_done": "2026-12-04T00:00:00", "task_id": done_id}))
+    app.send_task("workerd.fail", args=["late"], task_id=done_id,
+                  link_error=signature("workerd.echo", app=app).set(task_id=eb_id))
+    assert app.AsyncResult(eb_id).get(timeout=TIMEOUT) == [done_id]
+    assert app.AsyncResult(done_id).get(timeout=TIMEOUT) == 42
+    print("ok SUCCESS kept", flush=True)
+
+    rs = [app.send_task("workerd.echo", args=[i], priority=p)
+          for i in range(100) for p in (0, 5, 9)]
+    assert [r.get(timeout=TIMEOUT) for r in rs] == [[i] for i in range(100) for p in (0, 5, 9)]
+    print("ok many with priorities", flush=True)
+
+    # Refused without being deserialised: pickle, then hand-made bad messages.
+    pickled = app_for(port, task_serializer="pickle", accept_content=["pickle", "json"])
+    r = pickled.send_task("workerd.echo", args=[1])
+    expect_raise(r, Exception, "application/x-python-serialize")
+    bad = {}
+    for name, text in [
+        ("base64", None),
+        ("types", envelope("workerd.echo", "", json.dumps([[], {}, None]).encode(),
+                           {"retries": "three"})),
+        ("body", envelope("workerd.echo", "", b'{"not": "a list"}')),
+    ]:
+        tid = str(uuid.uuid4())
+        if text is None:
+            env = json.loads(envelope("workerd.echo", tid, b"[[], {}, null]"))
+            env["body"] = "%%% not base64 %%%"
+            text = json.dumps(env)
+        else:
+            env = json.loads(text)
+            env["headers"]["id"] = tid
+            text = json.dumps(env)
+        redis.lpush("celery", text)
+        bad[name] = tid
+    for name, tid in bad.items():
+        e = expect_raise(app.AsyncResult(tid), Exception)
+        assert type(e).__name__ == "InvalidMessage", (name, type(e), e)
+    # Protocol 1: the id is in the body, so there is no result, only a dead letter.
+    v1 = {"task": "workerd.echo", "id": str(uuid.uuid4()), "args": [], "kwargs": {}}
+    redis.lpush("celery", json.dumps({
+        "body": base64.b64encode(json.dumps(v1).encode()).decode(),
+        "content-type": "application/json", "content-encoding": "utf-8", "headers": {},
+        "properties": {"body_encoding": "base64", "delivery_tag": "x", "priority": 0,
+                       "delivery_info": {"exchange": "", "routing_key": "celery"}}}))
+    deadline = time.time() + TIMEOUT
+    while redis.llen("workerd:dead") < 7 and time.time() < deadline:
+        time.sleep(0.05)
+    letters = [json.loads(x) for x in redis.lrange("workerd:dead", 0, -1)]
+    reasons = " | ".join(d["reason"] for d in letters)
+    assert len(letters) == 7, reasons  # the two NotRegistered too
+    assert "protocol v1" in reasons and "application/x-python-serialize" in reasons, reasons
+    assert all(d["queue"] == "=celery" for d in letters), letters
+    print("ok refused", flush=True)
+
+
+if os.environ.get("FLEET_REDIS_PORT"):
+    fleet_app = app_for(int(os.environ["FLEET_REDIS_PORT"]),
+                        broker_transport_options={"visibility_timeout": 1},
+                        worker_prefetch_multiplier=1)
+
+    # Not fleet_app.backend: under gevent Celery 5.2 builds a backend per greenlet
+    # (celery/celery#7960), which costs most of a second per task.
+    import redis as redis_py
+    fleet_redis = redis_py.Redis(port=int(os.environ["FLEET_REDIS_PORT"]))
+
+    @fleet_app.task(name="workerd.sleep", bind=True)
+    def fleet_sleep(self, seconds):
+        fleet_redis.incr("fleet:py:" + self.request.id)
+        time.sleep(seconds)
+        return float(seconds)
+
+    @celery.signals.worker_ready.connect
+    def fleet_ready(**_):
+        with open(os.environ["FLEET_READY_FILE"], "w") as f:
+            f.write("ready")
+
+
+def fleet(port):
+    """workerd holds tasks longer than the Python worker's visibility_timeout (1 s) while
+    that worker runs beside it: every task runs exactly once, none is taken from workerd."""
+    app = app_for(port)
+    redis = app.backend.client
+    first = [app.send_task("workerd.sleep", args=[3]) for _ in range(10)]
+    ready = os.path.join(tempfile.gettempdir(), "celery-fleet-%d-ready" % os.getpid())
+    env = dict(os.environ, FLEET_REDIS_PORT=str(port), FLEET_READY_FILE=ready,
+               PATH="/usr/bin:/bin")
+    py = subprocess.Popen([sys.executable, "-m", "celery", "-A", "celery_client:fleet_app",
+                           "worker", "-P", "gevent", "-c", "10", "--without-gossip",
+                           "--without-mingle", "--without-heartbeat", "-l", "warning"],
+                          cwd=os.path.dirname(os.path.abspath(__file__)), env=env)
+    try:
+        deadline = time.time() + TIMEOUT
+        while not os.path.exists(ready):
+            assert py.poll() is None and time.time() < deadline, "the Python worker did not start"
+            time.sleep(0.05)
+        rest = [app.send_task("workerd.sleep", args=[0.5]) for _ in range(20)]
+        # Read by state rather than get(): Celery 5.2's get() of a result stored before
+        # it subscribes can wait a second for its next poll, a second per task here.
+        while not all(r.state == "SUCCESS" for r in first + rest):
+            assert time.time() < deadline + TIMEOUT, [r.state for r in first + rest]
+            time.sleep(0.05)
+        assert [r.result for r in first + rest] == [3.0] * 10 + [0.5] * 20
+        time.sleep(2.5)  # past the visibility timeout, more sweeps
+        assert redis.llen("celery") == 0
+        counts = {k: int(redis.get(k)) for k in redis.keys("fleet:py:*")}
+        assert all(c == 1 for c in counts.values()), counts
+        for r in first:  # workerd's long tasks: never run by Python
+            assert redis.get("fleet:py:" + r.id) is None, r.id
+        print("python_ran", len(counts), flush=True)
+    finally:
+        py.send_signal(signal.SIGTERM)
+        py.wait(30)
+        if os.path.exists(ready):
+            os.unlink(ready)
+
+
+def kill(port):
+    app = app_for(port)
+    r = app.send_task("workerd.sleep", args=[1.0])
+    print("sent", r.id, flush=True)
+    print("result", json.dumps(r.get(timeout=60)), flush=True)
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "cases":
+        cases(int(sys.argv[2]), int(sys.argv[3]))
+    elif sys.argv[1] == "fleet":
+        fleet(int(sys.argv[2]))
+    else:
+        kill(int(sys.argv[2]))
+    print("done", flush=True)
