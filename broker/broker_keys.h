@@ -22,6 +22,9 @@
  *   <prefix>:control                 stream  revocations as they happen, read by every worker
  *   <prefix>:unique:<sha1 hex>       string  the id of the message holding a unique
  *                                            key's lock (PX unique_for; broker_unique.h)
+ *   <prefix>:crawl:<id>              hash    an http.scrape crawl's {max, enqueued, done}
+ *   <prefix>:crawl:<id>:seen         set     its URLs enqueued; :done, its pages done
+ *                                            (TTL; broker_crawl.h)
  *   <prefix>:dead                    list    dead letters
  *   <prefix>:events                  stream  task events for monitors
  *   <prefix>:seq                     string  the delivery-tag counter (INCRBY)

@@ -37,6 +37,9 @@
  *                  ("": check only), queue, text
  *            -> {verdict, due ("" unless waiting), TIME seconds, microseconds}
  *                  (broker_rate.h)
+ *   CRAWL_STEP ARGV: prefix, crawl, max_pages, ttl, queue, self, final, {url, message}...
+ *            -> {pushed, already seen, over max_pages, enqueued, done, max}
+ *                  (broker_crawl.h)
  *
  * Everything here is thread-safe (the digests are computed once, under pthread_once),
  * never yields and may be called from any stack.
@@ -60,6 +63,7 @@ typedef enum broker_script_id {
     BROKER_SCRIPT_MOVE_DUE,
     BROKER_SCRIPT_UNIQUE_ACQUIRE,
     BROKER_SCRIPT_RATE_LIMIT,
+    BROKER_SCRIPT_CRAWL_STEP,
     BROKER_SCRIPT_COUNT
 } broker_script_id;
 

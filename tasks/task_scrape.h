@@ -1,0 +1,51 @@
+/*
+ * task_scrape.h - what the two files of http.scrape share: task_scrape.c (the arguments,
+ * the fetch, the parse, the result) and task_crawl.c (follow: the crawl's step in Redis).
+ * Not installed. Everything runs on the task's greenlet.
+ */
+#ifndef WORKERD_TASK_SCRAPE_H
+#define WORKERD_TASK_SCRAPE_H
+
+#include "task.h"
+#include "task_internal.h"
+
+#include <regex.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+struct xpath_entry;
+
+/* http.scrape's own keyword arguments, checked and compiled. */
+typedef struct scrape_opts {
+    struct xpath_entry *xpath; /* compiled expressions, with their names (borrowed) */
+    size_t nxpath;
+    bool same_host;
+    regex_t pattern; /* link_pattern, compiled when has_pattern */
+    bool has_pattern;
+    long long follow;    /* depth: 0 enqueues nothing */
+    long long max_pages; /* the crawl's cap */
+    const char *crawl;   /* the crawl id given, or NULL (borrowed from the call) */
+    const char *queue;   /* where the pages found go */
+} scrape_opts;
+
+/* Check and compile the keyword arguments above: 0, or TASK_EINVAL naming the field (the
+ * options are then already freed). Does not yield. */
+int task__scrape_args(const task_call *call, scrape_opts *o, task_error *err);
+void task__scrape_opts_free(scrape_opts *o);
+
+/* Parse the fetched page: 0 with *result (the task's result) and *links (the links of the
+ * result, a new reference), or TASK_EFAIL (NotHTML, MemoryError) / TASK_EINVAL (an XPath
+ * that fails on the page). Does not yield. */
+int task__scrape_page(const task_call *call, const scrape_opts *o, const task_http_fetched *f,
+                      json_t **result, json_t **links, task_error *err);
+
+/* The crawl's step for a page whose task ends with rc (task_crawl.c): when the task
+ * crawls (follow > 0, or a crawl id), and rc is an outcome (0, TASK_EFAIL, TASK_EINVAL),
+ * record the page done and, on success with follow > 0, enqueue the links not seen in
+ * the crawl yet. Returns rc, or on a Redis failure TASK_ERETRY (the page runs again; the
+ * crawl's seen set keeps its links from being enqueued twice) with *result released.
+ * MAY YIELD. */
+int task__crawl_step(const task_call *call, const scrape_opts *o, const task_http_fetched *f,
+                     const json_t *links, int rc, json_t **result, task_error *err);
+
+#endif
