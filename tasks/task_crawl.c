@@ -13,7 +13,8 @@
  *   {"id": new, "task": "http.scrape", "args": [url], "kwargs": the page's own kwargs
  *    with follow - 1 and crawl = the crawl id, "parent_id": the page's id, "queue": queue}
  *
- * on the queue of kwarg queue (default "default"). Message fields (time_limit,
+ * on the queue of kwarg queue (default "default"); a url given as a kwarg is not passed
+ * on (the message's args carry the page's). Message fields (time_limit,
  * max_retries, ...) are not passed on: kwargs are. A page whose depth is spent (follow 0,
  * with the crawl id) is still recorded as done.
  *
@@ -91,7 +92,10 @@ int task__crawl_step(const task_call *call, const scrape_opts *o, const task_htt
     if (rc != 0 && rc != TASK_EFAIL && rc != TASK_EINVAL)
         return rc; /* not an outcome yet: the page runs again, or is gone */
     const char *crawl = o->crawl ? o->crawl : call->id;
-    const char *self = json_string_value(json_array_get(call->args, 0));
+    const json_t *url = NULL;
+    task_error ignored = {.long_message = NULL};
+    task_arg_value(call, 0, "url", true, &url, &ignored); /* checked by the fetch already */
+    const char *self = json_string_value(url);
     size_t n = rc == 0 && o->follow > 0 ? json_array_size(links) : 0;
     const char **urls = n ? calloc(n, sizeof *urls) : NULL;
     char **msgs = n ? calloc(n, sizeof *msgs) : NULL;
@@ -100,7 +104,8 @@ int task__crawl_step(const task_call *call, const scrape_opts *o, const task_htt
     int step = 0;
     if (n && (urls == NULL || msgs == NULL || kwargs == NULL ||
               json_object_set_new(kwargs, "follow", json_integer(o->follow - 1)) != 0 ||
-              json_object_set_new(kwargs, "crawl", json_string(crawl)) != 0))
+              json_object_set_new(kwargs, "crawl", json_string(crawl)) != 0 ||
+              (json_object_get(kwargs, "url") != NULL && json_object_del(kwargs, "url") != 0)))
         step = task_error_set(&mine, "MemoryError", "%s: out of memory", call->name);
     for (size_t i = 0; step == 0 && i < n; i++) {
         urls[i] = json_string_value(json_array_get(links, i));

@@ -120,7 +120,11 @@ TEST(test_crawl_with_two_workers_fetches_every_page_exactly_once) {
 TEST(test_crawl_never_enqueues_more_than_max_pages) {
     crawl_env x = {0};
     crawl_start(&x);
-    push_root(&x, "root-1", "{\"follow\": 30, \"max_pages\": 37, \"crawl\": \"capped\"}");
+    /* The url as a keyword argument: the pages found get theirs positionally. */
+    e2e_pushf(x.e.c, "default",
+              "{\"id\":\"root-1\",\"task\":\"http.scrape\",\"kwargs\":{\"url\":\"%s\","
+              "\"follow\": 30, \"max_pages\": 37, \"crawl\": \"capped\"}}",
+              scrape_site_url(&x.site, "/site/0"));
     wait_finished(&x, "capped", 37);
     long long most;
     ASSERT_EQ(site_hits(&x, &most), 37);
