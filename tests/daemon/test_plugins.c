@@ -217,7 +217,7 @@ TEST(plugins_load_in_order_and_the_first_failure_stops) {
 
 /* ---- --list-tasks and the option ---------------------------------------------------------- */
 
-#define BUILTINS "echo\nfail\nhttp.get\nhttp.request\nsleep\n"
+#define BUILTINS "echo\nfail\nhttp.get\nhttp.request\nhttp.scrape\nsleep\n"
 
 TEST(list_tasks_prints_every_name_and_exits_zero) {
     struct run r = run_workerd("", "--list-tasks");
@@ -230,9 +230,10 @@ TEST(list_tasks_prints_every_name_and_exits_zero) {
              plugin("good"));
     r = run_workerd("", args);
     ASSERT_EQ(r.code, 0);
-    ASSERT_STREQ(r.out, "echo\nfail\nhttp.get\nhttp.request\nsleep\nt.call\nt.client_id\n"
-                        "t.count\nt.crash\nt.crash_once\nt.log\nt.send\nt.spawned\nt.wait\n"
-                        "u.one\nu.two\n");
+    ASSERT_STREQ(r.out,
+                 "echo\nfail\nhttp.get\nhttp.request\nhttp.scrape\nsleep\nt.call\nt.client_id\n"
+                 "t.count\nt.crash\nt.crash_once\nt.log\nt.send\nt.spawned\nt.wait\n"
+                 "u.one\nu.two\n");
     ASSERT_STREQ(r.err, "");
     run_free(&r);
 }
