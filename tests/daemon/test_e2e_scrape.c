@@ -139,3 +139,25 @@ TEST(test_crawl_never_enqueues_more_than_max_pages) {
     ctlrun_free(&r);
     crawl_end(&x);
 }
+
+/* http.scrape fetches as http.get does: --http-host-rate holds the crawl's requests to the
+ * site's host to the rate (12 pages at 10/s cannot take less than 1.05 s: at most
+ * rate x (W + 0.05) + 1 starts in any W seconds), and waiting for turns loses no page. */
+TEST(test_crawl_keeps_to_http_host_rate) {
+    crawl_env x = {0};
+    scrape_site_start(&x.site, SITE_PAGES);
+    ctlrun_env_start(&x.e);
+    E2E_START_READY(&x.e.w, x.e.redis.port, "-c", "20", "--http-host-rate", "10/s");
+    double t0 = test_now();
+    push_root(&x, "polite", "{\"follow\": 30, \"max_pages\": 12}");
+    wait_finished(&x, "polite", 12);
+    double took = test_now() - t0;
+    fprintf(stderr, "12 pages at --http-host-rate 10/s: %.2f s\n", took);
+    ASSERT(took >= 1.05);
+    long long most;
+    ASSERT_EQ(site_hits(&x, &most), 12);
+    ASSERT_EQ(most, 1);
+    ASSERT_EQ(e2e_int(x.e.c, "EXISTS workerd:rate:host:127.0.0.1"), 1);
+    ctlrun_env_end(&x.e);
+    scrape_site_stop(&x.site);
+}
