@@ -1,7 +1,8 @@
 /*
- * task_scrape.h - what the two files of http.scrape share: task_scrape.c (the arguments,
- * the fetch, the parse, the result) and task_crawl.c (follow: the crawl's step in Redis).
- * Not installed. Everything runs on the task's greenlet.
+ * task_scrape.h - what the three files of http.scrape share: task_scrape.c (the arguments,
+ * the task, its registration), task_scrape_page.c (the parse and the result) and
+ * task_crawl.c (follow: the crawl's step in Redis). Not installed. Everything runs on the
+ * task's greenlet.
  */
 #ifndef WORKERD_TASK_SCRAPE_H
 #define WORKERD_TASK_SCRAPE_H
@@ -13,7 +14,23 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-struct xpath_entry;
+#include <libxml/xmlerror.h>
+#include <libxml/xpath.h>
+
+/* One xpath entry, compiled. */
+typedef struct xpath_entry {
+    const char *name; /* borrowed from the call's kwargs */
+    xmlXPathCompExprPtr comp;
+} xpath_entry;
+
+/* An XPath error's text, for the task's message: set an XPath context's error to
+ * task__xpath_on_error and its userData to one of these (zeroed); the first error's text
+ * lands in text ("invalid predicate at offset 4"). Never writes to stderr. */
+typedef struct task__xpath_err {
+    char text[256];
+} task__xpath_err;
+
+void task__xpath_on_error(void *data, xmlErrorPtr e);
 
 /* http.scrape's own keyword arguments, checked and compiled. */
 typedef struct scrape_opts {
@@ -33,9 +50,9 @@ typedef struct scrape_opts {
 int task__scrape_args(const task_call *call, scrape_opts *o, task_error *err);
 void task__scrape_opts_free(scrape_opts *o);
 
-/* Parse the fetched page: 0 with *result (the task's result) and *links (the links of the
- * result, a new reference), or TASK_EFAIL (NotHTML, MemoryError) / TASK_EINVAL (an XPath
- * that fails on the page). Does not yield. */
+/* Parse the fetched page (task_scrape_page.c): 0 with *result (the task's result) and *links (the
+ * links of the result, a new reference), or TASK_EFAIL (NotHTML, MemoryError) / TASK_EINVAL (an
+ * XPath that fails on the page). Does not yield. */
 int task__scrape_page(const task_call *call, const scrape_opts *o, const task_http_fetched *f,
                       json_t **result, json_t **links, task_error *err);
 
