@@ -22,7 +22,8 @@
  * HTTP error, NotHTML, ...). A page that asks for a retry (retry_on, Redis down), waits
  * for its host's turn (--http-host-rate) or is stopped by a time limit is not done yet,
  * and one whose retries run out stays pending. A page that runs again (a retry, a
- * redelivery) counts once. The crawl's keys live CRAWL_TTL after its latest step.
+ * redelivery) counts once. The crawl's keys live CRAWL_TTL after its latest step. A page
+ * that succeeds gets "crawl": {"id", "pushed", "enqueued", "max_pages"} in its result.
  *
  * Runs on the task's greenlet; the step yields on the task's lent Redis connection.
  */

@@ -10,7 +10,7 @@
  * "description" (<meta name="description">), "canonical" (<link rel="canonical">,
  * absolute), "lang" (<html lang>): each a string or null, "links": [absolute URLs],
  * "extract": {name: [strings]}}, and "truncated": [the fields cut short] only when a cap
- * below cut one.
+ * below cut one, and "crawl": {"id", "pushed", "enqueued", "max_pages"} only in a crawl.
  *
  * Links are the href of every <a> and <area>, resolved against the <base href> (itself
  * resolved against the final URL) or the final URL, with curl's URL parser; only http and
