@@ -35,6 +35,7 @@
 #include "broker_msg.h"
 #include "green.h"
 
+#include <curl/curl.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,7 +97,11 @@ int task__crawl_step(const task_call *call, const scrape_opts *o, const task_htt
     const json_t *url = NULL;
     task_error ignored = {.long_message = NULL};
     task_arg_value(call, 0, "url", true, &url, &ignored); /* checked by the fetch already */
-    const char *self = json_string_value(url);
+    /* The page's own URL and where it ended, spelled as the links that lead to them are
+     * (and without the credentials a root's URL may carry), so that those links find them
+     * seen. */
+    char *self = json_is_string(url) ? task__scrape_normalize(json_string_value(url)) : NULL;
+    char *final = f->url ? task__scrape_normalize(f->url) : NULL;
     size_t n = rc == 0 && o->follow > 0 ? json_array_size(links) : 0;
     const char **urls = n ? calloc(n, sizeof *urls) : NULL;
     char **msgs = n ? calloc(n, sizeof *msgs) : NULL;
@@ -120,8 +125,10 @@ int task__crawl_step(const task_call *call, const scrape_opts *o, const task_htt
                                .max_pages = o->max_pages,
                                .ttl = CRAWL_TTL,
                                .queue = o->queue,
-                               .self = self ? self : "",
-                               .final = f->url,
+                               .self = self                     ? self
+                                       : json_string_value(url) ? json_string_value(url)
+                                                                : "",
+                               .final = final,
                                .urls = urls,
                                .msgs = (const char *const *)msgs,
                                .n = n};
@@ -137,6 +144,8 @@ int task__crawl_step(const task_call *call, const scrape_opts *o, const task_htt
         free(msgs[i]);
     free(msgs);
     free(urls);
+    curl_free(self);
+    curl_free(final);
     json_decref(kwargs);
 
     if (step == -ETIMEDOUT || step == -ECANCELED) {

@@ -56,6 +56,11 @@ void task__scrape_opts_free(scrape_opts *o);
 int task__scrape_page(const task_call *call, const scrape_opts *o, const task_http_fetched *f,
                       json_t **result, json_t **links, task_error *err);
 
+/* url as a link to it comes out in "links" (absolute, http or https, no fragment, no
+ * credentials, host lower-cased): a curl_free'd string, or NULL when it is not such a
+ * URL. Does not yield. */
+char *task__scrape_normalize(const char *url);
+
 /* The crawl's step for a page whose task ends with rc (task_crawl.c): when the task
  * crawls (follow > 0, or a crawl id), and rc is an outcome (0, TASK_EFAIL, TASK_EINVAL),
  * record the page done and, on success with follow > 0, enqueue the links not seen in

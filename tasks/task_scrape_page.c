@@ -290,6 +290,15 @@ static char *resolve(CURLU *base, const char *href) {
     return out;
 }
 
+char *task__scrape_normalize(const char *url) {
+    CURLU *u = curl_url();
+    char *out = NULL;
+    if (u != NULL && curl_url_set(u, CURLUPART_URL, url, CURLU_URLENCODE) == CURLUE_OK)
+        out = resolve(u, ""); /* the URL itself, as a link to it would come out */
+    curl_url_cleanup(u);
+    return out;
+}
+
 static char *host_of(CURLU *u) {
     char *host = NULL;
     if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK)
