@@ -138,6 +138,7 @@ static int compile_xpath(const task_call *call, const json_t *map, scrape_opts *
     o->xpath = calloc(json_object_size(map), sizeof *o->xpath);
     if (o->xpath == NULL)
         return task_error_set(err, "MemoryError", "%s: out of memory", call->name);
+    task__scrape_quiet();
     xmlXPathContextPtr ctx = xmlXPathNewContext(NULL);
     if (ctx == NULL)
         return task_error_set(err, "MemoryError", "%s: out of memory", call->name);

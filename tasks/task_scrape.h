@@ -32,6 +32,10 @@ typedef struct task__xpath_err {
 
 void task__xpath_on_error(void *data, xmlErrorPtr e);
 
+/* Send libxml2's messages of this thread nowhere (its per-thread handlers; the default
+ * ones write to stderr). Call before any libxml2 work on a thread; cheap. */
+void task__scrape_quiet(void);
+
 /* http.scrape's own keyword arguments, checked and compiled. */
 typedef struct scrape_opts {
     struct xpath_entry *xpath; /* compiled expressions, with their names (borrowed) */

@@ -44,6 +44,11 @@ static void silent_structured(void *ctx, xmlErrorPtr e) {
     (void)ctx, (void)e;
 }
 
+void task__scrape_quiet(void) {
+    xmlSetGenericErrorFunc(NULL, silent);
+    xmlSetStructuredErrorFunc(NULL, silent_structured);
+}
+
 /* ---- the response's type and charset -------------------------------------------------- */
 
 /* The last Content-Type header of raw header lines, its media type lower-cased into type
@@ -445,8 +450,7 @@ int task__scrape_page(const task_call *call, const scrape_opts *o, const task_ht
     const char *body = f->body ? f->body : "";
     const char *enc = encoding_for(charset, body, f->body_len);
 
-    xmlSetGenericErrorFunc(NULL, silent);
-    xmlSetStructuredErrorFunc(NULL, silent_structured);
+    task__scrape_quiet();
     htmlParserCtxtPtr pctx = htmlNewParserCtxt();
     if (pctx == NULL)
         return task_error_set(err, "MemoryError", "%s: out of memory", call->name);
