@@ -28,6 +28,9 @@
  *   <prefix>:canvas:<id>:fired       string  the group or chord id fired (all four: TTL
  *                                            as results; only ack.lua builds them,
  *                                            broker_canvas.h)
+ *   <prefix>:crawl:<id>              hash    an http.scrape crawl's {max, enqueued, done}
+ *   <prefix>:crawl:<id>:seen         set     its URLs enqueued; :done, its pages done
+ *                                            (TTL; broker_crawl.h)
  *   <prefix>:dead                    list    dead letters
  *   <prefix>:events                  stream  task events for monitors
  *   <prefix>:seq                     string  the delivery-tag counter (INCRBY)

@@ -42,6 +42,9 @@
  *   HOST_SLOT  ARGV: prefix, "acquire" | "release", host, holder, limit, lease seconds
  *            -> {taken, wait ("" unless refused), TIME seconds, microseconds}
  *                  (broker_rate.h)
+ *   CRAWL_STEP ARGV: prefix, crawl, max_pages, ttl, queue, self, final, {url, message}...
+ *            -> {pushed, already seen, over max_pages, enqueued, done, max}
+ *                  (broker_crawl.h)
  *
  * Everything here is thread-safe (the digests are computed once, under pthread_once),
  * never yields and may be called from any stack.
@@ -66,6 +69,7 @@ typedef enum broker_script_id {
     BROKER_SCRIPT_UNIQUE_ACQUIRE,
     BROKER_SCRIPT_RATE_LIMIT,
     BROKER_SCRIPT_HOST_SLOT,
+    BROKER_SCRIPT_CRAWL_STEP,
     BROKER_SCRIPT_COUNT
 } broker_script_id;
 

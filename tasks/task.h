@@ -246,8 +246,8 @@ const char *task_http_check_methods(const char *list);
 #define TASK_HTTP_DEFAULT_MAX_HEADERS ((size_t)100)
 #define TASK_HTTP_DEFAULT_MAX_HEADER_BYTES ((size_t)64 << 10)
 
-/* Register the built-in tasks: echo, sleep, fail, http.get, http.request (see
- * task_builtin.c and task_http.c for their arguments and results). limits (NULL: the
+/* Register the built-in tasks: echo, sleep, fail, http.get, http.request, http.scrape (see
+ * task_builtin.c, task_http.c and task_scrape.c for their arguments and results). limits (NULL: the
  * defaults) is copied and applies to every http.* call of the process. Returns 0,
  * -EINVAL when limits->deny, ->allow or ->methods is not a valid list (check them first
  * with task_http_policy_validate and task_http_check_methods for a message; the http.*

@@ -1,6 +1,6 @@
 /*
  * task_builtin.c - the small built-in tasks, and task_register_builtins, which registers
- * them together with the http.* tasks of task_http.c.
+ * them together with the http.* tasks of task_http.c and http.scrape (task_scrape.c).
  *
  *   echo(*args)          returns args as a list (a copy), e.g. ["a", 1] -> ["a", 1].
  *                        Takes no keyword arguments. For smoke tests and benchmarks.
@@ -102,5 +102,7 @@ int task_register_builtins(const task_http_limits *limits) {
         rc = task_registry_add("fail", task_fail);
     if (rc == 0)
         rc = task__http_register(limits);
+    if (rc == 0)
+        rc = task__scrape_register();
     return rc;
 }

@@ -1,7 +1,7 @@
 /*
  * task_env_internal.h - what task_env.c (the host, logging, lent connections) and
- * task_send.c (sending tasks, waiting for results) share: the host's fields and the
- * lending of a connection. Not installed; only those two files include it.
+ * task_send.c (sending tasks, waiting for results) share, and task_crawl.c (http.scrape's
+ * crawl step) uses: the host's fields and the lending of a connection. Not installed.
  */
 #ifndef WORKERD_TASK_ENV_INTERNAL_H
 #define WORKERD_TASK_ENV_INTERNAL_H

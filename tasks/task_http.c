@@ -524,12 +524,8 @@ static json_t *headers_object(const transfer *t) {
  * the failures can be collected and checked once. curl reports the URL with the
  * credentials a task gave in it: "url" carries it redacted. The body is text when as_text
  * and it is valid UTF-8, else base64. */
-static json_t *response_object(CURL *easy, long status, const transfer *t, bool as_text,
+static json_t *response_object(const char *url, long status, const transfer *t, bool as_text,
                                double elapsed_ms) {
-    const char *url = NULL;
-    curl_easy_getinfo(easy, CURLINFO_EFFECTIVE_URL, &url);
-    if (url == NULL)
-        url = "";
     json_t *res = json_object();
     if (res == NULL)
         return NULL;
@@ -552,8 +548,17 @@ static json_t *response_object(CURL *easy, long status, const transfer *t, bool 
     return res;
 }
 
-static int perform(const task_call *call, const request *req, json_t **result, task_error *err) {
+/* The request's transfer, shared by http.get, http.request and http.scrape: the header
+ * list, the policy, the limits, the transfer itself and the checks of
+ * its status (retry_on, raise_for_status). 0 with *t's body and headers, *status, *url
+ * (the final URL as curl reports it, credentials included: malloc'd, the caller frees it)
+ * and *elapsed filled; else a task error, with nothing left to free but t's buffers.
+ * max_result: the result's cap on the body (0: none, for a task whose result does not
+ * carry the body). MAY YIELD. */
+static int exchange(const task_call *call, const request *req, size_t max_result, transfer *t,
+                    long *status, char **url, double *elapsed, task_error *err) {
     struct curl_slist *headers = NULL;
+    *url = NULL;
     int rc = task__http_header_list(call, req->headers, &limits, &headers, err);
     if (rc != 0)
         return rc;
@@ -562,16 +567,16 @@ static int perform(const task_call *call, const request *req, json_t **result, t
         task__http_header_list_free(headers);
         return task_error_set(err, "MemoryError", "%s: could not create a curl handle", call->name);
     }
-    transfer t = {.easy = easy, .max_size = (size_t)req->max_size, .max_result = limits.max_result};
+    *t = (transfer){.easy = easy, .max_size = (size_t)req->max_size, .max_result = max_result};
     char errbuf[CURL_ERROR_SIZE] = "";
-    configure(easy, req, headers, &t, errbuf);
+    configure(easy, req, headers, t, errbuf);
 
     double start = now_ms();
     CURLcode res = CURLE_OK;
     /* No deadline of our own: curl's CURLOPT_TIMEOUT_MS is the request's timeout, so an
      * -ETIMEDOUT here can only come from an enclosing scope (the task's time limit). */
     rc = green_http_perform(easy, &res, -1);
-    double elapsed = now_ms() - start;
+    *elapsed = now_ms() - start;
 
     if (rc == -ETIMEDOUT || rc == -ECANCELED) {
         /* Propagated unchanged, err untouched (task.h). */
@@ -579,15 +584,47 @@ static int perform(const task_call *call, const request *req, json_t **result, t
         rc = task_error_set(err, "InternalError", "%s: green_http_perform: %s", call->name,
                             strerror(-rc));
     } else if (res != CURLE_OK) {
-        rc = transport_error(call, res, &t, req, errbuf, err);
+        rc = transport_error(call, res, t, req, errbuf, err);
         /* Not when the policy refused: that would fail the same way again. */
-        if (rc == TASK_EFAIL && req->retry_on_errors && !t.refused && task__http_retry_error(res)) {
+        if (rc == TASK_EFAIL && req->retry_on_errors && !t->refused &&
+            task__http_retry_error(res)) {
             err->retry_in = -1; /* the message's backoff */
             rc = TASK_ERETRY;
         }
     } else {
-        long status = 0;
-        curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+        *status = 0;
+        curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, status);
+        if (task__http_retry_status(req->retry_on, *status)) {
+            double wait =
+                task__http_retry_after(t->headers.data, t->headers.len, green_wallclock());
+            rc = task_retry(err, wait, "HTTPError", "HTTP %ld", *status);
+        } else if (req->raise_for_status && *status >= 400) {
+            rc = task_error_set(err, "HTTPError", "HTTP %ld", *status);
+        } else {
+            const char *u = NULL;
+            curl_easy_getinfo(easy, CURLINFO_EFFECTIVE_URL, &u);
+            *url = strdup(u ? u : "");
+            if (*url == NULL)
+                rc = task_error_set(err, "MemoryError", "%s: out of memory", call->name);
+        }
+    }
+    t->easy = NULL;
+    handle_put(easy);
+    task__http_header_list_free(headers);
+    /* curl's reasons rarely quote a URL, but one that does must not quote a password. */
+    if (rc == TASK_EFAIL || rc == TASK_ERETRY)
+        task__redact_in_place(err->message, sizeof err->message);
+    return rc;
+}
+
+/* http.get and http.request: the exchange, and its result with the body. */
+static int perform(const task_call *call, const request *req, json_t **result, task_error *err) {
+    transfer t = {0};
+    long status = 0;
+    char *url = NULL;
+    double elapsed = 0;
+    int rc = exchange(call, req, limits.max_result, &t, &status, &url, &elapsed, err);
+    if (rc == 0) {
         /* Text only when escaping it costs no more than base64 (plus a little, so that a
          * short text with a newline stays text): each control byte is six bytes escaped
          * (a body of \x01 bytes was six times its size), a quote or a backslash two. */
@@ -596,30 +633,21 @@ static int perform(const task_call *call, const request *req, json_t **result, t
         size_t base64 = (t.body.len + 2) / 3 * 4;
         bool as_text = escaped <= base64 + BODY_TEXT_SLACK;
         size_t body_json = as_text ? escaped : base64;
-        if (task__http_retry_status(req->retry_on, status)) {
-            double wait = task__http_retry_after(t.headers.data, t.headers.len, green_wallclock());
-            rc = task_retry(err, wait, "HTTPError", "HTTP %ld", status);
-        } else if (req->raise_for_status && status >= 400) {
-            rc = task_error_set(err, "HTTPError", "HTTP %ld", status);
-        } else if (limits.max_result > 0 && body_json > limits.max_result) {
+        if (limits.max_result > 0 && body_json > limits.max_result) {
             /* Not worth building: the result could not be stored. */
             rc = task_error_set(err, "ResultTooLarge",
                                 "%s: the response body of %zu bytes is %zu bytes of JSON, over "
                                 "--max-result-size (%zu bytes)",
                                 call->name, t.body.len, body_json, limits.max_result);
         } else {
-            *result = response_object(easy, status, &t, as_text, elapsed);
+            *result = response_object(url, status, &t, as_text, elapsed);
             if (*result == NULL)
                 rc = task_error_set(err, "MemoryError", "%s: out of memory", call->name);
         }
     }
-    handle_put(easy);
-    task__http_header_list_free(headers);
+    free(url);
     free(t.body.data);
     free(t.headers.data);
-    /* curl's reasons rarely quote a URL, but one that does must not quote a password. */
-    if (rc == TASK_EFAIL || rc == TASK_ERETRY)
-        task__redact_in_place(err->message, sizeof err->message);
     return rc;
 }
 
@@ -714,7 +742,7 @@ static int task_http_request(const task_call *call, json_t **result, task_error 
  * those that the task refuses take no turn. */
 bool task__http_destination(const task_call *call, char *host, size_t cap, double *timeout) {
     size_t url_index;
-    if (strcmp(call->name, "http.get") == 0)
+    if (strcmp(call->name, "http.get") == 0 || strcmp(call->name, "http.scrape") == 0)
         url_index = 0;
     else if (strcmp(call->name, "http.request") == 0)
         url_index = 1;
@@ -740,6 +768,47 @@ bool task__http_destination(const task_call *call, char *host, size_t cap, doubl
     curl_free(h);
     curl_url_cleanup(u);
     return found;
+}
+
+/* ---- the fetch of http.scrape (task_internal.h) --------------------------------------- */
+
+const char *const task__http_fetch_kwargs[] = {
+    "url",      "headers",          "timeout",  "follow_redirects", "max_redirects",
+    "max_size", "raise_for_status", "retry_on", "retry_on_errors",  NULL};
+
+int task__http_fetch(const task_call *call, size_t url_index, task_http_fetched *out,
+                     task_error *err) {
+    request req = {.method = "GET"};
+    *out = (task_http_fetched){0};
+    int rc = common_args(call, url_index, &req, err);
+    if (rc != 0)
+        return rc;
+    transfer t = {0};
+    /* The body is not in http.scrape's result: max_size alone bounds it. */
+    rc = exchange(call, &req, 0, &t, &out->status, &out->url, &out->elapsed_ms, err);
+    if (rc == 0) {
+        out->body = t.body.data;
+        out->body_len = t.body.len;
+        out->headers = t.headers.data;
+        out->headers_len = t.headers.len;
+        return 0;
+    }
+    free(out->url);
+    out->url = NULL;
+    free(t.body.data);
+    free(t.headers.data);
+    return rc;
+}
+
+void task__http_fetched_free(task_http_fetched *f) {
+    free(f->body);
+    free(f->headers);
+    free(f->url);
+    *f = (task_http_fetched){0};
+}
+
+json_t *task__http_url_json(const char *url) {
+    return redacted_text(url, strlen(url), true);
 }
 
 /* The policy is built first, so that a bad list (-EINVAL; the daemon has validated the

@@ -30,6 +30,41 @@ bool task__http_destination(const task_call *call, char *host, size_t cap, doubl
  * its free list), and how many sit in its free list now. */
 void task__http_stats(size_t *live, size_t *cached);
 
+/* ---- http.get's fetch, for http.scrape (task_http.c) ---------------------------------- */
+
+/* The keyword arguments task__http_fetch reads (NULL-terminated): http.get's. */
+extern const char *const task__http_fetch_kwargs[];
+
+/* A response, all malloc'd (free with task__http_fetched_free). */
+typedef struct task_http_fetched {
+    long status;
+    char *body; /* NUL-terminated; NULL when empty */
+    size_t body_len;
+    char *headers; /* raw header lines of the last response ("Name: value\r\n" each) */
+    size_t headers_len;
+    char *url; /* the final URL as curl reports it, credentials included: never show it
+                  unredacted (task__http_url_json) */
+    double elapsed_ms;
+} task_http_fetched;
+
+/* Exactly http.get's request: its keyword arguments (task__http_fetch_kwargs; the url is
+ * argument url_index), limits, address policy, redirects, --http-host-rate turn and
+ * retry_on / raise_for_status checks, but without the result's cap on the body (max_size
+ * still bounds it). Returns 0 with *out filled, or what http.get returns on failure
+ * (TASK_EINVAL, TASK_EFAIL, TASK_ERETRY, TASK_EDEFER, -ETIMEDOUT, -ECANCELED) with *out
+ * empty. MAY YIELD: on a task's greenlet. */
+int task__http_fetch(const task_call *call, size_t url_index, task_http_fetched *out,
+                     task_error *err);
+void task__http_fetched_free(task_http_fetched *f);
+
+/* A JSON string of a URL with its credentials redacted (task_http_redact.h); NULL when out
+ * of memory. */
+json_t *task__http_url_json(const char *url);
+
+/* Register http.scrape (task_scrape.c); initializes libxml2 once, on the calling thread:
+ * call it at start-up, before any worker thread. */
+int task__scrape_register(void);
+
 /* task_http_headers.c. */
 
 struct curl_slist;

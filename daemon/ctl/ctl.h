@@ -240,5 +240,6 @@ int ctl_cmd_purge(ctl *c, int argc, char **argv);
 int ctl_cmd_revoke(ctl *c, int argc, char **argv);
 int ctl_cmd_dead(ctl *c, int argc, char **argv);
 int ctl_cmd_rate_limit(ctl *c, int argc, char **argv);
+int ctl_cmd_crawl(ctl *c, int argc, char **argv);
 
 #endif

@@ -128,6 +128,16 @@ static const ctl_command commands[] = {
      "task that had no limit). A worker started with --rate-limit for TASK writes its\n"
      "own value again when it starts.\n",
      false},
+    {"crawl", ctl_cmd_crawl, "show an http.scrape crawl's progress",
+     "Usage: workerctl crawl ID\n"
+     "Show the crawl ID of http.scrape tasks with follow (ID: the root message's id, or\n"
+     "its kwarg crawl): pages done (their task ended with a result), pending (enqueued\n"
+     "and not done yet: waiting, running, or waiting for a retry), enqueued (the root\n"
+     "included) and max (its max_pages). Exit 1 when Redis has no such crawl (it never\n"
+     "was, or its keys expired, 7 days after its last page).\n"
+     "\n"
+     "With --json: {crawl, done, pending, enqueued, max}.\n",
+     false},
 };
 
 #define NCOMMANDS (sizeof commands / sizeof *commands)

@@ -217,7 +217,7 @@ TEST(plugins_load_in_order_and_the_first_failure_stops) {
 
 /* ---- --list-tasks and the option ---------------------------------------------------------- */
 
-#define BUILTINS "chord\necho\nfail\ngroup\nhttp.get\nhttp.request\nsleep\n"
+#define BUILTINS "chord\necho\nfail\ngroup\nhttp.get\nhttp.request\nhttp.scrape\nsleep\n"
 
 TEST(list_tasks_prints_every_name_and_exits_zero) {
     struct run r = run_workerd("", "--list-tasks");
@@ -231,7 +231,7 @@ TEST(list_tasks_prints_every_name_and_exits_zero) {
     r = run_workerd("", args);
     ASSERT_EQ(r.code, 0);
     ASSERT_STREQ(r.out,
-                 "chord\necho\nfail\ngroup\nhttp.get\nhttp.request\nsleep\nt.call\nt.client_id\n"
+                 "chord\necho\nfail\ngroup\nhttp.get\nhttp.request\nhttp.scrape\nsleep\nt.call\nt.client_id\n"
                  "t.count\nt.crash\nt.crash_once\nt.log\nt.send\nt.spawned\nt.wait\n"
                  "u.one\nu.two\n");
     ASSERT_STREQ(r.err, "");

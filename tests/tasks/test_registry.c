@@ -78,12 +78,13 @@ TEST(test_registry_lists_names_sorted) {
 TEST(test_register_builtins_registers_all_once) {
     ASSERT_EQ(task_register_builtins(NULL), 0);
     const char *names[8];
-    ASSERT_EQ(task_registry_names(names, 8), 5);
+    ASSERT_EQ(task_registry_names(names, 8), 6);
     ASSERT_STREQ(names[0], "echo");
     ASSERT_STREQ(names[1], "fail");
     ASSERT_STREQ(names[2], "http.get");
     ASSERT_STREQ(names[3], "http.request");
-    ASSERT_STREQ(names[4], "sleep");
+    ASSERT_STREQ(names[4], "http.scrape");
+    ASSERT_STREQ(names[5], "sleep");
     ASSERT_EQ(task_register_builtins(NULL), -EEXIST);
     task_registry_clear();
 }
