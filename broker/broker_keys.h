@@ -22,6 +22,8 @@
  *   <prefix>:control                 stream  revocations as they happen, read by every worker
  *   <prefix>:unique:<sha1 hex>       string  the id of the message holding a unique
  *                                            key's lock (PX unique_for; broker_unique.h)
+ *   <prefix>:beat                    hash    beat entry name -> the tick (unix seconds) it
+ *                                            last fired or skipped (broker_beat.h)
  *   <prefix>:dead                    list    dead letters
  *   <prefix>:events                  stream  task events for monitors
  *   <prefix>:seq                     string  the delivery-tag counter (INCRBY)
@@ -94,6 +96,7 @@ int broker_key_control(const broker_keys *k, char buf[BROKER_KEY_MAX]);
 /* hash: the 40 hex digits of broker_unique_hash. */
 int broker_key_unique(const broker_keys *k, const char *hash, char buf[BROKER_KEY_MAX]);
 int broker_key_dead(const broker_keys *k, char buf[BROKER_KEY_MAX]);
+int broker_key_beat(const broker_keys *k, char buf[BROKER_KEY_MAX]);
 int broker_key_events(const broker_keys *k, char buf[BROKER_KEY_MAX]);
 int broker_key_seq(const broker_keys *k, char buf[BROKER_KEY_MAX]);
 

@@ -37,6 +37,10 @@
  *                  ("": check only), queue, text
  *            -> {verdict, due ("" unless waiting), TIME seconds, microseconds}
  *                  (broker_rate.h)
+ *   BEAT_FIRE ARGV: prefix, entry name, tick (unix seconds), queue ("": mark the tick
+ *                  only), message
+ *            -> {1 fired | 0 already fired (or a later tick) | -1 not due yet,
+ *                TIME seconds, microseconds} (broker_beat.h)
  *
  * Everything here is thread-safe (the digests are computed once, under pthread_once),
  * never yields and may be called from any stack.
@@ -60,6 +64,7 @@ typedef enum broker_script_id {
     BROKER_SCRIPT_MOVE_DUE,
     BROKER_SCRIPT_UNIQUE_ACQUIRE,
     BROKER_SCRIPT_RATE_LIMIT,
+    BROKER_SCRIPT_BEAT_FIRE,
     BROKER_SCRIPT_COUNT
 } broker_script_id;
 

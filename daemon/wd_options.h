@@ -65,6 +65,7 @@ struct wd_options {
     char *http_methods;        /* --http-methods: extra methods for http.request, or NULL */
     char *rate_limit;          /* --rate-limit: "TASK=RATE,..." validated, or NULL */
     char *http_host_rate;      /* --http-host-rate: a RATE (broker_rate_parse), or NULL */
+    char *beat;                /* --beat: the beat file's path (beat_file.h), or NULL */
     char *http_host;           /* --http: the metrics endpoint's numeric address, or NULL */
     int http_port;             /* its port (0: any free one) */
     bool events;               /* -E: publish task events on PREFIX:events */

@@ -164,6 +164,15 @@ const struct settings_opt settings_opts[SETTINGS_COUNT] = {
                  "workers of the Redis; RATE as for --rate-limit (5/s, 30/m). A task whose\n"
                  "host has no turn waits in the scheduled set for it, holding no slot, its\n"
                  "retries untouched, no result written. Default: none."},
+    [SETTINGS_BEAT] =
+        {"beat", 0, "WORKERD_BEAT", "FILE", NULL, .kind = SETTINGS_KIND_CHECKED,
+         .apply = SETTINGS_RESTART,
+         .help = "Enqueue the periodic tasks of FILE, a JSON list of entries ({\"name\", \"every\":\n"
+                 "SECONDS or \"cron\": \"m h dom mon dow\" with \"timezone\", \"message\",\n"
+                 "\"catch_up\"}; see workerd(1)). Any number of workers may run the same file:\n"
+                 "each due time is enqueued once over all of them, with the id\n"
+                 "beat:NAME:UNIXTIME. SIGHUP reads the file again (a bad one is refused and\n"
+                 "the running schedule kept); a bad file at start exits 2. Default: none."},
     [SETTINGS_HTTP_DENY] =
         {"http-deny", 0, "WORKERD_HTTP_DENY", "LIST", NULL, .kind = SETTINGS_KIND_CHECKED,
          .apply = SETTINGS_RESTART,
