@@ -142,7 +142,12 @@ TEST(catch_up_one_all_and_none_after_a_downtime) {
         "{\"name\":\"probe\",\"every\":1,\"message\":{\"task\":\"echo\",\"queue\":\"probe\"}}]");
     E2E_START_READY(&e.w, e.redis.port, "--beat", path);
     /* The probe fires from the second round on: the catch-up round is over by then. */
-    ASSERT_WITHIN(llen(e.c, "probe") >= 1, TEST_NEVER);
+    ASSERT_WITHIN(llen(e.c, "probe") >= 3, TEST_NEVER);
+    /* One round (one HGETALL of the marks) per tick, no polling in between: the first
+     * round, then one per probe tick, and one more that may be under way; the rate limits'
+     * list is read once at start-up. */
+    long long rounds = e2e_command_calls(e.c, "hgetall");
+    ASSERT(rounds <= llen(e.c, "probe") + 3);
     size_t n;
     int64_t *t = ticks_on(e.c, "q_one", "y_one", &n);
     ASSERT_EQ(n, 1);
@@ -197,6 +202,38 @@ TEST(sighup_with_a_bad_file_keeps_the_schedule_a_good_one_replaces_it) {
     test_rmtree(dir);
     free(dir);
     free(path);
+}
+
+TEST(a_reload_to_another_beat_file_that_does_not_load_is_refused) {
+    e2e_env e;
+    e2e_env_start(&e);
+    char *dir = test_tmpdir("beat");
+    char *good = write_file(dir, "good.json",
+                            "[{\"name\":\"a\",\"every\":1,\"message\":{\"task\":\"echo\","
+                            "\"queue\":\"hq\"}}]");
+    char *bad = write_file(dir, "bad.json",
+                           "[{\"name\":\"a\",\"every\":1,\"timezone\":\"UTC\",\"message\":"
+                           "{\"task\":\"echo\"}}]");
+    char text[1200];
+    snprintf(text, sizeof text, "WORKERD_BEAT=%s\n", good);
+    char *conf = write_file(dir, "workerd.conf", text);
+    E2E_START_READY(&e.w, e.redis.port, "--config", conf);
+    ASSERT_WITHIN(llen(e.c, "hq") >= 1, TEST_NEVER);
+    snprintf(text, sizeof text, "WORKERD_BEAT=%s\n", bad);
+    free(write_file(dir, "workerd.conf", text));
+    e2e_worker_signal(&e.w, SIGHUP);
+    ASSERT(e2e_log_wait(
+        &e.w, "reload refused, keeping the running settings: workerd: --beat: ", TEST_NEVER));
+    ASSERT_EQ(e2e_log_count(&e.w, "entry 1 (\"a\"): field \"timezone\": only a cron entry"), 1);
+    long long n = llen(e.c, "hq");
+    ASSERT_WITHIN(llen(e.c, "hq") >= n + 1, TEST_NEVER); /* still running, not restarted */
+    ASSERT_EQ(e2e_log_count(&e.w, "restarting"), 0);
+    e2e_env_end(&e);
+    test_rmtree(dir);
+    free(dir);
+    free(good);
+    free(bad);
+    free(conf);
 }
 
 /* The file text is refused at start: exit code 2 and `reason` in what workerd printed. */
