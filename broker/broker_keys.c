@@ -198,6 +198,10 @@ int broker_key_dead(const broker_keys *k, char buf[BROKER_KEY_MAX]) {
     return format_key(buf, "%s:dead", k->prefix);
 }
 
+int broker_key_beat(const broker_keys *k, char buf[BROKER_KEY_MAX]) {
+    return format_key(buf, "%s:beat", k->prefix);
+}
+
 int broker_key_events(const broker_keys *k, char buf[BROKER_KEY_MAX]) {
     return format_key(buf, "%s:events", k->prefix);
 }

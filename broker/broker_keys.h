@@ -31,6 +31,8 @@
  *   <prefix>:crawl:<id>              hash    an http.scrape crawl's {max, enqueued, done}
  *   <prefix>:crawl:<id>:seen         set     its URLs enqueued; :done, its pages done
  *                                            (TTL; broker_crawl.h)
+ *   <prefix>:beat                    hash    beat entry name -> the tick (unix seconds) it
+ *                                            last fired or skipped (broker_beat.h)
  *   <prefix>:dead                    list    dead letters
  *   <prefix>:events                  stream  task events for monitors
  *   <prefix>:seq                     string  the delivery-tag counter (INCRBY)
@@ -128,6 +130,7 @@ int broker_key_control(const broker_keys *k, char buf[BROKER_KEY_MAX]);
 /* hash: the 40 hex digits of broker_unique_hash. */
 int broker_key_unique(const broker_keys *k, const char *hash, char buf[BROKER_KEY_MAX]);
 int broker_key_dead(const broker_keys *k, char buf[BROKER_KEY_MAX]);
+int broker_key_beat(const broker_keys *k, char buf[BROKER_KEY_MAX]);
 int broker_key_events(const broker_keys *k, char buf[BROKER_KEY_MAX]);
 int broker_key_seq(const broker_keys *k, char buf[BROKER_KEY_MAX]);
 

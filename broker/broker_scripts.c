@@ -18,11 +18,11 @@
 extern const char broker__lua_fetch[], broker__lua_ack[], broker__lua_recover[],
     broker__lua_requeue[], broker__lua_dead_requeue[], broker__lua_move_due[],
     broker__lua_unique_acquire[], broker__lua_rate_limit[], broker__lua_host_slot[],
-    broker__lua_crawl_step[];
+    broker__lua_crawl_step[], broker__lua_beat_fire[];
 extern const size_t broker__lua_fetch_len, broker__lua_ack_len, broker__lua_recover_len,
     broker__lua_requeue_len, broker__lua_dead_requeue_len, broker__lua_move_due_len,
     broker__lua_unique_acquire_len, broker__lua_rate_limit_len, broker__lua_host_slot_len,
-    broker__lua_crawl_step_len;
+    broker__lua_crawl_step_len, broker__lua_beat_fire_len;
 
 static broker_script scripts[BROKER_SCRIPT_COUNT];
 static pthread_once_t scripts_once = PTHREAD_ONCE_INIT;
@@ -117,6 +117,7 @@ static void init_scripts(void) {
     set(BROKER_SCRIPT_RATE_LIMIT, "rate_limit", broker__lua_rate_limit, broker__lua_rate_limit_len);
     set(BROKER_SCRIPT_HOST_SLOT, "host_slot", broker__lua_host_slot, broker__lua_host_slot_len);
     set(BROKER_SCRIPT_CRAWL_STEP, "crawl_step", broker__lua_crawl_step, broker__lua_crawl_step_len);
+    set(BROKER_SCRIPT_BEAT_FIRE, "beat_fire", broker__lua_beat_fire, broker__lua_beat_fire_len);
 }
 
 const broker_script *broker_script_get(broker_script_id id) {

@@ -45,6 +45,10 @@
  *   CRAWL_STEP ARGV: prefix, crawl, max_pages, ttl, queue, self, final, {url, message}...
  *            -> {pushed, already seen, over max_pages, enqueued, done, max}
  *                  (broker_crawl.h)
+ *   BEAT_FIRE ARGV: prefix, entry name, tick (unix seconds), queue ("": mark the tick
+ *                  only), message
+ *            -> {1 fired | 0 already fired (or a later tick) | -1 not due yet,
+ *                TIME seconds, microseconds} (broker_beat.h)
  *
  * Everything here is thread-safe (the digests are computed once, under pthread_once),
  * never yields and may be called from any stack.
@@ -70,6 +74,7 @@ typedef enum broker_script_id {
     BROKER_SCRIPT_RATE_LIMIT,
     BROKER_SCRIPT_HOST_SLOT,
     BROKER_SCRIPT_CRAWL_STEP,
+    BROKER_SCRIPT_BEAT_FIRE,
     BROKER_SCRIPT_COUNT
 } broker_script_id;
 

@@ -10,9 +10,10 @@
  *
  * Exit codes: 0 after a clean shutdown (or --help / --version / --list-tasks), 1 when the
  * worker could not start or could not put its messages back, 2 for bad options, a plugin
- * that cannot be loaded or an --exec-task name already taken (a one-line message on stderr
- * says which).
+ * that cannot be loaded, an --exec-task name already taken or a --beat file that does not
+ * load (a one-line message on stderr says which: for the beat file, the entry and field).
  */
+#include "beat_file.h"
 #include "green.h"
 #include "green_http.h"
 #include "task.h"
@@ -30,6 +31,22 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+/* Whether the --beat file at path loads; err says why not ("workerd: --beat: FILE: entry
+ * 2 ("x"): field "cron": ..."). The worker reads it again itself; this check is what makes
+ * a bad file a refused start (exit 2) or a refused reload rather than a worker that fails
+ * later. */
+static bool beat_file_ok(const char *path, char *err, size_t errlen) {
+    beat_schedule *s;
+    char why[900];
+    if (beat_schedule_load(path, (double)time(NULL), &s, why, sizeof why) != 0) {
+        snprintf(err, errlen, "workerd: --beat: %s", why);
+        return false;
+    }
+    beat_schedule_free(s);
+    return true;
+}
 
 struct run {
     const struct wd_options *opts;
@@ -63,6 +80,14 @@ static bool reload(void *arg) {
     char err[1024];
     if (wd_options_load(&fresh, r->argc, r->argv, getenv, err, sizeof err) != 0) {
         wd_log(WD_LOG_ERROR, "reload refused, keeping the running settings: %s", err);
+        return false;
+    }
+    /* Another beat file is read by the restart: refuse it now if it would not start. (The
+     * same file's new contents are the worker's to reload, live: wd_beat_reload.) */
+    bool new_beat = fresh.beat && (!r->opts->beat || strcmp(fresh.beat, r->opts->beat) != 0);
+    if (new_beat && !beat_file_ok(fresh.beat, err, sizeof err)) {
+        wd_log(WD_LOG_ERROR, "reload refused, keeping the running settings: %s", err);
+        wd_options_free(&fresh);
         return false;
     }
     task_exec_config exec = exec_config(&fresh);
@@ -162,6 +187,11 @@ int main(int argc, char **argv) {
         return 2;
     }
     wd_log_set_level(opts.loglevel);
+    if (opts.beat && !opts.list_tasks && !beat_file_ok(opts.beat, err, sizeof err)) {
+        fprintf(stderr, "%s\n", err);
+        wd_options_free(&opts);
+        return 2;
+    }
     if ((rc = register_tasks(&opts)) != 0 || opts.list_tasks) {
         if (rc == 0)
             rc = list_tasks();

@@ -235,6 +235,8 @@ static int check_value(enum settings_id id, const char *value, char *why, size_t
         return check_rate_limits(value, why, whylen);
     if (id == SETTINGS_HTTP_HOST_RATE)
         return broker_rate_parse(value, NULL, why, whylen) == 0 ? 0 : -1;
+    if (id == SETTINGS_BEAT)
+        return 0; /* a path; the file is read by beat_schedule_load, which names what fails */
     if (id == SETTINGS_HTTP_METHODS) {
         const char *bad = task_http_check_methods(value);
         if (bad == NULL)
@@ -312,6 +314,7 @@ static void read_values(struct wd_options *o) {
     o->rate_limit = v[SETTINGS_RATE_LIMIT].text;
     o->http_host_rate = v[SETTINGS_HTTP_HOST_RATE].text;
     o->http_host_concurrency = v[SETTINGS_HTTP_HOST_CONCURRENCY].num;
+    o->beat = v[SETTINGS_BEAT].text;
     o->http_host = v[SETTINGS_HTTP].text;
     o->http_port = (int)v[SETTINGS_HTTP].num;
     o->events = v[SETTINGS_EVENTS].num != 0;

@@ -67,6 +67,7 @@ struct wd_options {
     char *http_host_rate;       /* --http-host-rate: a RATE (broker_rate_parse), or NULL */
     long http_host_concurrency; /* --http-host-concurrency: requests in flight per host over
                                    all workers; 0: no limit */
+    char *beat;                 /* --beat: the beat file's path (beat_file.h), or NULL */
     char *http_host;            /* --http: the metrics endpoint's numeric address, or NULL */
     int http_port;              /* its port (0: any free one) */
     bool events;                /* -E: publish task events on PREFIX:events */

@@ -8,6 +8,7 @@
  *   wakers     one per queue, block in Redis for new work      (wd_consume.c)
  *   heartbeat  keeps this worker registered, recovers the dead (wd_consume.c)
  *   mover      puts due messages from the scheduled set on their queues (wd_sched.c)
+ *   beat       enqueues the due ticks of --beat's periodic tasks     (wd_beat.c)
  *   acker      stores results and acks in batches              (wd_job.c)
  *   jobs       one per running message, from the pool          (wd_job.c)
  *
@@ -40,6 +41,7 @@
 #include "wd_worker_internal.h"
 
 #include "broker_keys.h"
+#include "wd_beat.h"
 #include "green_check.h"
 #include "task_host.h"
 #include "wd_http.h"
@@ -70,7 +72,7 @@ struct run {
     struct wd_worker w;
     wd_reload_fn reload;
     void *reload_arg;
-    green_t fetcher, acker, heartbeat, mover;
+    green_t fetcher, acker, heartbeat, mover, beat;
     green_t *wakers; /* one per queue */
     bool watching;   /* the signal and watchdog watchers are started */
     ev_signal sigs[NSIGNALS];
@@ -124,7 +126,10 @@ static void on_hup(struct ev_loop *loop, ev_signal *sig, int revents) {
     (void)loop;
     (void)revents;
     wd_notify("RELOADING=1\nSTATUS=reloading the configuration");
-    if (r->reload && r->reload(r->reload_arg) && w->stop == WD_RUNNING) {
+    bool restart = r->reload && r->reload(r->reload_arg);
+    if (!restart)
+        wd_beat_reload(w->beat); /* the file's entries change live; a bad file is refused */
+    if (restart && w->stop == WD_RUNNING) {
         /* A warm shutdown, then the caller starts again with the new settings; the new
          * start says READY=1. Nothing is lost: what does not finish goes back. */
         wd_log(WD_LOG_INFO,
@@ -226,6 +231,7 @@ static int shutdown_worker(struct run *r) {
     w->fetching = false;
     kill_join(&r->fetcher);
     kill_join(&r->mover);
+    kill_join(&r->beat);
     for (size_t i = 0; i < w->opts->nqueues; i++)
         kill_join(&r->wakers[i]);
     for (size_t i = 0; i < w->opts->nqueues; i++) {
@@ -300,6 +306,10 @@ static struct run *run_new(const struct wd_options *opts, wd_reload_fn reload, v
         rc = wd_sched_new(&w->sched);
     if (rc == 0)
         rc = wd_rate_new(&w->rate);
+    if (rc == 0 && opts->beat && wd_beat_new(&w->beat, opts->beat) != 0) {
+        run_free(r); /* wd_beat_new logged why */
+        return NULL;
+    }
     if (rc == 0 && (!w->queue_list || !w->blocking || !r->wakers))
         rc = -ENOMEM;
     if (rc != 0) {
@@ -450,6 +460,7 @@ static int start_consuming(struct run *r) {
     wd_heartbeat_once(w); /* registers this worker; the heartbeat greenlet retries failures */
     if (spawn(&r->heartbeat, wd_heartbeat_main, w, "heartbeat greenlet") != 0 ||
         spawn(&r->mover, wd_sched_main, w, "mover of due messages") != 0 ||
+        (w->beat && spawn(&r->beat, wd_beat_main, w, "beat (--beat)") != 0) ||
         spawn(&r->fetcher, wd_fetcher_main, w, "fetcher greenlet") != 0)
         return -1;
     for (size_t i = 0; i < w->opts->nqueues; i++) {
@@ -479,6 +490,7 @@ static void run_free(struct run *r) {
     wd_limits_free(w->lims);
     wd_sched_free(w->sched);
     wd_rate_free(w->rate);
+    wd_beat_free(w->beat);
     for (size_t i = 0; w->blocking && i < w->opts->nqueues; i++)
         broker_conn_close(w->blocking[i]);
     free(w->blocking);

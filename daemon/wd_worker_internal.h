@@ -32,6 +32,7 @@ struct wd_limits;
 struct wd_observe;
 struct wd_rate;
 struct wd_sched;
+struct wd_beat;
 struct wd_revoke;
 
 struct wd_worker {
@@ -64,6 +65,7 @@ struct wd_worker {
     struct wd_limits *lims;  /* time limits' defaults, the blocking watch (wd_limits.h) */
     struct wd_sched *sched;  /* the Redis clock, the mover, retry delays (wd_sched.h) */
     struct wd_rate *rate;    /* the rate-limited tasks (wd_rate.h) */
+    struct wd_beat *beat;    /* --beat's periodic tasks (wd_beat.h), or NULL */
     struct wd_http *http;    /* NULL unless --http */
     struct task_host *tasks; /* what the tasks ask of the worker (task_host.h) */
     /* Revocations: checked at take, terminated while running (wd_revoke.h). */

@@ -65,6 +65,7 @@ struct ctl {
     broker_keys keys;
     long result_expires; /* seconds; 0: forever */
     bool json;           /* --json: one JSON document on stdout */
+    char *beat;          /* --beat FILE (or WORKERD_BEAT), or NULL */
 
     /* Command-line values of the shared settings by settings id (settings.h), applied last
      * by ctl_settle. */
@@ -241,5 +242,6 @@ int ctl_cmd_revoke(ctl *c, int argc, char **argv);
 int ctl_cmd_dead(ctl *c, int argc, char **argv);
 int ctl_cmd_rate_limit(ctl *c, int argc, char **argv);
 int ctl_cmd_crawl(ctl *c, int argc, char **argv);
+int ctl_cmd_beat(ctl *c, int argc, char **argv);
 
 #endif

@@ -42,6 +42,7 @@ static const struct {
     {SETTINGS_RESULT_BACKEND, "where results are stored; default: the broker"},
     {SETTINGS_PREFIX, "key prefix"},
     {SETTINGS_RESULT_EXPIRES, "seconds results (and revocations) are kept; 0: forever"},
+    {SETTINGS_BEAT, "the beat file, as workerd reads it (for `beat`)"},
     {SETTINGS_CONFIG, "KEY=VALUE file, as workerd reads it"},
 };
 #define NSHARED (sizeof shared / sizeof *shared)
@@ -281,6 +282,8 @@ int ctl_settle(ctl *c) {
     /* settings_load checked the prefix with the same broker_check_prefix. */
     broker_keys_init(&c->keys, s.v[SETTINGS_PREFIX].text);
     c->result_expires = s.v[SETTINGS_RESULT_EXPIRES].num;
+    free(c->beat);
+    c->beat = s.v[SETTINGS_BEAT].set ? strdup(s.v[SETTINGS_BEAT].text) : NULL;
     free(c->broker);
     free(c->result_backend);
     c->broker = url;
@@ -300,5 +303,6 @@ void ctl_free(ctl *c) {
         redisFree(c->broker_conn);
     free(c->broker);
     free(c->result_backend);
+    free(c->beat);
     memset(c, 0, sizeof *c);
 }

@@ -138,6 +138,17 @@ static const ctl_command commands[] = {
      "\n"
      "With --json: {crawl, done, pending, enqueued, max}.\n",
      false},
+    {"beat", ctl_cmd_beat, "list the periodic tasks of the beat file, last and next runs",
+     "Usage: workerctl beat --beat FILE\n"
+     "Read the beat file the workers run (--beat FILE, or WORKERD_BEAT in the\n"
+     "environment or the --config file) and list each entry: name, schedule, catch_up,\n"
+     "queue, the tick it last fired (from PREFIX:beat; - when never) and its next tick\n"
+     "after the Redis server's clock now. A file that does not load is refused with the\n"
+     "entry and field named (exit 2).\n"
+     "\n"
+     "With --json, an array of objects: name, schedule, catch_up, queue, last_fired and\n"
+     "next (unix seconds or null), last_id (beat:NAME:TIME or null).\n",
+     false},
 };
 
 #define NCOMMANDS (sizeof commands / sizeof *commands)

@@ -196,7 +196,7 @@ const struct settings_opt settings_opts[SETTINGS_COUNT] = {
     [SETTINGS_HTTP_HOST_RATE] =
         {"http-host-rate", 0, "WORKERD_HTTP_HOST_RATE", "RATE", NULL,
          .kind = SETTINGS_KIND_CHECKED, .apply = SETTINGS_RESTART,
-         .help = "Start at most RATE http.get and http.request transfers per destination host\n"
+         .help = "Start at most RATE http.get/request/scrape transfers per destination host\n"
                  "(the URL's host, lower-cased; not the hosts of its redirects) over ALL\n"
                  "workers of the Redis; RATE as for --rate-limit (5/s, 30/m). A task whose\n"
                  "host has no turn waits in the scheduled set for it, holding no slot, its\n"
@@ -204,12 +204,21 @@ const struct settings_opt settings_opts[SETTINGS_COUNT] = {
     [SETTINGS_HTTP_HOST_CONCURRENCY] =
         {"http-host-concurrency", 0, "WORKERD_HTTP_HOST_CONCURRENCY", "N", "0",
          .kind = SETTINGS_KIND_NUMBER, .apply = SETTINGS_RESTART, .lo = 0, .hi = 100000,
-         .help = "Have at most N http.get and http.request requests in flight per destination\n"
+         .help = "Have at most N http.get/request/scrape requests in flight per destination\n"
                  "host (the URL's host, lower-cased) over ALL workers of the Redis (0..100000;\n"
                  "0: no limit). A task whose host has no free slot waits in the scheduled set,\n"
                  "holding no slot of the pool, retries untouched, no result written, and asks\n"
                  "again shortly. A worker killed mid-request frees its slot when the slot's\n"
                  "lease (the request's timeout + 2 s) runs out."},
+    [SETTINGS_BEAT] =
+        {"beat", 0, "WORKERD_BEAT", "FILE", NULL, .kind = SETTINGS_KIND_CHECKED,
+         .apply = SETTINGS_RESTART,
+         .help = "Enqueue the periodic tasks of FILE, a JSON list of entries ({\"name\", \"every\":\n"
+                 "SECONDS or \"cron\": \"m h dom mon dow\" with \"timezone\", \"message\",\n"
+                 "\"catch_up\"}; see workerd(1)). Any number of workers may run the same file:\n"
+                 "each due time is enqueued once over all of them, with the id\n"
+                 "beat:NAME:UNIXTIME. SIGHUP reads the file again (a bad one is refused and\n"
+                 "the running schedule kept); a bad file at start exits 2. Default: none."},
     [SETTINGS_HTTP_DENY] =
         {"http-deny", 0, "WORKERD_HTTP_DENY", "LIST", NULL, .kind = SETTINGS_KIND_CHECKED,
          .apply = SETTINGS_RESTART,

@@ -426,13 +426,14 @@ TEST(example_config_uncommented_starts_workerd) {
     inst_start(&in);
     char *text = slurp(in.example);
     ASSERT(text != NULL);
-    /* Drop the '#' before each "WORKERD_X=" line, in place; but for WORKERD_LOAD, whose
-     * example names a plugin that only exists where one was installed. */
+    /* Drop the '#' before each "WORKERD_X=" line, in place; but for WORKERD_LOAD and
+     * WORKERD_BEAT, whose examples name a plugin and a beat file that only exist where
+     * one was installed. */
     char *out = text;
     for (const char *p = text; *p != '\0';) {
         bool start = p == text || p[-1] == '\n';
         if (start && strncmp(p, "#WORKERD_", 9) == 0 && p[9 + strcspn(p + 9, "=\n")] == '=' &&
-            strncmp(p, "#WORKERD_LOAD=", 14) != 0)
+            strncmp(p, "#WORKERD_LOAD=", 14) != 0 && strncmp(p, "#WORKERD_BEAT=", 14) != 0)
             p++;
         *out++ = *p++;
     }
