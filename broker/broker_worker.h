@@ -14,6 +14,7 @@
 #ifndef WORKERD_BROKER_WORKER_H
 #define WORKERD_BROKER_WORKER_H
 
+#include "broker_batch.h"
 #include "broker_conn.h"
 #include "broker_keys.h"
 
@@ -121,8 +122,12 @@ const char *broker_worker_refusal(const broker_worker *w);
 const char *broker_refusal_state(const char *text);
 
 /* Refresh this worker's heartbeat (<prefix>:worker:<wid>, a hash of info_fields pairs,
- * with the TTL) and its entry in <prefix>:workers. info is name, value, name, value... */
-int broker_heartbeat(broker_worker *w, const char *const *info, size_t ninfo, double timeout);
+ * with the TTL) and its entry in <prefix>:workers. info is name, value, name, value...
+ * extra (NULL: none) holds more commands sent in the same round trip, after those (the
+ * task counters, broker_stats.h); it must not have failed. An error reply to any command
+ * is -EPROTO. */
+int broker_heartbeat(broker_worker *w, const char *const *info, size_t ninfo,
+                     const broker_batch *extra, double timeout);
 
 /* Find workers in <prefix>:workers whose heartbeat expired and give their messages back
  * (recover.lua). Adds what it did to *requeued and *dead. */
