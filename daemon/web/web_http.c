@@ -141,6 +141,11 @@ static int read_request(int fd, struct conn *c, struct web_request *rq) {
         names[nh] = p, values[nh] = v, nh++;
         p = e + 2;
     }
+    int hosts = 0;
+    for (int i = 0; i < nh; i++)
+        hosts += strcasecmp(names[i], "Host") == 0;
+    if (hosts > 1)
+        return 400;
     rq->host = header(names, values, nh, "Host");
     rq->origin = header(names, values, nh, "Origin");
     rq->cookie = header(names, values, nh, "Cookie");
