@@ -478,3 +478,27 @@ TEST(web_with_auth_needs_credentials_for_everything_but_healthz) {
     free(dir);
     e2e_env_end(&e);
 }
+
+/* ---- the systemd unit -------------------------------------------------------------------- */
+
+/* The unit beside workerd's passes systemd-analyze verify (with the built binary in
+ * ExecStart) and its sandbox scores as low as workerd's (at most 2.0 of 10). */
+TEST(web_unit_passes_systemd_analyze_with_a_tight_sandbox) {
+    if (test_system("command -v systemd-analyze >/dev/null") != 0) {
+        printf("skipped: no systemd-analyze\n");
+        return;
+    }
+    char *dir = test_tmpdir("webunit");
+    ASSERT_EQ(test_system("sed 's|^ExecStart=%s|ExecStart=%s|' '%s' >'%s/workerd-web.service'",
+                          WEB_UNIT_BIN, WORKERD_WEB_BIN, WEB_UNIT, dir),
+              0);
+    ASSERT_EQ(
+        test_system("cd '%s' && systemd-analyze verify --man=no ./workerd-web.service >&2", dir),
+        0);
+    ASSERT_EQ(test_system("cd '%s' && systemd-analyze security --offline=yes --threshold=20 "
+                          "--no-pager ./workerd-web.service >/dev/null",
+                          dir),
+              0);
+    test_rmtree(dir);
+    free(dir);
+}
