@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 static const char USAGE[] =
@@ -231,6 +232,13 @@ int main(int argc, char **argv) {
     broker_keys_init(&r.w.keys, s.v[SETTINGS_PREFIX].text);
     r.w.result_expires = s.v[SETTINGS_RESULT_EXPIRES].num;
     settings_free(&s);
+    /* WEB_MAX_CONNS browsers and the Redis links need more descriptors than the usual
+     * soft limit of 1024: raise it to the hard limit, as workerd does. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
     int rc = green_run(NULL, NULL, serve, &r, NULL);
     if (rc) {
         fprintf(stderr, "workerd-web: cannot start: %s\n", strerror(-rc));

@@ -12,8 +12,13 @@
 #include <crypt.h>
 #include <signal.h>
 #include <stdio.h>
+#include <netinet/in.h>
 #include <stdlib.h>
+#include <unistd.h>
+#include <arpa/inet.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -501,4 +506,39 @@ TEST(web_unit_passes_systemd_analyze_with_a_tight_sandbox) {
               0);
     test_rmtree(dir);
     free(dir);
+}
+
+/* ---- bounds ------------------------------------------------------------------------------ */
+
+/* 1,100 open connections that send nothing (browsers left open, or a flood) cost at most
+ * WEB_MAX_CONNS of the server's connections, and a new request is still answered. */
+TEST(web_answers_while_1100_connections_sit_idle) {
+    struct rlimit rl;
+    ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    if (rl.rlim_max < 1300) {
+        printf("skipped: the descriptor limit is %ld\n", (long)rl.rlim_max);
+        return;
+    }
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    e2e_env e;
+    e2e_env_start(&e);
+    web w;
+    web_start(&w, e.redis.port, NULL);
+    enum { IDLE = 1100 };
+    static int fds[IDLE];
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)w.port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    for (int i = 0; i < IDLE; i++) {
+        fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+        ASSERT(fds[i] >= 0);
+        ASSERT_EQ(connect(fds[i], (struct sockaddr *)&a, sizeof a), 0);
+    }
+    json_t *o = get_json(&w, "/api/overview");
+    ASSERT(json_is_array(json_object_get(o, "queues")));
+    json_decref(o);
+    for (int i = 0; i < IDLE; i++)
+        close(fds[i]);
+    web_stop(&w);
+    e2e_env_end(&e);
 }
