@@ -133,6 +133,14 @@ try {
   await until(() => redis('LLEN', 'workerd:dead') === '0', 'dead: delete removes the other');
 
   check(errors.length === 0, 'no console errors' + (errors.length ? ': ' + errors.join(' | ') : ''));
+
+  // A script on the page that leaves out the CSRF header is refused (after the console
+  // check: the browser logs the 403 itself).
+  const status = await page.evaluate(() => fetch('/api/revoke', {
+    method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"id":"nocsrf"}',
+  }).then(r => r.status));
+  check(status === 403 && redis('EXISTS', 'workerd:revoked:nocsrf') === '0',
+    'a POST without the CSRF token is refused and changes nothing');
 } catch (e) {
   console.error(e.message);
   failed = true;
