@@ -10,7 +10,9 @@
  *   web_auth.c     --auth FILE (users with crypt(3) hashes, bearer tokens), sessions,
  *                  the CSRF check of every POST, the Host check on loopback
  *   web_read.c     the read-only API: overview, workers, queues, tasks, events, dead
- *                  letters, the fleet's /metrics
+ *                  letters
+ *   web_fleet.c    reading the fleet: workers, queues, counters (for web_read, web_metrics)
+ *   web_metrics.c  the fleet's /metrics, summed from Redis
  *   web_act.c      the state-changing API (POST only): dead letters requeued or deleted,
  *                  purge, revoke, rate limits; every command built by broker/'s builders
  *   web_util.c     query strings, JSON answers, sending a broker_batch on the connection
@@ -138,6 +140,36 @@ bool web_act_route(struct web *w, const struct web_request *rq, struct web_answe
 
 /* Whether path is one of web_act_route's (a GET of it gets 405). */
 bool web_act_known(const char *path);
+
+/* ---- web_fleet.c, web_metrics.c ---- */
+
+/* The fleet as Redis holds it. Every call MAY YIELD and returns 0 or broker_conn's error;
+ * free what it filled (also after an error) with the matching _free. */
+struct fleet {
+    json_t *workers; /* [{id, alive, host, pid, queues, concurrency, pool, started, version,
+                        beat_age, in_flight}] sorted by id */
+    json_t *queues;  /* [{name, depth, latency, workers}] sorted by name */
+    long long alive, dead, in_flight, pending;
+    bool workers_cut, queues_cut;
+};
+
+struct counts {
+    long long dead, scheduled, revoked, events;
+    long long processed, failed; /* the fleet's totals (broker_stats.h) */
+    json_t *minutes;             /* [{minute, processed, failed}] the last hour */
+    json_t *redis;               /* {up, version, used_memory, used_memory_human} */
+};
+
+/* Workers only (f->workers, alive, dead, in_flight). */
+int web_workers_load(struct web *w, struct fleet *f);
+/* Workers and queues. */
+int web_fleet_load(struct web *w, struct fleet *f);
+void web_fleet_free(struct fleet *f);
+int web_counts_load(struct web *w, struct counts *c);
+void web_counts_free(struct counts *c);
+
+/* GET /metrics into ans. MAY YIELD. */
+void web_metrics_page(struct web *w, struct web_answer *ans);
 
 /* ---- web_util.c ---- */
 
