@@ -542,3 +542,54 @@ TEST(web_answers_while_1100_connections_sit_idle) {
     web_stop(&w);
     e2e_env_end(&e);
 }
+
+/* A huge result is paged in the detail view, never sent whole; a long dead letter is cut
+ * in the list and paged in its own view. */
+TEST(web_pages_huge_values_and_cuts_them_in_lists) {
+    e2e_env e;
+    e2e_env_start(&e);
+    size_t n = 200000;
+    char *big = malloc(n + 64);
+    int h = snprintf(big, n + 64, "{\"id\":\"big\",\"status\":\"SUCCESS\",\"result\":\"");
+    memset(big + h, 'x', n - (size_t)h - 2);
+    memcpy(big + n - 2, "\"}", 3);
+    redisReply *r = redisCommand(e.c, "SET workerd:result:big %b", big, n);
+    freeReplyObject(r);
+    /* A dead letter whose message is 100,000 bytes of text. */
+    char *msg = calloc(100001, 1);
+    memset(msg, 'y', 100000);
+    json_t *entry = json_pack("{s:s, s:s, s:s, s:s}", "message", msg, "reason", "r", "id", "long",
+                              "queue", "q");
+    char *text = json_dumps(entry, JSON_COMPACT);
+    r = redisCommand(e.c, "LPUSH workerd:dead %s", text);
+    freeReplyObject(r);
+    free(text);
+    json_decref(entry);
+    free(msg);
+    web w;
+    web_start(&w, e.redis.port, NULL);
+    json_t *t = get_json(&w, "/api/task?id=big");
+    ASSERT_EQ(e2e_jnum(t, "bytes"), (double)n);
+    ASSERT(json_object_get(t, "result") == NULL);
+    ASSERT_EQ(json_string_length(json_object_get(t, "text")), 65536);
+    ASSERT_EQ(e2e_jnum(t, "next"), 65536);
+    json_decref(t);
+    t = get_json(&w, "/api/task?id=big&offset=196608");
+    ASSERT_EQ(json_string_length(json_object_get(t, "text")), n - 196608);
+    ASSERT(json_is_null(json_object_get(t, "next")));
+    json_decref(t);
+    json_t *d = get_json(&w, "/api/dead");
+    json_t *e0 = json_array_get(json_object_get(d, "entries"), 0);
+    ASSERT_EQ(json_string_length(json_object_get(e0, "message")), 512);
+    ASSERT(json_is_true(json_object_get(e0, "message_cut")));
+    json_decref(d);
+    d = get_json(&w, "/api/dead/entry?index=0&offset=65536");
+    json_t *page = json_object_get(d, "message_page");
+    ASSERT_EQ(e2e_jnum(page, "bytes"), 100000);
+    ASSERT_EQ(json_string_length(json_object_get(page, "text")), 100000 - 65536);
+    ASSERT(json_is_null(json_object_get(page, "next")));
+    json_decref(d);
+    web_stop(&w);
+    free(big);
+    e2e_env_end(&e);
+}
