@@ -460,14 +460,16 @@ out:
 /* ---- liveness ----------------------------------------------------------------------- */
 
 int broker_heartbeat(broker_worker *w, const char *const *info, size_t ninfo,
-                     const broker_batch *extra, double timeout) {
+                     const broker_batch *extra, int *extra_err, double timeout) {
     char key[BROKER_KEY_MAX], workers[BROKER_KEY_MAX], ttl[32];
+    int dummy;
+    if (!extra_err)
+        extra_err = &dummy;
+    *extra_err = extra && extra->err ? extra->err : 0;
     if (broker_key_worker(&w->keys, w->wid, key) < 0 || broker_key_workers(&w->keys, workers) < 0)
         return -EINVAL;
-    if (extra && extra->err)
-        return extra->err;
     snprintf(ttl, sizeof ttl, "%d", w->heartbeat_ttl);
-    size_t nextra = extra ? extra->n : 0, n = 3 + nextra;
+    size_t nextra = extra && !extra->err ? extra->n : 0, n = 3 + nextra;
     const char **hset = calloc(ninfo + 2, sizeof *hset);
     const char ***argvs = calloc(n, sizeof *argvs);
     const size_t **lens = calloc(n, sizeof *lens);
@@ -492,9 +494,13 @@ int broker_heartbeat(broker_worker *w, const char *const *info, size_t ninfo,
     }
     rc = broker_conn_pipeline(w->main, n, argcs, (const char **const *)argvs,
                               (const size_t *const *)lens, replies, timeout);
+    if (rc && nextra)
+        *extra_err = rc;
     for (size_t i = 0; i < n; i++) {
-        if (rc == 0 && replies[i]->type == REDIS_REPLY_ERROR)
+        if (rc == 0 && i < 3 && replies[i]->type == REDIS_REPLY_ERROR)
             rc = -EPROTO;
+        if (replies[i] && i >= 3 && replies[i]->type == REDIS_REPLY_ERROR)
+            *extra_err = -EPROTO;
         if (replies[i])
             freeReplyObject(replies[i]);
     }

@@ -229,10 +229,13 @@ int wd_heartbeat_once(struct wd_worker *w) {
     broker_cmd_stats_add(&b, &keys, (long long)(now / 60),
                          (long long)(processed - w->stats_processed),
                          (long long)(failed - w->stats_failed));
-    int rc = broker_heartbeat(w->bw, info, sizeof info / sizeof *info, b.err ? NULL : &b,
-                              HEARTBEAT_TIMEOUT);
+    /* A counters key that holds something else (a hand edit) refuses its commands: the
+     * counts wait, the heartbeat and what follows it (recovery) go on. */
+    int counted = 0;
+    int rc =
+        broker_heartbeat(w->bw, info, sizeof info / sizeof *info, &b, &counted, HEARTBEAT_TIMEOUT);
     broker_batch_clear(&b);
-    if (rc == 0) {
+    if (rc == 0 && counted == 0) {
         w->stats_processed = processed;
         w->stats_failed = failed;
     }

@@ -593,3 +593,29 @@ TEST(web_pages_huge_values_and_cuts_them_in_lists) {
     free(big);
     e2e_env_end(&e);
 }
+
+/* ---- the counters the dashboard reads ---------------------------------------------------- */
+
+/* A counters key that holds something else (a hand edit) refuses the heartbeat's HINCRBY:
+ * the heartbeat and the recovery that follows it must go on regardless, or a dead
+ * worker's messages would never come back. */
+TEST(a_broken_counters_key_does_not_stop_heartbeats_or_recovery) {
+    e2e_env e;
+    e2e_env_start(&e);
+    redisReply *r = redisCommand(e.c, "SET workerd:stats:total not-a-hash");
+    freeReplyObject(r);
+    E2E_START_READY(&e.w, e.redis.port, "--heartbeat", "1");
+    e2e_push_task(e.c, "default", "first", "echo", "[1]");
+    json_decref(e2e_must_result(&e, "first"));
+    /* Now the worker has counts to add, and the key refuses them. A dead worker's
+     * message: registered, holding it in flight, no heartbeat. */
+    r = redisCommand(e.c, "HSET workerd:workers gone:1:dead default");
+    freeReplyObject(r);
+    r = redisCommand(e.c, "HSET workerd:inflight:gone:1:dead 7 %s",
+                     "default\n{\"id\":\"orphan\",\"task\":\"echo\",\"args\":[2]}");
+    freeReplyObject(r);
+    json_decref(e2e_must_result(&e, "orphan"));
+    /* The minute's bucket still counts (the total is the one refusing). */
+    ASSERT_WITHIN(e2e_count_keys(e.c, "workerd:stats:minute:*") >= 1, TEST_NEVER);
+    e2e_env_end(&e);
+}
