@@ -132,3 +132,28 @@ int broker_reply_integer(const redisReply *r, long long *out) {
     *out = r->integer;
     return 0;
 }
+
+int broker_cmd_purge(broker_batch *b, const broker_keys *k, const char *queue) {
+    char key[BROKER_KEY_MAX];
+    int len = broker_key_queue(k, queue, key);
+    if (len < 0)
+        return broker_batch_fail(b, -EINVAL);
+    broker_batch_cmd(b);
+    broker_batch_str(b, "MULTI");
+    broker_batch_cmd(b);
+    broker_batch_str(b, "LLEN");
+    broker_batch_copy(b, key, (size_t)len);
+    broker_batch_cmd(b);
+    broker_batch_str(b, "DEL");
+    broker_batch_copy(b, key, (size_t)len);
+    broker_batch_cmd(b);
+    broker_batch_str(b, "EXEC");
+    return b->err;
+}
+
+long long broker_reply_purge(const redisReply *exec) {
+    if (exec == NULL || exec->type != REDIS_REPLY_ARRAY || exec->elements != 2 ||
+        exec->element[0]->type != REDIS_REPLY_INTEGER)
+        return -EPROTO;
+    return exec->element[0]->integer;
+}

@@ -12,6 +12,7 @@
  *                                                        is broker_control.h's
  *   dead requeue   dead_requeue.lua                      `dead requeue`
  *   dead drop      LREM <prefix>:dead 1 <entry>          `dead drop`
+ *   purge          MULTI LLEN DEL EXEC of a queue key     `purge`, the dashboard
  *
  * Builders append one or more commands to a batch and return 0, -EINVAL (a name fails its
  * broker_keys.h check; the batch is then failed, see broker_batch.h) or -ENOMEM. Keys and
@@ -87,6 +88,13 @@ int broker_cmd_dead_requeue(broker_batch *b, const broker_keys *k, const char *e
 /* Remove one copy of a dead-letter entry: LREM <prefix>:dead 1 <entry>. One command; its
  * reply (broker_reply_integer) is how many went, 0 or 1. */
 int broker_cmd_dead_drop(broker_batch *b, const broker_keys *k, const char *entry, size_t elen);
+
+/* Delete a queue and count what went, atomically: MULTI, LLEN <queue key>, DEL <queue
+ * key>, EXEC. Four commands; parse the last reply (EXEC's) with broker_reply_purge. */
+int broker_cmd_purge(broker_batch *b, const broker_keys *k, const char *queue);
+
+/* The number of messages the purge deleted, from EXEC's reply: >= 0, or -EPROTO. */
+long long broker_reply_purge(const redisReply *exec);
 
 /* An integer reply into *out: 0, or -EPROTO for any other reply (an error included). */
 int broker_reply_integer(const redisReply *r, long long *out);

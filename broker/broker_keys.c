@@ -210,6 +210,14 @@ int broker_key_seq(const broker_keys *k, char buf[BROKER_KEY_MAX]) {
     return format_key(buf, "%s:seq", k->prefix);
 }
 
+int broker_key_stats_minute(const broker_keys *k, long long minute, char buf[BROKER_KEY_MAX]) {
+    return format_key(buf, "%s:stats:minute:%lld", k->prefix, minute);
+}
+
+int broker_key_stats_total(const broker_keys *k, char buf[BROKER_KEY_MAX]) {
+    return format_key(buf, "%s:stats:total", k->prefix);
+}
+
 /* ---- Key names read back ------------------------------------------------------------- */
 
 int broker_key_queue_pattern(const broker_keys *k, char buf[BROKER_KEY_MAX]) {

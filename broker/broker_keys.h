@@ -36,6 +36,9 @@
  *   <prefix>:dead                    list    dead letters
  *   <prefix>:events                  stream  task events for monitors
  *   <prefix>:seq                     string  the delivery-tag counter (INCRBY)
+ *   <prefix>:stats:minute:<minute>   hash    tasks processed / failed by every worker in
+ *                                            that minute (unix time / 60), with a TTL
+ *   <prefix>:stats:total             hash    the same since the keys were made
  *
  * Celery's own names, outside the prefix (docs/design.md "Celery interop"):
  *
@@ -133,6 +136,9 @@ int broker_key_dead(const broker_keys *k, char buf[BROKER_KEY_MAX]);
 int broker_key_beat(const broker_keys *k, char buf[BROKER_KEY_MAX]);
 int broker_key_events(const broker_keys *k, char buf[BROKER_KEY_MAX]);
 int broker_key_seq(const broker_keys *k, char buf[BROKER_KEY_MAX]);
+/* The per-minute and the total task counters (broker_stats.h). */
+int broker_key_stats_minute(const broker_keys *k, long long minute, char buf[BROKER_KEY_MAX]);
+int broker_key_stats_total(const broker_keys *k, char buf[BROKER_KEY_MAX]);
 
 /* The SCAN MATCH pattern of every queue key of k's prefix, "<prefix>:queue:*", with the
  * glob characters of the prefix (* ? [ ] \) escaped: prefix "a*" matches its own keys

@@ -476,31 +476,57 @@ out:
 
 /* ---- liveness ----------------------------------------------------------------------- */
 
-int broker_heartbeat(broker_worker *w, const char *const *info, size_t ninfo, double timeout) {
+int broker_heartbeat(broker_worker *w, const char *const *info, size_t ninfo,
+                     const broker_batch *extra, int *extra_err, double timeout) {
     char key[BROKER_KEY_MAX], workers[BROKER_KEY_MAX], ttl[32];
+    int dummy;
+    if (!extra_err)
+        extra_err = &dummy;
+    *extra_err = extra && extra->err ? extra->err : 0;
     if (broker_key_worker(&w->keys, w->wid, key) < 0 || broker_key_workers(&w->keys, workers) < 0)
         return -EINVAL;
     snprintf(ttl, sizeof ttl, "%d", w->heartbeat_ttl);
+    size_t nextra = extra && !extra->err ? extra->n : 0, n = 3 + nextra;
     const char **hset = calloc(ninfo + 2, sizeof *hset);
-    if (!hset)
-        return -ENOMEM;
+    const char ***argvs = calloc(n, sizeof *argvs);
+    const size_t **lens = calloc(n, sizeof *lens);
+    int *argcs = calloc(n, sizeof *argcs);
+    redisReply **replies = calloc(n, sizeof *replies);
+    int rc = -ENOMEM;
+    if (!hset || !argvs || !lens || !argcs || !replies)
+        goto out;
     hset[0] = "HSET";
     hset[1] = key;
     for (size_t i = 0; i < ninfo; i++)
         hset[i + 2] = info[i];
     const char *expire[] = {"EXPIRE", key, ttl};
     const char *reg[] = {"HSET", workers, w->wid, w->queue_list};
-    const char **argvs[] = {hset, expire, reg};
-    int argcs[] = {(int)ninfo + 2, 3, 4};
-    redisReply *replies[3] = {0};
-    int rc = broker_conn_pipeline(w->main, 3, argcs, argvs, NULL, replies, timeout);
-    for (int i = 0; i < 3; i++) {
-        if (rc == 0 && replies[i]->type == REDIS_REPLY_ERROR)
+    argvs[0] = hset, argcs[0] = (int)ninfo + 2;
+    argvs[1] = expire, argcs[1] = 3;
+    argvs[2] = reg, argcs[2] = 4;
+    for (size_t i = 0; i < nextra; i++) {
+        argvs[3 + i] = extra->argvs[i];
+        argcs[3 + i] = extra->argcs[i];
+        lens[3 + i] = extra->argvlens[i];
+    }
+    rc = broker_conn_pipeline(w->main, n, argcs, (const char **const *)argvs,
+                              (const size_t *const *)lens, replies, timeout);
+    if (rc && nextra)
+        *extra_err = rc;
+    for (size_t i = 0; i < n; i++) {
+        if (rc == 0 && i < 3 && replies[i]->type == REDIS_REPLY_ERROR)
             rc = -EPROTO;
+        if (replies[i] && i >= 3 && replies[i]->type == REDIS_REPLY_ERROR)
+            *extra_err = -EPROTO;
         if (replies[i])
             freeReplyObject(replies[i]);
     }
+out:
     free(hset);
+    free(argvs);
+    free(lens);
+    free(argcs);
+    free(replies);
     return rc;
 }
 

@@ -15,6 +15,7 @@
 #define WORKERD_BROKER_WORKER_H
 
 #include "broker_canvas.h"
+#include "broker_batch.h"
 #include "broker_conn.h"
 #include "broker_celery.h"
 #include "broker_keys.h"
@@ -135,8 +136,15 @@ const char *broker_worker_refusal(const broker_worker *w);
 const char *broker_refusal_state(const char *text);
 
 /* Refresh this worker's heartbeat (<prefix>:worker:<wid>, a hash of info_fields pairs,
- * with the TTL) and its entry in <prefix>:workers. info is name, value, name, value... */
-int broker_heartbeat(broker_worker *w, const char *const *info, size_t ninfo, double timeout);
+ * with the TTL) and its entry in <prefix>:workers. info is name, value, name, value...
+ * extra (NULL: none) holds more commands sent in the same round trip, after those (the
+ * task counters, broker_stats.h). Returns 0, a link error, or -EPROTO when Redis refused
+ * the heartbeat itself. What became of the extra commands goes to *extra_err (may be NULL
+ * when extra is): 0 when Redis took them all, -EPROTO when it refused one (a key holding
+ * another type), b->err when the batch had failed to build (nothing of it sent), or the
+ * call's own error; a refused extra command never fails the heartbeat. */
+int broker_heartbeat(broker_worker *w, const char *const *info, size_t ninfo,
+                     const broker_batch *extra, int *extra_err, double timeout);
 
 /* Find workers in <prefix>:workers whose heartbeat expired and give their messages back
  * (recover.lua). Adds what it did to *requeued and *dead. */

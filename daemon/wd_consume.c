@@ -18,6 +18,7 @@
  */
 #include "wd_worker_internal.h"
 
+#include "broker_stats.h"
 #include "green_check.h"
 #include "wd_log.h"
 #include "wd_notify.h"
@@ -202,10 +203,12 @@ static void *waker_main(void *arg) {
 }
 
 int wd_heartbeat_once(struct wd_worker *w) {
-    char pid[32], conc[32], started[32];
+    char pid[32], conc[32], started[32], beat[32];
+    double now = green_wallclock();
     snprintf(pid, sizeof pid, "%d", (int)getpid());
     snprintf(conc, sizeof conc, "%d", w->opts->concurrency);
     snprintf(started, sizeof started, "%.3f", w->started_at);
+    snprintf(beat, sizeof beat, "%.3f", now);
     const char *info[] = {"host",        w->opts->hostname,
                           "pid",         pid,
                           "queues",      w->queue_list,
@@ -213,8 +216,30 @@ int wd_heartbeat_once(struct wd_worker *w) {
                           "pool",        wd_pool_name(w->opts->pool),
                           "started",     started,
                           "version",     wd_version(),
-                          "broker",      w->opts->broker_redacted};
-    return broker_heartbeat(w->bw, info, sizeof info / sizeof *info, HEARTBEAT_TIMEOUT);
+                          "broker",      w->opts->broker_redacted,
+                          "beat",        beat};
+    /* The tasks that ended since the last heartbeat that got through, added to the fleet's
+     * per-minute counters in the same round trip (broker_stats.h). */
+    const struct wd_counters *c = wd_observe_counters(w->obs);
+    uint64_t processed = c->succeeded + c->failed, failed = c->failed;
+    broker_batch b = {0};
+    broker_keys keys;
+    if (broker_keys_init(&keys, w->opts->prefix) != 0)
+        broker_batch_fail(&b, -EINVAL);
+    broker_cmd_stats_add(&b, &keys, (long long)(now / 60),
+                         (long long)(processed - w->stats_processed),
+                         (long long)(failed - w->stats_failed));
+    /* A counters key that holds something else (a hand edit) refuses its commands: the
+     * counts wait, the heartbeat and what follows it (recovery) go on. */
+    int counted = 0;
+    int rc =
+        broker_heartbeat(w->bw, info, sizeof info / sizeof *info, &b, &counted, HEARTBEAT_TIMEOUT);
+    broker_batch_clear(&b);
+    if (rc == 0 && counted == 0) {
+        w->stats_processed = processed;
+        w->stats_failed = failed;
+    }
+    return rc;
 }
 
 void *wd_heartbeat_main(void *arg) {

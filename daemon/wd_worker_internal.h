@@ -22,6 +22,7 @@
 #include "wd_worker.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stddef.h>
 
 enum wd_stop { WD_RUNNING, WD_WARM, WD_COLD };
@@ -50,17 +51,19 @@ struct wd_worker {
     green_event work_landed; /* a blocking BLMOVE brought a message */
     green_event stop_ev;     /* a shutdown was asked for */
     enum wd_stop stop;
-    bool restart;            /* the stop is a restart asked for by a reload */
-    bool fetching;           /* false once shutdown began: no new tasks */
-    bool consuming;          /* set once "ready": /healthz says ok only from then on */
-    double give_up_at;       /* 0 until a shutdown has stopped its tasks; then the unix
-                                time after which the acker and the put-back stop
-                                retrying a Redis that is away (bounds the exit) */
-    struct wd_job *running;  /* jobs taken and not yet finished (a list) */
-    struct wd_job *live;     /* jobs not yet freed: their tags are this worker's */
-    size_t live_count;       /* how many: running, or finished and not yet acked */
-    green_event acked;       /* the acker sent a batch: live_count went down */
-    double started_at;       /* unix time */
+    bool restart;           /* the stop is a restart asked for by a reload */
+    bool fetching;          /* false once shutdown began: no new tasks */
+    bool consuming;         /* set once "ready": /healthz says ok only from then on */
+    double give_up_at;      /* 0 until a shutdown has stopped its tasks; then the unix
+                               time after which the acker and the put-back stop
+                               retrying a Redis that is away (bounds the exit) */
+    struct wd_job *running; /* jobs taken and not yet finished (a list) */
+    struct wd_job *live;    /* jobs not yet freed: their tags are this worker's */
+    size_t live_count;      /* how many: running, or finished and not yet acked */
+    green_event acked;      /* the acker sent a batch: live_count went down */
+    double started_at;      /* unix time */
+    uint64_t stats_processed, stats_failed; /* what the heartbeats added to the fleet's
+                                               counters so far (broker_stats.h) */
     struct wd_observe *obs;  /* counters, metrics, events, recycling (wd_observe.h) */
     struct wd_limits *lims;  /* time limits' defaults, the blocking watch (wd_limits.h) */
     struct wd_sched *sched;  /* the Redis clock, the mover, retry delays (wd_sched.h) */

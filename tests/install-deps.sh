@@ -10,7 +10,13 @@ packages=(
   valgrind clang clang-format libclang-rt-14-dev curl python3 bc
   python3-celery python3-gevent
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
+  libcrypt-dev
 )
+# workerd-web's browser test: Debian's chromium, and node with npm (which installs
+# puppeteer-core into the build directory; never a browser). A node that already brings
+# its npm will do.
+command -v chromium >/dev/null || packages+=(chromium)
+command -v npm >/dev/null || packages+=(nodejs npm)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

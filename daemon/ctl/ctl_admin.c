@@ -72,23 +72,19 @@ int ctl_cmd_purge(ctl *c, int argc, char **argv) {
         return ctl_usage(c, "purge would delete %lld message%s from queue '%s': add --yes", n,
                          n == 1 ? "" : "s", queue);
     }
-    /* MULTI/EXEC: the count and the deletion see the same list. */
-    if ((r = ctl_cmd(rc, &code, "MULTI")) == NULL)
+    /* MULTI/EXEC: the count and the deletion see the same list (broker_cmd_purge). */
+    broker_batch b = {0};
+    redisReply *replies[4] = {NULL};
+    broker_cmd_purge(&b, &c->keys, queue);
+    code = ctl_send(rc, &b, replies);
+    broker_batch_clear(&b);
+    if (code != CTL_OK)
         return code;
-    freeReplyObject(r);
-    if ((r = ctl_cmd(rc, &code, "LLEN %s", key)) == NULL)
-        return code;
-    freeReplyObject(r);
-    if ((r = ctl_cmd(rc, &code, "DEL %s", key)) == NULL)
-        return code;
-    freeReplyObject(r);
-    if ((r = ctl_cmd(rc, &code, "EXEC")) == NULL)
-        return code;
-    long long n = r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-                          r->element[0]->type == REDIS_REPLY_INTEGER
-                      ? r->element[0]->integer
-                      : 0;
-    freeReplyObject(r);
+    long long n = broker_reply_purge(replies[3]);
+    for (size_t i = 0; i < 4; i++)
+        freeReplyObject(replies[i]);
+    if (n < 0)
+        return ctl_error(CTL_FAIL, "purge: unexpected reply from Redis");
     if (c->json)
         ctl_print_json(json_pack("{s:s, s:I}", "queue", queue, "removed", (json_int_t)n));
     else
