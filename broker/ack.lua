@@ -70,6 +70,14 @@
 --           the ordered result, LPUSH the callback (head .. list .. tail) or fail it
 --           (ChordError), and delete the state. A member finishing twice is counted once;
 --           the callback is pushed once, however many members finish at once.
+--   crawl   crawl, url, max, ttl, outcome ("d" done: SUCCESS; "f" failed: any other
+--           final outcome): the final outcome of an http.scrape page of a crawl (see
+--           docs/design.md "Crawls"; crawl_step.lua writes the same keys). Unless url is
+--           in <prefix>:crawl:<crawl>:done or :failed already, SADD it to the one its
+--           outcome names; a url not in :seen yet (a root page that never reached its
+--           step) is added and counted in enqueued; HSETNX max; the hash's done and failed
+--           are the sets' sizes; every key of the crawl expires ttl seconds later. So a
+--           page counts once, as its first final outcome, however often it runs.
 -- The operations run only when the HDEL removes the entry, after its result is stored.
 --
 -- A tag written "+<tag>" is an ack (as a plain tag) that also does what follows the task
@@ -208,6 +216,30 @@ local function complete(gid, cttl)
     redis.call('DEL', state, done)
 end
 
+-- The final outcome of a crawl's page ("crawl" above). recover.lua does the same for a
+-- page it dead-letters: keep the two in step.
+local function crawl_final(crawl, url, max, ttl, outcome)
+    local base = prefix .. ':crawl:' .. crawl
+    local seen, done, failed = base .. ':seen', base .. ':done', base .. ':failed'
+    redis.call('HSETNX', base, 'max', max)
+    if redis.call('SADD', seen, url) == 1 then
+        redis.call('HINCRBY', base, 'enqueued', 1)
+    end
+    if redis.call('SISMEMBER', done, url) == 0 and redis.call('SISMEMBER', failed, url) == 0 then
+        if outcome == 'd' then
+            redis.call('SADD', done, url)
+        else
+            redis.call('SADD', failed, url)
+        end
+    end
+    redis.call('HSET', base, 'done', redis.call('SCARD', done), 'failed',
+        redis.call('SCARD', failed))
+    local t = tonumber(ttl) or 604800
+    for _, key in ipairs({base, seen, done, failed}) do
+        redis.call('EXPIRE', key, t)
+    end
+end
+
 -- Run the k operation values from ARGV[first]; see the header.
 local function canvas(first, k, cttl)
     local j, last = first, first + k - 1
@@ -251,6 +283,9 @@ local function canvas(first, k, cttl)
                 end
             end
             j = j + 4
+        elseif op == 'crawl' then
+            crawl_final(ARGV[j + 1], ARGV[j + 2], ARGV[j + 3], ARGV[j + 4], ARGV[j + 5])
+            j = j + 6
         else
             return redis.error_reply('ack.lua: unknown canvas operation ' .. tostring(op))
         end

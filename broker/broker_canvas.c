@@ -83,6 +83,19 @@ int broker_canvas_member(broker_canvas *c, const char *gid, size_t index, const 
     return add(c, record, len);
 }
 
+int broker_canvas_crawl(broker_canvas *c, const char *crawl, const char *url, long long max_pages,
+                        long long ttl, bool done) {
+    char max[32], secs[32];
+    snprintf(max, sizeof max, "%lld", max_pages);
+    snprintf(secs, sizeof secs, "%lld", ttl);
+    add_str(c, "crawl");
+    add_str(c, crawl);
+    add_str(c, url);
+    add_str(c, max);
+    add_str(c, secs);
+    return add_str(c, done ? "d" : "f");
+}
+
 size_t broker_canvas_bytes(const broker_canvas *c) {
     size_t sum = 0;
     for (size_t i = 0; i < c->n; i++)

@@ -3,7 +3,7 @@
  * (ack.lua's "^" entries; docs/design.md "Canvas"): enqueue the next link of a chain,
  * store a ChainAborted result, start a group or chord (its state and all its members),
  * record a member's outcome and, once every member is recorded, fire the group's result
- * and the chord's callback exactly once.
+ * and the chord's callback exactly once; and count a crawl's page as done or failed.
  *
  * The daemon decides what a finished message means (wd_canvas.h); this file only writes
  * that down as the script's argument values, in the order ack.lua reads them. Every
@@ -17,6 +17,7 @@
 #ifndef WORKERD_BROKER_CANVAS_H
 #define WORKERD_BROKER_CANVAS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef struct broker_canvas {
@@ -56,6 +57,13 @@ int broker_canvas_group_start(broker_canvas *c, const broker_canvas_group *g);
  * its error's JSON, record[0..len). */
 int broker_canvas_member(broker_canvas *c, const char *gid, size_t index, const char *record,
                          size_t len);
+
+/* "crawl": the final outcome of a page of an http.scrape crawl (docs/design.md "Crawls"):
+ * url (as the crawl's seen set spells it) counted in the crawl's done set (done true:
+ * it succeeded) or its failed set, once whatever later outcomes say; max_pages kept if the
+ * crawl has none yet; the crawl's keys expire ttl seconds later. */
+int broker_canvas_crawl(broker_canvas *c, const char *crawl, const char *url, long long max_pages,
+                        long long ttl, bool done);
 
 /* Bytes of all the values (to size a batch). */
 size_t broker_canvas_bytes(const broker_canvas *c);

@@ -80,17 +80,18 @@ int broker_cmd_crawl_status(broker_batch *b, const broker_keys *k, const char *i
     broker_batch_copy(b, key, (size_t)len);
     broker_batch_str(b, "max");
     broker_batch_str(b, "enqueued");
-    return broker_batch_str(b, "done");
+    broker_batch_str(b, "done");
+    return broker_batch_str(b, "failed");
 }
 
 int broker_crawl_status_parse(const redisReply *r, broker_crawl_counts *out) {
-    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 3)
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 4)
         return -EPROTO;
     *out = (broker_crawl_counts){0};
     if (r->element[0]->type == REDIS_REPLY_NIL)
         return 0;
-    long long *fields[] = {&out->max, &out->enqueued, &out->done};
-    for (size_t i = 0; i < 3; i++) {
+    long long *fields[] = {&out->max, &out->enqueued, &out->done, &out->failed};
+    for (size_t i = 0; i < 4; i++) {
         if (r->element[i]->type == REDIS_REPLY_NIL)
             continue;
         if (integer(r->element[i], fields[i]) != 0)

@@ -2,11 +2,14 @@
  * broker_crawl.h - the Redis side of http.scrape's crawls (docs/design.md "Crawls"): the
  * keys of a crawl, the step that records a page as done and enqueues the new pages it
  * found (crawl_step.lua, one atomic script), and the read of a crawl's counts for
- * workerctl crawl.
+ * workerctl crawl. A page is counted done or failed by its final ack (ack.lua's "crawl"
+ * operation, broker_canvas_crawl), or by recover.lua when it dead-letters the page.
  *
- *   <prefix>:crawl:<id>         hash {max, enqueued, done}
+ *   <prefix>:crawl:<id>         hash {max, enqueued, done, failed}
  *   <prefix>:crawl:<id>:seen    set, the URLs enqueued (or fetched) in the crawl
- *   <prefix>:crawl:<id>:done    set, the URLs whose page is done
+ *   <prefix>:crawl:<id>:done    set, the URLs whose page succeeded
+ *   <prefix>:crawl:<id>:failed  set, the URLs whose page ended otherwise (a FAILURE, a
+ *                               time limit, a revocation, an expiry, a dead letter)
  *
  * Every key of a crawl expires ttl seconds after its latest step. The seen set is what
  * keeps a URL from being enqueued twice by any worker: a URL enters it only in the same
@@ -50,16 +53,16 @@ typedef struct broker_crawl_step {
 
 int broker_cmd_crawl_step(broker_batch *b, const broker_keys *k, const broker_crawl_step *s);
 
-/* The counts of a crawl. */
+/* The counts of a crawl. pending = enqueued - done - failed. */
 typedef struct broker_crawl_counts {
-    long long pushed, known, over; /* this step's (step replies only) */
-    long long enqueued, done, max; /* the crawl's, after it */
+    long long pushed, known, over;         /* this step's (step replies only) */
+    long long enqueued, done, max, failed; /* the crawl's, after it (failed: status only) */
 } broker_crawl_counts;
 
 /* crawl_step.lua's reply: 0 with *out filled, or -EPROTO. */
 int broker_crawl_step_parse(const redisReply *r, broker_crawl_counts *out);
 
-/* HMGET <prefix>:crawl:<id> max enqueued done. */
+/* HMGET <prefix>:crawl:<id> max enqueued done failed. */
 int broker_cmd_crawl_status(broker_batch *b, const broker_keys *k, const char *id);
 
 /* Its reply: 1 with *out filled (pushed, known, over 0); 0 when the crawl is unknown (it

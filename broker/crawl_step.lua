@@ -1,4 +1,4 @@
--- crawl_step.lua - one page of an http.scrape crawl is done: record it, and push the
+-- crawl_step.lua - one page of an http.scrape crawl was fetched: record it seen, and push the
 -- pages it found that the crawl has not seen yet, within the crawl's max_pages, in one
 -- atomic step (broker_crawl.h).
 --
@@ -13,20 +13,20 @@
 --   final       "" or the URL it ended at after redirects: seen too, not counted
 --   url, message  a page found, and the message that scrapes it
 -- Keys:
---   <prefix>:crawl:<crawl>        hash {max, enqueued, done}
+--   <prefix>:crawl:<crawl>        hash {max, enqueued, done, failed}
 --   <prefix>:crawl:<crawl>:seen   set of the URLs enqueued (or fetched) in the crawl
---   <prefix>:crawl:<crawl>:done   set of the URLs whose page is done
+--   <prefix>:crawl:<crawl>:done   set of the URLs whose page succeeded (ack.lua)
+--   <prefix>:crawl:<crawl>:failed set of the URLs whose page ended otherwise (ack.lua)
 -- Returns {pushed, already seen, over max_pages, enqueued, done, max}.
 --
--- A page counts once in done however often it runs (a redelivery, a retry): done is the
--- set's size. A URL enters the seen set only together with the LPUSH of its message, so
+-- A URL enters the seen set only together with the LPUSH of its message, so
 -- no URL is ever pushed twice and enqueued never passes max. Keys are built from the
 -- prefix inside the script; not Redis Cluster compatible.
 
 local prefix, crawl, max, ttl, queue, self, final =
     ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local base = prefix .. ':crawl:' .. crawl
-local seen, done = base .. ':seen', base .. ':done'
+local seen, done, failed = base .. ':seen', base .. ':done', base .. ':failed'
 redis.call('HSETNX', base, 'max', max)
 max = tonumber(redis.call('HGET', base, 'max')) or tonumber(max)
 local enqueued = tonumber(redis.call('HGET', base, 'enqueued') or '0') or 0
@@ -36,7 +36,6 @@ end
 if final ~= '' then
     redis.call('SADD', seen, final)
 end
-redis.call('SADD', done, self)
 local qkey = prefix .. ':queue:' .. queue
 local pushed, known, over = 0, 0, 0
 for i = 8, #ARGV - 1, 2 do
@@ -52,9 +51,9 @@ for i = 8, #ARGV - 1, 2 do
     end
 end
 local ndone = redis.call('SCARD', done)
-redis.call('HSET', base, 'enqueued', enqueued, 'done', ndone)
+redis.call('HSET', base, 'enqueued', enqueued)
 local t = tonumber(ttl)
-redis.call('EXPIRE', base, t)
-redis.call('EXPIRE', seen, t)
-redis.call('EXPIRE', done, t)
+for _, key in ipairs({base, seen, done, failed}) do
+    redis.call('EXPIRE', key, t)
+end
 return {pushed, known, over, enqueued, ndone, max}

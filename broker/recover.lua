@@ -21,6 +21,13 @@
 --     "unparseable message recovered from dead worker <wid>";
 --   - a message whose N exceeds max_redeliveries is a poison pill (it was running every
 --     time its worker died): dead-lettered with reason "poison pill: redelivered N times".
+--     A poison pill that is a page of an http.scrape crawl (task "http.scrape" with a
+--     string kwarg crawl, or follow > 0 and an id: the crawl is then its id) is also
+--     counted failed in its crawl, as ack.lua's "crawl" operation counts a page's final
+--     ack: the page's URL (args[1] or kwarg url) into <prefix>:crawl:<crawl>:failed
+--     unless done or failed already, so that the crawl does not wait for it for ever.
+--     The URL is taken as the message spells it (the worker spells a root page's URL as
+--     its links would: a root given in another spelling may count once more in enqueued).
 -- Landing-list entries go back unchanged and uncounted: they were never handed to a task,
 -- so they cannot have killed the worker.
 -- Finally the in-flight hash is deleted and the worker removed from the workers hash.
@@ -50,6 +57,51 @@ end
 local workers = prefix .. ':workers'
 local inflight = prefix .. ':inflight:' .. wid
 local requeued, dead = 0, 0
+
+-- The crawl's keys live this long after their latest change, as task_crawl.h's
+-- TASK_CRAWL_TTL; max_pages defaults to 100, as http.scrape's.
+local CRAWL_TTL, CRAWL_MAX_PAGES = 604800, 100
+
+-- A dead-lettered message that is a page of a crawl counts as failed in it (see above;
+-- the same bookkeeping as ack.lua's crawl_final).
+local function crawl_failed(m)
+    if m.task ~= 'http.scrape' or type(m.kwargs) ~= 'table' then
+        return
+    end
+    local kw = m.kwargs
+    local crawl = kw.crawl
+    if type(crawl) ~= 'string' then
+        if type(kw.follow) ~= 'number' or kw.follow <= 0 or type(m.id) ~= 'string' then
+            return
+        end
+        crawl = m.id
+    end
+    local url = type(m.args) == 'table' and m.args[1] or nil
+    if type(url) ~= 'string' then
+        url = kw.url
+    end
+    if type(url) ~= 'string' or crawl == '' or #crawl > 256 then
+        return
+    end
+    local max = CRAWL_MAX_PAGES
+    if type(kw.max_pages) == 'number' and kw.max_pages >= 1 then
+        max = math.floor(kw.max_pages)
+    end
+    local base = prefix .. ':crawl:' .. crawl
+    local seen, done, failed = base .. ':seen', base .. ':done', base .. ':failed'
+    redis.call('HSETNX', base, 'max', string.format('%d', max))
+    if redis.call('SADD', seen, url) == 1 then
+        redis.call('HINCRBY', base, 'enqueued', 1)
+    end
+    if redis.call('SISMEMBER', done, url) == 0 then
+        redis.call('SADD', failed, url)
+    end
+    redis.call('HSET', base, 'done', redis.call('SCARD', done), 'failed',
+        redis.call('SCARD', failed))
+    for _, key in ipairs({base, seen, done, failed}) do
+        redis.call('EXPIRE', key, CRAWL_TTL)
+    end
+end
 
 local function dead_letter(raw, queue, reason, id)
     local cut = #raw
@@ -117,6 +169,7 @@ for _, item in ipairs(items) do
             if n > max_redeliveries then
                 dead_letter(raw, queue, 'poison pill: redelivered ' .. string.format('%.0f', n)
                     .. ' times', decoded.id)
+                crawl_failed(decoded)
             else
                 local head = string.sub(raw, 1, close - 1)
                 local sep = ','

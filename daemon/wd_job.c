@@ -51,6 +51,7 @@
 #include "broker_result.h"
 #include "green_check.h"
 #include "task.h"
+#include "task_crawl.h"
 #include "task_host.h"
 #include "wd_batch.h"
 #include "wd_canvas.h"
@@ -270,6 +271,20 @@ static char *final_json(struct wd_job *j, broker_status *status, json_t *value, 
     return result_json(j, j->msg.id, *status, NULL, *etype, *emsg);
 }
 
+/* A page of an http.scrape crawl is counted done (SUCCESS) or failed (any other final
+ * outcome) in its crawl by its final ack, in the same atomic step (task_crawl.h,
+ * broker_canvas_crawl): whoever decided the outcome, the task or the worker (a time limit,
+ * a revocation, an expiry, a dead letter). False when out of memory. */
+static bool crawl_final(struct wd_job *j, broker_status status) {
+    task_crawl_page p;
+    int rc = task_crawl_page_of(j->msg.task, j->msg.id, j->msg.args, j->msg.kwargs, &p);
+    if (rc == 1)
+        rc = broker_canvas_crawl(&j->canvas, p.crawl, p.url, p.max_pages, TASK_CRAWL_TTL,
+                                 status == BROKER_SUCCESS);
+    task_crawl_page_free(&p);
+    return rc >= 0;
+}
+
 /* The final outcome: logged, queued for the acker (which frees the job, and counts it once
  * the result is stored). */
 static void finish(struct wd_job *j, broker_status status, json_t *value, const char *etype,
@@ -280,11 +295,13 @@ static void finish(struct wd_job *j, broker_status status, json_t *value, const 
     char *json = j->msg.ignore_result || j->canvas_start
                      ? NULL
                      : final_json(j, &status, value, &etype, &emsg, too_large, sizeof too_large);
-    /* The chain's next link or its abort, the member's record: in the same ack. */
-    if (!j->canvas_start && wd_canvas_final(&j->msg, j->d.queue, &w->limits, status, value, etype,
-                                            emsg, &j->canvas) != 0) {
+    /* The chain's next link or its abort, the member's record, the crawl's count: in the
+     * same ack. */
+    if (!j->canvas_start && (wd_canvas_final(&j->msg, j->d.queue, &w->limits, status, value, etype,
+                                             emsg, &j->canvas) != 0 ||
+                             !crawl_final(j, status))) {
         wd_log_task(WD_LOG_ERROR, id,
-                    "out of memory building its chain or chord step; it stays in flight and "
+                    "out of memory building its chain, chord or crawl step; it stays in flight and "
                     "will be redelivered");
         free(json);
         release(j);
@@ -539,8 +556,9 @@ static void reject(struct wd_job *j, const char *id, const char *etype, const ch
         j->rejected_id = strdup(id);
     /* A refused chain link aborts the chain; a refused member counts as failed. */
     if (j->parsed && !j->canvas_start &&
-        wd_canvas_final(&j->msg, j->d.queue, &w->limits, BROKER_FAILURE, NULL, etype, reason,
-                        &j->canvas) != 0)
+        (wd_canvas_final(&j->msg, j->d.queue, &w->limits, BROKER_FAILURE, NULL, etype, reason,
+                         &j->canvas) != 0 ||
+         !crawl_final(j, BROKER_FAILURE)))
         broker_canvas_free(&j->canvas);
     char *json = job_id(j) ? result_json(j, id, BROKER_FAILURE, NULL, etype, reason) : NULL;
     if (id && !json) {
@@ -614,6 +632,8 @@ static void run(struct wd_job *j) {
     task_error err = {{0}, {0}, -1, NULL};
     task_ctx ctx;
     task_ctx_begin(&ctx, w->tasks);
+    ctx.msg = m;
+    ctx.queue = j->d.queue;
     task_call call = {m->id, m->task, m->args, m->kwargs, m->retries, &j->lim.soft_fired, &ctx};
     /* The per-host limits of the http.* tasks come before the task counts as started: a
      * task that must wait for its host is deferred, never STARTED (wd_rate.h). */

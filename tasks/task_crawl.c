@@ -3,30 +3,44 @@
  * (docs/design.md "Crawls").
  *
  * A task with follow > 0 (or with a crawl id) belongs to a crawl: the crawl id is its
- * kwarg crawl, or else its own message id (the root of the crawl). When its page is done,
- * one script, crawl_step.lua (broker_crawl.h), records the page in the crawl's done set
- * and, for each link the page gave, in the same atomic step: skips it when the crawl's
- * seen set has it, stops counting at max_pages, else adds it to the seen set and LPUSHes
- * its message. So no URL is enqueued twice by any worker, and a crawl never enqueues more
- * than max_pages pages, its root included. A message found is
+ * kwarg crawl, or else its own message id (the root of the crawl). When its page is
+ * fetched, one script, crawl_step.lua (broker_crawl.h), records the page's URL (and the
+ * one it ended at) in the crawl's seen set and, for each link the page gave, in the same
+ * atomic step: skips it when the seen set has it, stops counting at max_pages, else adds
+ * it to the seen set and LPUSHes its message. So no URL is enqueued twice by any worker,
+ * and a crawl never enqueues more than max_pages pages, its root included. A message
+ * found is
  *
  *   {"id": new, "task": "http.scrape", "args": [url], "kwargs": the page's own kwargs
- *    with follow - 1 and crawl = the crawl id, "parent_id": the page's id, "queue": queue}
+ *    with follow - 1 and crawl = the crawl id, "parent_id": the page's id, "queue": queue,
+ *    and the page's message options below}
  *
- * on the queue of kwarg queue (default "default"); a url given as a kwarg is not passed
- * on (the message's args carry the page's). Message fields (time_limit,
- * max_retries, ...) are not passed on: kwargs are. A page whose depth is spent (follow 0,
- * with the crawl id) is still recorded as done.
+ * on the queue of kwarg queue, or else the queue the page was taken from; a url given as
+ * a kwarg is not passed on (the message's args carry the page's).
  *
- * What counts as done: a page whose task ends with a result, SUCCESS or FAILURE (an
- * HTTP error, NotHTML, ...). A page that asks for a retry (retry_on, Redis down), waits
- * for its host's turn (--http-host-rate) or is stopped by a time limit is not done yet,
- * and one whose retries run out stays pending. A page that runs again (a retry, a
- * redelivery) counts once. The crawl's keys live CRAWL_TTL after its latest step. A page
- * that succeeds gets "crawl": {"id", "pushed", "enqueued", "max_pages"} in its result.
+ * Message options passed on, when the page's message has them: time_limit,
+ * soft_time_limit, max_retries, retry_backoff, retry_backoff_max, retry_jitter,
+ * ignore_result, and expires as the page's absolute time (a relative expires counts from
+ * when the root was first taken: the whole crawl expires then). Not passed on: id (each
+ * page has its own), countdown and eta (the root's wait is not every page's), retries
+ * and redelivered (each page counts its own), unique_for and unique_key (every page
+ * would share the root's key), chain and member_of (a workflow's step is the root, not
+ * each page), queue (the message field is the producer's record; see above).
+ *
+ * What counts as done and failed: not this step, but the page's final ack, in the same
+ * atomic step as its result (ack.lua's "crawl" operation; task_crawl_page_of tells the
+ * worker which crawl a message is a page of): done when the task succeeded, failed for
+ * any other final outcome (a FAILURE, its retries exhausted, a time limit, a revocation,
+ * an expiry, a dead letter; recover.lua counts the poison pills it dead-letters). A page
+ * that asks for a retry or waits for its host's turn is not ended yet. A page that runs
+ * again (a retry, a redelivery) counts once. The crawl's keys live TASK_CRAWL_TTL after
+ * its latest change. A page that succeeds gets "crawl": {"id", "pushed", "enqueued",
+ * "max_pages"} in its result.
  *
  * Runs on the task's greenlet; the step yields on the task's lent Redis connection.
+ * task_crawl_page_of is pure computation, on any stack.
  */
+#include "task_crawl.h"
 #include "task_env_internal.h"
 #include "task_scrape.h"
 
@@ -41,20 +55,106 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CRAWL_TTL (7LL * 86400) /* seconds */
-#define STEP_TIMEOUT 10.0       /* seconds Redis gets for one step */
+#define STEP_TIMEOUT 10.0 /* seconds Redis gets for one step */
+
+/* The options of the page's message m that the pages it finds inherit (see above): those
+ * m's text has, with m's parsed values (expires absolute). A new object, or NULL when out
+ * of memory. m NULL (no worker ran the call): none. */
+static json_t *inherited(const broker_msg *m) {
+    json_t *o = json_object();
+    if (o == NULL || m == NULL || m->root == NULL)
+        return o;
+    const json_t *r = m->root;
+    int bad = 0;
+    if (json_object_get(r, "time_limit") && m->time_limit > 0)
+        bad |= json_object_set_new(o, "time_limit", json_real(m->time_limit));
+    if (json_object_get(r, "soft_time_limit") && m->soft_time_limit > 0)
+        bad |= json_object_set_new(o, "soft_time_limit", json_real(m->soft_time_limit));
+    if (json_object_get(r, "max_retries"))
+        bad |= json_object_set_new(o, "max_retries", json_integer(m->max_retries));
+    if (json_object_get(r, "retry_backoff"))
+        bad |= json_object_set_new(o, "retry_backoff", json_real(m->retry_backoff));
+    if (json_object_get(r, "retry_backoff_max"))
+        bad |= json_object_set_new(o, "retry_backoff_max", json_real(m->retry_backoff_max));
+    if (json_object_get(r, "retry_jitter"))
+        bad |= json_object_set_new(o, "retry_jitter", json_boolean(m->retry_jitter));
+    if (m->ignore_result)
+        bad |= json_object_set_new(o, "ignore_result", json_true());
+    if (m->expires > 0)
+        bad |= json_object_set_new(o, "expires", json_real(m->expires));
+    if (bad) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
 
 /* The message that scrapes url in the crawl, as JSON text (malloc'd), or NULL when out of
- * memory. kwargs: the child's, shared by every message of the step. */
+ * memory. kwargs and options: the child's, shared by every message of the step. */
 static char *child_message(const task_call *call, const char *url, const json_t *kwargs,
-                           const char *queue) {
+                           const json_t *options, const char *queue) {
     char id[BROKER_GENERATED_ID_BYTES + 1];
     broker_msg_new_id(id);
     json_t *msg = json_pack("{s:s, s:s, s:[s], s:O, s:s, s:s}", "id", id, "task", call->name,
                             "args", url, "kwargs", kwargs, "parent_id", call->id, "queue", queue);
+    if (msg != NULL && json_object_update(msg, (json_t *)options) != 0) {
+        json_decref(msg);
+        msg = NULL;
+    }
     char *text = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
     json_decref(msg);
     return text;
+}
+
+/* Where the pages found go: the kwarg queue, or the queue the page came from (when it is
+ * one of workerd's own: not a Celery list), or "default". */
+static const char *pages_queue(const task_call *call, const scrape_opts *o) {
+    if (o->queue != NULL)
+        return o->queue;
+    const char *q = call->ctx ? call->ctx->queue : NULL;
+    return q != NULL && broker_check_queue_name(q) == NULL ? q : "default";
+}
+
+int task_crawl_page_of(const char *task, const char *id, const json_t *args, const json_t *kwargs,
+                       task_crawl_page *page) {
+    *page = (task_crawl_page){0};
+    if (task == NULL || strcmp(task, "http.scrape") != 0 || !json_is_object(kwargs))
+        return 0;
+    const json_t *crawl = json_object_get(kwargs, "crawl");
+    const json_t *follow = json_object_get(kwargs, "follow");
+    if (json_is_string(crawl) && broker_check_crawl_id(json_string_value(crawl)) == NULL)
+        page->crawl = json_string_value(crawl);
+    else if ((crawl == NULL || json_is_null(crawl)) && json_is_integer(follow) &&
+             json_integer_value(follow) > 0 && id != NULL && broker_check_crawl_id(id) == NULL)
+        page->crawl = id;
+    else
+        return 0;
+    const json_t *url = json_array_get(args, 0);
+    if (!json_is_string(url))
+        url = json_object_get(kwargs, "url");
+    if (!json_is_string(url)) {
+        page->crawl = NULL;
+        return 0;
+    }
+    /* Spelled as task__crawl_step spells it in the seen set. */
+    char *norm = task__scrape_normalize(json_string_value(url));
+    page->url = strdup(norm ? norm : json_string_value(url));
+    curl_free(norm);
+    if (page->url == NULL) {
+        page->crawl = NULL;
+        return -ENOMEM;
+    }
+    const json_t *max = json_object_get(kwargs, "max_pages");
+    page->max_pages = json_is_integer(max) && json_integer_value(max) >= 1 &&
+                              json_integer_value(max) <= SCRAPE_MAX_PAGES
+                          ? json_integer_value(max)
+                          : SCRAPE_DEFAULT_PAGES;
+    return 1;
+}
+
+void task_crawl_page_free(task_crawl_page *page) {
+    free(page->url);
+    *page = (task_crawl_page){0};
 }
 
 /* Send the step's batch on the lent connection, once more as EVAL when Redis has
@@ -106,16 +206,18 @@ int task__crawl_step(const task_call *call, const scrape_opts *o, const task_htt
     const char **urls = n ? calloc(n, sizeof *urls) : NULL;
     char **msgs = n ? calloc(n, sizeof *msgs) : NULL;
     json_t *kwargs = n ? json_deep_copy(call->kwargs) : NULL;
+    json_t *options = n ? inherited(call->ctx ? call->ctx->msg : NULL) : NULL;
+    const char *queue = pages_queue(call, o);
     task_error mine = {.long_message = NULL};
     int step = 0;
-    if (n && (urls == NULL || msgs == NULL || kwargs == NULL ||
+    if (n && (urls == NULL || msgs == NULL || kwargs == NULL || options == NULL ||
               json_object_set_new(kwargs, "follow", json_integer(o->follow - 1)) != 0 ||
               json_object_set_new(kwargs, "crawl", json_string(crawl)) != 0 ||
               (json_object_get(kwargs, "url") != NULL && json_object_del(kwargs, "url") != 0)))
         step = task_error_set(&mine, "MemoryError", "%s: out of memory", call->name);
     for (size_t i = 0; step == 0 && i < n; i++) {
         urls[i] = json_string_value(json_array_get(links, i));
-        if ((msgs[i] = child_message(call, urls[i], kwargs, o->queue)) == NULL)
+        if ((msgs[i] = child_message(call, urls[i], kwargs, options, queue)) == NULL)
             step = task_error_set(&mine, "MemoryError", "%s: out of memory", call->name);
     }
     broker_crawl_counts counts = {0};
@@ -123,8 +225,8 @@ int task__crawl_step(const task_call *call, const scrape_opts *o, const task_htt
         broker_batch b = {0};
         broker_crawl_step s = {.crawl = crawl,
                                .max_pages = o->max_pages,
-                               .ttl = CRAWL_TTL,
-                               .queue = o->queue,
+                               .ttl = TASK_CRAWL_TTL,
+                               .queue = queue,
                                .self = self                     ? self
                                        : json_string_value(url) ? json_string_value(url)
                                                                 : "",
@@ -147,6 +249,7 @@ int task__crawl_step(const task_call *call, const scrape_opts *o, const task_htt
     curl_free(self);
     curl_free(final);
     json_decref(kwargs);
+    json_decref(options);
 
     if (step == -ETIMEDOUT || step == -ECANCELED) {
         if (rc == 0) {

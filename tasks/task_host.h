@@ -76,7 +76,11 @@ void task_host_free(task_host *h);
 /* Idle connections kept now, to the broker and to the result backend (tests). */
 size_t task_host_idle(const task_host *h);
 
-/* The state of one call. Its fields are private. */
+struct broker_msg;
+
+/* The state of one call. Its fields are private, but for msg and queue, which the worker
+ * sets after task_ctx_begin when it has them (http.scrape's crawl passes the message's
+ * options on to the pages it finds, and sends them to the queue the page came from). */
 typedef struct task_ctx {
     task_host *host;
     green_redis *redis;   /* lent to the call: the broker's */
@@ -85,6 +89,8 @@ typedef struct task_ctx {
     size_t nbroken;
     char *turn_host; /* the host whose slot the call holds (task_ctx_gate), or NULL */
     char turn_holder[160];
+    const struct broker_msg *msg; /* the message being run (borrowed), or NULL */
+    const char *queue;            /* the queue it was taken from (borrowed), or NULL */
 } task_ctx;
 
 /* Start a call's context (host may be NULL: then the call behaves as outside a worker).

@@ -4,7 +4,7 @@
  * turn of http.get applies), then libxml2's HTML parser on the body.
  *
  *   http.scrape(url, ...http.get's keyword arguments..., xpath={}, same_host=false,
- *               link_pattern=None, follow=0, max_pages=100, crawl=None, queue="default")
+ *               link_pattern=None, follow=0, max_pages=100, crawl=None, queue=None)
  *
  * Result: {"url": the final URL (credentials redacted), "status": 200, "title",
  * "description" (<meta name="description">), "canonical" (<link rel="canonical">,
@@ -72,8 +72,6 @@
 #define SCRAPE_MAX_NAMES 64
 #define SCRAPE_MAX_PATTERN 1024
 #define SCRAPE_MAX_FOLLOW 100
-#define SCRAPE_MAX_PAGES 1000000LL
-#define SCRAPE_DEFAULT_PAGES 100LL
 
 /* ---- arguments ------------------------------------------------------------------------ */
 
@@ -190,13 +188,13 @@ int task__scrape_args(const task_call *call, scrape_opts *o, task_error *err) {
     if (rc == 0)
         rc = task_opt_string(call, TASK_ARG_KWONLY, "crawl", NULL, &o->crawl, NULL, err);
     if (rc == 0)
-        rc = task_opt_string(call, TASK_ARG_KWONLY, "queue", "default", &o->queue, NULL, err);
+        rc = task_opt_string(call, TASK_ARG_KWONLY, "queue", NULL, &o->queue, NULL, err);
     if (rc != 0)
         return rc;
     const char *why;
     if (o->crawl != NULL && (why = broker_check_crawl_id(o->crawl)) != NULL)
         return task_error_invalid(err, "ValueError", "%s: kwarg crawl: %s", call->name, why);
-    if ((why = broker_check_queue_name(o->queue)) != NULL)
+    if (o->queue != NULL && (why = broker_check_queue_name(o->queue)) != NULL)
         return task_error_invalid(err, "ValueError", "%s: kwarg queue: %s", call->name, why);
     if (pattern != NULL) {
         if (strlen(pattern) > SCRAPE_MAX_PATTERN)

@@ -17,6 +17,9 @@
 #include <libxml/xmlerror.h>
 #include <libxml/xpath.h>
 
+#define SCRAPE_MAX_PAGES 1000000LL
+#define SCRAPE_DEFAULT_PAGES 100LL
+
 /* One xpath entry, compiled. */
 typedef struct xpath_entry {
     const char *name; /* borrowed from the call's kwargs */
@@ -46,7 +49,7 @@ typedef struct scrape_opts {
     long long follow;    /* depth: 0 enqueues nothing */
     long long max_pages; /* the crawl's cap */
     const char *crawl;   /* the crawl id given, or NULL (borrowed from the call) */
-    const char *queue;   /* where the pages found go */
+    const char *queue;   /* where the pages found go; NULL: the queue the page came from */
 } scrape_opts;
 
 /* Check and compile the keyword arguments above: 0, or TASK_EINVAL naming the field (the
@@ -67,8 +70,9 @@ char *task__scrape_normalize(const char *url);
 
 /* The crawl's step for a page whose task ends with rc (task_crawl.c): when the task
  * crawls (follow > 0, or a crawl id), and rc is an outcome (0, TASK_EFAIL, TASK_EINVAL),
- * record the page done and, on success with follow > 0, enqueue the links not seen in
- * the crawl yet. Returns rc, or on a Redis failure TASK_ERETRY (the page runs again; the
+ * record its URL (and where it ended) seen and, on success with follow > 0, enqueue the
+ * links not seen in the crawl yet. The page is counted done or failed by its final ack,
+ * not here (task_crawl.h). Returns rc, or on a Redis failure TASK_ERETRY (the page runs again; the
  * crawl's seen set keeps its links from being enqueued twice) with *result released.
  * MAY YIELD. */
 int task__crawl_step(const task_call *call, const scrape_opts *o, const task_http_fetched *f,

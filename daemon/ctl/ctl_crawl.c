@@ -1,8 +1,9 @@
 /*
  * ctl_crawl.c - `workerctl crawl ID`: the progress of an http.scrape crawl (broker_crawl.h;
- * docs/design.md "Crawls"): pages done, pending, enqueued, and the crawl's max_pages,
- * read in one HMGET of <prefix>:crawl:<ID>, which the crawl's step script keeps up to
- * date in the same atomic step as the pages it enqueues.
+ * docs/design.md "Crawls"): pages done, failed, pending, enqueued, and the crawl's
+ * max_pages, read in one HMGET of <prefix>:crawl:<ID>, which the crawl's step script keeps
+ * up to date in the same atomic step as the pages it enqueues, and each page's final ack
+ * in the same atomic step as its result. Finished: nothing pending.
  *
  * Runs on the main thread; blocking Redis commands.
  */
@@ -41,12 +42,14 @@ int ctl_cmd_crawl(ctl *c, int argc, char **argv) {
         return ctl_error(CTL_FAIL, "unexpected reply reading crawl %s", id);
     if (found == 0)
         return ctl_error(CTL_FAIL, "no crawl %s (it never started, or its keys expired)", id);
-    long long pending = n.enqueued > n.done ? n.enqueued - n.done : 0;
+    long long ended = n.done + n.failed;
+    long long pending = n.enqueued > ended ? n.enqueued - ended : 0;
     if (c->json)
-        ctl_print_json(json_pack("{s:s, s:I, s:I, s:I, s:I}", "crawl", id, "done", n.done,
-                                 "pending", pending, "enqueued", n.enqueued, "max", n.max));
+        ctl_print_json(json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:b}", "crawl", id, "done", n.done,
+                                 "failed", n.failed, "pending", pending, "enqueued", n.enqueued,
+                                 "max", n.max, "finished", pending == 0));
     else
-        printf("crawl %s: %lld done, %lld pending, %lld enqueued, max %lld%s\n", id, n.done,
-               pending, n.enqueued, n.max, pending == 0 ? " (finished)" : "");
+        printf("crawl %s: %lld done, %lld failed, %lld pending, %lld enqueued, max %lld%s\n", id,
+               n.done, n.failed, pending, n.enqueued, n.max, pending == 0 ? " (finished)" : "");
     return CTL_OK;
 }

@@ -131,12 +131,14 @@ static const ctl_command commands[] = {
     {"crawl", ctl_cmd_crawl, "show an http.scrape crawl's progress",
      "Usage: workerctl crawl ID\n"
      "Show the crawl ID of http.scrape tasks with follow (ID: the root message's id, or\n"
-     "its kwarg crawl): pages done (their task ended with a result), pending (enqueued\n"
-     "and not done yet: waiting, running, or waiting for a retry), enqueued (the root\n"
-     "included) and max (its max_pages). Exit 1 when Redis has no such crawl (it never\n"
-     "was, or its keys expired, 7 days after its last page).\n"
+     "its kwarg crawl): pages done (their task succeeded), failed (any other final\n"
+     "outcome: a FAILURE, a time limit, revoked, expired, dead-lettered), pending\n"
+     "(enqueued and not ended yet: waiting, running, or waiting for a retry), enqueued\n"
+     "(the root included) and max (its max_pages); \"(finished)\" when nothing is\n"
+     "pending. Exit 1 when Redis has no such crawl (it never was, or its keys expired, 7\n"
+     "days after its last page).\n"
      "\n"
-     "With --json: {crawl, done, pending, enqueued, max}.\n",
+     "With --json: {crawl, done, failed, pending, enqueued, max, finished}.\n",
      false},
     {"beat", ctl_cmd_beat, "list the periodic tasks of the beat file, last and next runs",
      "Usage: workerctl beat --beat FILE\n"

@@ -72,14 +72,25 @@ const char *scrape_site_url(const scrape_site *s, const char *path) {
     return b;
 }
 
-json_t *scrape_site_hits(const scrape_site *s) {
+/* The JSON object the site serves at path. */
+static json_t *site_json(const scrape_site *s, const char *path) {
     httpc_response r;
-    static const char req[] = "GET /_hits HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-    ASSERT_EQ(httpc_raw(s->port, req, sizeof req - 1, 10.0, &r), 200);
-    json_error_t e;
-    json_t *hits = r.body ? json_loads(r.body, 0, &e) : NULL;
+    char req[256];
+    int n = snprintf(req, sizeof req,
+                     "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", path);
+    ASSERT_EQ(httpc_raw(s->port, req, (size_t)n, 10.0, &r), 200);
+    json_error_t e = {.text = ""};
+    json_t *doc = r.body ? json_loads(r.body, 0, &e) : NULL;
     httpc_free(&r);
-    if (!json_is_object(hits))
-        test__fail(__FILE__, __LINE__, "/_hits is not a JSON object: %s", e.text);
-    return hits;
+    if (!json_is_object(doc))
+        test__fail(__FILE__, __LINE__, "%s is not a JSON object: %s", path, e.text);
+    return doc;
+}
+
+json_t *scrape_site_hits(const scrape_site *s) {
+    return site_json(s, "/_hits");
+}
+
+json_t *scrape_site_served(const scrape_site *s) {
+    return site_json(s, "/_served");
 }

@@ -31,4 +31,8 @@ const char *scrape_site_url(const scrape_site *s, const char *path);
 /* The hits per path so far (a new reference). */
 json_t *scrape_site_hits(const scrape_site *s);
 
+/* {path: {"bytes": body bytes the site wrote, "ended": its response is over}} for the
+ * large responses (/huge.bin) so far (a new reference). */
+json_t *scrape_site_served(const scrape_site *s);
+
 #endif

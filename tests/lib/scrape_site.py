@@ -10,6 +10,13 @@ serves until killed:
                    0 and N-1 (where they exist; each written twice, once with a fragment
                    and once relative), so that every page is reachable from /site/0
   /_hits           JSON {path: how many GETs it had}, /_hits itself not counted
+  /_served         JSON {path: {"bytes": body bytes written, "ended": the last
+                   response of the path has ended}} for /huge.bin
+  /crawl-fail      links to a page, a 404, a JSON document, a page that hangs and a 503
+  /hangs, /hang/N  links to /hang/1 and /hang/2; /hang/N answers after 300 s
+  /unavailable     503
+  /huge.bin        HUGE_BYTES of application/octet-stream, written 64 KiB at a time
+                   until the client goes away
   /utf8, /latin1, /latin1-meta, /latin1-equiv, /bad-utf8, /bad-sjis,
   /broken, /links, /base/dir/page,
   /redirect, /json, /text-no-type, /empty, /big-links  fixed pages for the tests
@@ -17,11 +24,14 @@ serves until killed:
 import json
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 PAGES = int(sys.argv[1]) if len(sys.argv) > 1 else 0
 hits = {}
+served = {}
 lock = threading.Lock()
+HUGE_BYTES = 64 << 20
 
 UTF8_TITLE = "Caf\u00e9 \u2014 \u00fcn\u00efcode \u2713"
 LATIN1_TITLE = "Caf\u00e9 cr\u00e8me br\u00fbl\u00e9e"
@@ -67,6 +77,12 @@ FIXED = {
     "/json": ("application/json", b'{"not": "html"}'),
     "/text-no-type": (None, b"<html><head><title>No type</title></head></html>"),
     "/empty": ("text/html", b""),
+    "/crawl-fail": ("text/html",
+                    b"<html><body><a href='/site/1'>ok</a><a href='/missing'>404</a>"
+                    b"<a href='/json'>json</a><a href='/hang/1'>hang</a>"
+                    b"<a href='/unavailable'>503</a></body></html>"),
+    "/hangs": ("text/html",
+               b"<html><body><a href='/hang/1'>1</a><a href='/hang/2'>2</a></body></html>"),
     "/big-links": ("text/html",
                    b"<html><body>" + b"".join(b"<a href='/p%d'>p</a>" % i
                                               for i in range(12000)) + b"</body></html>"),
@@ -98,6 +114,26 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def huge(self, path):
+        with lock:
+            served[path] = {"bytes": 0, "ended": False}
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(HUGE_BYTES))
+        self.end_headers()
+        chunk = b"\0" * 65536
+        sent = 0
+        try:
+            while sent < HUGE_BYTES:
+                self.wfile.write(chunk)
+                sent += len(chunk)
+                with lock:
+                    served[path]["bytes"] = sent
+        except OSError:
+            self.close_connection = True
+        with lock:
+            served[path]["ended"] = True
+
     def do_GET(self):
         path = self.path.split("?", 1)[0]
         if path == "/_hits":
@@ -106,6 +142,17 @@ class Handler(BaseHTTPRequestHandler):
             return self.send(200, "application/json", body)
         with lock:
             hits[path] = hits.get(path, 0) + 1
+        if path == "/_served":
+            with lock:
+                body = json.dumps(served).encode()
+            return self.send(200, "application/json", body)
+        if path == "/huge.bin":
+            return self.huge(path)
+        if path.startswith("/hang/"):
+            time.sleep(300)
+            return self.send(200, "text/html", b"<html><title>Late</title></html>")
+        if path == "/unavailable":
+            return self.send(503, "text/html", b"<html><title>Unavailable</title></html>")
         if path == "/redirect":
             return self.send(302, "text/html", b"", [("Location", "/base/dir/page")])
         if path in FIXED:
