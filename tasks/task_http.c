@@ -139,6 +139,8 @@ typedef struct request {
     bool raise_for_status;
     const json_t *retry_on; /* status codes that ask for a retry; NULL: none */
     bool retry_on_errors;   /* transport failures that may pass ask for one too */
+    /* NULL, or whether the body is worth reading (on_body) */
+    task_http_wants_fn wants_body;
 } request;
 
 /* A growable byte buffer, appended to from the hub stack. */
@@ -161,6 +163,11 @@ typedef struct transfer {
     bool out_of_memory;
     bool refused;       /* the address policy refused a connection */
     char refusal[1024]; /* the first refusal, for the message */
+    /* Asked at the first byte of each response's body (body_asked); when it says no
+     * (body_unwanted), the transfer stops there. */
+    task_http_wants_fn wants_body;
+    bool body_asked;
+    bool body_unwanted;
 } transfer;
 
 /* ---- limits and the handle cache ---------------------------------------------------- */
@@ -258,6 +265,15 @@ static bool buffer_append(buffer *b, const char *data, size_t n) {
 static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata) {
     transfer *t = userdata;
     size_t n = size * nmemb;
+    /* At the first byte of the body the headers are all in (curl skips the bodies of the
+     * redirects it follows): a body the caller does not want is never downloaded. */
+    if (t->wants_body != NULL && !t->body_asked) {
+        t->body_asked = true;
+        if (!t->wants_body(t->headers.data, t->headers.len)) {
+            t->body_unwanted = true;
+            return 0;
+        }
+    }
     if (n > t->max_size - t->body.len) {
         t->body_too_big = true;
         return 0;
@@ -281,6 +297,7 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *userdata) {
     if (n >= 5 && memcmp(data, "HTTP/", 5) == 0) {
         t->headers.len = 0;
         t->header_lines = 0;
+        t->body_asked = false;
         return n;
     }
     if (n <= 2 && (data[0] == '\r' || data[0] == '\n'))
@@ -567,7 +584,10 @@ static int exchange(const task_call *call, const request *req, size_t max_result
         task__http_header_list_free(headers);
         return task_error_set(err, "MemoryError", "%s: could not create a curl handle", call->name);
     }
-    *t = (transfer){.easy = easy, .max_size = (size_t)req->max_size, .max_result = max_result};
+    *t = (transfer){.easy = easy,
+                    .max_size = (size_t)req->max_size,
+                    .max_result = max_result,
+                    .wants_body = req->wants_body};
     char errbuf[CURL_ERROR_SIZE] = "";
     configure(easy, req, headers, t, errbuf);
 
@@ -583,7 +603,7 @@ static int exchange(const task_call *call, const request *req, size_t max_result
     } else if (rc != 0) {
         rc = task_error_set(err, "InternalError", "%s: green_http_perform: %s", call->name,
                             strerror(-rc));
-    } else if (res != CURLE_OK) {
+    } else if (res != CURLE_OK && !(res == CURLE_WRITE_ERROR && t->body_unwanted)) {
         rc = transport_error(call, res, t, req, errbuf, err);
         /* Not when the policy refused: that would fail the same way again. */
         if (rc == TASK_EFAIL && req->retry_on_errors && !t->refused &&
@@ -776,13 +796,14 @@ const char *const task__http_fetch_kwargs[] = {
     "url",      "headers",          "timeout",  "follow_redirects", "max_redirects",
     "max_size", "raise_for_status", "retry_on", "retry_on_errors",  NULL};
 
-int task__http_fetch(const task_call *call, size_t url_index, task_http_fetched *out,
-                     task_error *err) {
+int task__http_fetch(const task_call *call, size_t url_index, task_http_wants_fn wants_body,
+                     task_http_fetched *out, task_error *err) {
     request req = {.method = "GET"};
     *out = (task_http_fetched){0};
     int rc = common_args(call, url_index, &req, err);
     if (rc != 0)
         return rc;
+    req.wants_body = wants_body;
     transfer t = {0};
     /* The body is not in http.scrape's result: max_size alone bounds it. */
     rc = exchange(call, &req, 0, &t, &out->status, &out->url, &out->elapsed_ms, err);

@@ -47,14 +47,21 @@ typedef struct task_http_fetched {
     double elapsed_ms;
 } task_http_fetched;
 
+/* Whether a response whose header lines are headers[0..len) ("Name: value\r\n" each;
+ * headers may be NULL) is worth its body. Called on the hub stack, from curl's write
+ * callback: pure computation only. */
+typedef bool (*task_http_wants_fn)(const char *headers, size_t len);
+
 /* Exactly http.get's request: its keyword arguments (task__http_fetch_kwargs; the url is
  * argument url_index), limits, address policy, redirects, --http-host-rate turn and
  * retry_on / raise_for_status checks, but without the result's cap on the body (max_size
- * still bounds it). Returns 0 with *out filled, or what http.get returns on failure
- * (TASK_EINVAL, TASK_EFAIL, TASK_ERETRY, TASK_EDEFER, -ETIMEDOUT, -ECANCELED) with *out
- * empty. MAY YIELD: on a task's greenlet. */
-int task__http_fetch(const task_call *call, size_t url_index, task_http_fetched *out,
-                     task_error *err);
+ * still bounds it). wants_body (may be NULL: every body is read) is asked once the
+ * headers are in: when it says no, the transfer stops before the body, and the fetch
+ * returns 0 with the headers and an empty body. Returns 0 with *out filled, or what http.get
+ * returns on failure (TASK_EINVAL, TASK_EFAIL, TASK_ERETRY, TASK_EDEFER, -ETIMEDOUT, -ECANCELED)
+ * with *out empty. MAY YIELD: on a task's greenlet. */
+int task__http_fetch(const task_call *call, size_t url_index, task_http_wants_fn wants_body,
+                     task_http_fetched *out, task_error *err);
 void task__http_fetched_free(task_http_fetched *f);
 
 /* A JSON string of a URL with its credentials redacted (task_http_redact.h); NULL when out

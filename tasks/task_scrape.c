@@ -27,7 +27,9 @@
  * bytes are valid UTF-8; else what a <meta charset> or <meta http-equiv="Content-Type">
  * says (libxml2 reads them); else ISO-8859-1. libxml2 converts to UTF-8 as it parses.
  * A Content-Type other than text/html or application/xhtml+xml is FAILURE NotHTML naming
- * it (no Content-Type at all is parsed as HTML). Broken HTML parses: libxml2 recovers, and
+ * it (no Content-Type at all is parsed as HTML): the transfer stops as soon as the
+ * headers show such a type, before the body (a 1 GB video behind a link costs a few
+ * packets, not the download). Broken HTML parses: libxml2 recovers, and
  * its errors and warnings are switched off (HTML_PARSE_NOERROR / NOWARNING; XPath errors
  * go to a handler of the task's own context), so nothing of it reaches stderr.
  *
@@ -243,7 +245,7 @@ static int task_http_scrape(const task_call *call, json_t **result, task_error *
         return rc;
     task_http_fetched f;
     json_t *links = NULL;
-    rc = task__http_fetch(call, 0, &f, err);
+    rc = task__http_fetch(call, 0, task__scrape_wants, &f, err);
     if (rc == 0)
         rc = task__scrape_page(call, &o, &f, result, &links, err);
     rc = task__crawl_step(call, &o, &f, links, rc, result, err);

@@ -57,6 +57,11 @@ typedef struct scrape_opts {
 int task__scrape_args(const task_call *call, scrape_opts *o, task_error *err);
 void task__scrape_opts_free(scrape_opts *o);
 
+/* The fetch's wants_body (task_internal.h): true when the response's Content-Type is
+ * HTML (text/html or application/xhtml+xml) or absent, so that a non-HTML body (a video
+ * behind a link) is not downloaded only to fail NotHTML. Pure computation, any stack. */
+bool task__scrape_wants(const char *headers, size_t len);
+
 /* Parse the fetched page (task_scrape_page.c): 0 with *result (the task's result) and *links (the
  * links of the result, a new reference), or TASK_EFAIL (NotHTML, MemoryError) / TASK_EINVAL (an
  * XPath that fails on the page). Does not yield. */

@@ -437,12 +437,21 @@ static json_t *maybe(const xmlChar *s) {
     return s != NULL ? task__text((const char *)s, strlen((const char *)s)) : json_null();
 }
 
+static bool is_html(const char *type) {
+    return strcmp(type, "text/html") == 0 || strcmp(type, "application/xhtml+xml") == 0;
+}
+
+bool task__scrape_wants(const char *headers, size_t len) {
+    char type[128], charset[64];
+    return !content_type(headers, len, type, sizeof type, charset, sizeof charset) || is_html(type);
+}
+
 int task__scrape_page(const task_call *call, const scrape_opts *o, const task_http_fetched *f,
                       json_t **result, json_t **links_out, task_error *err) {
     char type[128], charset[64];
     *links_out = NULL;
     if (content_type(f->headers, f->headers_len, type, sizeof type, charset, sizeof charset) &&
-        strcmp(type, "text/html") != 0 && strcmp(type, "application/xhtml+xml") != 0)
+        !is_html(type))
         return task_error_set(err, "NotHTML",
                               "%s: the response is %s, not HTML (text/html or "
                               "application/xhtml+xml)",
