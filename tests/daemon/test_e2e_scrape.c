@@ -289,6 +289,7 @@ TEST(test_crawl_finishes_when_pages_are_revoked_or_dead_lettered) {
      * redelivery dead-letters it. */
     e2e_worker_signal(&e.w, SIGKILL);
     ASSERT_EQ(e2e_worker_wait(&e.w, TEST_SOON), 128 + SIGKILL);
+    e2e_worker_stop(&e.w); /* reaped already: its files go */
     E2E_START_READY(&e.w, e.redis.port, "--heartbeat", "1", "--max-redeliveries", "0");
     ASSERT(e2e_wait_dead(e.c, 1, TEST_NEVER));
     ASSERT_WITHIN(pages_ended(&e, "hangs", 3), TEST_NEVER);
