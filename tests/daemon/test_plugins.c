@@ -230,10 +230,10 @@ TEST(list_tasks_prints_every_name_and_exits_zero) {
              plugin("good"));
     r = run_workerd("", args);
     ASSERT_EQ(r.code, 0);
-    ASSERT_STREQ(r.out,
-                 "chord\necho\nfail\ngroup\nhttp.get\nhttp.request\nhttp.scrape\nsleep\nt.call\nt.client_id\n"
-                 "t.count\nt.crash\nt.crash_once\nt.log\nt.send\nt.spawned\nt.wait\n"
-                 "u.one\nu.two\n");
+    ASSERT_STREQ(r.out, "chord\necho\nfail\ngroup\nhttp.get\nhttp.request\nhttp.scrape\nsleep\nt."
+                        "call\nt.client_id\n"
+                        "t.count\nt.crash\nt.crash_once\nt.log\nt.send\nt.spawned\nt.wait\n"
+                        "u.one\nu.two\n");
     ASSERT_STREQ(r.err, "");
     run_free(&r);
 }
