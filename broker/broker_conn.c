@@ -40,7 +40,9 @@ struct broker_conn {
     green_event broken; /* set by a caller that saw the link fail */
     green_t owner;
     bool closing;
+    bool sentinel; /* the URL is redis+sentinel://: a -READONLY reply means reconnect */
     unsigned long drops;
+    unsigned long readonly; /* -READONLY replies that made it reconnect */
     unsigned int seed;
 };
 
@@ -107,6 +109,7 @@ static void *owner_main(void *arg) {
         if (!r)
             break;
         c->r = r;
+        unsigned long readonly_before = c->readonly;
         green_event_clear(&c->broken);
         green_event_set(&c->up);
         report(c, true, NULL);
@@ -121,7 +124,10 @@ static void *owner_main(void *arg) {
             break;
         }
         c->drops++;
-        const char *why = green_redis_error(r) ? green_redis_last_error(r) : "connection lost";
+        const char *why = green_redis_error(r) ? green_redis_last_error(r)
+                          : c->readonly != readonly_before
+                              ? "the server answered READONLY: no longer the master"
+                              : "connection lost";
         char msg[256];
         snprintf(msg, sizeof msg, "%s", why);
         green_redis_free(r);
@@ -139,6 +145,11 @@ broker_conn *broker_conn_new(const char *url, const char *name, broker_conn_stat
     c->name = strdup(name);
     if (!c->url || !c->name)
         goto fail;
+    green_redis_url u;
+    if (green_redis_url_parse(url, &u, NULL, 0) == 0) {
+        c->sentinel = u.master != NULL;
+        green_redis_url_clear(&u);
+    }
     c->on_state = on_state;
     c->arg = arg;
     c->seed = (unsigned int)time(NULL) ^ (unsigned int)getpid() ^ (unsigned int)(uintptr_t)c;
@@ -186,6 +197,25 @@ static void saw_error(broker_conn *c, green_redis *r, int rc) {
     }
 }
 
+/* The special problem of a master that is no longer one. Behind a redis+sentinel:// URL,
+ * a connection can outlive a failover: the old master, demoted (or cut off and come
+ * back as a replica), keeps the connection open and answers every write with -READONLY.
+ * Waiting that out would wait forever, so such a reply counts as a broken link: the
+ * owner reconnects, which asks the sentinels again and lands on the new master. The
+ * caller still gets its reply (a refusal it retries: broker_ack's -EAGAIN). For a plain
+ * redis:// URL reconnecting would find the same replica, so nothing changes there. */
+static void saw_replies(broker_conn *c, green_redis *r, redisReply **replies, size_t n) {
+    for (size_t i = 0; c->sentinel && i < n; i++) {
+        if (replies[i] != NULL && replies[i]->type == REDIS_REPLY_ERROR && replies[i]->str &&
+            strncmp(replies[i]->str, "READONLY", 8) == 0 && c->r == r) {
+            c->readonly++;
+            green_event_clear(&c->up);
+            green_event_set(&c->broken);
+            return;
+        }
+    }
+}
+
 int broker_conn_call(broker_conn *c, redisReply **reply, double timeout, int argc,
                      const char **argv, const size_t *argvlen) {
     green_timeout t;
@@ -195,6 +225,8 @@ int broker_conn_call(broker_conn *c, redisReply **reply, double timeout, int arg
         green_redis *r = c->r;
         rc = green_redis_commandargv(r, reply, -1, argc, argv, argvlen);
         saw_error(c, r, rc);
+        if (rc == 0)
+            saw_replies(c, r, reply, 1);
     }
     green_timeout_end(&t);
     return rc;
@@ -209,6 +241,8 @@ int broker_conn_pipeline(broker_conn *c, size_t n, const int *argcs, const char 
         green_redis *r = c->r;
         rc = green_redis_pipeline(r, n, argcs, argvs, argvlens, replies, -1);
         saw_error(c, r, rc);
+        if (rc == 0)
+            saw_replies(c, r, replies, n);
     }
     green_timeout_end(&t);
     return rc;
