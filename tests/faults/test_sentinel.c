@@ -117,7 +117,7 @@ TEST(sentinels_unreachable_at_start_are_retried_with_a_clear_error) {
 TEST(a_sentinel_naming_a_replica_is_skipped_or_refused) {
     sfix f;
     sfix_start(&f, false);
-    int liar = sfix_start_liar(&f, "127.0.0.1", f.node[1].port);
+    int liar = sfix_start_liar(&f, 0, "127.0.0.1", f.node[1].port);
     char url[600];
     /* The liar first: the worker must end up on the real master through the next one. */
     snprintf(url, sizeof url, "redis+sentinel://127.0.0.1:%d,127.0.0.1:%d/" SFIX_MASTER, liar,
@@ -190,5 +190,50 @@ TEST(failover_during_a_warm_shutdown_still_stores_the_results) {
     books_free(b);
     e2e_worker_stop(&w);
     redisFree(c);
+    sfix_stop(&f);
+}
+
+/* A master demoted by hand keeps its clients' connections and answers their writes with
+ * -READONLY: the worker must take that as "ask the sentinels again", not wait it out. The
+ * sentinel here is the fake one, told the new master only after the switch. */
+TEST(a_demoted_master_answering_readonly_sends_the_worker_to_the_new_one) {
+    sfix f;
+    sfix_ports(&f);
+    sfix_start_nodes(&f);
+    int a = f.node[0].port, b = f.node[1].port;
+    int liar = sfix_start_liar(&f, 0, "127.0.0.1", a);
+    char url[600];
+    snprintf(url, sizeof url, "redis+sentinel://127.0.0.1:%d/" SFIX_MASTER, liar);
+    e2e_worker w;
+    E2E_START_READY(&w, 0, "-b", url, "-c", "2", "--heartbeat", "1");
+    redisContext *ca = sfix_connect(a), *cb = sfix_connect(b);
+    e2e_push_task(ca, "default", "before", "echo", "[1]");
+    json_t *r = e2e_wait_result(ca, "before", "SUCCESS", 10.0);
+    ASSERT(r != NULL);
+    json_decref(r);
+
+    /* Swap the roles: b becomes the master, a its replica; the worker's connections to a
+     * stay open. */
+    wait_replicated(ca);
+    redisReply *rep = redisCommand(cb, "REPLICAOF NO ONE");
+    freeReplyObject(rep);
+    char port[16];
+    snprintf(port, sizeof port, "%d", b);
+    rep = redisCommand(ca, "REPLICAOF 127.0.0.1 %s", port);
+    freeReplyObject(rep);
+    sfix_start_liar(&f, liar, "127.0.0.1", b);
+    e2e_push_task(cb, "default", "after", "echo", "[2]");
+    r = e2e_wait_result(cb, "after", "SUCCESS", 20.0);
+    if (r == NULL)
+        e2e_log_dump(&w);
+    ASSERT(r != NULL);
+    json_decref(r);
+    ASSERT(e2e_log_wait(&w, "READONLY", 1.0));
+
+    e2e_worker_signal(&w, SIGTERM);
+    ASSERT_EQ(e2e_worker_wait(&w, 15.0), 0);
+    e2e_worker_stop(&w);
+    redisFree(ca);
+    redisFree(cb);
     sfix_stop(&f);
 }

@@ -129,9 +129,16 @@ void sfix_start(sfix *f, bool for_failover) {
     sfix_start_sentinels(f, for_failover);
 }
 
-int sfix_start_liar(sfix *f, const char *host, int port) {
+int sfix_start_liar(sfix *f, int liar_port, const char *host, int port) {
+    if (f->liar > 0) {
+        kill(f->liar, SIGKILL);
+        waitpid(f->liar, NULL, 0);
+        f->liar = 0;
+    }
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)liar_port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     ASSERT(bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && listen(fd, 16) == 0);

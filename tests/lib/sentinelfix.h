@@ -43,9 +43,9 @@ void sfix_start_sentinels(sfix *f, bool for_failover);
 /* sfix_ports, sfix_start_nodes, sfix_start_sentinels. */
 void sfix_start(sfix *f, bool for_failover);
 
-/* Start a fake sentinel answering every command with host:port as the master. Returns
- * its port. */
-int sfix_start_liar(sfix *f, const char *host, int port);
+/* Start a fake sentinel on liar_port (0: any free one) answering every command with
+ * host:port as the master, replacing the one running. Returns its port. */
+int sfix_start_liar(sfix *f, int liar_port, const char *host, int port);
 
 /* The master the sentinels name now: its port (ASSERTs they answer). */
 int sfix_master_port(sfix *f);
