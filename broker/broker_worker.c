@@ -31,6 +31,7 @@ struct broker_worker {
     broker_conn *results;
     char refusal[BROKER_REFUSAL_MAX];        /* the last error reply of an ack (its first line) */
     char control_tail[BROKER_STREAM_ID_MAX]; /* as the last fetch that took anything saw it */
+    unsigned long long max_tag; /* the highest delivery tag fetched: fetch.lua's floor */
 };
 
 /* A growable argument vector. Strings are borrowed unless added with argv_addf. */
@@ -244,6 +245,7 @@ static int fetch_once(broker_worker *w, size_t n, redisReply **r, double timeout
     broker_batch_str(&b, w->keys.prefix);
     broker_batch_str(&b, w->wid);
     broker_batch_num(&b, (long long)n);
+    broker_batch_num(&b, (long long)w->max_tag);
     for (size_t i = 0; i < w->nqueues; i++)
         broker_batch_str(&b, w->queues[i]);
     broker_cmd_control_tail(&b, &w->keys);
@@ -302,6 +304,9 @@ int broker_fetch(broker_worker *w, size_t n, broker_delivery **out, size_t *coun
         d[i].queue = dup_bytes(e[1]->str, e[1]->len);
         d[i].raw = dup_bytes(e[2]->str, e[2]->len);
         d[i].len = e[2]->len;
+        unsigned long long tag = d[i].tag ? strtoull(d[i].tag, NULL, 10) : 0;
+        if (tag > w->max_tag)
+            w->max_tag = tag;
         if (!d[i].tag || !d[i].queue || !d[i].raw) {
             /* Out of memory with the messages already in flight: leave them to the
              * requeue at shutdown or to recovery rather than inventing a state. */
