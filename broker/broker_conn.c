@@ -43,6 +43,7 @@ struct broker_conn {
     bool sentinel; /* the URL is redis+sentinel://: a -READONLY reply means reconnect */
     unsigned long drops;
     unsigned long readonly; /* -READONLY replies that made it reconnect */
+    unsigned long switched; /* +switch-master announcements that made it reconnect */
     unsigned int seed;
 };
 
@@ -102,6 +103,28 @@ static green_redis *connect_with_backoff(broker_conn *c) {
     }
 }
 
+/* The watcher of a redis+sentinel:// connection, while it is up: when a sentinel
+ * announces that the master moved, the link counts as broken at once, so the owner
+ * reconnects to the new master rather than waiting for the old one's connection to fail
+ * (a killed master's is noticed at once anyway; a master cut off by a partition, or
+ * demoted without its clients being dropped, is not). A sentinel that cannot be
+ * subscribed to is tried again every second. */
+static void *watcher_main(void *arg) {
+    broker_conn *c = arg;
+    green_redis *r = c->r;
+    for (;;) {
+        int rc = green_redis_sentinel_watch(c->url, green_redis_peer(r), -1);
+        if (rc == 0 && c->r == r) {
+            c->switched++;
+            green_event_clear(&c->up);
+            green_event_set(&c->broken);
+            return NULL;
+        }
+        if (rc == -ECANCELED || green_sleep(1.0) == -ECANCELED)
+            return NULL;
+    }
+}
+
 static void *owner_main(void *arg) {
     broker_conn *c = arg;
     while (!c->closing) {
@@ -109,15 +132,21 @@ static void *owner_main(void *arg) {
         if (!r)
             break;
         c->r = r;
-        unsigned long readonly_before = c->readonly;
+        unsigned long readonly_before = c->readonly, switched_before = c->switched;
         green_event_clear(&c->broken);
         green_event_set(&c->up);
         report(c, true, NULL);
+        green_t watcher;
+        bool watching = c->sentinel && green_spawn(&watcher, watcher_main, c) == 0;
         int rc;
         while ((rc = green_event_wait(&c->broken, IDLE_CHECK)) == -ETIMEDOUT &&
                green_redis_is_connected(r))
             ;
         green_event_clear(&c->up);
+        if (watching) {
+            green_kill(watcher);
+            green_join(watcher, NULL);
+        }
         c->r = NULL;
         if (rc == -ECANCELED || c->closing) {
             green_redis_free(r);
@@ -127,6 +156,8 @@ static void *owner_main(void *arg) {
         const char *why = green_redis_error(r) ? green_redis_last_error(r)
                           : c->readonly != readonly_before
                               ? "the server answered READONLY: no longer the master"
+                          : c->switched != switched_before
+                              ? "the sentinels announced a new master (+switch-master)"
                               : "connection lost";
         char msg[256];
         snprintf(msg, sizeof msg, "%s", why);

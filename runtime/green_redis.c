@@ -496,6 +496,10 @@ const char *green_redis_last_error(const green_redis *c) {
     return c->errstr;
 }
 
+const char *green_redis_peer(const green_redis *c) {
+    return c->where;
+}
+
 size_t green_redis_inflight(const green_redis *c) {
     return c->inflight;
 }

@@ -64,6 +64,20 @@
 
 typedef struct green_redis green_redis;
 
+/* Park until a sentinel of url (a redis+sentinel:// URL) announces that its master has
+ * moved (+switch-master for the URL's master name), so that an owner can reconnect at
+ * once instead of on its next failure; a switch to `current` ("host:port", as
+ * green_redis_peer says, or NULL) is not one. Subscribes on the first sentinel that answers
+ * (AUTH sentinel_password first), on a connection of its own that is closed on return.
+ * MAY YIELD. Returns 0 on a switch, -EHOSTUNREACH when no sentinel could be subscribed
+ * to or the subscription was lost (call again, after a pause), -ETIMEDOUT, -ECANCELED,
+ * -EINVAL for a URL of another kind, -ENOMEM. */
+int green_redis_sentinel_watch(const char *url, const char *current, double timeout);
+
+/* "host:port" (or "unix:/path") of the node c is connected to; lives as long as c. Does
+ * not yield. */
+const char *green_redis_peer(const green_redis *c);
+
 /* Connect to host:port (TCP; numeric address or a host name, see above). Parks the caller
  * until the connection is established, it fails, or timeout. MAY YIELD. Returns the
  * connection (free it with green_redis_free), or NULL with *err set: -ECONNREFUSED,

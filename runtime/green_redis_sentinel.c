@@ -26,6 +26,8 @@
 #include "green_redis.h"
 
 #include <errno.h>
+#include <hiredis/adapters/libev.h>
+#include <hiredis/async.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,4 +159,131 @@ struct green_redis *green__redis_connect_sentinel(const struct green_redis_url *
     green__redis_connect_error_set("redis+sentinel: no sentinel led to a master '%.100s': %s",
                                    u->master, story);
     return NULL;
+}
+
+/* ---- watching for +switch-master ---- */
+
+/* The state of one watch: on the heap, because hiredis's callbacks may still run after
+ * the greenlet stopped waiting (redisAsyncFree runs them with NULL replies). */
+typedef struct watch {
+    struct green *g; /* the parked greenlet, NULL once it stopped waiting */
+    const char *master;
+    const char *current; /* "host:port" of the node the owner is on, or NULL */
+    bool connected, failed, switched;
+    bool freed_by_hiredis; /* a failed connect: hiredis frees the context itself */
+} watch;
+
+static void watch_on_connect(const redisAsyncContext *ac, int status) {
+    watch *w = ac->data;
+    if (status != REDIS_OK) {
+        w->failed = true;
+        w->freed_by_hiredis = true;
+    } else {
+        w->connected = true;
+    }
+    if (w->g != NULL)
+        green__wake(w->g, 0);
+}
+
+static void watch_on_disconnect(const redisAsyncContext *ac, int status) {
+    watch *w = ac->data;
+    (void)status;
+    w->failed = true;
+    w->freed_by_hiredis = true; /* hiredis frees the context after this callback */
+    if (w->g != NULL)
+        green__wake(w->g, 0);
+}
+
+/* Every reply of the subscription: ["subscribe", channel, n], then ["message", channel,
+ * "<master> <old-ip> <old-port> <new-ip> <new-port>"]. */
+static void watch_on_message(redisAsyncContext *ac, void *reply, void *privdata) {
+    watch *w = privdata;
+    const redisReply *r = reply;
+    (void)ac;
+    if (r == NULL) {
+        w->failed = true;
+    } else if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+               r->element[0]->type == REDIS_REPLY_STRING &&
+               strcmp(r->element[0]->str, "message") == 0 &&
+               r->element[2]->type == REDIS_REPLY_STRING) {
+        size_t n = strlen(w->master);
+        char to[300];
+        char ip[256] = "";
+        int port = 0;
+        /* A switch to the node the owner is already on (it followed the failover through
+         * a reconnect before this sentinel announced it) needs nothing. */
+        if (strncmp(r->element[2]->str, w->master, n) == 0 && r->element[2]->str[n] == ' ' &&
+            sscanf(r->element[2]->str + n, " %*s %*d %255s %d", ip, &port) == 2) {
+            snprintf(to, sizeof to, "%s:%d", ip, port);
+            if (w->current == NULL || strcmp(to, w->current) != 0)
+                w->switched = true;
+        }
+    } else if (r->type == REDIS_REPLY_ERROR) {
+        w->failed = true;
+    }
+    if ((w->switched || w->failed) && w->g != NULL)
+        green__wake(w->g, 0);
+}
+
+int green_redis_sentinel_watch(const char *url, const char *current, double timeout) {
+    int rc = green__check();
+    if (rc != 0)
+        return rc;
+    green_redis_url u;
+    if ((rc = green_redis_url_parse(url, &u, NULL, 0)) != 0)
+        return rc;
+    if (u.master == NULL) {
+        green_redis_url_clear(&u);
+        return -EINVAL;
+    }
+    watch *w = calloc(1, sizeof *w);
+    if (w == NULL) {
+        green_redis_url_clear(&u);
+        return -ENOMEM;
+    }
+    w->master = u.master;
+    double deadline = green__deadline_in(timeout);
+    rc = -EHOSTUNREACH;
+    /* The first sentinel that takes the subscription; each gets SENTINEL_BUDGET. */
+    for (size_t i = 0; i < u.nsentinels && rc == -EHOSTUNREACH; i++) {
+        redisAsyncContext *ac = redisAsyncConnect(u.sentinels[i].host, u.sentinels[i].port);
+        if (ac == NULL) {
+            rc = -ENOMEM;
+            break;
+        }
+        if (ac->err != 0 || redisLibevAttach(green_loop(), ac) != REDIS_OK) {
+            redisAsyncFree(ac);
+            continue;
+        }
+        memset(w, 0, sizeof *w);
+        w->master = u.master;
+        w->current = current;
+        ac->data = w;
+        redisAsyncSetDisconnectCallback(ac, watch_on_disconnect);
+        redisAsyncSetConnectCallback(ac, watch_on_connect);
+        w->g = green__current();
+        double step = green__deadline_in(SENTINEL_BUDGET);
+        int prc = 0;
+        while (prc == 0 && !w->connected && !w->failed)
+            prc = green__park(step < deadline ? step : deadline);
+        if (prc == 0 && w->connected && !w->failed) {
+            bool sent = true;
+            if (u.sentinel_password != NULL)
+                sent =
+                    redisAsyncCommand(ac, NULL, NULL, "AUTH %s", u.sentinel_password) == REDIS_OK;
+            sent = sent && redisAsyncCommand(ac, watch_on_message, w, "SUBSCRIBE +switch-master") ==
+                               REDIS_OK;
+            while (sent && prc == 0 && !w->switched && !w->failed)
+                prc = green__park(deadline);
+            rc = w->switched ? 0 : prc != 0 ? prc : -EHOSTUNREACH;
+        } else if (prc == -ECANCELED) {
+            rc = -ECANCELED;
+        }
+        w->g = NULL;
+        if (!w->freed_by_hiredis)
+            redisAsyncFree(ac); /* runs the subscription's callback with NULL: harmless */
+    }
+    free(w);
+    green_redis_url_clear(&u);
+    return rc;
 }
