@@ -237,3 +237,40 @@ TEST(a_demoted_master_answering_readonly_sends_the_worker_to_the_new_one) {
     redisFree(cb);
     sfix_stop(&f);
 }
+
+/* A master frozen (SIGSTOP: a partition, as its clients see it) keeps their connections
+ * open and answers nothing, so nothing fails that would make the worker reconnect. The
+ * sentinels' +switch-master announcement must move it to the promoted replica while the
+ * old master is still frozen. */
+TEST(a_frozen_master_is_left_when_the_sentinels_announce_the_switch) {
+    sfix f;
+    sfix_start(&f, true);
+    int old = sfix_master_port(&f);
+    e2e_worker w;
+    E2E_START_READY(&w, 0, "-b", f.url, "-c", "2");
+    redisContext *c = sfix_connect(old);
+    e2e_push_task(c, "default", "before", "echo", "[1]");
+    json_t *r = e2e_wait_result(c, "before", "SUCCESS", 10.0);
+    ASSERT(r != NULL);
+    json_decref(r);
+    wait_replicated(c);
+    redisFree(c);
+
+    test_redis_kill(&f.node[0], SIGSTOP);
+    int now = sfix_wait_failover(&f, old, 30.0);
+    c = sfix_connect(now);
+    e2e_push_task(c, "default", "after", "echo", "[2]");
+    r = e2e_wait_result(c, "after", "SUCCESS", 20.0);
+    if (r == NULL)
+        e2e_log_dump(&w);
+    ASSERT(r != NULL);
+    json_decref(r);
+    ASSERT(e2e_log_count(&w, "+switch-master") >= 1);
+
+    test_redis_kill(&f.node[0], SIGCONT);
+    e2e_worker_signal(&w, SIGTERM);
+    ASSERT_EQ(e2e_worker_wait(&w, 30.0), 0);
+    e2e_worker_stop(&w);
+    redisFree(c);
+    sfix_stop(&f);
+}

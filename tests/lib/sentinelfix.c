@@ -141,7 +141,8 @@ int sfix_start_liar(sfix *f, int liar_port, const char *host, int port) {
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    ASSERT(bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && listen(fd, 16) == 0);
+    ASSERT_WITHIN(bind(fd, (struct sockaddr *)&a, sizeof a) == 0, 5.0);
+    ASSERT(listen(fd, 16) == 0);
     socklen_t len = sizeof a;
     getsockname(fd, (struct sockaddr *)&a, &len);
     f->liar_port = ntohs(a.sin_port);
@@ -158,12 +159,20 @@ int sfix_start_liar(sfix *f, int liar_port, const char *host, int port) {
             int cfd = accept(fd, NULL, NULL);
             if (cfd < 0)
                 continue;
-            char buf[4096];
-            /* One request per read is enough for a client that waits for each answer. */
-            while (read(cfd, buf, sizeof buf) > 0)
-                if (write(cfd, answer, strlen(answer)) < 0)
-                    break;
+            /* A process per connection: a client may hold one open (a subscription). */
+            if (fork() == 0) {
+                prctl(PR_SET_PDEATHSIG, SIGKILL);
+                close(fd); /* the port is free again as soon as the fake sentinel dies */
+                char buf[4096];
+                /* One request per read is enough for a client that waits for each answer. */
+                while (read(cfd, buf, sizeof buf) > 0)
+                    if (write(cfd, answer, strlen(answer)) < 0)
+                        break;
+                _exit(0);
+            }
             close(cfd);
+            while (waitpid(-1, NULL, WNOHANG) > 0)
+                ;
         }
     }
     close(fd);
