@@ -917,11 +917,11 @@ TEST(sentinel_url_rejects_bad_forms_without_leaking_passwords) {
 
 TEST(sentinel_url_redact_hides_both_passwords) {
     char buf[256];
-    ASSERT_STREQ(green_redis_url_redact("redis+sentinel://:dpw@h1,h2/m?sentinel_password=spw",
-                                        buf, sizeof buf),
+    ASSERT_STREQ(green_redis_url_redact("redis+sentinel://:dpw@h1,h2/m?sentinel_password=spw", buf,
+                                        sizeof buf),
                  "redis+sentinel://:***@h1,h2/m?sentinel_password=***");
-    ASSERT_STREQ(green_redis_url_redact("redis+sentinel://h1/m?db=1&sentinel_password=s@p&x=1",
-                                        buf, sizeof buf),
+    ASSERT_STREQ(green_redis_url_redact("redis+sentinel://h1/m?db=1&sentinel_password=s@p&x=1", buf,
+                                        sizeof buf),
                  "redis+sentinel://h1/m?db=1&sentinel_password=***&x=1");
     ASSERT_STREQ(green_redis_url_redact("redis+sentinel://h1,h2/m", buf, sizeof buf),
                  "redis+sentinel://h1,h2/m");
