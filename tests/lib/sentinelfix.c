@@ -73,6 +73,8 @@ static pid_t spawn_sentinel(sfix *f, int i) {
             "sentinel failover-timeout " SFIX_MASTER " 2000\n"
             "sentinel parallel-syncs " SFIX_MASTER " 1\n",
             f->sport[i], f->sdir, f->node[0].port);
+    if (f->spass != NULL)
+        fprintf(fp, "requirepass %s\n", f->spass);
     fclose(fp);
     pid_t pid = fork();
     ASSERT(pid >= 0);
@@ -99,11 +101,17 @@ static long long master_field(redisContext *c, const char *name) {
     return v;
 }
 
-static redisContext *try_connect(int port) {
+/* A connection to a sentinel, logged in; NULL while it is not listening. */
+static redisContext *try_connect(const sfix *f, int port) {
     redisContext *c = redisConnect("127.0.0.1", port);
     if (c != NULL && c->err != 0) {
         redisFree(c);
         c = NULL;
+    }
+    if (c != NULL && f->spass != NULL) {
+        redisReply *r = redisCommand(c, "AUTH %s", f->spass);
+        ASSERT(r != NULL && r->type == REDIS_REPLY_STATUS);
+        freeReplyObject(r);
     }
     return c;
 }
@@ -113,7 +121,7 @@ void sfix_start_sentinels(sfix *f, bool for_failover) {
         f->spid[i] = spawn_sentinel(f, i);
     for (int i = 0; i < 3; i++) {
         redisContext *c = NULL;
-        ASSERT_WITHIN((c = try_connect(f->sport[i])) != NULL, 20.0);
+        ASSERT_WITHIN((c = try_connect(f, f->sport[i])) != NULL, 20.0);
         /* Each must know the two others (for the quorum; they meet through hello messages
          * every 2 s) and the replica (to promote). */
         ASSERT_WITHIN(master_field(c, "num-slaves") == 1 &&
@@ -184,9 +192,8 @@ int sfix_master_port(sfix *f) {
     for (int i = 0; i < 3; i++) {
         if (f->spid[i] <= 0)
             continue;
-        redisContext *c = redisConnect("127.0.0.1", f->sport[i]);
-        redisReply *r =
-            c && !c->err ? redisCommand(c, "SENTINEL get-master-addr-by-name " SFIX_MASTER) : NULL;
+        redisContext *c = try_connect(f, f->sport[i]);
+        redisReply *r = c ? redisCommand(c, "SENTINEL get-master-addr-by-name " SFIX_MASTER) : NULL;
         int port =
             r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 ? atoi(r->element[1]->str) : -1;
         if (r)

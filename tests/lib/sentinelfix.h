@@ -27,7 +27,8 @@ typedef struct sfix {
     char *sdir;         /* their config files and logs */
     pid_t liar;         /* the fake sentinel, 0 if none */
     int liar_port;
-    char url[512]; /* redis+sentinel://<the three>/mymaster/0 */
+    char url[512];     /* redis+sentinel://<the three>/mymaster/0 */
+    const char *spass; /* the sentinels' requirepass, or NULL: set before they start */
 } sfix;
 
 /* Pick the sentinels' ports and write url; start nothing. */
