@@ -492,20 +492,57 @@ int broker_heartbeat(broker_worker *w, const char *const *info, size_t ninfo, do
     return rc;
 }
 
+/* The special problem of a large fleet: every worker looks for dead workers every
+ * heartbeat. Running recover.lua for every registered worker (it does nothing for a live
+ * one) made that a script call per worker per heartbeat per worker: with 500 workers,
+ * 50,000 script calls a second for nothing. So the heartbeat keys are first checked with
+ * one pipelined EXISTS per registered worker (one round trip, O(1) each, no KEYS or
+ * SCAN), and recover.lua runs only for the workers whose key is gone: the scripts are
+ * O(dead workers). recover.lua still checks the heartbeat itself (a worker that beats
+ * between the EXISTS and the script is never robbed). */
 int broker_recover(broker_worker *w, size_t *requeued, size_t *dead, double timeout) {
     char workers[BROKER_KEY_MAX];
     broker_key_workers(&w->keys, workers);
     green_timeout t;
     green_timeout_start(&t, timeout);
     const char *hkeys[] = {"HKEYS", workers};
-    redisReply *list = NULL;
+    redisReply *list = NULL, **alive = NULL;
+    int *argcs = NULL;
+    const char ***argvs = NULL;
+    char(*keys)[BROKER_KEY_MAX] = NULL;
     int rc = broker_conn_call(w->main, &list, -1, 2, hkeys, NULL);
     if (rc == 0 && list->type != REDIS_REPLY_ARRAY)
         rc = -EPROTO;
-    for (size_t i = 0; rc == 0 && i < list->elements; i++) {
+    size_t n = rc == 0 ? list->elements : 0;
+    if (n > 0) {
+        alive = calloc(n, sizeof *alive);
+        argcs = calloc(n, sizeof *argcs);
+        argvs = calloc(n, sizeof *argvs);
+        keys = calloc(n, sizeof *keys);
+        const char **flat = calloc(2 * n, sizeof *flat);
+        if (!alive || !argcs || !argvs || !keys || !flat) {
+            free(flat);
+            rc = -ENOMEM;
+            goto out;
+        }
+        for (size_t i = 0; i < n; i++) {
+            const char *wid = list->element[i]->str ? list->element[i]->str : "";
+            if (broker_key_worker(&w->keys, wid, keys[i]) < 0)
+                snprintf(keys[i], sizeof keys[i], "%s", w->keys.prefix); /* recover.lua judges it */
+            flat[2 * i] = "EXISTS";
+            flat[2 * i + 1] = keys[i];
+            argcs[i] = 2;
+            argvs[i] = &flat[2 * i];
+        }
+        rc = broker_conn_pipeline(w->main, n, argcs, (const char **const *)argvs, NULL, alive, -1);
+        free(flat);
+    }
+    for (size_t i = 0; rc == 0 && i < n; i++) {
         const char *wid = list->element[i]->str;
         if (!wid || strcmp(wid, w->wid) == 0)
             continue;
+        if (alive[i]->type == REDIS_REPLY_INTEGER && alive[i]->integer != 0)
+            continue; /* its heartbeat is there: alive */
         char maxr[32], now[64];
         snprintf(maxr, sizeof maxr, "%d", w->max_redeliveries);
         snprintf(now, sizeof now, "%.6f", green_wallclock());
@@ -522,6 +559,14 @@ int broker_recover(broker_worker *w, size_t *requeued, size_t *dead, double time
         }
         freeReplyObject(r);
     }
+out:
+    for (size_t i = 0; alive && i < n; i++)
+        if (alive[i])
+            freeReplyObject(alive[i]);
+    free(alive);
+    free(argcs);
+    free(argvs);
+    free(keys);
     if (list)
         freeReplyObject(list);
     green_timeout_end(&t);
