@@ -5,7 +5,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libev-dev libhiredis-dev libjansson-dev libcurl4-openssl-dev
-  redis-server redis-tools redis-sentinel iproute2
+  redis-server redis-tools redis-sentinel iproute2 faketime
   nginx-light libnginx-mod-http-echo
   valgrind clang clang-format libclang-rt-14-dev curl python3 bc
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
