@@ -40,7 +40,10 @@ struct broker_conn {
     green_event broken; /* set by a caller that saw the link fail */
     green_t owner;
     bool closing;
+    bool sentinel; /* the URL is redis+sentinel://: a -READONLY reply means reconnect */
     unsigned long drops;
+    unsigned long readonly; /* -READONLY replies that made it reconnect */
+    unsigned long switched; /* +switch-master announcements that made it reconnect */
     unsigned int seed;
 };
 
@@ -100,6 +103,28 @@ static green_redis *connect_with_backoff(broker_conn *c) {
     }
 }
 
+/* The watcher of a redis+sentinel:// connection, while it is up: when a sentinel
+ * announces that the master moved, the link counts as broken at once, so the owner
+ * reconnects to the new master rather than waiting for the old one's connection to fail
+ * (a killed master's is noticed at once anyway; a master cut off by a partition, or
+ * demoted without its clients being dropped, is not). A sentinel that cannot be
+ * subscribed to is tried again every second. */
+static void *watcher_main(void *arg) {
+    broker_conn *c = arg;
+    green_redis *r = c->r;
+    for (;;) {
+        int rc = green_redis_sentinel_watch(c->url, green_redis_peer(r), -1);
+        if (rc == 0 && c->r == r) {
+            c->switched++;
+            green_event_clear(&c->up);
+            green_event_set(&c->broken);
+            return NULL;
+        }
+        if (rc == -ECANCELED || green_sleep(1.0) == -ECANCELED)
+            return NULL;
+    }
+}
+
 static void *owner_main(void *arg) {
     broker_conn *c = arg;
     while (!c->closing) {
@@ -107,21 +132,33 @@ static void *owner_main(void *arg) {
         if (!r)
             break;
         c->r = r;
+        unsigned long readonly_before = c->readonly, switched_before = c->switched;
         green_event_clear(&c->broken);
         green_event_set(&c->up);
         report(c, true, NULL);
+        green_t watcher;
+        bool watching = c->sentinel && green_spawn(&watcher, watcher_main, c) == 0;
         int rc;
         while ((rc = green_event_wait(&c->broken, IDLE_CHECK)) == -ETIMEDOUT &&
                green_redis_is_connected(r))
             ;
         green_event_clear(&c->up);
+        if (watching) {
+            green_kill(watcher);
+            green_join(watcher, NULL);
+        }
         c->r = NULL;
         if (rc == -ECANCELED || c->closing) {
             green_redis_free(r);
             break;
         }
         c->drops++;
-        const char *why = green_redis_error(r) ? green_redis_last_error(r) : "connection lost";
+        const char *why = green_redis_error(r) ? green_redis_last_error(r)
+                          : c->readonly != readonly_before
+                              ? "the server answered READONLY: no longer the master"
+                          : c->switched != switched_before
+                              ? "the sentinels announced a new master (+switch-master)"
+                              : "connection lost";
         char msg[256];
         snprintf(msg, sizeof msg, "%s", why);
         green_redis_free(r);
@@ -139,6 +176,11 @@ broker_conn *broker_conn_new(const char *url, const char *name, broker_conn_stat
     c->name = strdup(name);
     if (!c->url || !c->name)
         goto fail;
+    green_redis_url u;
+    if (green_redis_url_parse(url, &u, NULL, 0) == 0) {
+        c->sentinel = u.master != NULL;
+        green_redis_url_clear(&u);
+    }
     c->on_state = on_state;
     c->arg = arg;
     c->seed = (unsigned int)time(NULL) ^ (unsigned int)getpid() ^ (unsigned int)(uintptr_t)c;
@@ -186,6 +228,25 @@ static void saw_error(broker_conn *c, green_redis *r, int rc) {
     }
 }
 
+/* The special problem of a master that is no longer one. Behind a redis+sentinel:// URL,
+ * a connection can outlive a failover: the old master, demoted (or cut off and come
+ * back as a replica), keeps the connection open and answers every write with -READONLY.
+ * Waiting that out would wait forever, so such a reply counts as a broken link: the
+ * owner reconnects, which asks the sentinels again and lands on the new master. The
+ * caller still gets its reply (a refusal it retries: broker_ack's -EAGAIN). For a plain
+ * redis:// URL reconnecting would find the same replica, so nothing changes there. */
+static void saw_replies(broker_conn *c, green_redis *r, redisReply **replies, size_t n) {
+    for (size_t i = 0; c->sentinel && i < n; i++) {
+        if (replies[i] != NULL && replies[i]->type == REDIS_REPLY_ERROR && replies[i]->str &&
+            strncmp(replies[i]->str, "READONLY", 8) == 0 && c->r == r) {
+            c->readonly++;
+            green_event_clear(&c->up);
+            green_event_set(&c->broken);
+            return;
+        }
+    }
+}
+
 int broker_conn_call(broker_conn *c, redisReply **reply, double timeout, int argc,
                      const char **argv, const size_t *argvlen) {
     green_timeout t;
@@ -195,6 +256,8 @@ int broker_conn_call(broker_conn *c, redisReply **reply, double timeout, int arg
         green_redis *r = c->r;
         rc = green_redis_commandargv(r, reply, -1, argc, argv, argvlen);
         saw_error(c, r, rc);
+        if (rc == 0)
+            saw_replies(c, r, reply, 1);
     }
     green_timeout_end(&t);
     return rc;
@@ -209,6 +272,8 @@ int broker_conn_pipeline(broker_conn *c, size_t n, const int *argcs, const char 
         green_redis *r = c->r;
         rc = green_redis_pipeline(r, n, argcs, argvs, argvlens, replies, -1);
         saw_error(c, r, rc);
+        if (rc == 0)
+            saw_replies(c, r, replies, n);
     }
     green_timeout_end(&t);
     return rc;

@@ -31,6 +31,7 @@ struct broker_worker {
     broker_conn *results;
     char refusal[BROKER_REFUSAL_MAX];        /* the last error reply of an ack (its first line) */
     char control_tail[BROKER_STREAM_ID_MAX]; /* as the last fetch that took anything saw it */
+    unsigned long long max_tag; /* the highest delivery tag fetched: fetch.lua's floor */
 };
 
 /* A growable argument vector. Strings are borrowed unless added with argv_addf. */
@@ -244,6 +245,7 @@ static int fetch_once(broker_worker *w, size_t n, redisReply **r, double timeout
     broker_batch_str(&b, w->keys.prefix);
     broker_batch_str(&b, w->wid);
     broker_batch_num(&b, (long long)n);
+    broker_batch_num(&b, (long long)w->max_tag);
     for (size_t i = 0; i < w->nqueues; i++)
         broker_batch_str(&b, w->queues[i]);
     broker_cmd_control_tail(&b, &w->keys);
@@ -302,6 +304,9 @@ int broker_fetch(broker_worker *w, size_t n, broker_delivery **out, size_t *coun
         d[i].queue = dup_bytes(e[1]->str, e[1]->len);
         d[i].raw = dup_bytes(e[2]->str, e[2]->len);
         d[i].len = e[2]->len;
+        unsigned long long tag = d[i].tag ? strtoull(d[i].tag, NULL, 10) : 0;
+        if (tag > w->max_tag)
+            w->max_tag = tag;
         if (!d[i].tag || !d[i].queue || !d[i].raw) {
             /* Out of memory with the messages already in flight: leave them to the
              * requeue at shutdown or to recovery rather than inventing a state. */
@@ -530,20 +535,57 @@ out:
     return rc;
 }
 
+/* The special problem of a large fleet: every worker looks for dead workers every
+ * heartbeat. Running recover.lua for every registered worker (it does nothing for a live
+ * one) made that a script call per worker per heartbeat per worker: with 500 workers,
+ * 50,000 script calls a second for nothing. So the heartbeat keys are first checked with
+ * one pipelined EXISTS per registered worker (one round trip, O(1) each, no KEYS or
+ * SCAN), and recover.lua runs only for the workers whose key is gone: the scripts are
+ * O(dead workers). recover.lua still checks the heartbeat itself (a worker that beats
+ * between the EXISTS and the script is never robbed). */
 int broker_recover(broker_worker *w, size_t *requeued, size_t *dead, double timeout) {
     char workers[BROKER_KEY_MAX];
     broker_key_workers(&w->keys, workers);
     green_timeout t;
     green_timeout_start(&t, timeout);
     const char *hkeys[] = {"HKEYS", workers};
-    redisReply *list = NULL;
+    redisReply *list = NULL, **alive = NULL;
+    int *argcs = NULL;
+    const char ***argvs = NULL;
+    char(*keys)[BROKER_KEY_MAX] = NULL;
     int rc = broker_conn_call(w->main, &list, -1, 2, hkeys, NULL);
     if (rc == 0 && list->type != REDIS_REPLY_ARRAY)
         rc = -EPROTO;
-    for (size_t i = 0; rc == 0 && i < list->elements; i++) {
+    size_t n = rc == 0 ? list->elements : 0;
+    if (n > 0) {
+        alive = calloc(n, sizeof *alive);
+        argcs = calloc(n, sizeof *argcs);
+        argvs = calloc(n, sizeof *argvs);
+        keys = calloc(n, sizeof *keys);
+        const char **flat = calloc(2 * n, sizeof *flat);
+        if (!alive || !argcs || !argvs || !keys || !flat) {
+            free(flat);
+            rc = -ENOMEM;
+            goto out;
+        }
+        for (size_t i = 0; i < n; i++) {
+            const char *wid = list->element[i]->str ? list->element[i]->str : "";
+            if (broker_key_worker(&w->keys, wid, keys[i]) < 0)
+                snprintf(keys[i], sizeof keys[i], "%s", w->keys.prefix); /* recover.lua judges it */
+            flat[2 * i] = "EXISTS";
+            flat[2 * i + 1] = keys[i];
+            argcs[i] = 2;
+            argvs[i] = &flat[2 * i];
+        }
+        rc = broker_conn_pipeline(w->main, n, argcs, (const char **const *)argvs, NULL, alive, -1);
+        free(flat);
+    }
+    for (size_t i = 0; rc == 0 && i < n; i++) {
         const char *wid = list->element[i]->str;
         if (!wid || strcmp(wid, w->wid) == 0)
             continue;
+        if (alive[i]->type == REDIS_REPLY_INTEGER && alive[i]->integer != 0)
+            continue; /* its heartbeat is there: alive */
         char maxr[32], now[64];
         snprintf(maxr, sizeof maxr, "%d", w->max_redeliveries);
         snprintf(now, sizeof now, "%.6f", green_wallclock());
@@ -560,6 +602,14 @@ int broker_recover(broker_worker *w, size_t *requeued, size_t *dead, double time
         }
         freeReplyObject(r);
     }
+out:
+    for (size_t i = 0; alive && i < n; i++)
+        if (alive[i])
+            freeReplyObject(alive[i]);
+    free(alive);
+    free(argcs);
+    free(argvs);
+    free(keys);
     if (list)
         freeReplyObject(list);
     green_timeout_end(&t);

@@ -1,6 +1,7 @@
 -- fetch.lua - move up to N ready messages into a worker's in-flight hash, atomically.
 --
--- ARGV: prefix, wid, n, queue1, queue2, ... (queues in strict priority order)
+-- ARGV: prefix, wid, n, floor, queue1, queue2, ... (queues in strict priority order;
+-- floor is the highest delivery tag the worker has been given, 0 for none)
 -- Returns a flat array: tag1, queue1, raw1, tag2, queue2, raw2, ... (at most n triples;
 -- empty when nothing is ready).
 --
@@ -12,7 +13,10 @@
 -- BLMOVE above keeps the landing list in the same order.
 --
 -- Every taken message gets a delivery tag, the decimal text of a number from one INCRBY on
--- <prefix>:seq per batch (tags never repeat, and sort by fetch order), and is stored as
+-- <prefix>:seq per batch (tags never repeat, and sort by fetch order; the counter is first
+-- raised to floor if it is below: a Sentinel failover, or a restart from an older
+-- snapshot, can roll it back under tags the worker still holds, and handing those out
+-- again would give two of its deliveries one tag), and is stored as
 -- HSET <prefix>:inflight:<wid> <tag> "<queue>\n<raw>". Because the script is atomic, each
 -- message is always in exactly one place: its queue, a landing list, or an in-flight hash.
 --
@@ -24,7 +28,7 @@
 -- Keys are built from the prefix inside the script (not passed in KEYS), so this is not
 -- Redis Cluster compatible; workerd targets one Redis (with Sentinel for failover).
 
-local prefix, wid, n = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local prefix, wid, n, floor = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local taken_queue, taken_raw = {}, {}
 
 -- A queue's list: "=<name>" is a Celery queue, the list <name> itself (broker_keys.h).
@@ -46,7 +50,7 @@ local function take(key, queue, want)
 end
 
 local queues = {}
-for i = 4, #ARGV do
+for i = 5, #ARGV do
     local q = ARGV[i]
     queues[#queues + 1] = q
     if #taken_raw < n then
@@ -73,7 +77,11 @@ end
 
 redis.call('HSET', prefix .. ':workers', wid, table.concat(queues, ','))
 
-local last = redis.call('INCRBY', prefix .. ':seq', count)
+local seq = prefix .. ':seq'
+if floor > 0 and tonumber(redis.call('GET', seq) or '0') < floor then
+    redis.call('SET', seq, string.format('%d', floor))
+end
+local last = redis.call('INCRBY', seq, count)
 local first = last - count + 1
 local inflight = prefix .. ':inflight:' .. wid
 local out, pairs_ = {}, {}

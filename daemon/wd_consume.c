@@ -59,8 +59,8 @@ static int reconcile(struct wd_worker *w) {
         rc = broker_requeue(w->bw, orphans, norphans, &moved, FETCH_TIMEOUT);
         if (rc == 0 && moved)
             wd_log(WD_LOG_WARNING,
-                   "put back %zu messages that a failed fetch had moved into "
-                   "this worker's in-flight list unseen",
+                   "put back %zu messages that a failed fetch (or a Redis failover) "
+                   "left in this worker's in-flight list unseen",
                    moved);
     }
     free(orphans);
@@ -84,6 +84,11 @@ static int recycle(struct wd_worker *w) {
 void *wd_fetcher_main(void *arg) {
     struct wd_worker *w = arg;
     bool uncertain = false; /* a failed fetch may have moved messages we never saw */
+    /* After every reconnect, too: a Redis that failed over to a replica (or restarted from
+     * an older snapshot) may have lost acks this worker saw confirmed, and so hold
+     * in-flight entries of tasks that are finished here. They are put back and run again:
+     * a duplicate the failover explains, never a message stuck until this worker dies. */
+    unsigned long drops_seen = broker_conn_drops(w->conn);
     double next_check = green_wallclock() + w->opts->heartbeat_ttl;
     /* Due times are on the Redis server's clock: take nothing before it is known. */
     if (wd_sched_clock_wait(w->sched) != 0)
@@ -94,6 +99,10 @@ void *wd_fetcher_main(void *arg) {
     while (w->fetching) {
         /* Also every heartbeat TTL: one HKEYS is cheap, and whatever else might strand an
          * entry (a bug, a hand edit) cannot strand it for long. */
+        if (broker_conn_drops(w->conn) != drops_seen && broker_conn_is_up(w->conn)) {
+            drops_seen = broker_conn_drops(w->conn);
+            uncertain = true;
+        }
         if (uncertain || green_wallclock() >= next_check) {
             next_check = green_wallclock() + w->opts->heartbeat_ttl;
             int rc = reconcile(w);

@@ -37,6 +37,7 @@
 #include "green_io.h"
 #include "green_server.h"
 #include "wd_log.h"
+#include "wd_fleet.h"
 #include "wd_metrics.h"
 #include "wd_observe.h"
 #include "wd_shutdown.h"
@@ -138,6 +139,21 @@ static void page_metrics(struct wd_worker *w, struct answer *a) {
     a->type = "text/plain; version=0.0.4; charset=utf-8";
     a->body = wd_metrics_render(wd_observe_metrics(w->obs), &g);
     free(depths);
+}
+
+/* /metrics/total: this process's metrics summed with its siblings' (wd_fleet.h); the
+ * same as /metrics without a supervisor, or with --http on port 0 (no known siblings). */
+static void page_metrics_total(struct wd_worker *w, struct answer *a) {
+    page_metrics(w, a);
+    const struct wd_options *o = w->opts;
+    bool siblings = o->processes > 1 && o->http_base_port > 0;
+    char *total =
+        wd_fleet_metrics_total(o->http_host, siblings ? o->http_base_port : o->http_port,
+                               siblings ? o->processes : 1, o->http_port, a->body ? a->body : "");
+    if (total != NULL) {
+        free(a->body);
+        a->body = total;
+    }
 }
 
 static void page_healthz(struct wd_worker *w, struct answer *a) {
@@ -335,14 +351,16 @@ static void route(struct wd_worker *w, const struct request *rq, struct answer *
     *head = span_is(rq, rq->method, rq->method_len, "HEAD");
     size_t p = rq->path, n = rq->path_len;
     bool metrics = span_is(rq, p, n, "/metrics"), healthz = span_is(rq, p, n, "/healthz");
-    bool workers = span_is(rq, p, n, "/workers");
-    if (!metrics && !healthz && !workers) {
-        set_text(a, 404, "not found: try /metrics, /healthz or /workers\n");
+    bool workers = span_is(rq, p, n, "/workers"), total = span_is(rq, p, n, "/metrics/total");
+    if (!metrics && !healthz && !workers && !total) {
+        set_text(a, 404, "not found: try /metrics, /metrics/total, /healthz or /workers\n");
     } else if (!is_get_or_head(rq)) {
         set_text(a, 405, "only GET (and HEAD) here\n");
         a->allow = "GET, HEAD";
     } else if (metrics) {
         page_metrics(w, a);
+    } else if (total) {
+        page_metrics_total(w, a);
     } else if (healthz) {
         page_healthz(w, a);
     } else {

@@ -203,6 +203,14 @@ static void release(struct wd_job *j) {
     queue_ack(j->w, ACK_RELEASE, j, NULL);
 }
 
+/* A time of this host's clock as the Redis server's clock says it (docs/design.md
+ * "Delivery", whose clock): results carry the times every worker shares, so a host whose
+ * clock is off by 30 s does not date its results 30 s off. Durations stay on this host's
+ * clock (both ends move together). */
+static double on_redis_clock(const struct wd_worker *w, double t) {
+    return t > 0 ? t + (wd_sched_now_lo(w->sched) - green_wallclock()) : t;
+}
+
 static char *result_json(struct wd_job *j, const char *id, broker_status status, json_t *value,
                          const char *etype, const char *emsg) {
     broker_result r = {
@@ -214,8 +222,8 @@ static char *result_json(struct wd_job *j, const char *id, broker_status status,
         .error_message = emsg,
         .retries = j->parsed ? j->msg.retries : 0,
         .worker = j->w->wid,
-        .started_at = j->started_at,
-        .finished_at = status == BROKER_STARTED ? 0 : green_wallclock(),
+        .started_at = on_redis_clock(j->w, j->started_at),
+        .finished_at = status == BROKER_STARTED ? 0 : on_redis_clock(j->w, green_wallclock()),
     };
     if (j->celery)
         return broker_celery_result_encode(&r, j->cinfo.envelope ? &j->cinfo : NULL,
@@ -248,8 +256,8 @@ static char *final_json(struct wd_job *j, broker_status *status, json_t *value, 
         .error_message = *emsg,
         .retries = j->msg.retries,
         .worker = j->w->wid,
-        .started_at = j->started_at,
-        .finished_at = green_wallclock(),
+        .started_at = on_redis_clock(j->w, j->started_at),
+        .finished_at = on_redis_clock(j->w, green_wallclock()),
     };
     char *json = NULL;
     size_t len = 0, max = j->w->opts->max_result_size;
@@ -439,8 +447,8 @@ static void retry(struct wd_job *j, const task_error *err) {
             .retries = m->retries + 1,
             .eta = due,
             .worker = w->wid,
-            .started_at = j->started_at,
-            .finished_at = finished,
+            .started_at = on_redis_clock(w, j->started_at),
+            .finished_at = on_redis_clock(w, finished),
         };
         json = j->celery ? broker_celery_result_encode(&r, &j->cinfo, m,
                                                        w->opts->celery_result_extended, j->d.queue)

@@ -208,6 +208,7 @@ int main(int argc, char **argv) {
             wd_options_free(&opts);
             return code;
         }
+        opts.http_base_port = opts.http_port;
         if (opts.http_host && opts.http_port)
             opts.http_port += slot;
     }

@@ -70,6 +70,7 @@ struct wd_options {
     char *beat;                 /* --beat: the beat file's path (beat_file.h), or NULL */
     char *http_host;            /* --http: the metrics endpoint's numeric address, or NULL */
     int http_port;              /* its port (0: any free one) */
+    int http_base_port;         /* under the supervisor: PORT, child 0's (child k has PORT+k) */
     bool events;                /* -E: publish task events on PREFIX:events */
     int processes;              /* worker processes; > 1 runs the supervisor */
     long max_tasks_per_child;   /* 0: no limit; else a child exits after this many tasks */

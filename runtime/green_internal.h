@@ -88,4 +88,21 @@ enum green__slot { GREEN__SLOT_HTTP, GREEN__SLOT_THREADPOOL, GREEN__SLOT_IO, GRE
 void *green__slot_get(enum green__slot slot);
 void green__slot_set(enum green__slot slot, void *value, void (*destroy)(void *value));
 
+/* ---- green_redis internals shared with green_redis_sentinel.c ---- */
+
+struct green_redis;
+struct green_redis_url;
+
+/* AUTH and SELECT as u says, on a fresh connection (green_redis.c); on failure the
+ * connect error is set. Returns 0, -EACCES, -EINVAL or the call's error. MAY YIELD. */
+int green__redis_setup(struct green_redis *c, const struct green_redis_url *u);
+
+/* Set the per-thread message that green_redis_connect_error returns. */
+void green__redis_connect_error_set(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Connect to the master that the sentinels of u (a redis+sentinel:// URL) name, logged in
+ * and checked with ROLE (green_redis_sentinel.c). Within the caller's timeout scopes.
+ * MAY YIELD. NULL with *err set (and the connect error) on failure. */
+struct green_redis *green__redis_connect_sentinel(const struct green_redis_url *u, int *err);
+
 #endif

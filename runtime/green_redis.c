@@ -75,13 +75,14 @@ const char *green_redis_connect_error(void) {
     return connect_errstr;
 }
 
-static void set_connect_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void set_connect_error(const char *fmt, ...) {
+void green__redis_connect_error_set(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(connect_errstr, sizeof connect_errstr, fmt, ap);
     va_end(ap);
 }
+
+#define set_connect_error green__redis_connect_error_set
 
 /* Record the first failure of c; later ones keep the original reason. */
 static void set_failed(green_redis *c, int err, const char *fmt, ...)
@@ -495,6 +496,10 @@ const char *green_redis_last_error(const green_redis *c) {
     return c->errstr;
 }
 
+const char *green_redis_peer(const green_redis *c) {
+    return c->where;
+}
+
 size_t green_redis_inflight(const green_redis *c) {
     return c->inflight;
 }
@@ -535,7 +540,7 @@ static int setup_command(green_redis *c, int argc, const char **argv, int err_on
 }
 
 /* AUTH and SELECT as u says, on a fresh connection. */
-static int setup(green_redis *c, const green_redis_url *u) {
+int green__redis_setup(green_redis *c, const green_redis_url *u) {
     int rc = 0;
     if (u->password != NULL) {
         char what[160];
@@ -575,9 +580,10 @@ green_redis *green_redis_connect_url(const char *url, double timeout, int *err) 
     bool scoped = green_in_greenlet();
     if (scoped)
         green_timeout_start(&scope, timeout);
-    green_redis *c = u.path != NULL ? green_redis_connect_unix(u.path, -1, err)
-                                    : green_redis_connect_tcp(u.host, u.port, -1, err);
-    if (c != NULL && (rc = setup(c, &u)) != 0) {
+    green_redis *c = u.master != NULL ? green__redis_connect_sentinel(&u, err)
+                     : u.path != NULL ? green_redis_connect_unix(u.path, -1, err)
+                                      : green_redis_connect_tcp(u.host, u.port, -1, err);
+    if (c != NULL && u.master == NULL && (rc = green__redis_setup(c, &u)) != 0) {
         *err = rc;
         green_redis_free(c);
         c = NULL;

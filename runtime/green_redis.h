@@ -64,6 +64,20 @@
 
 typedef struct green_redis green_redis;
 
+/* Park until a sentinel of url (a redis+sentinel:// URL) announces that its master has
+ * moved (+switch-master for the URL's master name), so that an owner can reconnect at
+ * once instead of on its next failure; a switch to `current` ("host:port", as
+ * green_redis_peer says, or NULL) is not one. Subscribes on the first sentinel that answers
+ * (AUTH sentinel_password first), on a connection of its own that is closed on return.
+ * MAY YIELD. Returns 0 on a switch, -EHOSTUNREACH when no sentinel could be subscribed
+ * to or the subscription was lost (call again, after a pause), -ETIMEDOUT, -ECANCELED,
+ * -EINVAL for a URL of another kind, -ENOMEM. */
+int green_redis_sentinel_watch(const char *url, const char *current, double timeout);
+
+/* "host:port" (or "unix:/path") of the node c is connected to; lives as long as c. Does
+ * not yield. */
+const char *green_redis_peer(const green_redis *c);
+
 /* Connect to host:port (TCP; numeric address or a host name, see above). Parks the caller
  * until the connection is established, it fails, or timeout. MAY YIELD. Returns the
  * connection (free it with green_redis_free), or NULL with *err set: -ECONNREFUSED,
@@ -79,9 +93,22 @@ green_redis *green_redis_connect_unix(const char *path, double timeout, int *err
  *   redis://[user[:password]@]host[:port][/db]     (port 6379, db 0 by default;
  *                                                   host may be [IPv6]; ?db=N also works)
  *   unix://[user[:password]@]/path/to/socket[?db=N]
+ *   redis+sentinel://[user[:password]@]host[:port][,host[:port]...]/master[/db]
+ *                    [?sentinel_password=...]      (sentinel port 26379 by default)
  *
  * user and password may be percent-encoded (%40 for '@'). With a password, it sends AUTH
  * password (or AUTH user password for an ACL user); with db != 0, SELECT db. MAY YIELD.
+ *
+ * A redis+sentinel:// URL names the Redis Sentinels watching the master, not the master:
+ * the sentinels are asked in the URL's order (SENTINEL get-master-addr-by-name, after
+ * AUTH sentinel_password when given), the address named is connected to, logged into, and
+ * must answer ROLE with "master"; a sentinel that is down, does not know the master, or
+ * names a node that is not a master (a stale or lying sentinel) is skipped for the next.
+ * Each sentinel gets at most a second of the timeout. So every (re)connect through such a
+ * URL finds the current master: an owner that reconnects after a connection loss, or
+ * after a -READONLY reply, follows a failover. Fails with -EHOSTUNREACH when no sentinel
+ * led to a master; the message says what each one did (the last sentinel's story).
+ *
  * Errors: -EINVAL for a malformed URL (or rediss://: no TLS here) or a refused SELECT,
  * -EACCES when AUTH is refused, and those of green_redis_connect_tcp. Messages never
  * contain the password. */
@@ -138,6 +165,12 @@ void green_redis_free(green_redis *c);
 
 /* ---- URLs ---- */
 
+/* One TCP address of a Redis Sentinel. */
+typedef struct green_redis_addr {
+    char *host; /* brackets of an IPv6 literal removed */
+    int port;   /* 26379 by default */
+} green_redis_addr;
+
 /* A parsed Redis URL. Strings are heap copies, percent-decoding done; NULL when absent. */
 typedef struct green_redis_url {
     char *host;     /* TCP host, brackets of an IPv6 literal removed; NULL for unix:// */
@@ -146,6 +179,13 @@ typedef struct green_redis_url {
     char *user;     /* ACL user name, or NULL */
     char *password; /* password, or NULL */
     int db;         /* database number, 0 by default */
+    /* redis+sentinel:// only (host and path NULL then; user and password are the data
+     * nodes'): the sentinels in the URL's order, the master's name, and the sentinels'
+     * own password (sentinel_password=), or NULL. */
+    green_redis_addr *sentinels;
+    size_t nsentinels;
+    char *master;
+    char *sentinel_password;
 } green_redis_url;
 
 /* Parse url (the forms of green_redis_connect_url) into *out (zeroed first), with libcurl's
@@ -162,7 +202,8 @@ int green_redis_url_parse(const char *url, green_redis_url *out, char *errbuf, s
 void green_redis_url_clear(green_redis_url *u);
 
 /* Write url into buf (at most len bytes, always NUL-terminated if len > 0) with its
- * password replaced by "***", for logs; a URL without a password is copied as is. Even a
+ * password (and a sentinel_password= value) replaced by "***", for logs; a URL without a
+ * password is copied as is. Even a
  * malformed URL never has what looks like its password copied. Returns buf. Does not
  * yield; callable anywhere. */
 char *green_redis_url_redact(const char *url, char *buf, size_t len);

@@ -41,6 +41,7 @@
 #include <curl/curl.h>
 
 #define DEFAULT_PORT 6379
+#define DEFAULT_SENTINEL_PORT 26379
 #define MAX_UNIX_PATH 107 /* sizeof(sockaddr_un.sun_path) - 1 */
 
 /* The user information of url, from "://" to the last '@': true and [*start, *end). */
@@ -54,16 +55,51 @@ static bool userinfo(const char *url, const char **start, const char **end) {
     return true;
 }
 
+/* The value of a sentinel_password= parameter in url: its start, and its length in *len
+ * (up to the next '&' or '#', or the end); NULL when there is none. Looked for anywhere
+ * after a '?' or '&', so that even a malformed URL never shows it. */
+static const char *sentinel_param(const char *url, size_t *len) {
+    static const char key[] = "sentinel_password=";
+    for (const char *p = url; (p = strstr(p, key)) != NULL; p++) {
+        if (p > url && (p[-1] == '?' || p[-1] == '&')) {
+            p += sizeof key - 1;
+            *len = strcspn(p, "&#");
+            return p;
+        }
+    }
+    return NULL;
+}
+
+/* url with the value of its sentinel_password= parameter replaced by `with`, in a new
+ * string (free it); NULL on ENOMEM. url itself (copied) when it has no such parameter. */
+static char *without_sentinel_password(const char *url, const char *with) {
+    size_t vlen = 0;
+    const char *v = sentinel_param(url, &vlen);
+    char *out = NULL;
+    if (v == NULL)
+        return strdup(url);
+    if (asprintf(&out, "%.*s%s%s", (int)(v - url), url, with, v + vlen) < 0)
+        return NULL;
+    return out;
+}
+
 char *green_redis_url_redact(const char *url, char *buf, size_t len) {
     if (len == 0)
         return buf;
+    /* The sentinels' password first, so that what is left has at most the data nodes'. */
+    char *text = without_sentinel_password(url, "***");
+    if (text == NULL) {
+        snprintf(buf, len, "(a Redis URL)"); /* out of memory: show nothing rather than it */
+        return buf;
+    }
     const char *start, *end, *colon = NULL;
-    if (userinfo(url, &start, &end))
+    if (userinfo(text, &start, &end))
         colon = memchr(start, ':', (size_t)(end - start));
     if (colon == NULL)
-        snprintf(buf, len, "%s", url);
+        snprintf(buf, len, "%s", text);
     else
-        snprintf(buf, len, "%.*s***%s", (int)(colon + 1 - url), url, end);
+        snprintf(buf, len, "%.*s***%s", (int)(colon + 1 - text), text, end);
+    free(text);
     return buf;
 }
 
@@ -72,6 +108,11 @@ void green_redis_url_clear(green_redis_url *u) {
     free(u->path);
     free(u->user);
     free(u->password);
+    for (size_t i = 0; i < u->nsentinels; i++)
+        free(u->sentinels[i].host);
+    free(u->sentinels);
+    free(u->master);
+    free(u->sentinel_password);
     memset(u, 0, sizeof *u);
 }
 
@@ -168,6 +209,31 @@ static int refused(CURLUcode uc, const char *url, const char *hostpart, char *er
     }
 }
 
+/* The host and port curl found (the port defport when absent), into *host (ours) and
+ * *port. Returns 0, -ENOMEM, or -EINVAL for a port out of range. */
+static int read_host(CURLU *h, int defport, char **host, int *port) {
+    char *s = NULL, *zone = NULL;
+    long v;
+    if (curl_url_get(h, CURLUPART_HOST, &s, 0) != CURLUE_OK)
+        return -ENOMEM; /* it was set: only memory can make it absent */
+    curl_url_get(h, CURLUPART_ZONEID, &zone, 0);
+    bool v6 = s[0] == '['; /* curl keeps the brackets; the zone comes apart, decoded */
+    if (asprintf(host, "%.*s%s%s", (int)strlen(s) - 2 * v6, s + v6, zone ? "%" : "",
+                 zone ? zone : "") < 0)
+        *host = NULL;
+    curl_free(s);
+    curl_free(zone);
+    if (*host == NULL)
+        return -ENOMEM;
+    *port = defport;
+    int rc = get_number(h, CURLUPART_PORT, 0, 65535, &v);
+    if (rc < 0 || (rc > 0 && v == 0))
+        return -EINVAL;
+    if (rc > 0)
+        *port = (int)v;
+    return 0;
+}
+
 /* The parts curl found, into *u. */
 static int read_parts(CURLU *h, bool is_unix, const char *url, green_redis_url *u, char *errbuf,
                       size_t errlen) {
@@ -200,23 +266,10 @@ static int read_parts(CURLU *h, bool is_unix, const char *url, green_redis_url *
         if (strlen(u->path) > MAX_UNIX_PATH)
             return bad(url, errbuf, errlen, "socket path too long");
     } else {
-        char *zone = NULL;
-        if (curl_url_get(h, CURLUPART_HOST, &s, 0) != CURLUE_OK)
-            return -ENOMEM; /* it was set: only memory can make it absent */
-        curl_url_get(h, CURLUPART_ZONEID, &zone, 0);
-        bool v6 = s[0] == '['; /* curl keeps the brackets; the zone comes apart, decoded */
-        if (asprintf(&u->host, "%.*s%s%s", (int)strlen(s) - 2 * v6, s + v6, zone ? "%" : "",
-                     zone ? zone : "") < 0)
-            u->host = NULL;
-        curl_free(s);
-        curl_free(zone);
-        if (u->host == NULL)
-            return -ENOMEM;
-        u->port = DEFAULT_PORT;
-        if ((rc = get_number(h, CURLUPART_PORT, 0, 65535, &v)) < 0 || (rc > 0 && v == 0))
+        if ((rc = read_host(h, DEFAULT_PORT, &u->host, &u->port)) == -EINVAL)
             return bad(url, errbuf, errlen, "port must be a number from 1 to 65535");
-        if (rc > 0)
-            u->port = (int)v;
+        if (rc != 0)
+            return rc;
         if (curl_url_get(h, CURLUPART_PATH, &s, 0) == CURLUE_OK) { /* "/" or "/db" */
             bool root = strcmp(s, "/") == 0;
             curl_free(s);
@@ -242,6 +295,147 @@ static int read_parts(CURLU *h, bool is_unix, const char *url, green_redis_url *
     return 0;
 }
 
+/* ---- redis+sentinel:// ---- */
+
+/* s[0..n) %XX-decoded into a string of our own in *out. Returns 0, -EINVAL for a bad
+ * escape (or an empty text when !empty_ok), -ENOMEM. */
+static int decode_span(const char *s, size_t n, bool empty_ok, char **out) {
+    *out = NULL;
+    char *raw = strndup(s, n), *dec = NULL;
+    int len = 0, rc = 0;
+    if (raw == NULL)
+        return -ENOMEM;
+    if (!escapes_ok(raw) || (n == 0 && !empty_ok))
+        rc = -EINVAL;
+    else if ((dec = curl_easy_unescape(NULL, raw, (int)n, &len)) == NULL ||
+             (*out = strndup(dec, (size_t)len)) == NULL)
+        rc = -ENOMEM;
+    curl_free(dec);
+    free(raw);
+    return rc;
+}
+
+/* One sentinel address, "host[:port]", read by curl as a redis:// URL's host is. */
+static int sentinel_addr(const char *item, size_t n, green_redis_addr *a, const char *url,
+                         char *errbuf, size_t errlen) {
+    char *text = NULL;
+    if (n == 0)
+        return bad(url, errbuf, errlen, "empty sentinel address (between commas)");
+    if (asprintf(&text, "redis://%.*s", (int)n, item) < 0)
+        return -ENOMEM;
+    int rc = -ENOMEM;
+    CURLU *h = curl_url();
+    if (h != NULL) {
+        CURLUcode uc = curl_url_set(h, CURLUPART_URL, text, CURLU_NON_SUPPORT_SCHEME);
+        if (uc != CURLUE_OK)
+            rc = refused(uc, url, text + 8, errbuf, errlen);
+        else if ((rc = read_host(h, DEFAULT_SENTINEL_PORT, &a->host, &a->port)) == -EINVAL)
+            rc = bad(url, errbuf, errlen, "sentinel port must be a number from 1 to 65535");
+        curl_url_cleanup(h);
+    }
+    free(text);
+    return rc;
+}
+
+/* The user information of a redis+sentinel:// URL (the data nodes' login), decoded by curl
+ * as for redis://. */
+static int sentinel_login(const char *ui, size_t n, green_redis_url *u, const char *url,
+                          char *errbuf, size_t errlen) {
+    char *text = malloc(3 * n + 32), *p = text;
+    if (text == NULL)
+        return -ENOMEM;
+    p += sprintf(p, "redis://");
+    put_encoded(&p, ui, n, ":");
+    strcpy(p, "@h");
+    int rc = -ENOMEM;
+    CURLU *h = curl_url();
+    if (h != NULL) {
+        CURLUcode uc = curl_url_set(h, CURLUPART_URL, text, CURLU_NON_SUPPORT_SCHEME);
+        rc = uc != CURLUE_OK ? refused(uc, url, "h", errbuf, errlen)
+                             : read_parts(h, false, url, u, errbuf, errlen);
+        curl_url_cleanup(h);
+    }
+    free(text);
+    free(u->host); /* the stand-in "h" */
+    u->host = NULL;
+    return rc;
+}
+
+/* The query of a redis+sentinel:// URL: db=N and sentinel_password=... (whose value is
+ * taken from the original URL by sentinel_param). */
+static int sentinel_query(const char *q, green_redis_url *u, const char *url, char *errbuf,
+                          size_t errlen) {
+    while (*q != '\0') {
+        size_t n = strcspn(q, "&");
+        if (n > 3 && strncmp(q, "db=", 3) == 0) {
+            char digits[12];
+            if (n - 3 > 7 || strspn(q + 3, "0123456789") != n - 3)
+                return bad(url, errbuf, errlen, "db must be a non-negative number");
+            snprintf(digits, sizeof digits, "%.*s", (int)(n - 3), q + 3);
+            u->db = atoi(digits);
+        } else if (strncmp(q, "sentinel_password=", 18) != 0) {
+            char msg[128];
+            size_t k = strcspn(q, "=&");
+            snprintf(msg, sizeof msg,
+                     "unknown parameter '%.*s' (db=N and sentinel_password=... are known)",
+                     (int)(k < 40 ? k : 40), q);
+            return bad(url, errbuf, errlen, msg);
+        }
+        q += n + (q[n] == '&');
+    }
+    return 0;
+}
+
+/* redis+sentinel://[login@]addr[,addr...]/master[/db][?query]; url is the original (for
+ * messages, and the sentinel password), text the same with that password taken out. */
+static int parse_sentinel(const char *url, const char *text, green_redis_url *u, char *errbuf,
+                          size_t errlen) {
+    const char *ui = NULL, *ui_end = NULL, *p;
+    int rc;
+    if (strchr(text, '#') != NULL)
+        return bad(url, errbuf, errlen, "a '#' fragment has no meaning here (%23 encodes '#')");
+    userinfo(text, &ui, &ui_end);
+    if (ui != NULL && (rc = sentinel_login(ui, (size_t)(ui_end - ui), u, url, errbuf, errlen)))
+        return rc;
+    p = ui ? ui_end + 1 : strstr(text, "://") + 3;
+    size_t hl = strcspn(p, "/?");
+    if (hl == 0)
+        return bad(url, errbuf, errlen, "missing host (the sentinels' addresses)");
+    for (size_t i = 0; i <= hl; i++)
+        if (i == hl || p[i] == ',')
+            u->nsentinels++;
+    if ((u->sentinels = calloc(u->nsentinels, sizeof *u->sentinels)) == NULL)
+        return -ENOMEM;
+    for (size_t i = 0, k = 0, start = 0; i <= hl; i++) {
+        if (i < hl && p[i] != ',')
+            continue;
+        if ((rc = sentinel_addr(p + start, i - start, &u->sentinels[k++], url, errbuf, errlen)))
+            return rc;
+        start = i + 1;
+    }
+    p += hl;
+    if (*p != '/' || strcspn(p + 1, "/?") == 0)
+        return bad(url, errbuf, errlen, "missing master name (redis+sentinel://.../MASTER)");
+    size_t ml = strcspn(++p, "/?");
+    if ((rc = decode_span(p, ml, false, &u->master)) != 0)
+        return rc == -EINVAL ? bad(url, errbuf, errlen, "bad %-escape in the master name") : rc;
+    p += ml;
+    if (*p == '/') {
+        size_t dl = strcspn(++p, "?");
+        if (dl > 7 || strspn(p, "0123456789") != dl)
+            return bad(url, errbuf, errlen, "database (after the master name) must be a number");
+        u->db = dl ? atoi(p) : 0;
+        p += dl;
+    }
+    if (*p == '?' && (rc = sentinel_query(p + 1, u, url, errbuf, errlen)) != 0)
+        return rc;
+    size_t vlen = 0;
+    const char *v = sentinel_param(url, &vlen);
+    if (v != NULL && (rc = decode_span(v, vlen, false, &u->sentinel_password)) != 0)
+        return rc == -EINVAL ? bad(url, errbuf, errlen, "bad or empty sentinel_password") : rc;
+    return 0;
+}
+
 int green_redis_url_parse(const char *url, green_redis_url *out, char *errbuf, size_t errlen) {
     memset(out, 0, sizeof *out);
     if (errbuf != NULL && errlen > 0)
@@ -253,8 +447,16 @@ int green_redis_url_parse(const char *url, green_redis_url *out, char *errbuf, s
     bool is_unix = slen == 4 && strncasecmp(url, "unix", 4) == 0;
     if (slen == 6 && strncasecmp(url, "rediss", 6) == 0)
         return bad(url, errbuf, errlen, "TLS (rediss://) is not supported");
+    if (slen == 14 && strncasecmp(url, "redis+sentinel", 14) == 0) {
+        char *text = without_sentinel_password(url, "");
+        int rc = text ? parse_sentinel(url, text, out, errbuf, errlen) : -ENOMEM;
+        free(text);
+        if (rc != 0)
+            green_redis_url_clear(out);
+        return rc;
+    }
     if (!is_unix && !(slen == 5 && strncasecmp(url, "redis", 5) == 0))
-        return bad(url, errbuf, errlen, "scheme must be redis:// or unix://");
+        return bad(url, errbuf, errlen, "scheme must be redis://, redis+sentinel:// or unix://");
 
     /* The user information (see the essay); for unix:// only when the path does not start
      * right away. */

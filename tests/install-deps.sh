@@ -5,7 +5,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libev-dev libhiredis-dev libjansson-dev libcurl4-openssl-dev libxml2-dev
-  redis-server redis-tools tzdata
+  redis-server redis-tools redis-sentinel iproute2 faketime tzdata
   nginx-light libnginx-mod-http-echo
   valgrind clang clang-format libclang-rt-14-dev curl python3 bc
   python3-celery python3-gevent

@@ -5,9 +5,10 @@
  *
  * A connection is made on first use, with CTL_CONNECT_TIMEOUT to connect and
  * CTL_COMMAND_TIMEOUT per command; then AUTH (with the ACL user when the URL names one)
- * and SELECT, as green_redis_connect_url does for workerd. Every failure to get there is
- * CTL_UNREACHABLE with one line naming the Redis by its redacted URL: a script can tell
- * "Redis is down or refuses us" (3) from "the task failed" (1).
+ * and SELECT, as green_redis_connect_url does for workerd; a redis+sentinel:// URL asks its
+ * sentinels in order for the master and checks its ROLE, as workerd does. Every failure
+ * to get there is CTL_UNREACHABLE with one line naming the Redis by its redacted URL: a
+ * script can tell "Redis is down or refuses us" (3) from "the task failed" (1).
  *
  * hiredis's synchronous context has a sticky error: after a time-out or a broken link it
  * is unusable, which suits a CLI that gives up on the first broken link anyway.
@@ -31,14 +32,130 @@ static struct timeval tv_of(double seconds) {
     return tv;
 }
 
+/* AUTH and SELECT on a fresh connection as u says; false after printing why. */
+static bool login(redisContext *rc, const green_redis_url *u, const char *redacted) {
+    redisReply *r = NULL;
+    if (u->password != NULL) {
+        r = u->user ? redisCommand(rc, "AUTH %s %s", u->user, u->password)
+                    : redisCommand(rc, "AUTH %s", u->password);
+        if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+            ctl_error(CTL_UNREACHABLE, "Redis at %s refused the login: %s", redacted,
+                      r ? r->str : rc->errstr);
+            goto fail;
+        }
+        freeReplyObject(r);
+    }
+    if (u->db != 0) {
+        r = redisCommand(rc, "SELECT %d", u->db);
+        if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+            ctl_error(CTL_UNREACHABLE, "Redis at %s cannot select database %d: %s", redacted, u->db,
+                      r ? r->str : rc->errstr);
+            goto fail;
+        }
+        freeReplyObject(r);
+    }
+    return true;
+fail:
+    if (r != NULL)
+        freeReplyObject(r);
+    return false;
+}
+
+static redisContext *connect_tcp(const char *host, int port) {
+    redisContext *rc = redisConnectWithTimeout(host, port, tv_of(CTL_CONNECT_TIMEOUT));
+    if (rc != NULL && rc->err == 0)
+        redisSetTimeout(rc, tv_of(CTL_COMMAND_TIMEOUT));
+    return rc;
+}
+
+/* The address sentinel a names for u's master: true and host/port, or false and *why. */
+static bool ask_sentinel(const green_redis_addr *a, const green_redis_url *u, char *host,
+                         size_t hostlen, int *port, char *why, size_t whylen) {
+    redisReply *r = NULL;
+    redisContext *s = connect_tcp(a->host, a->port);
+    bool ok = false;
+    if (s == NULL || s->err) {
+        snprintf(why, whylen, "unreachable (%s)", s ? s->errstr : "out of memory");
+        goto out;
+    }
+    if (u->sentinel_password != NULL) {
+        r = redisCommand(s, "AUTH %s", u->sentinel_password);
+        if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+            snprintf(why, whylen, "refused sentinel_password (%.80s)", r ? r->str : s->errstr);
+            goto out;
+        }
+        freeReplyObject(r);
+    }
+    r = redisCommand(s, "SENTINEL get-master-addr-by-name %s", u->master);
+    if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        r->element[0]->type == REDIS_REPLY_STRING && r->element[1]->type == REDIS_REPLY_STRING) {
+        snprintf(host, hostlen, "%s", r->element[0]->str);
+        *port = atoi(r->element[1]->str);
+        ok = true;
+    } else {
+        snprintf(why, whylen, "%s",
+                 r == NULL                      ? s->errstr
+                 : r->type == REDIS_REPLY_ERROR ? r->str
+                                                : "knows no such master");
+    }
+out:
+    if (r != NULL)
+        freeReplyObject(r);
+    if (s != NULL)
+        redisFree(s);
+    return ok;
+}
+
+/* The master that u's sentinels name, logged in and answering ROLE master (as workerd's
+ * green_redis_connect_url finds it); NULL after printing what every sentinel said. */
+static redisContext *connect_sentinel(const green_redis_url *u, const char *redacted) {
+    char story[600] = "";
+    for (size_t i = 0; i < u->nsentinels; i++) {
+        char host[256], why[256] = "";
+        int port = 0;
+        redisContext *rc = NULL;
+        if (ask_sentinel(&u->sentinels[i], u, host, sizeof host, &port, why, sizeof why)) {
+            rc = connect_tcp(host, port);
+            if (rc == NULL || rc->err) {
+                snprintf(why, sizeof why, "names %.100s:%d, unreachable", host, port);
+            } else if (!login(rc, u, redacted)) {
+                redisFree(rc);
+                return NULL;
+            } else {
+                redisReply *r = redisCommand(rc, "ROLE");
+                bool master = r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+                              r->element[0]->type == REDIS_REPLY_STRING &&
+                              strcmp(r->element[0]->str, "master") == 0;
+                if (r != NULL)
+                    freeReplyObject(r);
+                if (master)
+                    return rc;
+                snprintf(why, sizeof why, "names %.100s:%d, which is not a master", host, port);
+            }
+            if (rc != NULL)
+                redisFree(rc);
+        }
+        size_t n = strlen(story);
+        snprintf(story + n, sizeof story - n, "%ssentinel %.100s:%d %s", n ? "; " : "",
+                 u->sentinels[i].host, u->sentinels[i].port, why);
+    }
+    ctl_error(CTL_UNREACHABLE, "cannot reach Redis at %s: no sentinel led to a master: %s",
+              redacted, story);
+    return NULL;
+}
+
 /* Connect to url and log in; NULL after printing why. */
 static redisContext *connect_url(const char *url, const char *redacted) {
     green_redis_url u;
     char why[512];
-    redisReply *r = NULL;
     if (green_redis_url_parse(url, &u, why, sizeof why) < 0) {
         ctl_error(CTL_USAGE, "%s", why); /* ctl_settle checked it: only ENOMEM gets here */
         return NULL;
+    }
+    if (u.master != NULL) {
+        redisContext *rc = connect_sentinel(&u, redacted);
+        green_redis_url_clear(&u);
+        return rc;
     }
     redisContext *rc = u.path ? redisConnectUnixWithTimeout(u.path, tv_of(CTL_CONNECT_TIMEOUT))
                               : redisConnectWithTimeout(u.host, u.port, tv_of(CTL_CONNECT_TIMEOUT));
@@ -48,31 +165,12 @@ static redisContext *connect_url(const char *url, const char *redacted) {
         goto fail;
     }
     redisSetTimeout(rc, tv_of(CTL_COMMAND_TIMEOUT));
-    if (u.password != NULL) {
-        r = u.user ? redisCommand(rc, "AUTH %s %s", u.user, u.password)
-                   : redisCommand(rc, "AUTH %s", u.password);
-        if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-            ctl_error(CTL_UNREACHABLE, "Redis at %s refused the login: %s", redacted,
-                      r ? r->str : rc->errstr);
-            goto fail;
-        }
-        freeReplyObject(r);
-    }
-    if (u.db != 0) {
-        r = redisCommand(rc, "SELECT %d", u.db);
-        if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-            ctl_error(CTL_UNREACHABLE, "Redis at %s cannot select database %d: %s", redacted, u.db,
-                      r ? r->str : rc->errstr);
-            goto fail;
-        }
-        freeReplyObject(r);
-    }
+    if (!login(rc, &u, redacted))
+        goto fail;
     green_redis_url_clear(&u);
     return rc;
 
 fail:
-    if (r != NULL)
-        freeReplyObject(r);
     if (rc != NULL)
         redisFree(rc);
     green_redis_url_clear(&u);

@@ -58,7 +58,7 @@ static void push(const char *queue, const char *raw) {
 static redisReply *fetch(const char *wid, int n, const char *q1, const char *q2) {
     char nbuf[16];
     snprintf(nbuf, sizeof nbuf, "%d", n);
-    const char *args[] = {"wt", wid, nbuf, q1, q2, NULL};
+    const char *args[] = {"wt", wid, nbuf, "0", q1, q2, NULL};
     redisReply *r = bfix_run(BROKER_SCRIPT_FETCH, args);
     ASSERT_EQ(r->type, REDIS_REPLY_ARRAY);
     ASSERT_EQ(r->elements % 3, 0);
@@ -124,6 +124,26 @@ TEST(fetch_takes_messages_in_fifo_order_into_inflight) {
     ASSERT_EQ(bfix_cmd_int("HLEN %s", key_inflight("w1")), 3);
     ASSERT_STREQ(bfix_cmd_str("HGET %s %s", key_inflight("w1"), r->element[0]->str), "default\nm1");
     ASSERT_EQ(bfix_cmd_int("LLEN %s", key_queue("default")), 0);
+    freeReplyObject(r);
+    bfix_stop();
+}
+
+/* A failover can roll the tag counter back under tags a worker still holds: fetch.lua
+ * raises it to the worker's floor first, so no tag is handed out twice; a floor below
+ * the counter changes nothing. */
+TEST(fetch_never_hands_out_a_tag_below_the_workers_floor) {
+    start();
+    push("default", "m1");
+    push("default", "m2");
+    freeReplyObject(bfix_cmd("SET wt:seq 5"));
+    const char *args[] = {"wt", "w1", "1", "100", "default", NULL};
+    redisReply *r = bfix_run(BROKER_SCRIPT_FETCH, args);
+    ASSERT_EQ(r->elements, 3);
+    ASSERT_STREQ(r->element[0]->str, "101");
+    freeReplyObject(r);
+    const char *low[] = {"wt", "w1", "1", "50", "default", NULL};
+    r = bfix_run(BROKER_SCRIPT_FETCH, low);
+    ASSERT_STREQ(r->element[0]->str, "102");
     freeReplyObject(r);
     bfix_stop();
 }

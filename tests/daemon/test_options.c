@@ -321,11 +321,11 @@ TEST(bad_broker_message_hides_the_password) {
 TEST(bad_broker_scheme_is_rejected) {
     set_env(NULL);
     ASSERT_LOAD_FAILS("workerd: --broker: redis URL 'amqp://guest:***@localhost//': scheme must "
-                      "be redis:// or unix:// (from the command line)",
+                      "be redis://, redis+sentinel:// or unix:// (from the command line)",
                       "--broker", "amqp://guest:guest@localhost//");
     set_env("WORKERD_RESULT_BACKEND=rpc://", NULL);
     ASSERT_LOAD_FAILS("workerd: WORKERD_RESULT_BACKEND: redis URL 'rpc://': scheme must be "
-                      "redis:// or unix:// (from the environment)",
+                      "redis://, redis+sentinel:// or unix:// (from the environment)",
                       "-c", "5");
 }
 

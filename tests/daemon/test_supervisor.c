@@ -264,3 +264,57 @@ TEST(supervisor_tells_systemd_ready_once_all_children_are) {
     test_rmtree(dir);
     free(dir);
 }
+
+/* The value of the sample `series` (name and labels, exactly) in a /metrics text; -1 when
+ * it is not there. */
+static double sample(const char *text, const char *series) {
+    size_t n = strlen(series);
+    for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (strncmp(p, series, n) == 0 && p[n] == ' ')
+            return strtod(p + n + 1, NULL);
+    return -1;
+}
+
+/* One view of the machine: /metrics/total on either child sums both children's metrics
+ * (each child alone reports only its own tasks on PORT+k). */
+TEST(metrics_total_on_any_child_sums_every_child) {
+    enum { N = 8 };
+    e2e_env e;
+    e2e_env_start(&e);
+    int port = two_free_ports();
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+    E2E_START(&e.w, e.redis.port, "--processes", "2", "-c", "2", "--http", addr);
+    ASSERT(e2e_log_wait_n(&e.w, "ready: consuming", 2, 10.0));
+    for (int i = 1; i <= N; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "t-%d", i);
+        e2e_push_task(e.c, "default", id, "sleep", "[0.3]");
+    }
+    for (int i = 1; i <= N; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "t-%d", i);
+        json_decref(e2e_must_result(&e, id));
+    }
+    const char *series = "workerd_tasks_succeeded_total{task=\"sleep\"}";
+    double alone[2];
+    for (int k = 0; k < 2; k++) {
+        httpc_response r;
+        ASSERT_EQ(httpc_get(port + k, "/metrics", &r), 200);
+        alone[k] = sample(r.body, series);
+        httpc_free(&r);
+    }
+    /* Four slots for eight slow tasks: both children ran some. */
+    ASSERT(alone[0] > 0 && alone[1] > 0);
+    ASSERT_EQ(alone[0] + alone[1], N);
+    for (int k = 0; k < 2; k++) {
+        httpc_response r;
+        ASSERT_EQ(httpc_get(port + k, "/metrics/total", &r), 200);
+        ASSERT_EQ(sample(r.body, series), N);
+        ASSERT_EQ(sample(r.body, "workerd_fleet_processes_answering"), 2);
+        ASSERT_EQ(sample(r.body, "workerd_broker_up"), 2);
+        ASSERT_EQ(sample(r.body, "workerd_queue_depth{queue=\"default\"}"), 0);
+        httpc_free(&r);
+    }
+    e2e_env_end(&e);
+}

@@ -62,6 +62,17 @@ void test__fail(const char *file, int line, const char *fmt, ...) {
     abort();
 }
 
+void test_skip(const char *fmt, ...) {
+    va_list ap;
+    fprintf(stderr, "SKIP: ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    fflush(stderr);
+    exit(TEST_SKIP_CODE);
+}
+
 double test_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

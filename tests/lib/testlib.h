@@ -32,6 +32,11 @@ void test__register(const char *name, test_fn fn);
 void test__fail(const char *file, int line, const char *fmt, ...)
     __attribute__((noreturn, format(printf, 3, 4)));
 
+/* End the test as skipped (exit code TEST_SKIP_CODE, which ctest reports as "Not Run",
+ * never as a pass), printing why: only for a machine that cannot run it at all. */
+#define TEST_SKIP_CODE 77
+void test_skip(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+
 #define ASSERT(cond)                                                                               \
     do {                                                                                           \
         if (!(cond))                                                                               \

@@ -845,3 +845,84 @@ TEST(url_redact_hides_the_password) {
     green_redis_url_redact("redis://:s3cret@host", small, sizeof small);
     ASSERT_STREQ(small, "redis://:**");
 }
+
+/* ---- redis+sentinel:// URLs (no server) ------------------------------------------------- */
+
+TEST(sentinel_url_names_the_sentinels_master_and_logins) {
+    green_redis_url u;
+    char msg[256];
+    ASSERT_EQ(green_redis_url_parse("redis+sentinel://u:p%40w@10.0.0.1:26380,[::1],h3:7/my%2Dm/"
+                                    "4?sentinel_password=s%26p",
+                                    &u, msg, sizeof msg),
+              0);
+    ASSERT(u.host == NULL && u.path == NULL);
+    ASSERT_EQ(u.nsentinels, 3);
+    ASSERT_STREQ(u.sentinels[0].host, "10.0.0.1");
+    ASSERT_EQ(u.sentinels[0].port, 26380);
+    ASSERT_STREQ(u.sentinels[1].host, "::1");
+    ASSERT_EQ(u.sentinels[1].port, 26379); /* the sentinel's default port, not 6379 */
+    ASSERT_STREQ(u.sentinels[2].host, "h3");
+    ASSERT_EQ(u.sentinels[2].port, 7);
+    ASSERT_STREQ(u.master, "my-m");
+    ASSERT_EQ(u.db, 4);
+    ASSERT_STREQ(u.user, "u");
+    ASSERT_STREQ(u.password, "p@w");
+    ASSERT_STREQ(u.sentinel_password, "s&p");
+    green_redis_url_clear(&u);
+
+    /* One sentinel, no login, db as a parameter; an unencoded '@' and '/' in the password. */
+    ASSERT_EQ(green_redis_url_parse("REDIS+SENTINEL://h/mymaster?db=2", &u, msg, sizeof msg), 0);
+    ASSERT_EQ(u.nsentinels, 1);
+    ASSERT_EQ(u.db, 2);
+    ASSERT(u.password == NULL && u.sentinel_password == NULL);
+    green_redis_url_clear(&u);
+    ASSERT_EQ(green_redis_url_parse("redis+sentinel://:a/b@c@h1,h2/m/", &u, msg, sizeof msg), 0);
+    ASSERT_STREQ(u.password, "a/b@c");
+    ASSERT_EQ(u.nsentinels, 2);
+    ASSERT_EQ(u.db, 0);
+    green_redis_url_clear(&u);
+}
+
+TEST(sentinel_url_rejects_bad_forms_without_leaking_passwords) {
+    static const struct {
+        const char *url, *says;
+    } cases[] = {
+        {"redis+sentinel://:pw-1@/m", "missing host"},
+        {"redis+sentinel://:pw-1@h1,,h2/m", "empty sentinel address"},
+        {"redis+sentinel://:pw-1@h1,/m", "empty sentinel address"},
+        {"redis+sentinel://:pw-1@h1:0/m", "sentinel port"},
+        {"redis+sentinel://:pw-1@h1:x/m", "port"},
+        {"redis+sentinel://:pw-1@h1", "missing master name"},
+        {"redis+sentinel://:pw-1@h1/", "missing master name"},
+        {"redis+sentinel://:pw-1@h1//2", "missing master name"},
+        {"redis+sentinel://:pw-1@h1/m/x", "database"},
+        {"redis+sentinel://:pw-1@h1/m?db=-1", "db must be"},
+        {"redis+sentinel://:pw-1@h1/m?timeout=1", "unknown parameter 'timeout'"},
+        {"redis+sentinel://:pw-1@h1/m#f", "fragment"},
+        {"redis+sentinel://:pw-1@h1/m%zz", "master name"},
+        {"redis+sentinel://h1/m?sentinel_password=pw-1%zz", "sentinel_password"},
+        {"redis+sentinel://h1/m?sentinel_password=", "sentinel_password"},
+        {"redis+sentinel://user@h1/m", "needs a password"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        green_redis_url u;
+        char msg[256];
+        int rc = green_redis_url_parse(cases[i].url, &u, msg, sizeof msg);
+        if (rc != -EINVAL || strstr(msg, cases[i].says) == NULL || strstr(msg, "pw-1"))
+            test__fail(__FILE__, __LINE__, "url '%s': rc %d, message '%s'", cases[i].url, rc, msg);
+        ASSERT(u.sentinels == NULL && u.master == NULL && u.password == NULL &&
+               u.sentinel_password == NULL && u.nsentinels == 0);
+    }
+}
+
+TEST(sentinel_url_redact_hides_both_passwords) {
+    char buf[256];
+    ASSERT_STREQ(green_redis_url_redact("redis+sentinel://:dpw@h1,h2/m?sentinel_password=spw", buf,
+                                        sizeof buf),
+                 "redis+sentinel://:***@h1,h2/m?sentinel_password=***");
+    ASSERT_STREQ(green_redis_url_redact("redis+sentinel://h1/m?db=1&sentinel_password=s@p&x=1", buf,
+                                        sizeof buf),
+                 "redis+sentinel://h1/m?db=1&sentinel_password=***&x=1");
+    ASSERT_STREQ(green_redis_url_redact("redis+sentinel://h1,h2/m", buf, sizeof buf),
+                 "redis+sentinel://h1,h2/m");
+}
