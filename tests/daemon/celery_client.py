@@ -12,10 +12,13 @@ Run by test_e2e_celery.c with Debian's /usr/bin/python3 (python3-celery):
 With FLEET_REDIS_PORT set, importing this module defines fleet_app, the Python worker's
 app: workerd.sleep as a Python task that counts its runs in Redis.
 
-Any failed check raises: the exit status is then non-zero and the traceback says which.
-One interpreter runs every case: Python and Celery take a while to start.
+Each case prints "case <name>" when it starts; a failed check prints "FAILED case <name>"
+with the exception and its traceback, and what Redis holds for a result that never came,
+then exits non-zero. One interpreter runs every case: Python and Celery take a while to
+start.
 """
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -23,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 import uuid
 
 import celery
@@ -39,9 +43,39 @@ def app_for(port, **conf):
     return app
 
 
+@contextlib.contextmanager
+def case(name):
+    """One case: announced, timed, and on failure named with its exception."""
+    print("case", name, flush=True)
+    t0 = time.time()
+    try:
+        yield
+    except BaseException as e:
+        print(f"FAILED case {name} after {time.time() - t0:.1f} s: {type(e).__name__}: {e}",
+              flush=True)
+        traceback.print_exc(file=sys.stdout)
+        sys.stdout.flush()
+        raise
+    print(f"ok {name} ({time.time() - t0:.1f} s)", flush=True)
+
+
+def get(result):
+    """result.get(), saying on a timeout what Redis holds for it: a stored result means
+    the producer missed its PUBLISH, none means workerd never finished the task."""
+    try:
+        return result.get(timeout=TIMEOUT)
+    except celery.exceptions.TimeoutError:
+        redis = result.backend.client
+        raise AssertionError(
+            f"no result for {result.id} after {TIMEOUT} s; Redis holds "
+            f"{redis.get('celery-task-meta-' + result.id)!r}; queue celery: "
+            f"{redis.llen('celery')}, scheduled: {redis.zcard('workerd:scheduled')}, "
+            f"in flight: {[redis.hlen(k) for k in redis.keys('workerd:inflight:*')]}")
+
+
 def expect_raise(result, cls, text=None):
     try:
-        value = result.get(timeout=TIMEOUT)
+        value = get(result)
     except cls as e:
         if text is not None:
             assert text in str(e), f"{type(e).__name__}: {e!r} lacks {text!r}"
@@ -69,120 +103,120 @@ def cases(port, http_port):
     redis = app.backend.client
     url = f"http://127.0.0.1:{http_port}"
 
-    assert app.send_task("workerd.echo", args=[1, "two"]).get(timeout=TIMEOUT) == [1, "two"]
-    r = app.send_task("workerd.echo", args=[{"a": [1.5, None]}])
-    assert r.get(timeout=TIMEOUT) == [{"a": [1.5, None]}]
-    assert r.state == "SUCCESS"
-    print("ok echo", flush=True)
+    with case("echo"):
+        assert get(app.send_task("workerd.echo", args=[1, "two"])) == [1, "two"]
+        r = app.send_task("workerd.echo", args=[{"a": [1.5, None]}])
+        assert get(r) == [{"a": [1.5, None]}]
+        assert r.state == "SUCCESS"
 
-    got = app.send_task("workerd.http.get", args=[url + "/fast"],
-                        kwargs={"timeout": 5}).get(timeout=TIMEOUT)
-    assert got["status"] == 200 and got["body"] == "ok\n", got
-    # A mapped name (--celery-task proj.fetch=http.get).
-    got = app.send_task("proj.fetch", args=[url + "/missing"]).get(timeout=TIMEOUT)
-    assert got["status"] == 404, got
-    print("ok http.get", flush=True)
+    with case("http.get"):
+        got = get(app.send_task("workerd.http.get", args=[url + "/fast"],
+                                kwargs={"timeout": 5}))
+        assert got["status"] == 200 and got["body"] == "ok\n", got
+        # A mapped name (--celery-task proj.fetch=http.get).
+        got = get(app.send_task("proj.fetch", args=[url + "/missing"]))
+        assert got["status"] == 404, got
 
-    e = expect_raise(app.send_task("workerd.fail", args=["it broke"]), Exception, "it broke")
-    assert type(e).__name__ == "TaskError", type(e)
-    expect_raise(app.send_task("workerd.sleep", args=[5], time_limit=0.3), TimeLimitExceeded)
-    print("ok failures raise", flush=True)
+    with case("failures raise"):
+        e = expect_raise(app.send_task("workerd.fail", args=["it broke"]), Exception, "it broke")
+        assert type(e).__name__ == "TaskError", type(e)
+        expect_raise(app.send_task("workerd.sleep", args=[5], time_limit=0.3), TimeLimitExceeded)
 
-    r = app.send_task("proj.tasks.unknown", args=[])
-    expect_raise(r, NotRegistered, "proj.tasks.unknown")
-    expect_raise(app.send_task("workerd.no.such.task"), NotRegistered)
-    print("ok NotRegistered", flush=True)
+    with case("NotRegistered"):
+        r = app.send_task("proj.tasks.unknown", args=[])
+        expect_raise(r, NotRegistered, "proj.tasks.unknown")
+        expect_raise(app.send_task("workerd.no.such.task"), NotRegistered)
 
-    t0 = time.time()
-    r = app.send_task("workerd.echo", args=["later"], countdown=1.0)
-    assert r.get(timeout=TIMEOUT) == ["later"]
-    assert time.time() - t0 >= 1.0, time.time() - t0
-    print("ok countdown", flush=True)
+    with case("countdown"):
+        t0 = time.time()
+        r = app.send_task("workerd.echo", args=["later"], countdown=1.0)
+        assert get(r) == ["later"]
+        assert time.time() - t0 >= 1.0, time.time() - t0
 
-    r = app.send_task("workerd.echo", args=[1], countdown=2, expires=0.5)
-    expect_raise(r, TaskRevokedError, "expired")
-    assert r.state == "REVOKED"
-    print("ok expires", flush=True)
+    with case("expires"):
+        r = app.send_task("workerd.echo", args=[1], countdown=2, expires=0.5)
+        expect_raise(r, TaskRevokedError, "expired")
+        assert r.state == "REVOKED"
 
-    # A chain: every link runs on workerd, each fed the result of the one before.
-    res = chain(signature("workerd.echo", args=[1], app=app),
-                signature("workerd.echo", args=[2], app=app),
-                signature("workerd.echo", args=[3], app=app)).apply_async()
-    assert res.get(timeout=TIMEOUT) == [[[1], 2], 3]
-    assert res.parent.get(timeout=TIMEOUT) == [[1], 2]
-    # A failing link fails the rest of the chain, as Celery's workers do.
-    res = chain(signature("workerd.fail", args=["first"], app=app),
-                signature("workerd.echo", args=[2], app=app)).apply_async()
-    expect_raise(res, Exception, "first")
-    # link and link_error (callbacks and errbacks).
-    cb_id, eb_id = str(uuid.uuid4()), str(uuid.uuid4())
-    r = app.send_task("workerd.echo", args=[5],
-                      link=signature("workerd.echo", args=[6], app=app).set(task_id=cb_id))
-    assert r.get(timeout=TIMEOUT) == [5]
-    assert app.AsyncResult(cb_id).get(timeout=TIMEOUT) == [[5], 6]
-    r = app.send_task("workerd.fail", args=["x"],
+    with case("chain"):
+        # A chain: every link runs on workerd, each fed the result of the one before.
+        res = chain(signature("workerd.echo", args=[1], app=app),
+                    signature("workerd.echo", args=[2], app=app),
+                    signature("workerd.echo", args=[3], app=app)).apply_async()
+        assert get(res) == [[[1], 2], 3]
+        assert get(res.parent) == [[1], 2]
+        # A failing link fails the rest of the chain, as Celery's workers do.
+        res = chain(signature("workerd.fail", args=["first"], app=app),
+                    signature("workerd.echo", args=[2], app=app)).apply_async()
+        expect_raise(res, Exception, "first")
+        # link and link_error (callbacks and errbacks).
+        cb_id, eb_id = str(uuid.uuid4()), str(uuid.uuid4())
+        r = app.send_task("workerd.echo", args=[5],
+                          link=signature("workerd.echo", args=[6], app=app).set(task_id=cb_id))
+        assert get(r) == [5]
+        assert get(app.AsyncResult(cb_id)) == [[5], 6]
+        r = app.send_task("workerd.fail", args=["x"],
+                          link_error=signature("workerd.echo", app=app).set(task_id=eb_id))
+        assert get(app.AsyncResult(eb_id)) == [r.id]
+
+    with case("SUCCESS kept"):
+        # A stored SUCCESS is never replaced: another delivery of the same id failing later
+        # leaves it (the errback runs after that failure's ack, in the same step).
+        done_id, eb_id = str(uuid.uuid4()), str(uuid.uuid4())
+        redis.set("celery-task-meta-" + done_id, json.dumps({
+            "status": "SUCCESS", "result": 42, "traceback": None, "children": [],
+            "date_done": "2026-12-04T00:00:00", "task_id": done_id}))
+        app.send_task("workerd.fail", args=["late"], task_id=done_id,
                       link_error=signature("workerd.echo", app=app).set(task_id=eb_id))
-    assert app.AsyncResult(eb_id).get(timeout=TIMEOUT) == [r.id]
-    print("ok chain", flush=True)
+        assert get(app.AsyncResult(eb_id)) == [done_id]
+        assert get(app.AsyncResult(done_id)) == 42
 
-    # A stored SUCCESS is never replaced: another delivery of the same id failing later
-    # leaves it (the errback runs after that failure's ack, in the same step).
-    done_id, eb_id = str(uuid.uuid4()), str(uuid.uuid4())
-    redis.set("celery-task-meta-" + done_id, json.dumps({
-        "status": "SUCCESS", "result": 42, "traceback": None, "children": [],
-        "date_done": "2026-12-04T00:00:00", "task_id": done_id}))
-    app.send_task("workerd.fail", args=["late"], task_id=done_id,
-                  link_error=signature("workerd.echo", app=app).set(task_id=eb_id))
-    assert app.AsyncResult(eb_id).get(timeout=TIMEOUT) == [done_id]
-    assert app.AsyncResult(done_id).get(timeout=TIMEOUT) == 42
-    print("ok SUCCESS kept", flush=True)
+    with case("many with priorities"):
+        rs = [app.send_task("workerd.echo", args=[i], priority=p)
+              for i in range(100) for p in (0, 5, 9)]
+        assert [get(r) for r in rs] == [[i] for i in range(100) for p in (0, 5, 9)]
 
-    rs = [app.send_task("workerd.echo", args=[i], priority=p)
-          for i in range(100) for p in (0, 5, 9)]
-    assert [r.get(timeout=TIMEOUT) for r in rs] == [[i] for i in range(100) for p in (0, 5, 9)]
-    print("ok many with priorities", flush=True)
-
-    # Refused without being deserialised: pickle, then hand-made bad messages.
-    pickled = app_for(port, task_serializer="pickle", accept_content=["pickle", "json"])
-    r = pickled.send_task("workerd.echo", args=[1])
-    expect_raise(r, Exception, "application/x-python-serialize")
-    bad = {}
-    for name, text in [
-        ("base64", None),
-        ("types", envelope("workerd.echo", "", json.dumps([[], {}, None]).encode(),
-                           {"retries": "three"})),
-        ("body", envelope("workerd.echo", "", b'{"not": "a list"}')),
-    ]:
-        tid = str(uuid.uuid4())
-        if text is None:
-            env = json.loads(envelope("workerd.echo", tid, b"[[], {}, null]"))
-            env["body"] = "%%% not base64 %%%"
-            text = json.dumps(env)
-        else:
-            env = json.loads(text)
-            env["headers"]["id"] = tid
-            text = json.dumps(env)
-        redis.lpush("celery", text)
-        bad[name] = tid
-    for name, tid in bad.items():
-        e = expect_raise(app.AsyncResult(tid), Exception)
-        assert type(e).__name__ == "InvalidMessage", (name, type(e), e)
-    # Protocol 1: the id is in the body, so there is no result, only a dead letter.
-    v1 = {"task": "workerd.echo", "id": str(uuid.uuid4()), "args": [], "kwargs": {}}
-    redis.lpush("celery", json.dumps({
-        "body": base64.b64encode(json.dumps(v1).encode()).decode(),
-        "content-type": "application/json", "content-encoding": "utf-8", "headers": {},
-        "properties": {"body_encoding": "base64", "delivery_tag": "x", "priority": 0,
-                       "delivery_info": {"exchange": "", "routing_key": "celery"}}}))
-    deadline = time.time() + TIMEOUT
-    while redis.llen("workerd:dead") < 7 and time.time() < deadline:
-        time.sleep(0.05)
-    letters = [json.loads(x) for x in redis.lrange("workerd:dead", 0, -1)]
-    reasons = " | ".join(d["reason"] for d in letters)
-    assert len(letters) == 7, reasons  # the two NotRegistered too
-    assert "protocol v1" in reasons and "application/x-python-serialize" in reasons, reasons
-    assert all(d["queue"] == "=celery" for d in letters), letters
-    print("ok refused", flush=True)
+    with case("refused"):
+        # Refused without being deserialised: pickle, then hand-made bad messages.
+        pickled = app_for(port, task_serializer="pickle", accept_content=["pickle", "json"])
+        r = pickled.send_task("workerd.echo", args=[1])
+        expect_raise(r, Exception, "application/x-python-serialize")
+        bad = {}
+        for name, text in [
+            ("base64", None),
+            ("types", envelope("workerd.echo", "", json.dumps([[], {}, None]).encode(),
+                               {"retries": "three"})),
+            ("body", envelope("workerd.echo", "", b'{"not": "a list"}')),
+        ]:
+            tid = str(uuid.uuid4())
+            if text is None:
+                env = json.loads(envelope("workerd.echo", tid, b"[[], {}, null]"))
+                env["body"] = "%%% not base64 %%%"
+                text = json.dumps(env)
+            else:
+                env = json.loads(text)
+                env["headers"]["id"] = tid
+                text = json.dumps(env)
+            redis.lpush("celery", text)
+            bad[name] = tid
+        for name, tid in bad.items():
+            e = expect_raise(app.AsyncResult(tid), Exception)
+            assert type(e).__name__ == "InvalidMessage", (name, type(e), e)
+        # Protocol 1: the id is in the body, so there is no result, only a dead letter.
+        v1 = {"task": "workerd.echo", "id": str(uuid.uuid4()), "args": [], "kwargs": {}}
+        redis.lpush("celery", json.dumps({
+            "body": base64.b64encode(json.dumps(v1).encode()).decode(),
+            "content-type": "application/json", "content-encoding": "utf-8", "headers": {},
+            "properties": {"body_encoding": "base64", "delivery_tag": "x", "priority": 0,
+                           "delivery_info": {"exchange": "", "routing_key": "celery"}}}))
+        deadline = time.time() + TIMEOUT
+        while redis.llen("workerd:dead") < 7 and time.time() < deadline:
+            time.sleep(0.05)
+        letters = [json.loads(x) for x in redis.lrange("workerd:dead", 0, -1)]
+        reasons = " | ".join(d["reason"] for d in letters)
+        assert len(letters) == 7, reasons  # the two NotRegistered too
+        assert "protocol v1" in reasons and "application/x-python-serialize" in reasons, reasons
+        assert all(d["queue"] == "=celery" for d in letters), letters
 
 
 if os.environ.get("FLEET_REDIS_PORT"):
