@@ -8,6 +8,10 @@ Run by test_e2e_celery.c with Debian's /usr/bin/python3 (python3-celery):
     celery_client.py fleet REDIS_PORT             a Python worker (-P gevent) beside the
                                                   workerd on one queue; prints
                                                   "python_ran N"
+    celery_client.py rate REDIS_PORT N RATE       N echo tasks through Celery and N
+                                                  workerd messages at once, beside a
+                                                  workerd --rate-limit echo=RATE/s: the
+                                                  one rate holds over both protocols
 
 With FLEET_REDIS_PORT set, importing this module defines fleet_app, the Python worker's
 app: workerd.sleep as a Python task that counts its runs in Redis.
@@ -19,6 +23,7 @@ start.
 """
 import base64
 import contextlib
+import datetime
 import json
 import os
 import signal
@@ -280,6 +285,46 @@ def fleet(port):
             os.unlink(ready)
 
 
+def rate(port, n, per_second):
+    """n Celery messages of workerd.echo and n workerd messages of echo, pushed together,
+    must run at one rate: no window of the run saw a burst. Run times: a Celery result's
+    date_done (echo ends as it starts), a workerd result's started_at."""
+    app = app_for(port)
+    redis = app.backend.client
+    native, sent = [], []
+    for i in range(n):
+        nid = str(uuid.uuid4())
+        redis.lpush("workerd:queue:default", json.dumps({"id": nid, "task": "echo", "args": [i]}))
+        native.append(nid)
+        sent.append(app.send_task("workerd.echo", args=[i]))
+    times = []
+    with case("rate: Celery results"):
+        for i, r in enumerate(sent):
+            assert get(r) == [i]
+            meta = app.backend.get_task_meta(r.id)
+            done = datetime.datetime.fromisoformat(meta["date_done"])
+            times.append(done.replace(tzinfo=datetime.timezone.utc).timestamp())
+    with case("rate: workerd results"):
+        deadline = time.time() + TIMEOUT
+        for nid in native:
+            while (doc := redis.get("workerd:result:" + nid)) is None:
+                assert time.time() < deadline, f"no result for {nid}"
+                time.sleep(0.05)
+            doc = json.loads(doc)
+            assert doc["status"] == "SUCCESS" and doc.get("retries", 0) == 0, doc
+            times.append(doc["started_at"])
+    with case("rate: one rate over both"):
+        times.sort()
+        period = 1.0 / per_second
+        print("run times (s from the first):", [round(t - times[0], 3) for t in times],
+              flush=True)
+        # The limit allows a start every period (and a 50 ms tolerance): any 4 starts in a
+        # row span at least 3 periods; 2 are asserted, the rest is slack for the clocks.
+        for i in range(len(times) - 3):
+            assert times[i + 3] - times[i] >= 2 * period, (i, times[i + 3] - times[i])
+        assert redis.llen("celery") == 0 and redis.zcard("workerd:scheduled") == 0
+
+
 def kill(port):
     app = app_for(port)
     r = app.send_task("workerd.sleep", args=[1.0])
@@ -292,6 +337,8 @@ if __name__ == "__main__":
         cases(int(sys.argv[2]), int(sys.argv[3]))
     elif sys.argv[1] == "fleet":
         fleet(int(sys.argv[2]))
+    elif sys.argv[1] == "rate":
+        rate(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]))
     else:
         kill(int(sys.argv[2]))
     print("done", flush=True)
