@@ -35,8 +35,8 @@ import traceback
 import uuid
 
 import celery
-from celery import chain, signature
-from celery.exceptions import NotRegistered, TaskRevokedError, TimeLimitExceeded
+from celery import chain, chord, signature
+from celery.exceptions import ChordError, NotRegistered, TaskRevokedError, TimeLimitExceeded
 
 TIMEOUT = 20
 PIECE = 5
@@ -176,6 +176,45 @@ def cases(port, http_port):
         r = app.send_task("workerd.fail", args=["x"],
                           link_error=signature("workerd.echo", app=app).set(task_id=eb_id))
         assert get(app.AsyncResult(eb_id)) == [r.id]
+
+    with case("chord"):
+        # The callback runs once, with the members' results in header order.
+        res = chord([signature("workerd.echo", args=[i, 2 ** 60 + i], app=app)
+                     for i in range(5)],
+                    signature("workerd.echo", args=["done"], app=app)).apply_async()
+        assert get(res) == [[[i, 2 ** 60 + i] for i in range(5)], "done"]
+        # An immutable callback gets no results.
+        res = chord([signature("workerd.echo", args=[i], app=app) for i in range(2)],
+                    signature("workerd.echo", args=["alone"], app=app, immutable=True)
+                    ).apply_async()
+        assert get(res) == ["alone"]
+        # A member failing fails the callback, as Celery's ChordError (the chord's get()
+        # raises the member's own error first, as with Celery's workers).
+        res = chord([signature("workerd.echo", args=[1], app=app),
+                     signature("workerd.fail", args=["member broke"], app=app)],
+                    signature("workerd.echo", app=app)).apply_async()
+        expect_raise(res, Exception, "member broke")
+        expect_raise(app.AsyncResult(res.id), ChordError, "member broke")
+        assert redis.keys("celery-taskset-meta-*") == [], redis.keys("celery-taskset-meta-*")
+        # A member delivered twice (here with another result the second time) is counted
+        # once: the chord of 2 waits for its other member. The second delivery's link
+        # (marker) says when its ack is done.
+        gid, cb_id, marker, a_id = (str(uuid.uuid4()) for _ in range(4))
+        redis.set(f"celery-taskset-meta-{gid}.s", 2)
+        cb = dict(signature("workerd.echo", app=app).set(task_id=cb_id))
+
+        def member(tid, index, arg, link=None):
+            embed = {"callbacks": link, "errbacks": None, "chain": None, "chord": cb}
+            return envelope("workerd.echo", tid, json.dumps([[arg], {}, embed]).encode(),
+                            {"group": gid, "group_index": index})
+        redis.lpush("celery", member(a_id, 0, 1))
+        assert get(app.AsyncResult(a_id)) == [1]
+        link = [dict(signature("workerd.echo", app=app).set(task_id=marker))]
+        redis.lpush("celery", member(a_id, 0, 2, link))
+        assert get(app.AsyncResult(marker)) == [[2]]
+        assert redis.get("celery-task-meta-" + cb_id) is None
+        redis.lpush("celery", member(str(uuid.uuid4()), 1, 3))
+        assert get(app.AsyncResult(cb_id)) == [[[1], [3]]]
 
     with case("SUCCESS kept"):
         # A stored SUCCESS is never replaced: another delivery of the same id failing later

@@ -23,7 +23,8 @@
  *             task_id; the scheduled copy reads back as the same message due at the time
  *             given (to the microsecond) with the retries given; every message a follow-up
  *             publishes reads back as a protocol 2 message (refused at most as
- *             NotRegistered), every result it stores is a document for its key's id.
+ *             NotRegistered), a chord's callback too once given its list of results,
+ *             every result it stores is a document for its key's id.
  */
 #include "broker_celery.h"
 #include "broker_keys.h"
@@ -131,6 +132,35 @@ static void check_follow_up(const broker_celery_info *info, const broker_msg *m,
             broker_celery_info again;
             check_written(f[i].text, strlen(f[i].text), &again);
             broker_celery_info_free(&again);
+        } else if (f[i].op == 'J') {
+            /* A chord member's step: the callback ack.lua would publish, with a list of
+             * results in its body, must read back as a protocol 2 message. */
+            json_t *c = json_loads(f[i].text, 0, NULL);
+            CHECK(json_is_object(c));
+            const char *parts[4] = {json_string_value(json_object_get(c, "env_head")),
+                                    json_string_value(json_object_get(c, "env_tail")),
+                                    json_string_value(json_object_get(c, "body_head")),
+                                    json_string_value(json_object_get(c, "body_tail"))};
+            for (int k = 0; k < 4; k++)
+                CHECK(parts[k] != NULL);
+            bool results = json_is_true(json_object_get(c, "results"));
+            size_t blen = strlen(parts[2]) + strlen(parts[3]) + 16;
+            char *body = malloc(blen);
+            CHECK(body != NULL);
+            snprintf(body, blen, "%s%s%s", parts[2], results ? "[1,\"x\"]" : "",
+                     results ? parts[3] : "");
+            char *b = b64((const uint8_t *)body, strlen(body));
+            size_t elen = strlen(parts[0]) + strlen(b) + strlen(parts[1]) + 1;
+            char *env = malloc(elen);
+            CHECK(env != NULL);
+            snprintf(env, elen, "%s%s%s", parts[0], b, parts[1]);
+            broker_celery_info again;
+            check_written(env, strlen(env), &again);
+            broker_celery_info_free(&again);
+            free(env);
+            free(b);
+            free(body);
+            json_decref(c);
         } else {
             CHECK(f[i].op == 'R');
             json_t *d = json_loads(f[i].text, 0, NULL);
