@@ -292,6 +292,10 @@ if os.environ.get("FLEET_REDIS_PORT"):
         time.sleep(seconds)
         return float(seconds)
 
+    @fleet_app.task(name="workerd.echo")
+    def fleet_echo(*args):
+        return list(args)
+
     @celery.signals.worker_ready.connect
     def fleet_ready(**_):
         with open(os.environ["FLEET_READY_FILE"], "w") as f:
@@ -300,7 +304,8 @@ if os.environ.get("FLEET_REDIS_PORT"):
 
 def fleet(port):
     """workerd holds tasks longer than the Python worker's visibility_timeout (1 s) while
-    that worker runs beside it: every task runs exactly once, none is taken from workerd."""
+    that worker runs beside it: every task runs exactly once, none is taken from workerd; a
+    chord's members run on both sides complete it once."""
     app = app_for(port)
     redis = app.backend.client
     first = [app.send_task("workerd.sleep", args=[3]) for _ in range(10)]
@@ -329,6 +334,13 @@ def fleet(port):
         assert all(c == 1 for c in counts.values()), counts
         for r in first:  # workerd's long tasks: never run by Python
             assert redis.get("fleet:py:" + r.id) is None, r.id
+        # A chord whose members either side may run: both count in Celery's keys (Python's
+        # JSON and workerd's), and the callback gets every result in header order.
+        with case("fleet chord"):
+            res = chord([signature("workerd.echo", args=[i, 2 ** 60, 0.5], app=app)
+                         for i in range(20)],
+                        signature("workerd.echo", args=["cb"], app=app)).apply_async()
+            assert get(res) == [[[i, 2 ** 60, 0.5] for i in range(20)], "cb"]
         print("python_ran", len(counts), flush=True)
     finally:
         py.send_signal(signal.SIGTERM)
