@@ -88,6 +88,16 @@
 -- published exactly when the step before is acked: a kill at any point leaves the step to
 -- run again, or the next one published, never both and never neither.
 --
+-- Op "J" counts a Celery chord member (broker_celery.h, ctl the JSON object of text) as
+-- Celery's Redis backend does (celery/backends/redis.py on_chord_part_return): ZADD its
+-- [1, id, state, result] to <key>.j at score group_index, unless that index already holds
+-- this id (a member is counted once, however often it is delivered); when the count
+-- reaches <key>.s (the producer's size) plus <key>.t, the callback is published with the
+-- members' results in index order (or, when a member failed or was revoked, its ChordError
+-- is stored and published at the callback's result key), and the three keys are deleted.
+-- Python workers count their members in the same keys, so a mixed fleet completes one
+-- chord together.
+--
 -- A result key of Celery's ("celery-task-meta-<id>") is stored and published only when
 -- no SUCCESS is stored there already: a Python worker, or an earlier delivery, may have
 -- finished the task, and a late FAILURE, RETRY or STARTED must not replace that.
@@ -118,6 +128,133 @@ local function celery_success_stored(key)
 end
 local out = {}
 local now
+
+-- ---- Celery chords (the "J" follow-ups) ----
+
+local B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'
+local function b64(s)
+    local parts, n = {}, #s
+    for i = 1, n, 3 do
+        local a, b, c = string.byte(s, i, i + 2)
+        local v = a * 65536 + (b or 0) * 256 + (c or 0)
+        local q = {}
+        for k = 1, 4 do
+            local d = math.floor(v / 2 ^ (6 * (4 - k))) % 64
+            q[k] = string.sub(B64, d + 1, d + 1)
+        end
+        if not b then
+            q[3] = '='
+        end
+        if not c then
+            q[4] = '='
+        end
+        parts[#parts + 1] = table.concat(q)
+    end
+    return table.concat(parts)
+end
+
+-- The index just past the JSON string starting at e[i] (a '"').
+local function skip_string(e, i)
+    i = i + 1
+    while i <= #e do
+        local ch = string.sub(e, i, i)
+        if ch == '\\' then
+            i = i + 2
+        elseif ch == '"' then
+            return i + 1
+        else
+            i = i + 1
+        end
+    end
+    return nil
+end
+
+-- The text of the 4th element of a member "[1, id, state, result]" as it was written
+-- (by workerd or by Python's json: any spacing), so that numbers keep every digit.
+local function member_result(e)
+    local i = string.find(e, '"', 1, true)
+    i = i and skip_string(e, i)
+    i = i and string.find(e, '"', i, true)
+    i = i and skip_string(e, i)
+    local from = i and string.find(e, ',', i, true)
+    local to = string.find(e, '%]%s*$')
+    if not from or not to then
+        return 'null'
+    end
+    return string.sub(e, from + 1, to - 1)
+end
+
+local function chord_member(gkey, text, ttl)
+    local c = cjson.decode(text)
+    local jkey, tkey, skey = gkey .. '.j', gkey .. '.t', gkey .. '.s'
+    local index = c.index
+    if index < 0 then
+        index = '+inf'
+    end
+    for _, e in ipairs(redis.call('ZRANGEBYSCORE', jkey, index, index)) do
+        local ok, d = pcall(cjson.decode, e)
+        if ok and type(d) == 'table' and d[2] == c.id then
+            return
+        end
+    end
+    redis.call('ZADD', jkey, index, c.member)
+    local count = redis.call('ZCARD', jkey)
+    local total = tonumber(redis.call('GET', skey))
+    if ttl > 0 then
+        redis.call('EXPIRE', jkey, ttl)
+        redis.call('EXPIRE', tkey, ttl)
+        redis.call('EXPIRE', skey, ttl)
+    end
+    if not total or count ~= total + (tonumber(redis.call('GET', tkey)) or 0) then
+        return
+    end
+    local results, failed = {}, nil
+    for _, e in ipairs(redis.call('ZRANGE', jkey, 0, -1)) do
+        local ok, d = pcall(cjson.decode, e)
+        local state = ok and type(d) == 'table' and d[3] or 'FAILURE'
+        if state == 'FAILURE' or state == 'REVOKED' then
+            failed = ok and type(d) == 'table' and d or {1, '?', state, {}}
+            break
+        end
+        results[#results + 1] = member_result(e)
+    end
+    redis.call('DEL', jkey, tkey, skey)
+    if failed then
+        if celery_success_stored(c.cb_key) then
+            return
+        end
+        local exc = type(failed[4]) == 'table' and failed[4] or {}
+        local msg = exc.exc_message
+        if type(msg) == 'table' then
+            msg = msg[1]
+        end
+        local doc = cjson.encode({
+            status = 'FAILURE',
+            result = {
+                exc_type = 'ChordError',
+                exc_message = {'Dependency ' .. tostring(failed[2]) .. ' raised ' ..
+                    tostring(exc.exc_type or 'Exception') .. '(' .. cjson.encode(
+                    tostring(msg or '')) .. ')'},
+                exc_module = 'celery.exceptions'
+            },
+            traceback = cjson.null,
+            date_done = c.date_done,
+            task_id = c.cb_id
+        })
+        if ttl > 0 then
+            redis.call('SET', c.cb_key, doc, 'EX', ttl)
+        else
+            redis.call('SET', c.cb_key, doc)
+        end
+        redis.call('PUBLISH', c.cb_key, doc)
+        return
+    end
+    local body = c.body_head
+    if c.results then
+        body = body .. '[' .. table.concat(results, ',') .. ']' .. c.body_tail
+    end
+    redis.call('LPUSH', c.queue, c.env_head .. b64(body) .. c.env_tail)
+end
 
 -- ---- canvas (the "^" entries) ----
 
@@ -348,6 +485,8 @@ while i <= #ARGV do
                     ARGV[i + 8 + 3 * f]
                 if op == 'L' then
                     redis.call('LPUSH', fkey, text)
+                elseif op == 'J' then
+                    chord_member(fkey, text, ttl)
                 elseif not celery_success_stored(fkey) then
                     if ttl > 0 then
                         redis.call('SET', fkey, text, 'EX', ttl)

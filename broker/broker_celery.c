@@ -244,12 +244,13 @@ int broker_celery_translate(const char *raw, size_t len, const broker_limits *li
         !header_ok(headers, "root_id", JSON_STRING, false) ||
         !header_ok(headers, "parent_id", JSON_STRING, false) ||
         !header_ok(headers, "group", JSON_STRING, false) ||
+        !header_ok(headers, "group_index", JSON_INTEGER, false) ||
         !header_ok(headers, "timelimit", JSON_ARRAY, false) ||
         !header_ok(props, "priority", JSON_INTEGER, false) ||
         !header_ok(env, "redelivered", JSON_INTEGER, false)) {
         rc = refuse(err, "InvalidMessage",
-                    "a header has the wrong type (retries: integer; root_id, parent_id, group: "
-                    "string; timelimit: [hard, soft]; priority: integer)");
+                    "a header has the wrong type (retries, group_index: integer; root_id, "
+                    "parent_id, group: string; timelimit: [hard, soft]; priority: integer)");
         goto fail;
     }
     double eta = 0, expires = 0;
@@ -308,6 +309,8 @@ int broker_celery_translate(const char *raw, size_t len, const broker_limits *li
     info->parent_id = opt_string(headers, "parent_id");
     info->group = opt_string(headers, "group");
     info->priority = (int)json_integer_value(json_object_get(props, "priority"));
+    json_t *gi = json_object_get(headers, "group_index");
+    info->group_index = json_is_integer(gi) ? json_integer_value(gi) : -1;
 
     json_t *msg = json_object();
     json_t *retries = json_object_get(headers, "retries");
@@ -486,10 +489,13 @@ static int follow_add(struct follow_list *l, char op, const char *key, char *tex
 /* A protocol v2 envelope running signature sig with first (prepended to its args unless
  * it is immutable; NULL: nothing), parent id, the chain to run after it (NULL: none), to
  * the list *key it goes to. A new string, or NULL (out of memory, or a signature that is
- * not one: *skip). */
+ * not one: *skip). With body_out, the body is left out of the envelope ("body": "") and
+ * *body_out is its JSON text, not encoded (a new string); tid_out (37 bytes or more): the
+ * task id it runs under. */
 static char *envelope_for(const broker_celery_info *info, json_t *sig, json_t *first,
                           const char *parent, json_t *chain, const char *default_queue,
-                          char key[BROKER_KEY_MAX], bool *skip) {
+                          char key[BROKER_KEY_MAX], bool *skip, char **body_out,
+                          char tid_out[BROKER_ID_MAX + 1]) {
     *skip = false;
     const char *task = opt_string(sig, "task");
     json_t *opts = json_object_get(sig, "options");
@@ -537,8 +543,16 @@ static char *envelope_for(const broker_celery_info *info, json_t *sig, json_t *f
     json_t *body = json_pack("[ooo]", args, kwargs, embed);
     char *btext = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
-    char *b64text = btext ? b64_encode(btext, strlen(btext)) : NULL;
-    free(btext);
+    char *b64text = NULL;
+    if (body_out) {
+        *body_out = btext;
+        b64text = btext ? strdup("") : NULL;
+    } else {
+        b64text = btext ? b64_encode(btext, strlen(btext)) : NULL;
+        free(btext);
+    }
+    if (tid_out)
+        snprintf(tid_out, BROKER_ID_MAX + 1, "%s", tid);
     const char *root = info->root_id ? info->root_id : parent;
     char tag[37];
     broker_msg_new_id(tag);
@@ -561,6 +575,61 @@ static char *envelope_for(const broker_celery_info *info, json_t *sig, json_t *f
     return text;
 }
 
+/* The chord step of member id (op 'J', broker_celery.h): its [1, id, state, result] and
+ * the callback (embed.chord) as ack.lua completes it: its envelope around the body, the
+ * body around the list of the members' results. 0 (nothing added when the signature is not
+ * one), or -ENOMEM. */
+#define CHORD_SLOT "\\u0001workerd-chord-results\\u0001"
+
+static int chord_follow(struct follow_list *l, const broker_celery_info *info, const char *id,
+                        bool success, json_t *result, const char *failure_doc,
+                        const char *default_queue) {
+    json_t *sig = json_object_get(info->embed, "chord");
+    char gkey[BROKER_KEY_MAX], rkey[BROKER_KEY_MAX], qkey[BROKER_KEY_MAX];
+    char cb_id[BROKER_ID_MAX + 1];
+    if (!info->group || !json_is_object(sig) || broker_key_celery_group(info->group, gkey) < 0)
+        return 0;
+    json_t *slot = json_string("\x01workerd-chord-results\x01");
+    char *body = NULL;
+    bool skip = false;
+    char *env =
+        slot ? envelope_for(info, sig, slot, id, NULL, default_queue, qkey, &skip, &body, cb_id)
+             : NULL;
+    json_decref(slot);
+    if (skip)
+        return 0;
+    json_t *doc = failure_doc ? json_loads(failure_doc, 0, NULL) : NULL;
+    json_t *value = success ? (result ? result : json_null()) : json_object_get(doc, "result");
+    json_t *member =
+        json_pack("[i,s,s,O]", 1, id, success ? "SUCCESS" : "FAILURE", value ? value : json_null());
+    char *mtext = member ? json_dumps(member, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    json_decref(member);
+    json_decref(doc);
+    const char *eb = env ? strstr(env, "\"body\":\"\"") : NULL;
+    const char *slot_at = body ? strstr(body, CHORD_SLOT) : NULL;
+    int rc = -ENOMEM;
+    json_t *ctl = NULL;
+    if (env && body && mtext && eb && broker_key_celery_result(cb_id, rkey) >= 0) {
+        char iso[96];
+        format_iso((double)time(NULL), false, iso);
+        size_t head = (size_t)(eb - env) + 8, slen = strlen("\"" CHORD_SLOT "\"");
+        size_t bhead = slot_at ? (size_t)(slot_at - body) - 1 : strlen(body);
+        ctl =
+            json_pack("{s:I,s:s,s:s,s:s,s:s,s:s,s:s%,s:s,s:s%,s:s,s:b,s:s}", "index",
+                      (json_int_t)info->group_index, "id", id, "member", mtext, "queue", qkey,
+                      "cb_id", cb_id, "cb_key", rkey, "env_head", env, head, "env_tail", env + head,
+                      "body_head", body, bhead, "body_tail", slot_at ? slot_at - 1 + slen : "",
+                      "results", slot_at != NULL, "date_done", iso);
+        char *text = ctl ? json_dumps(ctl, JSON_COMPACT) : NULL;
+        rc = follow_add(l, 'J', gkey, text);
+    }
+    json_decref(ctl);
+    free(env);
+    free(body);
+    free(mtext);
+    return rc;
+}
+
 int broker_celery_follow_up(const broker_celery_info *info, const char *id, bool success,
                             json_t *result, const char *failure_doc, const char *default_queue,
                             broker_celery_follow **out, size_t *n) {
@@ -580,7 +649,8 @@ int broker_celery_follow_up(const broker_celery_info *info, const char *id, bool
     bool skip;
     if (json_is_array(callbacks)) {
         json_array_foreach(callbacks, i, sig) {
-            char *text = envelope_for(info, sig, first, id, NULL, default_queue, key, &skip);
+            char *text =
+                envelope_for(info, sig, first, id, NULL, default_queue, key, &skip, NULL, NULL);
             if (!skip && (rc = follow_add(&l, 'L', key, text)) != 0)
                 goto out;
         }
@@ -592,7 +662,7 @@ int broker_celery_follow_up(const broker_celery_info *info, const char *id, bool
         for (size_t k = 0; rest && k + 1 < clen; k++)
             json_array_append(rest, json_array_get(chain, k));
         char *text = envelope_for(info, json_array_get(chain, clen - 1), first, id, rest,
-                                  default_queue, key, &skip);
+                                  default_queue, key, &skip, NULL, NULL);
         json_decref(rest);
         if (!skip && (rc = follow_add(&l, 'L', key, text)) != 0)
             goto out;
@@ -611,6 +681,8 @@ int broker_celery_follow_up(const broker_celery_info *info, const char *id, bool
         }
         json_decref(doc);
     }
+    if (rc == 0)
+        rc = chord_follow(&l, info, id, success, result, failure_doc, default_queue);
 out:
     if (!success)
         json_decref(first);

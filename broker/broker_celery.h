@@ -50,6 +50,7 @@ typedef struct broker_celery_info {
     const char *name;                        /* headers.task, borrowed from envelope */
     const char *root_id, *parent_id, *group; /* borrowed from envelope, or NULL */
     int priority;                            /* properties.priority, 0 when absent */
+    long long group_index;                   /* headers.group_index, -1 when absent */
 } broker_celery_info;
 
 /* Why a message was refused: the dead letter's reason and the FAILURE's exception. */
@@ -91,8 +92,13 @@ char *broker_celery_encode_scheduled(const broker_celery_info *info, double due,
                                      size_t *len);
 
 /* One thing the ack of a Celery task does besides storing its own result (ack.lua's "+"
- * entries): LPUSH text onto the list key (op 'L': a message published), or store text as
- * a result at key (op 'R': a chain's later task marked failed with its predecessor). */
+ * entries): LPUSH text onto the list key (op 'L': a message published), store text as
+ * a result at key (op 'R': a chain's later task marked failed with its predecessor), or
+ * count a chord member (op 'J': key is the group's key, text a JSON object for ack.lua:
+ * "index", "id", "member" (the [1, id, state, result] Celery's backend keeps), "queue" (the
+ * callback's list), "cb_id", "cb_key" (its result key), "env_head" and "env_tail" (its
+ * envelope around the base64 body), "body_head", "body_tail" (its body around the list of
+ * results; "results": false when immutable: body_head is the whole body), "date_done"). */
 typedef struct broker_celery_follow {
     char op;
     char *key;
@@ -104,7 +110,10 @@ typedef struct broker_celery_follow {
  * callback in embed.callbacks and the chain's next signature (embed.chain's last) as a
  * protocol v2 message, args (result, *sig.args) unless the signature is immutable, the
  * rest of the chain in its embed; on FAILURE, every errback with args (id, *sig.args)
- * and a FAILURE stored for every later task of the chain that has a task_id.
+ * and a FAILURE stored for every later task of the chain that has a task_id; and for a
+ * chord member (headers.group and embed.chord) on either, its count ('J'): the ack adds
+ * it as Celery's Redis backend does, and the member completing the chord publishes the
+ * callback with the ordered results, or stores its ChordError when a member failed.
  * default_queue: the queue a signature without one goes to (its inner name, "=celery").
  * *out: a new array of *n (free with broker_celery_follow_free), possibly empty.
  * 0 or -ENOMEM. */

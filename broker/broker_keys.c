@@ -141,6 +141,12 @@ int broker_key_celery_result(const char *id, char buf[BROKER_KEY_MAX]) {
     return format_key(buf, "celery-task-meta-%s", id);
 }
 
+int broker_key_celery_group(const char *gid, char buf[BROKER_KEY_MAX]) {
+    if (broker_check_task_id(gid) != NULL)
+        return reject(buf);
+    return format_key(buf, "celery-taskset-meta-%s", gid);
+}
+
 int broker_key_scheduled(const broker_keys *k, char buf[BROKER_KEY_MAX]) {
     return format_key(buf, "%s:scheduled", k->prefix);
 }

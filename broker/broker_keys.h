@@ -45,6 +45,9 @@
  *   <name>                           list    a Celery queue as kombu's Redis transport
  *   <name>\x06\x16<N>                 list    keeps it; N = 3, 6, 9: its priority lists
  *   celery-task-meta-<id>            string  a result as Celery's Redis backend stores it
+ *   celery-taskset-meta-<gid>.j      zset    a chord's finished members, [1, id, state,
+ *                                            result] by group_index; .s its size (the
+ *                                            producer's), .t added by replaced tasks
  *
  * Inside workerd a Celery queue is named "=<name>" (BROKER_CELERY_MARK): the worker's
  * queue list, the in-flight values, the scheduled set and the Lua scripts carry that
@@ -120,6 +123,10 @@ int broker_key_queue(const broker_keys *k, const char *queue, char buf[BROKER_KE
 int broker_key_celery_queue(const char *queue, int priority, char buf[BROKER_KEY_MAX]);
 /* "celery-task-meta-<id>": Celery's result key, also its pub/sub channel. */
 int broker_key_celery_result(const char *id, char buf[BROKER_KEY_MAX]);
+/* "celery-taskset-meta-<gid>": a Celery group's key; its chord counts members in the
+ * sorted set "<key>.j" (score: group_index), the size is "<key>.s" (set by the producer),
+ * "<key>.t" what replaced tasks added (celery/backends/redis.py on_chord_part_return). */
+int broker_key_celery_group(const char *gid, char buf[BROKER_KEY_MAX]);
 int broker_key_scheduled(const broker_keys *k, char buf[BROKER_KEY_MAX]);
 int broker_key_worker(const broker_keys *k, const char *wid, char buf[BROKER_KEY_MAX]);
 int broker_key_workers(const broker_keys *k, char buf[BROKER_KEY_MAX]);

@@ -775,7 +775,7 @@ static void *job_main(void *arg) {
             return NULL;
         /* Over its task's rate limit: already moved to the scheduled set (or no longer
          * ours); free the job, no ack, no result (wd_rate.h). */
-        if (!j->celery && wd_rate_gate(j->w, &j->d, &j->msg) != WD_RATE_RUN) {
+        if (wd_rate_gate(j->w, &j->d, &j->msg, j->celery ? &j->cinfo : NULL) != WD_RATE_RUN) {
             release(j);
             return NULL;
         }

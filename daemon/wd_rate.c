@@ -153,7 +153,8 @@ static bool limited(struct wd_worker *w, const char *task) {
     return r->ntasks > 0 && bsearch(&task, r->tasks, r->ntasks, sizeof *r->tasks, cmp_str);
 }
 
-enum wd_rate_gate wd_rate_gate(struct wd_worker *w, const broker_delivery *d, const broker_msg *m) {
+enum wd_rate_gate wd_rate_gate(struct wd_worker *w, const broker_delivery *d, const broker_msg *m,
+                               const broker_celery_info *celery) {
     if (!limited(w, m->task))
         return WD_RATE_RUN;
     /* The text it runs as when it comes back: relative times made absolute, its id and
@@ -161,7 +162,8 @@ enum wd_rate_gate wd_rate_gate(struct wd_worker *w, const broker_delivery *d, co
      * once: the turn is what it waits for. */
     double eta = m->eta > 0 ? m->eta : wd_sched_now_lo(w->sched);
     size_t len = 0;
-    char *text = broker_msg_encode_scheduled(m, eta, m->retries, &len);
+    char *text = celery ? broker_celery_encode_scheduled(celery, eta, m->retries, &len)
+                        : broker_msg_encode_scheduled(m, eta, m->retries, &len);
     if (!text) {
         wd_log_task(WD_LOG_ERROR, m->id,
                     "out of memory checking the rate limit; it stays in "

@@ -28,6 +28,7 @@
 #ifndef WORKERD_WD_RATE_H
 #define WORKERD_WD_RATE_H
 
+#include "broker_celery.h"
 #include "broker_msg.h"
 #include "broker_worker.h"
 #include "task_host.h"
@@ -58,9 +59,13 @@ enum wd_rate_gate {
                      ack; what stays in flight goes back through the requeue or recovery */
 };
 
-/* The gate of message m, delivery d. MAY YIELD (one round trip for a limited task, and a
- * refresh of the list at most every WD_RATE_REFRESH seconds). */
-enum wd_rate_gate wd_rate_gate(struct wd_worker *w, const broker_delivery *d, const broker_msg *m);
+/* The gate of message m, delivery d. The limit is m->task's: for a Celery message (celery:
+ * its envelope, else NULL) the workerd task its name maps to, so one --rate-limit covers
+ * both protocols; a Celery message waits for its turn as its envelope (broker_celery.h),
+ * as it came, so that it goes back to its Celery list. MAY YIELD (one round trip for a
+ * limited task, and a refresh of the list at most every WD_RATE_REFRESH seconds). */
+enum wd_rate_gate wd_rate_gate(struct wd_worker *w, const broker_delivery *d, const broker_msg *m,
+                               const broker_celery_info *celery);
 
 /* task_host_turn_fn for --http-host-concurrency and --http-host-rate (arg: the struct
  * wd_worker): first a slot of the host (host_slot.lua, leased for t->lease plus a margin),

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs what is missing, checks that every C file
 # is formatted as .clang-format says, then builds and runs every test in a -Werror build and in an AddressSanitizer+UBSan build, fuzzes the parsers
-# for 30 s each, runs the core tests on the ucontext fallback and the aarch64 context
+# (the Celery envelope reader too) for 30 s each, runs the core tests on the ucontext fallback and the aarch64 context
 # switch under qemu, and the runtime and broker tests under valgrind memcheck. Every test
 # starts the servers it needs (redis-server, nginx) on free
 # loopback ports and stops them. Usage: tests/run-all.sh [fast]  (fast: first build only)
@@ -32,7 +32,7 @@ step "tests under ASan + UBSan"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan -LE valgrind -j"$jobs" --output-on-failure
 
-step "fuzzing the message parser, the result writers and the config parser (30 s each)"
+step "fuzzing the message parser, the result writers, the Celery envelope reader and the config parser (30 s each)"
 tests/fuzz/run.sh 30
 
 step "build (ucontext fallback)"

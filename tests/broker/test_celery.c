@@ -273,6 +273,88 @@ static json_t *body_of(const char *text) {
     return out;
 }
 
+/* The callback ack.lua publishes from a chord step's parts, with results (a JSON list) in
+ * its body when it takes them. */
+static char *chord_callback(json_t *ctl, const char *results) {
+    const char *eh = json_string_value(json_object_get(ctl, "env_head"));
+    const char *et = json_string_value(json_object_get(ctl, "env_tail"));
+    const char *bh = json_string_value(json_object_get(ctl, "body_head"));
+    const char *bt = json_string_value(json_object_get(ctl, "body_tail"));
+    ASSERT(eh && et && bh && bt);
+    bool with = json_is_true(json_object_get(ctl, "results"));
+    char body[4096];
+    snprintf(body, sizeof body, "%s%s%s", bh, with ? results : "", with ? bt : "");
+    char *b = b64(body);
+    char *out = malloc(strlen(eh) + strlen(b) + strlen(et) + 1);
+    sprintf(out, "%s%s%s", eh, b, et);
+    free(b);
+    return out;
+}
+
+TEST(chord_member_counts_itself_and_carries_the_callback) {
+    const char *body = "[[1],{},{\"callbacks\":null,\"errbacks\":null,\"chain\":null,"
+                       "\"chord\":{\"task\":\"workerd.echo\",\"args\":[\"done\"],\"kwargs\":{},"
+                       "\"options\":{\"task_id\":\"cb-9\",\"queue\":\"sums\"},"
+                       "\"immutable\":false}}]";
+    char *raw =
+        envelope("workerd.echo", body, ",\"group\":\"g-1\",\"group_index\":2", "application/json");
+    broker_celery_info info;
+    broker_celery_error err;
+    json_t *msg;
+    ASSERT_EQ(translate(raw, NULL, &info, &msg, &err), 0);
+    ASSERT_EQ(info.group_index, 2);
+    json_t *result = json_pack("[I]", (json_int_t)1 << 60);
+    broker_celery_follow *f = NULL;
+    size_t n = 0;
+    ASSERT_EQ(broker_celery_follow_up(&info, "t-1", true, result, NULL, "=celery", &f, &n), 0);
+    ASSERT_EQ(n, 1);
+    ASSERT_EQ(f[0].op, 'J');
+    ASSERT_STREQ(f[0].key, "celery-taskset-meta-g-1");
+    json_t *ctl = json_loads(f[0].text, 0, NULL);
+    ASSERT_EQ(json_integer_value(json_object_get(ctl, "index")), 2);
+    ASSERT_STREQ(json_string_value(json_object_get(ctl, "id")), "t-1");
+    /* As Celery's backend encodes a member: [1, id, state, result], every digit kept. */
+    ASSERT_STREQ(json_string_value(json_object_get(ctl, "member")),
+                 "[1,\"t-1\",\"SUCCESS\",[1152921504606846976]]");
+    ASSERT_STREQ(json_string_value(json_object_get(ctl, "queue")), "sums");
+    ASSERT_STREQ(json_string_value(json_object_get(ctl, "cb_key")), "celery-task-meta-cb-9");
+    /* The callback, given the ordered results, is a protocol 2 message taking them first. */
+    char *cb = chord_callback(ctl, "[[1],[2]]");
+    json_t *b = body_of(cb);
+    json_t *m = json_object_get(b, "msg");
+    ASSERT_STREQ(json_string_value(json_object_get(m, "id")), "cb-9");
+    json_t *want = json_pack("[[[i],[i]],s]", 1, 2, "done");
+    ASSERT(json_equal(json_object_get(m, "args"), want));
+    json_decref(want);
+    ASSERT_STREQ(json_string_value(json_object_get(json_object_get(b, "headers"), "parent_id")),
+                 "t-1");
+    json_decref(b);
+    free(cb);
+    json_decref(ctl);
+    broker_celery_follow_free(f, n);
+
+    /* A failed member counts too, with its exception as Celery's backend stores it. */
+    const char *doc = "{\"status\":\"FAILURE\",\"result\":{\"exc_type\":\"TaskError\","
+                      "\"exc_message\":[\"boom\"],\"exc_module\":\"workerd\"},\"task_id\":\"t-1\"}";
+    ASSERT_EQ(broker_celery_follow_up(&info, "t-1", false, NULL, doc, "=celery", &f, &n), 0);
+    ASSERT_EQ(n, 1);
+    ctl = json_loads(f[0].text, 0, NULL);
+    ASSERT_STREQ(json_string_value(json_object_get(ctl, "member")),
+                 "[1,\"t-1\",\"FAILURE\",{\"exc_type\":\"TaskError\",\"exc_message\":[\"boom\"],"
+                 "\"exc_module\":\"workerd\"}]");
+    json_decref(ctl);
+    broker_celery_follow_free(f, n);
+    json_decref(result);
+    json_decref(msg);
+    broker_celery_info_free(&info);
+    free(raw);
+
+    /* group_index must be an integer. */
+    raw = envelope("workerd.echo", "[[],{},null]", ",\"group_index\":\"2\"", "application/json");
+    expect_refused(raw, "InvalidMessage", "wrong type");
+    free(raw);
+}
+
 TEST(chain_link_and_link_error_publish_protocol_2_messages) {
     const char *embed =
         "{\"callbacks\":[{\"task\":\"workerd.echo\",\"args\":[9],\"kwargs\":{},\"options\":"

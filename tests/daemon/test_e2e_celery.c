@@ -5,7 +5,8 @@
  * expire and chain as a Celery user sees them (celery_client.py next to this file runs
  * the Python side, one interpreter for many cases since it starts slowly), a workerd
  * SIGKILLed in the middle of a Celery task still answers it after a restart, and a Python
- * Celery worker beside a workerd on one queue never takes the tasks workerd runs.
+ * Celery worker beside a workerd on one queue never takes the tasks workerd runs, and one
+ * --rate-limit holds over Celery's messages and workerd's own together.
  */
 #include "e2e.h"
 #include "testlib.h"
@@ -122,6 +123,29 @@ TEST(celery_python_worker_beside_workerd_runs_each_task_once) {
     ASSERT_RANGE(python_ran, 0, 20);
     ASSERT_EQ(e2e_log_count(&w, "sleep started"), 30 - python_ran);
     ASSERT_EQ(e2e_log_count(&w, "redelivered"), 0);
+    e2e_worker_signal(&w, SIGTERM);
+    ASSERT_EQ(e2e_worker_wait(&w, 10.0), 0);
+    e2e_worker_stop(&w);
+    test_redis_stop(&r);
+}
+
+/* --rate-limit names the workerd task, and a Celery message's mapped name is one: Celery's
+ * workerd.echo and workerd's echo share the rate (the Python side asserts that no window
+ * of the run saw a burst, and that every message ran once: Celery's back from the
+ * scheduled set to their Celery list). */
+TEST(celery_messages_share_the_rate_limit_of_their_task) {
+    need_celery();
+    test_redis r;
+    test_redis_start(&r, NULL);
+    e2e_worker w;
+    E2E_START_READY(&w, r.port, "-Q", "default", "--celery-queues", "celery", "--rate-limit",
+                    "echo=5/s", "-l", "debug");
+    int rc = test_system(PYTHON " %s rate %d 6 5", client_path(), r.port);
+    if (rc != 0)
+        e2e_log_dump(&w);
+    ASSERT_EQ(rc, 0);
+    /* Celery's messages waited for their turn too (not only workerd's). */
+    ASSERT(e2e_log_count(&w, "is over its rate limit") >= 6);
     e2e_worker_signal(&w, SIGTERM);
     ASSERT_EQ(e2e_worker_wait(&w, 10.0), 0);
     e2e_worker_stop(&w);
