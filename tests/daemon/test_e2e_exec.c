@@ -246,6 +246,8 @@ TEST(exec_1000_programs_run_at_once_at_c_1000_and_leave_no_fd_or_zombie) {
     env_start(&x);
     start(&x, "-c", "1000", NULL);
     pid_t worker = x.e.w.pid;
+    /* The control stream's connection is made just after "ready": count from when it is. */
+    ASSERT(e2e_log_wait(&x.e.w, "control: connected", 30.0));
     int fds = open_fds_of(worker);
     for (int i = 0; i < THOUSAND; i++) {
         char id[32];
