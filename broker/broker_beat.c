@@ -26,10 +26,10 @@ int broker_beat_fire(broker_conn *conn, const char *prefix, const char *name, in
     if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
         r->element[0]->type == REDIS_REPLY_INTEGER && r->element[0]->integer >= -1 &&
         r->element[0]->integer <= 1) {
-        double sec = broker_reply_number(r->element[1]), usec = broker_reply_number(r->element[2]);
-        if (sec >= 0 && usec >= 0) {
+        double now = broker_reply_clock(r->element + 1);
+        if (now >= 0) {
             *status = (broker_beat_status)r->element[0]->integer;
-            *redis_now = sec + usec / 1e6;
+            *redis_now = now;
             rc = 0;
         }
     }
@@ -69,9 +69,9 @@ int broker_reply_beat_mark(const redisReply *all, const char *name, int64_t *tic
 int broker_reply_time(const redisReply *r, double *now) {
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 2)
         return -EPROTO;
-    double sec = broker_reply_number(r->element[0]), usec = broker_reply_number(r->element[1]);
-    if (sec < 0 || usec < 0)
+    double t = broker_reply_clock(r->element);
+    if (t < 0)
         return -EPROTO;
-    *now = sec + usec / 1e6;
+    *now = t;
     return 0;
 }

@@ -145,6 +145,15 @@ double broker_reply_number(const redisReply *e) {
     return -1;
 }
 
+double broker_reply_clock(redisReply *const *pair) {
+    double sec = broker_reply_number(pair[0]), usec = broker_reply_number(pair[1]);
+    return sec < 0 || usec < 0 ? -1 : sec + usec / 1e6;
+}
+
+double broker_reply_number_or_zero(const redisReply *e) {
+    return e->type == REDIS_REPLY_STRING && e->len == 0 ? 0 : broker_reply_number(e);
+}
+
 int broker_cmd_purge(broker_batch *b, const broker_keys *k, const char *queue) {
     char key[BROKER_KEY_MAX];
     int len = broker_key_queue(k, queue, key);

@@ -105,4 +105,12 @@ int broker_reply_integer(const redisReply *r, long long *out);
  * of it expect values >= 0 and treat a negative one as a malformed reply. */
 double broker_reply_number(const redisReply *e);
 
+/* A clock reading as scripts and TIME return it, two elements pair[0] (seconds) and
+ * pair[1] (microseconds), as Unix seconds: >= 0, or -1 when either is not a number >= 0
+ * (broker_reply_number). */
+double broker_reply_clock(redisReply *const *pair);
+
+/* broker_reply_number, but an empty string (a script's "none") reads as 0. */
+double broker_reply_number_or_zero(const redisReply *e);
+
 #endif

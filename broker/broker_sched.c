@@ -25,16 +25,14 @@ int broker_sched_move(broker_conn *conn, const char *prefix, const char *wid, si
     rc = -EPROTO;
     if (r->type == REDIS_REPLY_ARRAY && r->elements == 5 &&
         r->element[0]->type == REDIS_REPLY_INTEGER && r->element[1]->type == REDIS_REPLY_INTEGER) {
-        double sec = broker_reply_number(r->element[3]), usec = broker_reply_number(r->element[4]);
-        const redisReply *next = r->element[2];
-        double due =
-            next->type == REDIS_REPLY_STRING && next->len == 0 ? 0 : broker_reply_number(next);
-        if (sec >= 0 && usec >= 0 && due >= 0) {
+        double now = broker_reply_clock(r->element + 3);
+        double due = broker_reply_number_or_zero(r->element[2]);
+        if (now >= 0 && due >= 0) {
             *out = (broker_sched_moved){
                 .moved = (size_t)r->element[0]->integer,
                 .dead = (size_t)r->element[1]->integer,
                 .next_due = due,
-                .redis_now = sec + usec / 1e6,
+                .redis_now = now,
             };
             rc = 0;
         }
