@@ -9,7 +9,8 @@
 #            enqueued but not yet run (they go to a queue no worker consumes), divided by
 #            MEMBERS: what one pending member costs (its message on the queue and its
 #            share of the chord's state).
-# Environment: BENCH_BUILD_DIR (default build-release), WORKERS_C (default 200).
+# Environment: WORKERD_BIN (a workerd to run instead of building one), BENCH_BUILD_DIR
+# (default build-release), WORKERS_C (default 200).
 set -euo pipefail
 runs=${1:-3}
 members=${2:-10000}
@@ -17,16 +18,10 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 
 py=/usr/bin/python3
-tests/install-deps.sh
-if ! dpkg-query -W -f='${Status}' python3-redis 2>/dev/null | grep -q "install ok installed"; then
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-      python3-redis >/dev/null
-fi
-
-build=${BENCH_BUILD_DIR:-build-release}
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$build" -j"$(nproc)" --target workerd >/dev/null
+# shellcheck source=SCRIPTDIR/lib/build.sh
+. bench/lib/build.sh
+bench_install_deps
+bench_build_workerd
 
 # shellcheck source=SCRIPTDIR/lib/servers.sh
 . bench/lib/servers.sh
@@ -42,7 +37,7 @@ rev=$(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo '?')
 echo "# machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')," \
      "Linux $(uname -r); redis $(redis-server --version | grep -o 'v=[^ ]*'); workerd $rev"
 
-"$build/daemon/workerd" -b "redis://127.0.0.1:$REDIS_PORT/0" -c "${WORKERS_C:-200}" -l warning \
+"$WORKERD_BIN" -b "redis://127.0.0.1:$REDIS_PORT/0" -c "${WORKERS_C:-200}" -l warning \
     >"$BENCH_RUN/worker.log" 2>&1 &
 worker_pid=$!
 

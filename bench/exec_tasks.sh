@@ -15,18 +15,13 @@ runs=${3:-3}
 program=${4:-/bin/true}
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
-if [ -z "${WORKERD_BIN:-}" ]; then
-  build=${BENCH_BUILD_DIR:-build-release}
-  cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-  cmake --build "$build" -j"$(nproc)" --target workerd >/dev/null
-  case $build in /*) WORKERD_BIN=$build/daemon/workerd ;; *) WORKERD_BIN=$top/$build/daemon/workerd ;; esac
-fi
+. bench/lib/build.sh
+bench_build_workerd
 . bench/lib/servers.sh
 trap bench_stop_servers EXIT
 ulimit -n "$(ulimit -Hn)"
 bench_start_redis
-cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
-echo "# machine: $(nproc) CPUs ($cpu), Linux $(uname -r); workerd: $WORKERD_BIN"
+bench_machine_line
 echo "# case: $count tasks of --exec-task prog=$program at -c $conc, $runs runs"
 export WORKERD_BIN REDIS_PORT BENCH_RUN
 /usr/bin/python3 - "$count" "$conc" "$runs" "$program" <<'PY'

@@ -9,7 +9,8 @@
 #   steady  1,000 countdown tasks a second for 10 s, countdowns 0.5-2 s, 1 worker:
 #           lateness of each start after push time + countdown, p50/p99/max (target:
 #           p99 <= 10 ms).
-# Environment: BENCH_BUILD_DIR (default build-release), BENCH_OUT (default
+# Environment: WORKERD_BIN (a workerd to run instead of building one), BENCH_BUILD_DIR
+# (default build-release), BENCH_OUT (default
 # ${TMPDIR:-/tmp}/workerd-bench), BURST_COUNT, BURST_WORKERS, STEADY_RATE, STEADY_SECONDS,
 # STEADY_WORKERS to change the cases.
 set -euo pipefail
@@ -18,17 +19,11 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 
 py=/usr/bin/python3
-tests/install-deps.sh
-if ! dpkg-query -W -f='${Status}' python3-redis 2>/dev/null | grep -q "install ok installed"; then
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-      python3-redis >/dev/null
-fi
-
-build=${BENCH_BUILD_DIR:-build-release}
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$build" -j"$(nproc)" --target workerd >/dev/null
-export WORKERD_BIN=$top/$build/daemon/workerd
+# shellcheck source=SCRIPTDIR/lib/build.sh
+. bench/lib/build.sh
+bench_install_deps
+bench_build_workerd
+export WORKERD_BIN
 export BENCH_OUT=${BENCH_OUT:-${TMPDIR:-/tmp}/workerd-bench}
 mkdir -p "$BENCH_OUT"
 

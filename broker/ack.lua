@@ -107,12 +107,7 @@
 local prefix, wid = ARGV[1], ARGV[2]
 
 -- A queue's list: "=<name>" is a Celery queue, the list <name> itself (broker_keys.h).
-local function queue_key(q)
-    if string.sub(q, 1, 1) == '=' then
-        return string.sub(q, 2)
-    end
-    return prefix .. ':queue:' .. q
-end
+-- queue_key(prefix, q) comes from lib_queue.lua, which the build puts in front.
 local inflight = prefix .. ':inflight:' .. wid
 
 local function celery_success_stored(key)
@@ -289,14 +284,14 @@ local function push_pairs(first, n)
         local q, text = ARGV[first + 2 * k], ARGV[first + 2 * k + 1]
         if q ~= queue or #slice >= 1000 then
             if #slice > 0 then
-                redis.call('LPUSH', queue_key(queue), unpack(slice))
+                redis.call('LPUSH', queue_key(prefix, queue), unpack(slice))
             end
             slice, queue = {}, q
         end
         slice[#slice + 1] = text
     end
     if #slice > 0 then
-        redis.call('LPUSH', queue_key(queue), unpack(slice))
+        redis.call('LPUSH', queue_key(prefix, queue), unpack(slice))
     end
 end
 
@@ -334,9 +329,9 @@ local function complete(gid, cttl)
     if #errs == 0 then
         store(gid, head .. ',"status":"SUCCESS","result":' .. list .. tail, cttl)
         if m.mode == 'm' then
-            redis.call('LPUSH', queue_key(m.cb_queue), m.cb_head .. list .. m.cb_tail)
+            redis.call('LPUSH', queue_key(prefix, m.cb_queue), m.cb_head .. list .. m.cb_tail)
         elseif m.mode == 'i' then
-            redis.call('LPUSH', queue_key(m.cb_queue), m.cb_head)
+            redis.call('LPUSH', queue_key(prefix, m.cb_queue), m.cb_head)
         end
     else
         local etype = m.mode == '' and 'GroupError' or 'ChordError'
@@ -446,7 +441,7 @@ while i <= #ARGV do
                 now = tonumber(t[1]) + tonumber(t[2]) / 1e6
             end
             if tonumber(due) <= now then
-                redis.call('LPUSH', queue_key(queue), text)
+                redis.call('LPUSH', queue_key(prefix, queue), text)
             else
                 local member = real .. '@' .. wid .. '\n' .. queue .. '\n' .. text
                 redis.call('ZADD', prefix .. ':scheduled', due, member)

@@ -3,23 +3,13 @@
  */
 #include "broker_beat.h"
 
+#include "broker_cmds.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* A reply element as a number: integers as they are, strings parsed; -1 when neither. */
-static double number(const redisReply *e) {
-    if (e->type == REDIS_REPLY_INTEGER)
-        return (double)e->integer;
-    if (e->type == REDIS_REPLY_STRING && e->len > 0) {
-        char *end;
-        double v = strtod(e->str, &end);
-        return end == e->str + e->len ? v : -1;
-    }
-    return -1;
-}
 
 int broker_beat_fire(broker_conn *conn, const char *prefix, const char *name, int64_t tick,
                      const char *queue, const char *msg, size_t len, broker_beat_status *status,
@@ -36,10 +26,10 @@ int broker_beat_fire(broker_conn *conn, const char *prefix, const char *name, in
     if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
         r->element[0]->type == REDIS_REPLY_INTEGER && r->element[0]->integer >= -1 &&
         r->element[0]->integer <= 1) {
-        double sec = number(r->element[1]), usec = number(r->element[2]);
-        if (sec >= 0 && usec >= 0) {
+        double now = broker_reply_clock(r->element + 1);
+        if (now >= 0) {
             *status = (broker_beat_status)r->element[0]->integer;
-            *redis_now = sec + usec / 1e6;
+            *redis_now = now;
             rc = 0;
         }
     }
@@ -66,7 +56,7 @@ int broker_reply_beat_mark(const redisReply *all, const char *name, int64_t *tic
     for (size_t i = 0; i + 1 < all->elements; i += 2) {
         const redisReply *f = all->element[i], *v = all->element[i + 1];
         if (f->type == REDIS_REPLY_STRING && strcmp(f->str, name) == 0) {
-            double d = number(v);
+            double d = broker_reply_number(v);
             if (d < 0)
                 return -EPROTO;
             *tick = (int64_t)d;
@@ -79,9 +69,9 @@ int broker_reply_beat_mark(const redisReply *all, const char *name, int64_t *tic
 int broker_reply_time(const redisReply *r, double *now) {
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 2)
         return -EPROTO;
-    double sec = number(r->element[0]), usec = number(r->element[1]);
-    if (sec < 0 || usec < 0)
+    double t = broker_reply_clock(r->element);
+    if (t < 0)
         return -EPROTO;
-    *now = sec + usec / 1e6;
+    *now = t;
     return 0;
 }

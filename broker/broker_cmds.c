@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Add a key made by a broker_key_* function (len < 0: it refused the name). */
@@ -131,6 +132,26 @@ int broker_reply_integer(const redisReply *r, long long *out) {
         return -EPROTO;
     *out = r->integer;
     return 0;
+}
+
+double broker_reply_number(const redisReply *e) {
+    if (e->type == REDIS_REPLY_INTEGER)
+        return (double)e->integer;
+    if (e->type == REDIS_REPLY_STRING && e->len > 0) {
+        char *end;
+        double v = strtod(e->str, &end);
+        return end == e->str + e->len ? v : -1;
+    }
+    return -1;
+}
+
+double broker_reply_clock(redisReply *const *pair) {
+    double sec = broker_reply_number(pair[0]), usec = broker_reply_number(pair[1]);
+    return sec < 0 || usec < 0 ? -1 : sec + usec / 1e6;
+}
+
+double broker_reply_number_or_zero(const redisReply *e) {
+    return e->type == REDIS_REPLY_STRING && e->len == 0 ? 0 : broker_reply_number(e);
 }
 
 int broker_cmd_purge(broker_batch *b, const broker_keys *k, const char *queue) {

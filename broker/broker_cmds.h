@@ -99,4 +99,18 @@ long long broker_reply_purge(const redisReply *exec);
 /* An integer reply into *out: 0, or -EPROTO for any other reply (an error included). */
 int broker_reply_integer(const redisReply *r, long long *out);
 
+/* A reply element as a number, as scripts return them: an integer reply as it is, a
+ * string ("1764000000.25", a score, one of TIME's digit strings) parsed whole with
+ * strtod. -1 for anything else (another type, an empty string, trailing text): callers
+ * of it expect values >= 0 and treat a negative one as a malformed reply. */
+double broker_reply_number(const redisReply *e);
+
+/* A clock reading as scripts and TIME return it, two elements pair[0] (seconds) and
+ * pair[1] (microseconds), as Unix seconds: >= 0, or -1 when either is not a number >= 0
+ * (broker_reply_number). */
+double broker_reply_clock(redisReply *const *pair);
+
+/* broker_reply_number, but an empty string (a script's "none") reads as 0. */
+double broker_reply_number_or_zero(const redisReply *e);
+
 #endif

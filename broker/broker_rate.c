@@ -7,6 +7,8 @@
  */
 #include "broker_rate.h"
 
+#include "broker_cmds.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -101,18 +103,6 @@ int broker_cmd_rate_list(broker_batch *b, const broker_keys *k) {
     return start(b, k, "HGETALL");
 }
 
-/* A reply element as a number ("1764000000.25", or an integer); -1 when neither. */
-static double number(const redisReply *e) {
-    if (e->type == REDIS_REPLY_INTEGER)
-        return (double)e->integer;
-    if (e->type == REDIS_REPLY_STRING && e->len > 0) {
-        char *end;
-        double v = strtod(e->str, &end);
-        return end == e->str + e->len ? v : -1;
-    }
-    return -1;
-}
-
 int broker_rate_check(broker_conn *conn, const char *prefix, const char *wid, const char *kind,
                       const char *name, const char *rate, const char *tag, const char *queue,
                       const char *text, size_t len, broker_rate_result *out, double timeout) {
@@ -134,13 +124,12 @@ int broker_rate_check(broker_conn *conn, const char *prefix, const char *wid, co
     if (r->type == REDIS_REPLY_ARRAY && r->elements == 4 &&
         r->element[0]->type == REDIS_REPLY_INTEGER) {
         long long v = r->element[0]->integer;
-        double sec = number(r->element[2]), usec = number(r->element[3]);
-        const redisReply *due = r->element[1];
-        double d = due->type == REDIS_REPLY_STRING && due->len == 0 ? 0 : number(due);
+        double now = broker_reply_clock(r->element + 2);
+        double d = broker_reply_number_or_zero(r->element[1]);
         bool waits = v == BROKER_RATE_KEPT || v == BROKER_RATE_WAIT;
-        if (v >= -1 && v <= 3 && sec >= 0 && usec >= 0 && (!waits || d > 0)) {
-            *out = (broker_rate_result){
-                .verdict = (broker_rate_verdict)v, .due = d, .redis_now = sec + usec / 1e6};
+        if (v >= -1 && v <= 3 && now >= 0 && (!waits || d > 0)) {
+            *out =
+                (broker_rate_result){.verdict = (broker_rate_verdict)v, .due = d, .redis_now = now};
             rc = 0;
         }
     }
@@ -173,14 +162,12 @@ static int slot_call(broker_conn *conn, const char *prefix, const char *op, cons
     rc = -EPROTO;
     if (r->type == REDIS_REPLY_ARRAY && r->elements == 4 &&
         r->element[0]->type == REDIS_REPLY_INTEGER) {
-        const redisReply *w = r->element[1];
-        double sec = number(r->element[2]), usec = number(r->element[3]);
-        double wait = w->type == REDIS_REPLY_STRING && w->len == 0 ? 0 : number(w);
-        if (sec >= 0 && usec >= 0 && wait >= 0) {
+        double now = broker_reply_clock(r->element + 2);
+        double wait = broker_reply_number_or_zero(r->element[1]);
+        if (now >= 0 && wait >= 0) {
             if (out)
-                *out = (broker_slot_result){.taken = r->element[0]->integer == 1,
-                                            .wait = wait,
-                                            .redis_now = sec + usec / 1e6};
+                *out = (broker_slot_result){
+                    .taken = r->element[0]->integer == 1, .wait = wait, .redis_now = now};
             rc = 0;
         }
     }

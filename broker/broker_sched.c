@@ -6,23 +6,12 @@
  */
 #include "broker_sched.h"
 
+#include "broker_cmds.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* A reply element as a number: integers as they are, strings ("1764000000.25", a score
- * or TIME's digits) parsed. -1 when it is neither. */
-static double number(const redisReply *e) {
-    if (e->type == REDIS_REPLY_INTEGER)
-        return (double)e->integer;
-    if (e->type == REDIS_REPLY_STRING && e->len > 0) {
-        char *end;
-        double v = strtod(e->str, &end);
-        return end == e->str + e->len ? v : -1;
-    }
-    return -1;
-}
 
 int broker_sched_move(broker_conn *conn, const char *prefix, const char *wid, size_t n,
                       broker_sched_moved *out, double timeout) {
@@ -36,15 +25,14 @@ int broker_sched_move(broker_conn *conn, const char *prefix, const char *wid, si
     rc = -EPROTO;
     if (r->type == REDIS_REPLY_ARRAY && r->elements == 5 &&
         r->element[0]->type == REDIS_REPLY_INTEGER && r->element[1]->type == REDIS_REPLY_INTEGER) {
-        double sec = number(r->element[3]), usec = number(r->element[4]);
-        const redisReply *next = r->element[2];
-        double due = next->type == REDIS_REPLY_STRING && next->len == 0 ? 0 : number(next);
-        if (sec >= 0 && usec >= 0 && due >= 0) {
+        double now = broker_reply_clock(r->element + 3);
+        double due = broker_reply_number_or_zero(r->element[2]);
+        if (now >= 0 && due >= 0) {
             *out = (broker_sched_moved){
                 .moved = (size_t)r->element[0]->integer,
                 .dead = (size_t)r->element[1]->integer,
                 .next_due = due,
-                .redis_now = sec + usec / 1e6,
+                .redis_now = now,
             };
             rc = 0;
         }

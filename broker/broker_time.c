@@ -31,8 +31,7 @@ static int month_days(int y, int m) {
     return m == 2 && leap(y) ? 29 : days[m - 1];
 }
 
-/* Days from 1970-01-01 to y-m-d (proleptic Gregorian). */
-static int64_t days_from_civil(int64_t y, int m, int d) {
+int64_t broker_time_days_from_civil(int64_t y, int m, int d) {
     y -= m <= 2;
     int64_t era = (y >= 0 ? y : y - 399) / 400;
     int64_t yoe = y - era * 400;
@@ -80,7 +79,7 @@ bool broker_time_parse_rfc3339(const char *s, size_t len, double *out) {
     }
     if (i != len)
         return false;
-    int64_t t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - offset;
+    int64_t t = broker_time_days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - offset;
     *out = (double)t + frac;
     return true;
 }

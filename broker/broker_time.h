@@ -2,7 +2,8 @@
  * broker_time.h - the times a task message may carry (docs/design.md "Task messages"):
  * RFC 3339 timestamps as producers write them ("2026-11-26T10:00:00Z",
  * "2026-11-26T11:00:00.250+01:00"), turned into Unix seconds, and the bounds every time
- * field is held to.
+ * field is held to; and the calendar arithmetic under them (days since the epoch of a
+ * date), which the beat file's cron and time zones use too.
  *
  * Pure computation: no I/O, never yields, no global state, callable from any stack and
  * any thread.
@@ -12,6 +13,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* The farthest into the future any time field of a message may point: ten years (of
  * 365.25 days). Further is a mistake (milliseconds given for seconds, a typo in a year),
@@ -27,5 +29,10 @@
  * Returns true with *out = the Unix time (negative before 1970), false when s is not such
  * a timestamp (a date alone, no offset, a field out of range, trailing text). */
 bool broker_time_parse_rfc3339(const char *s, size_t len, double *out);
+
+/* Days from 1970-01-01 to the date y-m-d of the proleptic Gregorian calendar (month
+ * 1..12, day 1..31; negative before 1970), by Howard Hinnant's days_from_civil: exact for
+ * every such date. Also the cron and time-zone arithmetic of the beat file. */
+int64_t broker_time_days_from_civil(int64_t y, int m, int d);
 
 #endif

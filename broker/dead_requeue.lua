@@ -13,14 +13,9 @@
 local prefix, entry, queue, message = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 
 -- A queue's list: "=<name>" is a Celery queue, the list <name> itself (broker_keys.h).
-local function queue_key(q)
-    if string.sub(q, 1, 1) == '=' then
-        return string.sub(q, 2)
-    end
-    return prefix .. ':queue:' .. q
-end
+-- queue_key(prefix, q) comes from lib_queue.lua, which the build puts in front.
 if redis.call('LREM', prefix .. ':dead', 1, entry) == 1 then
-    redis.call('LPUSH', queue_key(queue), message)
+    redis.call('LPUSH', queue_key(prefix, queue), message)
     return 1
 end
 return 0

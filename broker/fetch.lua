@@ -32,12 +32,7 @@ local prefix, wid, n, floor = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV
 local taken_queue, taken_raw = {}, {}
 
 -- A queue's list: "=<name>" is a Celery queue, the list <name> itself (broker_keys.h).
-local function queue_key(q)
-    if string.sub(q, 1, 1) == '=' then
-        return string.sub(q, 2)
-    end
-    return prefix .. ':queue:' .. q
-end
+-- queue_key(prefix, q) comes from lib_queue.lua, which the build puts in front.
 
 local function take(key, queue, want)
     local got = redis.call('RPOP', key, want)
@@ -57,14 +52,14 @@ for i = 5, #ARGV do
         take(prefix .. ':landing:' .. wid .. ':' .. q, q, n - #taken_raw)
     end
     if #taken_raw < n then
-        take(queue_key(q), q, n - #taken_raw)
+        take(queue_key(prefix, q), q, n - #taken_raw)
     end
     -- A Celery queue's priority lists, as kombu's Redis transport names them: lower
     -- steps first, after the plain list (step 0).
     if string.sub(q, 1, 1) == '=' then
         for _, step in ipairs({3, 6, 9}) do
             if #taken_raw < n then
-                take(queue_key(q) .. '\6\22' .. step, q, n - #taken_raw)
+                take(queue_key(prefix, q) .. '\6\22' .. step, q, n - #taken_raw)
             end
         end
     end

@@ -32,12 +32,7 @@
 local prefix, n, wid = ARGV[1], tonumber(ARGV[2]) or 1000, ARGV[3] or ''
 
 -- A queue's list: "=<name>" is a Celery queue, the list <name> itself (broker_keys.h).
-local function queue_key(q)
-    if string.sub(q, 1, 1) == '=' then
-        return string.sub(q, 2)
-    end
-    return prefix .. ':queue:' .. q
-end
+-- queue_key(prefix, q) comes from lib_queue.lua, which the build puts in front.
 local key = prefix .. ':scheduled'
 local t = redis.call('TIME')
 local bound = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
@@ -48,7 +43,7 @@ local pending_queue, pending = nil, {}
 
 local function flush()
     if #pending > 0 then
-        redis.call('LPUSH', queue_key(pending_queue), unpack(pending))
+        redis.call('LPUSH', queue_key(prefix, pending_queue), unpack(pending))
         pending = {}
     end
 end

@@ -43,12 +43,7 @@ local recoverer = ARGV[5]
 local max_dead = tonumber(ARGV[6]) or 65536
 
 -- A queue's list: "=<name>" is a Celery queue, the list <name> itself (broker_keys.h).
-local function queue_key(q)
-    if string.sub(q, 1, 1) == '=' then
-        return string.sub(q, 2)
-    end
-    return prefix .. ':queue:' .. q
-end
+-- queue_key(prefix, q) comes from lib_queue.lua, which the build puts in front.
 
 if redis.call('EXISTS', prefix .. ':worker:' .. wid) == 1 then
     return {0, 0, 1}
@@ -133,7 +128,7 @@ local csv = redis.call('HGET', workers, wid)
 if csv then
     for queue in string.gmatch(csv, '[^,]+') do
         local landing = prefix .. ':landing:' .. wid .. ':' .. queue
-        local qkey = queue_key(queue)
+        local qkey = queue_key(prefix, queue)
         while redis.call('LMOVE', landing, qkey, 'LEFT', 'RIGHT') do
             requeued = requeued + 1
         end
@@ -178,7 +173,7 @@ for _, item in ipairs(items) do
                 end
                 local counted = head .. sep .. '"redelivered":' .. string.format('%d', n)
                     .. string.sub(raw, close)
-                redis.call('RPUSH', queue_key(queue), counted)
+                redis.call('RPUSH', queue_key(prefix, queue), counted)
                 requeued = requeued + 1
             end
         end

@@ -20,12 +20,7 @@ local inflight = prefix .. ':inflight:' .. wid
 local moved = 0
 
 -- A queue's list: "=<name>" is a Celery queue, the list <name> itself (broker_keys.h).
-local function queue_key(q)
-    if string.sub(q, 1, 1) == '=' then
-        return string.sub(q, 2)
-    end
-    return prefix .. ':queue:' .. q
-end
+-- queue_key(prefix, q) comes from lib_queue.lua, which the build puts in front.
 
 local items, first_queue = {}, 4
 if what == 'all' then
@@ -47,7 +42,7 @@ end
 for i = first_queue, #ARGV do
     local queue = ARGV[i]
     local landing = prefix .. ':landing:' .. wid .. ':' .. queue
-    while redis.call('LMOVE', landing, queue_key(queue), 'LEFT', 'RIGHT') do
+    while redis.call('LMOVE', landing, queue_key(prefix, queue), 'LEFT', 'RIGHT') do
         moved = moved + 1
     end
 end
@@ -57,7 +52,7 @@ for _, item in ipairs(items) do
     local value = item[3]
     local nl = string.find(value, '\n', 1, true)
     if nl then
-        redis.call('RPUSH', queue_key(string.sub(value, 1, nl - 1)),
+        redis.call('RPUSH', queue_key(prefix, string.sub(value, 1, nl - 1)),
             string.sub(value, nl + 1))
         moved = moved + 1
     else

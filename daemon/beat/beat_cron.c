@@ -14,6 +14,8 @@
  */
 #include "beat_cron.h"
 
+#include "broker_time.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -158,7 +160,7 @@ static int64_t next_match(const beat_cron *c, int64_t L, int64_t limit) {
         beat_civil_from_days(days, &y, &m, &d);
         int h = secs / 3600, mi = secs % 3600 / 60;
         if (!(c->month >> m & 1))
-            L = beat_days_from_civil(m == 12 ? y + 1 : y, m == 12 ? 1 : m + 1, 1) * 86400;
+            L = broker_time_days_from_civil(m == 12 ? y + 1 : y, m == 12 ? 1 : m + 1, 1) * 86400;
         else if (!day_ok(c, days, y, m, d))
             L = (days + 1) * 86400;
         else if (!(c->hour >> h & 1))

@@ -16,6 +16,8 @@
  */
 #include "beat_tz.h"
 
+#include "broker_time.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
@@ -53,16 +55,7 @@ struct beat_tz {
 
 /* ---- calendar ---------------------------------------------------------------------- */
 
-/* Howard Hinnant's days_from_civil and civil_from_days. */
-int64_t beat_days_from_civil(int64_t y, int m, int d) {
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
+/* Howard Hinnant's civil_from_days: the inverse of broker_time_days_from_civil. */
 void beat_civil_from_days(int64_t z, int64_t *y, int *m, int *d) {
     z += 719468;
     int64_t era = (z >= 0 ? z : z - 146096) / 146097;
@@ -199,12 +192,12 @@ static bool parse_rule(const char *s, struct posix_rule *r) {
 
 /* Local midnight of the rule's day in year y, as days since the epoch. */
 static int64_t rule_day(const struct rule_date *r, int64_t y) {
-    int64_t jan1 = beat_days_from_civil(y, 1, 1);
+    int64_t jan1 = broker_time_days_from_civil(y, 1, 1);
     if (r->kind == 'J') /* 1..365, Feb 29 never counted */
         return jan1 + r->a - 1 + (leap(y) && r->a >= 60);
     if (r->kind == 'D')
         return jan1 + r->a;
-    int64_t first = beat_days_from_civil(y, r->a, 1);
+    int64_t first = broker_time_days_from_civil(y, r->a, 1);
     int dow1 = (int)((first % 7 + 7 + 4) % 7); /* 1970-01-01 was a Thursday (4) */
     int day = 1 + (r->c - dow1 + 7) % 7 + (r->b - 1) * 7;
     while (day > days_in_month(y, r->a))

@@ -40,9 +40,9 @@ int32_t beat_tz_offset(const beat_tz *tz, int64_t t);
 /* Free a zone (NULL is fine). */
 void beat_tz_free(beat_tz *tz);
 
-/* Days since 1970-01-01 of a date of the proleptic Gregorian calendar (month 1..12), and
- * back. Shared with the cron arithmetic. */
-int64_t beat_days_from_civil(int64_t y, int m, int d);
+/* The date of a number of days since 1970-01-01, in the proleptic Gregorian calendar
+ * (month 1..12): the inverse of broker_time_days_from_civil (broker_time.h), which the
+ * cron arithmetic uses too. */
 void beat_civil_from_days(int64_t days, int64_t *y, int *m, int *d);
 
 #endif

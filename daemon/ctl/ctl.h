@@ -178,6 +178,12 @@ int ctl_send(redisContext *rc, broker_batch *b, redisReply **replies);
  * (freeReplyObject it), or NULL after printing why (*code set; code may be NULL). */
 redisReply *ctl_send_one(redisContext *rc, broker_batch *b, int *code);
 
+/* ctl_send_one of b on the broker connection (ctl_broker), then broker_batch_clear(b),
+ * whatever happened: the whole of a subcommand that sends one command. Returns the reply
+ * (freeReplyObject it), or NULL after printing why (*code = CTL_UNREACHABLE when the
+ * broker cannot be reached, else as ctl_send_one; code may be NULL). */
+redisReply *ctl_broker_one(ctl *c, broker_batch *b, int *code);
+
 /* The names of the queues that have a key, from SCAN over the queue keys (never KEYS),
  * sorted, each once, as a NULL-terminated malloc'd array of malloc'd strings (free with
  * ctl_strv_free). NULL after printing why (*code set). */

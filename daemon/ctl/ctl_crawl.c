@@ -26,13 +26,7 @@ int ctl_cmd_crawl(ctl *c, int argc, char **argv) {
         return ctl_usage(c, "crawl ID: %s", bad);
     broker_batch b = {0};
     broker_cmd_crawl_status(&b, &c->keys, id);
-    redisContext *rc = ctl_broker(c);
-    if (rc == NULL) {
-        broker_batch_clear(&b);
-        return CTL_UNREACHABLE;
-    }
-    redisReply *r = ctl_send_one(rc, &b, &code);
-    broker_batch_clear(&b);
+    redisReply *r = ctl_broker_one(c, &b, &code);
     if (r == NULL)
         return code;
     broker_crawl_counts n;

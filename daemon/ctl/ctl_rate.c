@@ -25,14 +25,8 @@
 static int list(ctl *c) {
     broker_batch b = {0};
     broker_cmd_rate_list(&b, &c->keys);
-    redisContext *rc = ctl_broker(c);
-    if (rc == NULL) {
-        broker_batch_clear(&b);
-        return CTL_UNREACHABLE;
-    }
     int code;
-    redisReply *r = ctl_send_one(rc, &b, &code);
-    broker_batch_clear(&b);
+    redisReply *r = ctl_broker_one(c, &b, &code);
     if (r == NULL)
         return code;
     if (r->type != REDIS_REPLY_ARRAY) {
@@ -90,13 +84,7 @@ int ctl_cmd_rate_limit(ctl *c, int argc, char **argv) {
         broker_cmd_rate_off(&b, &c->keys, task);
     else
         broker_cmd_rate_set(&b, &c->keys, task, rate);
-    redisContext *rc = ctl_broker(c);
-    if (rc == NULL) {
-        broker_batch_clear(&b);
-        return CTL_UNREACHABLE;
-    }
-    redisReply *r = ctl_send_one(rc, &b, &code);
-    broker_batch_clear(&b);
+    redisReply *r = ctl_broker_one(c, &b, &code);
     if (r == NULL)
         return code;
     freeReplyObject(r);

@@ -281,6 +281,19 @@ redisReply *ctl_send_one(redisContext *rc, broker_batch *b, int *code) {
     return checked(rc, r, code);
 }
 
+redisReply *ctl_broker_one(ctl *c, broker_batch *b, int *code) {
+    redisContext *rc = ctl_broker(c);
+    redisReply *r = NULL;
+    if (rc == NULL) {
+        if (code)
+            *code = CTL_UNREACHABLE;
+    } else {
+        r = ctl_send_one(rc, b, code);
+    }
+    broker_batch_clear(b);
+    return r;
+}
+
 void ctl_strv_free(char **v) {
     for (size_t i = 0; v != NULL && v[i] != NULL; i++)
         free(v[i]);

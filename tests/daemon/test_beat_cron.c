@@ -10,13 +10,14 @@
 
 #include "beat_cron.h"
 #include "beat_tz.h"
+#include "broker_time.h"
 
 #include <errno.h>
 #include <stdint.h>
 
 /* "2026-03-29 01:00" as a UTC instant. */
 static int64_t utc(int y, int mo, int d, int h, int mi) {
-    return beat_days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60;
+    return broker_time_days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60;
 }
 
 static beat_tz *zone(const char *name) {
