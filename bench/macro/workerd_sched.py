@@ -138,7 +138,9 @@ def steady(rate, seconds, workers):
     r = redis.Redis(port=PORT)
     r.flushall()
     procs = start_workers(workers, 'steady')
-    per_tick, tick = rate // 100, 0.01
+    # Every 10 ms, or one message per tick when the rate is under 100/s.
+    per_tick = max(1, rate // 100)
+    tick = per_tick / rate
     due, ids = {}, []
     n = 0
     t_next = time.time()
