@@ -586,10 +586,10 @@ int broker_recover(broker_worker *w, size_t *requeued, size_t *dead, double time
             continue;
         if (alive[i]->type == REDIS_REPLY_INTEGER && alive[i]->integer != 0)
             continue; /* its heartbeat is there: alive */
-        char maxr[32], now[64];
+        char maxr[32];
         snprintf(maxr, sizeof maxr, "%d", w->max_redeliveries);
-        snprintf(now, sizeof now, "%.6f", green_wallclock());
-        const char *args[] = {w->keys.prefix, wid, maxr, now, w->wid};
+        /* No time of this host's: the script dates dead letters on the server's TIME. */
+        const char *args[] = {w->keys.prefix, wid, maxr, "", w->wid};
         redisReply *r = NULL;
         rc = broker_conn_eval(w->main, &r, -1, BROKER_SCRIPT_RECOVER, 5, args, NULL);
         if (rc)

@@ -1,7 +1,8 @@
 -- recover.lua - give a dead worker's messages back to their queues; exactly one recoverer
 -- wins, because the script is atomic and leaves nothing behind for a second one.
 --
--- ARGV: prefix, wid (the dead worker), max_redeliveries, now (unix seconds), recoverer
+-- ARGV: prefix, wid (the dead worker), max_redeliveries, unused (was the recoverer's clock;
+-- dead letters are dated on the server's TIME, which every host shares), recoverer
 -- (the id of the worker running this), max_dead_bytes (optional, default 65536: raw text
 -- kept in a dead letter).
 -- Returns {requeued, dead, alive}: alive is 1 (and nothing was touched) when the worker's
@@ -38,7 +39,8 @@
 
 local prefix, wid = ARGV[1], ARGV[2]
 local max_redeliveries = tonumber(ARGV[3]) or 0
-local now = tonumber(ARGV[4]) or 0
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
 local recoverer = ARGV[5]
 local max_dead = tonumber(ARGV[6]) or 65536
 
