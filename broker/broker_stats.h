@@ -4,7 +4,8 @@
  * total, so that a dashboard (workerd-web) can draw the last hour after it restarts and
  * sum the fleet for Prometheus without asking any worker.
  *
- *   <prefix>:stats:minute:<m>   hash {processed, failed}, m = floor(unix time / 60),
+ *   <prefix>:stats:minute:<m>   hash {processed, failed}, m = floor(unix time / 60) on the
+ *                               Redis server's clock as the worker knows it,
  *                               expiring BROKER_STATS_MINUTE_TTL after its last write
  *   <prefix>:stats:total        hash {processed, failed}, never expires
  *

@@ -213,10 +213,13 @@ static void *waker_main(void *arg) {
 
 int wd_heartbeat_once(struct wd_worker *w) {
     char pid[32], conc[32], started[32], beat[32];
-    double now = green_wallclock();
+    /* The beat, the start and the stats minute on the Redis server's clock as the scheduler
+     * knows it: readers on other hosts compare them with their clock (heartbeat age,
+     * uptime, the last hour's chart), and this host's clock may be off. */
+    double now = wd_sched_now_lo(w->sched);
     snprintf(pid, sizeof pid, "%d", (int)getpid());
     snprintf(conc, sizeof conc, "%d", w->opts->concurrency);
-    snprintf(started, sizeof started, "%.3f", w->started_at);
+    snprintf(started, sizeof started, "%.3f", w->started_at + (now - green_wallclock()));
     snprintf(beat, sizeof beat, "%.3f", now);
     const char *info[] = {"host",        w->opts->hostname,
                           "pid",         pid,

@@ -23,6 +23,7 @@
 #include "green_sync.h"
 #include "wd_batch.h"
 #include "wd_log.h"
+#include "wd_sched.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -47,7 +48,8 @@ struct wd_events {
     broker_conn *conn;
     char key[BROKER_KEY_MAX];
     char *wid;
-    green_queue q; /* struct event * */
+    const struct wd_sched *clock; /* the Redis clock events are dated on, or NULL */
+    green_queue q;                /* struct event * */
     green_t g;
     void **batch; /* BATCH slots for struct event *, the publisher's */
     uint64_t dropped;
@@ -83,7 +85,9 @@ void wd_events_emit(struct wd_events *e, const char *type, const char *id, const
     struct event *ev = t ? calloc(1, sizeof *ev) : NULL;
     bool failed = ev == NULL;
     if (ev) {
-        *ev = (struct event){.type = t, .time = green_wallclock(), .runtime = runtime};
+        *ev = (struct event){.type = t,
+                             .time = e->clock ? wd_sched_now_lo(e->clock) : green_wallclock(),
+                             .runtime = runtime};
         ev->id = dup_or_null(id, &failed);
         ev->task = dup_or_null(task, &failed);
         if (strcmp(t, "received") == 0)
@@ -216,8 +220,8 @@ static void events_free(struct wd_events *e) {
     free(e);
 }
 
-int wd_events_start(struct wd_events **out, broker_conn *conn, const char *prefix,
-                    const char *wid) {
+int wd_events_start(struct wd_events **out, broker_conn *conn, const char *prefix, const char *wid,
+                    const struct wd_sched *clock) {
     *out = NULL;
     broker_keys keys;
     if (broker_keys_init(&keys, prefix) != 0)
@@ -233,6 +237,7 @@ int wd_events_start(struct wd_events **out, broker_conn *conn, const char *prefi
     }
     GREEN_CHECK(broker_key_events(&keys, e->key) > 0, "a valid prefix makes a valid key");
     e->conn = conn;
+    e->clock = clock;
     green_queue_init(&e->q, WD_EVENTS_MAX_QUEUED);
     int rc = green_spawn(&e->g, publisher_main, e);
     if (rc != 0) {

@@ -9,7 +9,7 @@
  *     id       the task id
  *     task     the task name
  *     worker   the worker id (host:pid:random)
- *     time     unix time of the change, seconds with microseconds
+ *     time     unix time of the change on the Redis server's clock, seconds with microseconds
  *     queue    (received) the queue the message came from
  *     runtime  (succeeded, failed) seconds the task ran
  *     error    (failed, revoked) "Type: message"
@@ -43,12 +43,16 @@
 #define WD_EVENTS_MAX_QUEUED 100000
 
 struct wd_events;
+struct wd_sched;
 
 /* Create the publisher for stream <prefix>:events on conn (borrowed; it must outlive the
- * publisher), and start its greenlet; *out is the publisher. wid is copied. Does not
+ * publisher), and start its greenlet; *out is the publisher. wid is copied. Events are dated
+ * on the Redis server's clock as clock (borrowed, may be NULL: this host's clock) knows it,
+ * so the events of a fleet whose hosts' clocks disagree still agree. Does not
  * yield. Returns 0, -EINVAL (the prefix is invalid), -ENOMEM, or green_spawn's error
  * (*out is then NULL and nothing was started). */
-int wd_events_start(struct wd_events **out, broker_conn *conn, const char *prefix, const char *wid);
+int wd_events_start(struct wd_events **out, broker_conn *conn, const char *prefix, const char *wid,
+                    const struct wd_sched *clock);
 
 /* Queue one event. type is one of the names above; id, task, queue, error may be NULL
  * (the field is then left out; queue and error only appear for the types listed above

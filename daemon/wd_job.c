@@ -529,7 +529,7 @@ static int store_dead_letter(struct wd_job *j, const char *id, const char *reaso
         .raw_len = j->d.len,
         .reason = reason,
         .worker = w->wid,
-        .time = green_wallclock(),
+        .time = wd_sched_now_lo(w->sched), /* the fleet's clock, as results (on_redis_clock) */
         .id = id,
         .queue = j->d.queue,
     };

@@ -62,8 +62,8 @@ void wd_observe_free(struct wd_observe *o) {
 }
 
 int wd_observe_start_events(struct wd_observe *o, broker_conn *conn, const char *prefix,
-                            const char *wid) {
-    return wd_events_start(&o->events, conn, prefix, wid);
+                            const char *wid, const struct wd_sched *clock) {
+    return wd_events_start(&o->events, conn, prefix, wid, clock);
 }
 
 void wd_observe_stop_events(struct wd_observe *o, double grace) {

@@ -35,6 +35,7 @@ struct wd_counters {
 };
 
 struct wd_observe;
+struct wd_sched;
 struct wd_metrics;
 
 /* New observation state with the recycling limits (0: none). Returns 0 or -ENOMEM (*out
@@ -46,9 +47,10 @@ int wd_observe_new(struct wd_observe **out, long max_tasks_per_child, long max_m
 void wd_observe_free(struct wd_observe *o);
 
 /* -E: start publishing task events on <prefix>:events over conn (borrowed; it must
- * outlive the publisher). Returns 0 or wd_events_start's error. Does not yield. */
+ * outlive the publisher), dated on clock (wd_events_start). Returns 0 or wd_events_start's
+ * error. Does not yield. */
 int wd_observe_start_events(struct wd_observe *o, broker_conn *conn, const char *prefix,
-                            const char *wid);
+                            const char *wid, const struct wd_sched *clock);
 
 /* Send the events still queued (for at most grace seconds while Redis is away) and stop
  * the publisher; a no-op without one. MAY YIELD; call before conn is closed. */

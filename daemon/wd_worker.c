@@ -414,7 +414,7 @@ static int start_observers(struct run *r) {
     if (opts->http_host && !(w->http = wd_http_start(w, opts->http_host, opts->http_port)))
         return -1; /* wd_http_start said why */
     if (opts->events) {
-        int rc = wd_observe_start_events(w->obs, w->conn, opts->prefix, w->wid);
+        int rc = wd_observe_start_events(w->obs, w->conn, opts->prefix, w->wid, w->sched);
         if (rc != 0) {
             wd_log(WD_LOG_ERROR, "start-up failed: the task event publisher (-E): %s",
                    spawn_error(rc));

@@ -3,8 +3,12 @@
  * preloaded as a test-only tool: namespaces do not virtualise CLOCK_REALTIME) on one Redis. The
  * times that matter are the Redis server's: nobody is presumed dead (heartbeats are TTLs kept by
  * Redis), a countdown runs once it is due on Redis's clock (not 30 s early or late), and results
- * are dated on Redis's clock. Skipped where libfaketime is not installed.
+ * are dated on Redis's clock, and so is everything else another host reads: dead letters, task
+ * events, the heartbeat's beat and start (heartbeat age and uptime in workerctl and
+ * workerd-web) and the minute the fleet's per-minute counts land in. Skipped where libfaketime
+ * is not installed.
  */
+#include "ctlrun.h"
 #include "e2e.h"
 #include "testlib.h"
 
@@ -27,7 +31,29 @@ static const char *libfaketime(void) {
     return NULL;
 }
 
-enum { N = 20 };
+enum { N = 20, DEAD = 4 };
+
+/* A time another host reads, within 5 s of Redis's clock between lo and hi. */
+#define ASSERT_ON_REDIS_CLOCK(what, t, lo, hi)                                                     \
+    do {                                                                                           \
+        double t__ = (t);                                                                          \
+        if (!(t__ >= (lo)-5 && t__ <= (hi) + 5))                                                   \
+            test__fail(__FILE__, __LINE__, "%s: %.3f, not within 5 s of Redis's %.3f .. %.3f",     \
+                       what, t__, (double)(lo), (double)(hi));                                     \
+    } while (0)
+
+/* Wait until the fleet's total of processed tasks reaches n (heartbeats carry them). */
+static bool wait_processed(redisContext *c, long long n, double timeout) {
+    for (double end = e2e_redis_time(c) + timeout; e2e_redis_time(c) < end;) {
+        redisReply *r = redisCommand(c, "HGET workerd:stats:total processed");
+        long long got = r && r->type == REDIS_REPLY_STRING ? atoll(r->str) : 0;
+        freeReplyObject(r);
+        if (got >= n)
+            return true;
+        usleep(20000);
+    }
+    return false;
+}
 
 TEST(workers_thirty_seconds_off_keep_to_the_redis_clock) {
     const char *lib = libfaketime();
@@ -35,6 +61,7 @@ TEST(workers_thirty_seconds_off_keep_to_the_redis_clock) {
         test_skip("libfaketime is not installed (Debian package faketime)");
     e2e_env e;
     e2e_env_start(&e);
+    double begun = e2e_redis_time(e.c);
     static const char *const offsets[2] = {"+30s", "-30s"};
     e2e_worker w[2];
     char url[64];
@@ -49,7 +76,8 @@ TEST(workers_thirty_seconds_off_keep_to_the_redis_clock) {
         setenv("ASAN_OPTIONS", opts, 1);
         setenv("LD_PRELOAD", lib, 1);
         setenv("FAKETIME", offsets[k], 1);
-        E2E_START(&w[k], 0, "-b", url, "-c", "4", "--heartbeat", "1", "-n", k ? "behind" : "ahead");
+        E2E_START(&w[k], 0, "-b", url, "-c", "4", "--heartbeat", "1", "-E", "-n",
+                  k ? "behind" : "ahead");
         unsetenv("LD_PRELOAD");
         unsetenv("FAKETIME");
         if (saved)
@@ -63,6 +91,8 @@ TEST(workers_thirty_seconds_off_keep_to_the_redis_clock) {
     int by_ahead = 0;
     for (int i = 1; i <= N; i++)
         e2e_pushf(e.c, "default", "{\"id\":\"cs-%d\",\"task\":\"echo\",\"countdown\":2}", i);
+    for (int i = 1; i <= DEAD; i++)
+        e2e_pushf(e.c, "default", "{\"id\":\"cs-dead-%d\",\"task\":\"no_such_task\"}", i);
     for (int i = 1; i <= N; i++) {
         char id[32];
         snprintf(id, sizeof id, "cs-%d", i);
@@ -78,6 +108,63 @@ TEST(workers_thirty_seconds_off_keep_to_the_redis_clock) {
         by_ahead += strncmp(e2e_jstr(r, "worker"), "ahead:", 6) == 0;
         json_decref(r);
     }
+    ASSERT(e2e_wait_dead(e.c, DEAD, 20.0));
+    ASSERT(wait_processed(e.c, N + DEAD, 20.0));
+    double now = e2e_redis_time(e.c);
+
+    /* Dead letters, as workerctl lists them. */
+    ctlrun r;
+    CTL_RUN(&r, "-b", url, "dead", "list", "--json");
+    ASSERT_EQ(r.code, 0);
+    json_t *doc = ctlrun_json(&r), *list = json_object_get(doc, "entries"), *d;
+    size_t i;
+    ASSERT_EQ(json_array_size(list), DEAD);
+    json_array_foreach(list, i, d) {
+        ASSERT_ON_REDIS_CLOCK("a dead letter's time", e2e_jnum(d, "time"), pushed, now);
+    }
+    json_decref(doc);
+    ctlrun_free(&r);
+
+    /* Task events. */
+    redisReply *ev = redisCommand(e.c, "XRANGE workerd:events - +");
+    ASSERT(ev != NULL && ev->type == REDIS_REPLY_ARRAY && ev->elements >= N);
+    for (i = 0; i < ev->elements; i++) {
+        const redisReply *f = ev->element[i]->element[1];
+        for (size_t j = 0; j + 1 < f->elements; j += 2)
+            if (strcmp(f->element[j]->str, "time") == 0)
+                ASSERT_ON_REDIS_CLOCK("an event's time", atof(f->element[j + 1]->str), pushed, now);
+    }
+    freeReplyObject(ev);
+
+    /* Heartbeats: the beat workerd-web's beat_age is counted from (--heartbeat 1), and the
+     * start workerctl's UP column is. */
+    CTL_RUN(&r, "-b", url, "workers", "--json");
+    ASSERT_EQ(r.code, 0);
+    list = ctlrun_json(&r);
+    ASSERT_EQ(json_array_size(list), 2);
+    json_array_foreach(list, i, d) {
+        ASSERT_ON_REDIS_CLOCK("a worker's start", e2e_jnum(d, "started"), begun, pushed);
+        redisReply *b = redisCommand(e.c, "HGET workerd:worker:%s beat", e2e_jstr(d, "id"));
+        ASSERT(b != NULL && b->type == REDIS_REPLY_STRING);
+        ASSERT_ON_REDIS_CLOCK("a heartbeat's beat", atof(b->str), now - 1, now);
+        freeReplyObject(b);
+    }
+    json_decref(list);
+    ctlrun_free(&r);
+
+    /* Per-minute counts: every one in a minute of Redis's clock between the push and now
+     * (counted after the push, carried before now: no slack needed). */
+    double after = e2e_redis_time(e.c);
+    redisReply *keys = redisCommand(e.c, "KEYS workerd:stats:minute:*");
+    ASSERT(keys != NULL && keys->type == REDIS_REPLY_ARRAY && keys->elements > 0);
+    for (i = 0; i < keys->elements; i++) {
+        long long m = atoll(strrchr(keys->element[i]->str, ':') + 1);
+        if (!(m >= (long long)(pushed / 60) && m <= (long long)(after / 60)))
+            test__fail(__FILE__, __LINE__, "counts in minute %lld, outside %lld .. %lld", m,
+                       (long long)(pushed / 60), (long long)(after / 60));
+    }
+    freeReplyObject(keys);
+
     printf("skew: %d tasks ran on the worker 30 s ahead, %d on the one 30 s behind\n", by_ahead,
            N - by_ahead);
     for (int k = 0; k < 2; k++) {
