@@ -15,6 +15,7 @@
  */
 #include "web.h"
 
+#include "broker_beat.h"
 #include "broker_cmds.h"
 #include "broker_scripts.h"
 #include "broker_stats.h"
@@ -65,7 +66,8 @@ static void sort_array(json_t *arr, int (*cmp)(const void *, const void *)) {
 }
 
 /* Every registered worker: HGETALL <prefix>:workers, then each one's heartbeat and
- * in-flight count in one pipeline. */
+ * in-flight count in one pipeline, with the server's TIME: a beat is on the Redis clock
+ * (docs/design.md "Delivery"), and so is its age, whatever this host's clock says. */
 int web_workers_load(struct web *w, struct fleet *f) {
     char key[BROKER_KEY_MAX];
     broker_key_workers(&w->keys, key);
@@ -82,7 +84,7 @@ int web_workers_load(struct web *w, struct fleet *f) {
     }
     broker_batch b = {0};
     bool *ok = calloc(n + 1, sizeof *ok);
-    redisReply **r = calloc(2 * n + 1, sizeof *r);
+    redisReply **r = calloc(2 * n + 2, sizeof *r);
     if (!ok || !r)
         rc = -ENOMEM;
     for (size_t i = 0; rc == 0 && i < n; i++) {
@@ -97,9 +99,14 @@ int web_workers_load(struct web *w, struct fleet *f) {
         broker_batch_str(&b, "HLEN");
         broker_batch_copy(&b, ok[i] ? key : "", ok[i] ? strlen(key) : 0);
     }
-    if (rc == 0 && n)
+    if (rc == 0 && n) {
+        broker_batch_cmd(&b);
+        broker_batch_str(&b, "TIME");
         rc = web_send(w->conn, &b, r);
-    double now = green_wallclock();
+    }
+    double now = 0;
+    if (rc == 0 && n && broker_reply_time(r[2 * n], &now) != 0)
+        now = green_wallclock();
     for (size_t i = 0; rc == 0 && i < n; i++) {
         const redisReply *beat = r[2 * i], *held = r[2 * i + 1];
         json_t *fields = json_object();

@@ -252,6 +252,58 @@ TEST(web_counts_match_what_was_enqueued_and_run) {
     e2e_env_end(&e);
 }
 
+/* libfaketime, to run workerd-web on a host whose clock is off (FAKETIME="+30s"). */
+static const char *libfaketime(void) {
+    static const char *const paths[] = {
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+        "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+    };
+    for (size_t i = 0; i < sizeof paths / sizeof *paths; i++)
+        if (access(paths[i], R_OK) == 0)
+            return paths[i];
+    return NULL;
+}
+
+TEST(web_counts_heartbeat_age_on_the_redis_clock_whatever_its_host_says) {
+    const char *lib = libfaketime();
+    if (lib == NULL)
+        test_skip("libfaketime is not installed (Debian package faketime)");
+    e2e_env e;
+    e2e_env_start(&e);
+    E2E_START(&e.w, e.redis.port, "--heartbeat", "1");
+    e2e_wait_ready(&e.w);
+    static const char *const offsets[2] = {"+30s", "-30s"};
+    for (int k = 0; k < 2; k++) {
+        /* AddressSanitizer must be told that a library preloaded before it is intended. */
+        const char *asan = getenv("ASAN_OPTIONS");
+        char *saved = asan ? strdup(asan) : NULL, opts[1024];
+        snprintf(opts, sizeof opts, "%s%sverify_asan_link_order=0", asan ? asan : "",
+                 asan ? ":" : "");
+        setenv("ASAN_OPTIONS", opts, 1);
+        setenv("LD_PRELOAD", lib, 1);
+        setenv("FAKETIME", offsets[k], 1);
+        web w;
+        web_start(&w, e.redis.port, NULL);
+        unsetenv("LD_PRELOAD");
+        unsetenv("FAKETIME");
+        if (saved)
+            setenv("ASAN_OPTIONS", saved, 1);
+        else
+            unsetenv("ASAN_OPTIONS");
+        free(saved);
+        /* The worker beats every second on the Redis clock: its age is a second or so. */
+        json_t *ws = get_json(&w, "/api/workers");
+        json_t *w0 = json_array_get(json_object_get(ws, "workers"), 0);
+        double age = e2e_jnum(w0, "beat_age");
+        if (!(age >= -5 && age <= 5))
+            test__fail(__FILE__, __LINE__, "beat_age %.3f with workerd-web's clock %s", age,
+                       offsets[k]);
+        json_decref(ws);
+        web_stop(&w);
+    }
+    e2e_env_end(&e);
+}
+
 TEST(web_shows_markup_from_redis_as_json_text) {
     e2e_env e;
     e2e_env_start(&e);
