@@ -232,8 +232,14 @@ void ctl_table_init(ctl_table *t, int ncols, ...); /* the header cells */
 void ctl_table_row(ctl_table *t, ...);             /* ncols strings (NULL prints "-") */
 void ctl_table_print(ctl_table *t);                /* prints and frees */
 
-/* "3h12m" style duration since unix time t, into buf. */
+/* "3h12m" style duration since unix time t, into buf: counted on the Redis server's clock
+ * once ctl_clock_sync has read it (the times workers write are on it, docs/design.md
+ * "Delivery"), on this host's clock before. */
 const char *ctl_age(double t, char *buf, size_t len);
+
+/* Read the server's clock (TIME) on rc for ctl_age; on failure ctl_age keeps this host's
+ * clock (nothing printed: an age is worth no error). */
+void ctl_clock_sync(redisContext *rc);
 
 /* ---- Commands ------------------------------------------------------------------------ */
 

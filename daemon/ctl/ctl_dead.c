@@ -54,6 +54,8 @@ static int dead_list(ctl *c, int argc, char **argv) {
         return ctl_usage(c, "unexpected argument '%s'", a.pos[0]);
     if ((rc = ctl_broker(c)) == NULL)
         return CTL_UNREACHABLE;
+    if (!c->json)
+        ctl_clock_sync(rc); /* AGE */
     redisReply *total = ctl_cmd(rc, &code, "LLEN %s", key);
     if (total == NULL)
         return code;

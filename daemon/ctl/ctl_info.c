@@ -130,6 +130,8 @@ static int begin_workers(ctl *c, int argc, char **argv, redisContext **rc, worke
         return ctl_usage(c, "unexpected argument '%s'", a.pos[0]);
     if ((*rc = ctl_broker(c)) == NULL)
         return CTL_UNREACHABLE;
+    if (!c->json)
+        ctl_clock_sync(*rc); /* UP */
     return load_workers(c, *rc, w, n);
 }
 

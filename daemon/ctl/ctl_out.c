@@ -12,6 +12,7 @@
  */
 #include "ctl.h"
 
+#include "broker_beat.h"
 #include "green_check.h"
 
 #include <stdarg.h>
@@ -197,12 +198,24 @@ void ctl_table_print(ctl_table *t) {
     memset(t, 0, sizeof *t);
 }
 
+/* The Redis server's clock minus this host's, once ctl_clock_sync read it. */
+static double clock_offset;
+
+void ctl_clock_sync(redisContext *rc) {
+    double t0 = green_wallclock(), now;
+    redisReply *r = redisCommand(rc, "TIME");
+    if (r != NULL && broker_reply_time(r, &now) == 0)
+        clock_offset = now - (t0 + green_wallclock()) / 2;
+    if (r != NULL)
+        freeReplyObject(r);
+}
+
 const char *ctl_age(double t, char *buf, size_t len) {
     if (!(t > 0)) {
         snprintf(buf, len, "-");
         return buf;
     }
-    double d = green_wallclock() - t;
+    double d = green_wallclock() + clock_offset - t;
     long s = d > 0 ? (long)d : 0;
     if (s < 60)
         snprintf(buf, len, "%lds", s);

@@ -42,6 +42,28 @@ enum { N = 20, DEAD = 4 };
                        what, t__, (double)(lo), (double)(hi));                                     \
     } while (0)
 
+/* Every row of a workerctl table (after its header) shows an age in column col (from 0)
+ * of at most max seconds ("12s"; "1m05s" is too old). */
+static void ages_at_most(const char *out, int col, long max, const char *what) {
+    char *text = strdup(out), *save = NULL;
+    int rows = 0;
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        if (rows++ == 0)
+            continue; /* the header */
+        char *cell = line, *s2 = NULL;
+        cell = strtok_r(cell, " ", &s2);
+        for (int k = 0; k < col && cell; k++)
+            cell = strtok_r(NULL, " ", &s2);
+        char unit = 0;
+        long secs = -1;
+        if (!cell || sscanf(cell, "%ld%c", &secs, &unit) != 2 || unit != 's' || secs > max)
+            test__fail(__FILE__, __LINE__, "%s: age '%s', not within %ld s", what,
+                       cell ? cell : "(none)", max);
+    }
+    ASSERT(rows > 1);
+    free(text);
+}
+
 /* Wait until the fleet's total of processed tasks reaches n (heartbeats carry them). */
 static bool wait_processed(redisContext *c, long long n, double timeout) {
     for (double end = e2e_redis_time(c) + timeout; e2e_redis_time(c) < end;) {
@@ -164,6 +186,25 @@ TEST(workers_thirty_seconds_off_keep_to_the_redis_clock) {
                        (long long)(pushed / 60), (long long)(after / 60));
     }
     freeReplyObject(keys);
+
+    /* workerctl on a host 30 s ahead counts ages on Redis's clock too (a host behind would
+     * see negative ages, shown as 0s). Everything here is a few seconds old. */
+    const char *asan = getenv("ASAN_OPTIONS");
+    char preload[256], asan_opts[1024];
+    snprintf(preload, sizeof preload, "LD_PRELOAD=%s", lib);
+    snprintf(asan_opts, sizeof asan_opts, "ASAN_OPTIONS=%s%sverify_asan_link_order=0",
+             asan ? asan : "", asan ? ":" : "");
+    const char *ahead_env[] = {preload, "FAKETIME=+30s", asan_opts, NULL};
+    const char *dead_args[] = {"-b", url, "dead", "list", NULL};
+    CTL_RUN_ENV(&r, ahead_env, dead_args);
+    ASSERT_EQ(r.code, 0);
+    ages_at_most(r.out, 1, 10, "workerctl dead list, AGE");
+    ctlrun_free(&r);
+    const char *workers_args[] = {"-b", url, "workers", NULL};
+    CTL_RUN_ENV(&r, ahead_env, workers_args);
+    ASSERT_EQ(r.code, 0);
+    ages_at_most(r.out, 5, 10, "workerctl workers, UP");
+    ctlrun_free(&r);
 
     printf("skew: %d tasks ran on the worker 30 s ahead, %d on the one 30 s behind\n", by_ahead,
            N - by_ahead);
