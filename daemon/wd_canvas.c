@@ -17,6 +17,11 @@ bool wd_canvas_is_builtin(const char *task) {
     return strcmp(task, "group") == 0 || strcmp(task, "chord") == 0;
 }
 
+bool wd_canvas_involved(const broker_msg *m) {
+    return wd_canvas_is_builtin(m->task) || json_object_get(m->root, "chain") != NULL ||
+           json_object_get(m->root, "member_of") != NULL;
+}
+
 static int fail(const char **etype, const char *type, char *reason, size_t n, const char *fmt,
                 ...) {
     va_list ap;

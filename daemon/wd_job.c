@@ -120,6 +120,8 @@ struct wd_job {
                                              chord (wd_canvas.h); empty: nothing */
     bool canvas_start;                    /* a group or chord: its ack stores no result of
                                              its own (the canvas ops store the interim one) */
+    bool no_canvas;                       /* parsed, and no canvas part at all
+                                             (wd_canvas_involved): no canvas ops to build */
     bool celery;                          /* from a Celery queue (broker_celery.h) */
     broker_celery_info cinfo;             /* its envelope, once read */
     struct wd_job *prev, *next;           /* w->running: not finished yet */
@@ -208,7 +210,7 @@ static void release(struct wd_job *j) {
  * clock is off by 30 s does not date its results 30 s off. Durations stay on this host's
  * clock (both ends move together). */
 static double on_redis_clock(const struct wd_worker *w, double t) {
-    return t > 0 ? t + (wd_sched_now_lo(w->sched) - green_wallclock()) : t;
+    return t > 0 ? t + wd_sched_offset_lo(w->sched) : t;
 }
 
 static char *result_json(struct wd_job *j, const char *id, broker_status status, json_t *value,
@@ -305,9 +307,10 @@ static void finish(struct wd_job *j, broker_status status, json_t *value, const 
                      : final_json(j, &status, value, &etype, &emsg, too_large, sizeof too_large);
     /* The chain's next link or its abort, the member's record, the crawl's count: in the
      * same ack. */
-    if (!j->canvas_start && (wd_canvas_final(&j->msg, j->d.queue, &w->limits, status, value, etype,
-                                             emsg, &j->canvas) != 0 ||
-                             !crawl_final(j, status))) {
+    if (!j->canvas_start &&
+        ((!j->no_canvas && wd_canvas_final(&j->msg, j->d.queue, &w->limits, status, value, etype,
+                                           emsg, &j->canvas) != 0) ||
+         !crawl_final(j, status))) {
         wd_log_task(WD_LOG_ERROR, id,
                     "out of memory building its chain, chord or crawl step; it stays in flight and "
                     "will be redelivered");
@@ -564,8 +567,8 @@ static void reject(struct wd_job *j, const char *id, const char *etype, const ch
         j->rejected_id = strdup(id);
     /* A refused chain link aborts the chain; a refused member counts as failed. */
     if (j->parsed && !j->canvas_start &&
-        (wd_canvas_final(&j->msg, j->d.queue, &w->limits, BROKER_FAILURE, NULL, etype, reason,
-                         &j->canvas) != 0 ||
+        ((!j->no_canvas && wd_canvas_final(&j->msg, j->d.queue, &w->limits, BROKER_FAILURE, NULL,
+                                           etype, reason, &j->canvas) != 0) ||
          !crawl_final(j, BROKER_FAILURE)))
         broker_canvas_free(&j->canvas);
     char *json = job_id(j) ? result_json(j, id, BROKER_FAILURE, NULL, etype, reason) : NULL;
@@ -614,8 +617,9 @@ static void start_canvas(struct wd_job *j) {
 static void run(struct wd_job *j) {
     struct wd_worker *w = j->w;
     broker_msg *m = &j->msg;
-    task_fn fn = wd_canvas_is_builtin(m->task) ? NULL : task_registry_find(m->task);
-    if (!fn && !wd_canvas_is_builtin(m->task)) {
+    bool builtin = wd_canvas_is_builtin(m->task);
+    task_fn fn = builtin ? NULL : task_registry_find(m->task);
+    if (!fn && !builtin) {
         char reason[512];
         snprintf(reason, sizeof reason, "unknown task \"%s\"", m->task);
         reject(j, m->id, "NotRegistered", reason);
@@ -625,7 +629,7 @@ static void run(struct wd_job *j) {
         finish(j, BROKER_REVOKED, NULL, "TaskExpired", "the message expired before it ran");
         return;
     }
-    if (wd_canvas_is_builtin(m->task)) {
+    if (builtin) {
         start_canvas(j);
         return;
     }
@@ -756,18 +760,21 @@ static void *job_main(void *arg) {
         }
         raw = translated;
     }
-    int rc =
-        broker_msg_parse(raw, len, &j->w->limits, wd_sched_now_hi(j->w->sched), &j->msg, &perr);
+    double now_hi = wd_sched_now_hi(j->w->sched);
+    int rc = broker_msg_parse(raw, len, &j->w->limits, now_hi, &j->msg, &perr);
     free(translated);
     if (rc == 0) {
         j->parsed = true;
-        const char *etype = NULL;
-        char why[512];
-        wd_canvas_env env = {&j->w->limits, wd_sched_now_hi(j->w->sched),
-                             (const char *const *)j->w->opts->queues, j->w->opts->nqueues};
-        if (wd_canvas_check(&j->msg, &env, &etype, why, sizeof why) != 0) {
-            reject(j, j->msg.id, etype, why);
-            return NULL;
+        j->no_canvas = !wd_canvas_involved(&j->msg);
+        if (!j->no_canvas) {
+            const char *etype = NULL;
+            char why[512];
+            wd_canvas_env env = {&j->w->limits, now_hi, (const char *const *)j->w->opts->queues,
+                                 j->w->opts->nqueues};
+            if (wd_canvas_check(&j->msg, &env, &etype, why, sizeof why) != 0) {
+                reject(j, j->msg.id, etype, why);
+                return NULL;
+            }
         }
         if (j->msg.unique_for > 0 && !unique_passes(j))
             return NULL;

@@ -110,6 +110,10 @@ double wd_sched_now_hi(const struct wd_sched *s) {
     return green_wallclock() + s->off_hi;
 }
 
+double wd_sched_offset_lo(const struct wd_sched *s) {
+    return s->off_lo;
+}
+
 /* ---- the mover ------------------------------------------------------------------------ */
 
 void wd_sched_kept(struct wd_sched *s, double due) {

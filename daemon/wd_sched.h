@@ -56,6 +56,10 @@ int wd_sched_clock_wait(struct wd_sched *s);
 double wd_sched_now_lo(const struct wd_sched *s);
 double wd_sched_now_hi(const struct wd_sched *s);
 
+/* wd_sched_now_lo minus this host's clock: what turns a time of this host into the lower
+ * bound's (0 before the first sample). Reads no clock. Do not yield. */
+double wd_sched_offset_lo(const struct wd_sched *s);
+
 /* This worker's acker has put a message in the scheduled set, due at `due` (server
  * clock): wake the mover earlier if that is before what it waits for. Does not yield. */
 void wd_sched_kept(struct wd_sched *s, double due);

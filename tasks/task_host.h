@@ -81,7 +81,7 @@ struct broker_msg;
 /* The state of one call. Its fields are private, but for msg and queue, which the worker
  * sets after task_ctx_begin when it has them (http.scrape's crawl passes the message's
  * options on to the pages it finds, and sends them to the queue the page came from). */
-typedef struct task_ctx {
+typedef struct task_ctx { /* a new field is reset in task_env.c's ctx_reset too */
     task_host *host;
     green_redis *redis;   /* lent to the call: the broker's */
     green_redis *results; /* lent for task_wait when the result backend is another Redis */

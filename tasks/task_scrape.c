@@ -43,8 +43,9 @@
  * wait, as for any task that computes (--blocking-warn names a slow one). Pages of many megabytes
  * belong in a worker of their own (its own queue), or a smaller max_size.
  *
- * libxml2's global state: xmlInitParser runs once, at registration (start-up, on the main
- * thread, before any worker thread: task__scrape_register). Each parse has its own parser
+ * libxml2's global state: xmlInitParser runs once, on the first use (task__scrape_quiet,
+ * under pthread_once, before any parse or XPath compile), so a worker that never scrapes
+ * does not pay for its tables. Each parse has its own parser
  * context, document and XPath context, made and freed inside one call that never yields,
  * so two greenlets never share any of them.
  *
@@ -256,11 +257,11 @@ static int task_http_scrape(const task_call *call, json_t **result, task_error *
 }
 
 int task__scrape_register(void) {
-    /* Once, on the thread that registers (start-up): libxml2's global tables. */
+    /* Once, on the thread that registers (start-up), before any worker thread reads it:
+     * the kwargs table. libxml2's tables wait for the first parse (task__scrape_quiet). */
     static bool initialized;
     if (!initialized) {
-        xmlInitParser();
-        (void)all_kwargs(); /* its table too, before any worker thread reads it */
+        (void)all_kwargs();
         initialized = true;
     }
     return task_registry_add("http.scrape", task_http_scrape);

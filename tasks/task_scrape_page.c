@@ -16,6 +16,7 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,7 @@
 
 #include <libxml/HTMLparser.h>
 #include <libxml/encoding.h>
+#include <libxml/parser.h>
 #include <libxml/xmlerror.h>
 #include <libxml/xpath.h>
 #include <libxml/xpathInternals.h>
@@ -45,6 +47,10 @@ static void silent_structured(void *ctx, xmlErrorPtr e) {
 }
 
 void task__scrape_quiet(void) {
+    /* libxml2's global tables, made on the first use rather than at start-up: a worker
+     * that never scrapes does not pay their memory. Once, whichever thread is first. */
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, xmlInitParser);
     xmlSetGenericErrorFunc(NULL, silent);
     xmlSetStructuredErrorFunc(NULL, silent_structured);
 }
@@ -457,9 +463,9 @@ int task__scrape_page(const task_call *call, const scrape_opts *o, const task_ht
                               "application/xhtml+xml)",
                               call->name, type[0] ? type : "of an empty Content-Type");
     const char *body = f->body ? f->body : "";
+    task__scrape_quiet(); /* libxml2 set up (encoding_for asks it about the charset) */
     const char *enc = encoding_for(charset, body, f->body_len);
 
-    task__scrape_quiet();
     htmlParserCtxtPtr pctx = htmlNewParserCtxt();
     if (pctx == NULL)
         return task_error_set(err, "MemoryError", "%s: out of memory", call->name);
