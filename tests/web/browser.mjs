@@ -1,8 +1,8 @@
 // browser.mjs - the dashboard in Debian's chromium, driven by puppeteer-core (browser.sh
 // sets it up): every page loads with no console error, its counts are Redis's, the
 // processed counter moves while tasks run, a dead letter is requeued and another
-// deleted, a queue is purged only once the confirmation is accepted, a task id is
-// revoked, and markup stored in Redis shows as text. Screenshots go to SHOT_DIR.
+// deleted, a queue is paused and resumed, a queue is purged only once the confirmation
+// is accepted, a task id is revoked, and markup stored in Redis shows as text. Screenshots go to SHOT_DIR.
 import { createRequire } from 'node:module';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
@@ -93,6 +93,12 @@ try {
   // ---- queues: purge only with the confirmation ----
   await go('queues');
   await until(async () => (await text(page, '#queues-table')).includes('parked'), 'queues: the parked queue is listed');
+  // Pause, then resume: the set every worker reads, and the state the page shows.
+  await page.click('button[data-testid="pause-parked"]');
+  await until(() => redis('SISMEMBER', 'workerd:paused', 'parked') === '1', 'queues: Pause pauses the queue');
+  await until(async () => (await text(page, '#queues-table')).includes('paused'), 'queues: the page says paused');
+  await page.click('button[data-testid="resume-parked"]');
+  await until(() => redis('SISMEMBER', 'workerd:paused', 'parked') === '0', 'queues: Resume resumes it');
   acceptDialogs = false;
   await page.click('button[data-testid="purge-parked"]');
   await until(() => dialogs.length === 1, 'queues: purge asks first');
