@@ -337,7 +337,8 @@ int broker_wait_for_work(broker_worker *w, broker_conn *conn, const char *queue,
     int rc = broker_conn_call(conn, &r, block_seconds + 5, 3, is_paused, NULL);
     if (rc)
         return rc;
-    rc = r->type != REDIS_REPLY_INTEGER ? -EPROTO : r->integer ? 2 : 0;
+    /* An error (the key holds no set: a hand edit) pauses nothing, as in fetch.lua. */
+    rc = r->type == REDIS_REPLY_INTEGER && r->integer ? 2 : 0;
     freeReplyObject(r);
     if (rc)
         return rc;

@@ -50,9 +50,14 @@ local function take(key, queue, want)
     end
 end
 
+-- A paused key that is not a set (a hand edit) pauses nothing rather than stopping
+-- every fetch.
 local paused = {}
-for _, q in ipairs(redis.call('SMEMBERS', prefix .. ':paused')) do
-    paused[q] = true
+local members = redis.pcall('SMEMBERS', prefix .. ':paused')
+if not members.err then
+    for _, q in ipairs(members) do
+        paused[q] = true
+    end
 end
 
 local queues = {}

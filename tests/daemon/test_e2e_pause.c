@@ -147,6 +147,19 @@ TEST(a_message_pushed_after_the_pause_to_an_idle_blocked_worker_does_not_run) {
     ctlrun_env_end(&e);
 }
 
+TEST(a_paused_key_that_is_not_a_set_pauses_nothing) {
+    ctlrun_env e;
+    ctlrun_env_start(&e);
+    ctlrun_redis(&e, "SET workerd:paused %s", "q", NULL, NULL);
+    E2E_START_READY(&e.w, e.redis.port, "-Q", "q");
+    e2e_push_task(e.c, "q", "runs", "echo", "[1]");
+    json_t *res = e2e_wait_result(e.c, "runs", "SUCCESS", TEST_NEVER);
+    ASSERT(res != NULL);
+    json_decref(res);
+    ASSERT_EQ(e2e_log_count(&e.w, "fetching messages failed"), 0);
+    ctlrun_env_end(&e);
+}
+
 TEST(workerctl_pause_refuses_a_bad_name_and_takes_a_celery_queue) {
     ctlrun_env e;
     ctlrun_env_start(&e);
