@@ -147,6 +147,26 @@ TEST(a_message_pushed_after_the_pause_to_an_idle_blocked_worker_does_not_run) {
     ctlrun_env_end(&e);
 }
 
+TEST(an_idle_worker_does_not_block_on_a_paused_queue) {
+    ctlrun_env e;
+    ctlrun_env_start(&e);
+    E2E_START_READY(&e.w, e.redis.port, "-Q", "q");
+    ASSERT_WITHIN(a_blmove_waits(e.c), TEST_SOON);
+    ctl_ok(&e, "pause", "q", "paused queue 'q'");
+    /* The BLMOVE that was waiting times out, and no other starts: over the next three
+     * fetches (the idle fetcher's, one a second; a BLMOVE waits 2 s) none ended. */
+    ASSERT_WITHIN(!a_blmove_waits(e.c), TEST_NEVER);
+    long long blmoves = e2e_command_calls(e.c, "blmove");
+    long long fetches = e2e_command_calls(e.c, "evalsha");
+    ASSERT_WITHIN(e2e_command_calls(e.c, "evalsha") >= fetches + 3, TEST_NEVER);
+    ASSERT_EQ(e2e_command_calls(e.c, "blmove"), blmoves);
+    ASSERT(!a_blmove_waits(e.c));
+    /* Resumed, it blocks on q again. */
+    ctl_ok(&e, "resume", "q", "resumed queue 'q'");
+    ASSERT_WITHIN(a_blmove_waits(e.c), TEST_NEVER);
+    ctlrun_env_end(&e);
+}
+
 TEST(a_paused_key_that_is_not_a_set_pauses_nothing) {
     ctlrun_env e;
     ctlrun_env_start(&e);
