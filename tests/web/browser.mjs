@@ -25,6 +25,16 @@ function check(cond, what) {
   console.log(stamp() + 'ok - ' + what);
 }
 
+// Click sel; again when the page redrew its table between finding the button and
+// clicking it (the page redraws after every action and every poll).
+async function press(page, sel) {
+  for (let i = 0; ; i++) {
+    try { return await page.click(sel); } catch (e) {
+      if (i >= 20 || !/detached/i.test(e.message)) throw e;
+    }
+  }
+}
+
 async function until(fn, what, timeout = 60000) {
   const end = Date.now() + timeout;
   for (;;) {
@@ -94,18 +104,19 @@ try {
   await go('queues');
   await until(async () => (await text(page, '#queues-table')).includes('parked'), 'queues: the parked queue is listed');
   // Pause, then resume: the set every worker reads, and the state the page shows.
-  await page.click('button[data-testid="pause-parked"]');
+  await press(page, 'button[data-testid="pause-parked"]');
   await until(() => redis('SISMEMBER', 'workerd:paused', 'parked') === '1', 'queues: Pause pauses the queue');
   await until(async () => (await text(page, '#queues-table')).includes('paused'), 'queues: the page says paused');
-  await page.click('button[data-testid="resume-parked"]');
+  await press(page, 'button[data-testid="resume-parked"]');
   await until(() => redis('SISMEMBER', 'workerd:paused', 'parked') === '0', 'queues: Resume resumes it');
+  await until(async () => !(await text(page, '#queues-table')).includes('paused'), 'queues: the page says running again');
   acceptDialogs = false;
-  await page.click('button[data-testid="purge-parked"]');
+  await press(page, 'button[data-testid="purge-parked"]');
   await until(() => dialogs.length === 1, 'queues: purge asks first');
   await new Promise(r => setTimeout(r, 300));
   check(redis('LLEN', 'workerd:queue:parked') === '3', 'queues: a dismissed purge deletes nothing');
   acceptDialogs = true;
-  await page.click('button[data-testid="purge-parked"]');
+  await press(page, 'button[data-testid="purge-parked"]');
   await until(() => redis('LLEN', 'workerd:queue:parked') === '0', 'queues: a confirmed purge empties the queue');
   await shot('queues');
 
