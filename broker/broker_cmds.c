@@ -172,6 +172,31 @@ int broker_cmd_purge(broker_batch *b, const broker_keys *k, const char *queue) {
     return b->err;
 }
 
+static int paused_cmd(broker_batch *b, const broker_keys *k, const char *verb, const char *queue) {
+    char key[BROKER_KEY_MAX];
+    if (queue != NULL && broker_check_queue_ref(queue) != NULL)
+        return broker_batch_fail(b, -EINVAL);
+    int len = broker_key_paused(k, key);
+    broker_batch_cmd(b);
+    broker_batch_str(b, verb);
+    broker_batch_copy(b, key, (size_t)len);
+    if (queue != NULL)
+        broker_batch_copy(b, queue, strlen(queue));
+    return b->err;
+}
+
+int broker_cmd_pause(broker_batch *b, const broker_keys *k, const char *queue) {
+    return queue ? paused_cmd(b, k, "SADD", queue) : broker_batch_fail(b, -EINVAL);
+}
+
+int broker_cmd_resume(broker_batch *b, const broker_keys *k, const char *queue) {
+    return queue ? paused_cmd(b, k, "SREM", queue) : broker_batch_fail(b, -EINVAL);
+}
+
+int broker_cmd_paused(broker_batch *b, const broker_keys *k) {
+    return paused_cmd(b, k, "SMEMBERS", NULL);
+}
+
 long long broker_reply_purge(const redisReply *exec) {
     if (exec == NULL || exec->type != REDIS_REPLY_ARRAY || exec->elements != 2 ||
         exec->element[0]->type != REDIS_REPLY_INTEGER)

@@ -13,6 +13,8 @@
  *   dead requeue   dead_requeue.lua                      `dead requeue`
  *   dead drop      LREM <prefix>:dead 1 <entry>          `dead drop`
  *   purge          MULTI LLEN DEL EXEC of a queue key     `purge`, the dashboard
+ *   pause, resume  SADD / SREM <prefix>:paused <queue>    `pause`, `resume`, the dashboard
+ *   paused list    SMEMBERS <prefix>:paused               `paused`, `queues`, the dashboard
  *
  * Builders append one or more commands to a batch and return 0, -EINVAL (a name fails its
  * broker_keys.h check; the batch is then failed, see broker_batch.h) or -ENOMEM. Keys and
@@ -95,6 +97,20 @@ int broker_cmd_purge(broker_batch *b, const broker_keys *k, const char *queue);
 
 /* The number of messages the purge deleted, from EXEC's reply: >= 0, or -EPROTO. */
 long long broker_reply_purge(const redisReply *exec);
+
+/* Pause a queue: SADD <prefix>:paused <queue> (queue: a user's name, or "=<name>" for a
+ * Celery queue). From the next fetch on no worker takes its messages; they stay queued
+ * (fetch.lua). One command; its reply (broker_reply_integer) is 1 when it was running,
+ * 0 when it was paused already. */
+int broker_cmd_pause(broker_batch *b, const broker_keys *k, const char *queue);
+
+/* Resume a paused queue: SREM <prefix>:paused <queue>. One command; its reply
+ * (broker_reply_integer) is 1 when it was paused, 0 when it was not. */
+int broker_cmd_resume(broker_batch *b, const broker_keys *k, const char *queue);
+
+/* The paused queues: SMEMBERS <prefix>:paused. One command; its reply is an array of
+ * the names (in no order). */
+int broker_cmd_paused(broker_batch *b, const broker_keys *k);
 
 /* An integer reply into *out: 0, or -EPROTO for any other reply (an error included). */
 int broker_reply_integer(const redisReply *r, long long *out);

@@ -204,6 +204,10 @@ int broker_key_dead(const broker_keys *k, char buf[BROKER_KEY_MAX]) {
     return format_key(buf, "%s:dead", k->prefix);
 }
 
+int broker_key_paused(const broker_keys *k, char buf[BROKER_KEY_MAX]) {
+    return format_key(buf, "%s:paused", k->prefix);
+}
+
 int broker_key_beat(const broker_keys *k, char buf[BROKER_KEY_MAX]) {
     return format_key(buf, "%s:beat", k->prefix);
 }

@@ -34,6 +34,9 @@
  *   <prefix>:beat                    hash    beat entry name -> the tick (unix seconds) it
  *                                            last fired or skipped (broker_beat.h)
  *   <prefix>:dead                    list    dead letters
+ *   <prefix>:paused                  set     names of the paused queues (as workerd names
+ *                                            them: "=<name>" for a Celery queue); no
+ *                                            worker takes from them (fetch.lua)
  *   <prefix>:events                  stream  task events for monitors
  *   <prefix>:seq                     string  the delivery-tag counter (INCRBY)
  *   <prefix>:stats:minute:<minute>   hash    tasks processed / failed by every worker in
@@ -140,6 +143,7 @@ int broker_key_control(const broker_keys *k, char buf[BROKER_KEY_MAX]);
 /* hash: the 40 hex digits of broker_unique_hash. */
 int broker_key_unique(const broker_keys *k, const char *hash, char buf[BROKER_KEY_MAX]);
 int broker_key_dead(const broker_keys *k, char buf[BROKER_KEY_MAX]);
+int broker_key_paused(const broker_keys *k, char buf[BROKER_KEY_MAX]);
 int broker_key_beat(const broker_keys *k, char buf[BROKER_KEY_MAX]);
 int broker_key_events(const broker_keys *k, char buf[BROKER_KEY_MAX]);
 int broker_key_seq(const broker_keys *k, char buf[BROKER_KEY_MAX]);

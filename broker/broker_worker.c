@@ -327,14 +327,24 @@ const char *broker_worker_control_tail(const broker_worker *w) {
 
 int broker_wait_for_work(broker_worker *w, broker_conn *conn, const char *queue,
                          double block_seconds) {
-    char src[BROKER_KEY_MAX], dst[BROKER_KEY_MAX], secs[32];
+    char src[BROKER_KEY_MAX], dst[BROKER_KEY_MAX], paused[BROKER_KEY_MAX], secs[32];
     if (broker_key_queue(&w->keys, queue, src) < 0 ||
         broker_key_landing(&w->keys, w->wid, queue, dst) < 0)
         return -EINVAL;
+    broker_key_paused(&w->keys, paused);
+    const char *is_paused[] = {"SISMEMBER", paused, queue};
+    redisReply *r = NULL;
+    int rc = broker_conn_call(conn, &r, block_seconds + 5, 3, is_paused, NULL);
+    if (rc)
+        return rc;
+    /* An error (the key holds no set: a hand edit) pauses nothing, as in fetch.lua. */
+    rc = r->type == REDIS_REPLY_INTEGER && r->integer ? 2 : 0;
+    freeReplyObject(r);
+    if (rc)
+        return rc;
     snprintf(secs, sizeof secs, "%.3f", block_seconds);
     const char *argv[] = {"BLMOVE", src, dst, "RIGHT", "LEFT", secs};
-    redisReply *r = NULL;
-    int rc = broker_conn_call(conn, &r, block_seconds + 5, 6, argv, NULL);
+    rc = broker_conn_call(conn, &r, block_seconds + 5, 6, argv, NULL);
     if (rc)
         return rc;
     rc = reply_error(r) ? -EPROTO : r->type == REDIS_REPLY_NIL ? 0 : 1;

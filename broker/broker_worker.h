@@ -95,7 +95,10 @@ const char *broker_worker_control_tail(const broker_worker *w);
 
 /* Block on conn (a connection of its own: BLMOVE holds it) up to block_seconds for a
  * message on queue, which lands in this worker's landing list for it (in flight as far as
- * recovery is concerned). Returns 1 when one landed, 0 when none came, or an error. */
+ * recovery is concerned). Returns 1 when one landed, 0 when none came, 2 when the queue
+ * is paused (<prefix>:paused, asked first; nothing was moved: the caller waits and asks
+ * again), or an error. A pause that comes while it blocks does not stop the BLMOVE: the
+ * next fetch puts what landed back (fetch.lua). */
 int broker_wait_for_work(broker_worker *w, broker_conn *conn, const char *queue,
                          double block_seconds);
 

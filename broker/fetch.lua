@@ -20,6 +20,12 @@
 -- HSET <prefix>:inflight:<wid> <tag> "<queue>\n<raw>". Because the script is atomic, each
 -- message is always in exactly one place: its queue, a landing list, or an in-flight hash.
 --
+-- A queue named in the set <prefix>:paused (read once per call) is skipped: its messages
+-- stay queued until it is resumed. A message a waker's BLMOVE dropped into this worker's
+-- landing list for it (the BLMOVE began before the pause, or raced it) goes back to the
+-- tail of the queue it came from, where it was the oldest, so it runs first on resume and
+-- nothing of a paused queue is ever held or run.
+--
 -- When it takes anything, the script also (re)registers the worker in the <prefix>:workers
 -- hash (wid -> comma-separated queue names), so that an in-flight entry is never left
 -- where recovery cannot find it, even for a worker that was presumed dead, recovered, and
@@ -44,22 +50,40 @@ local function take(key, queue, want)
     end
 end
 
+-- A paused key that is not a set (a hand edit) pauses nothing rather than stopping
+-- every fetch.
+local paused = {}
+local members = redis.pcall('SMEMBERS', prefix .. ':paused')
+if not members.err then
+    for _, q in ipairs(members) do
+        paused[q] = true
+    end
+end
+
 local queues = {}
 for i = 5, #ARGV do
     local q = ARGV[i]
     queues[#queues + 1] = q
-    if #taken_raw < n then
-        take(prefix .. ':landing:' .. wid .. ':' .. q, q, n - #taken_raw)
-    end
-    if #taken_raw < n then
-        take(queue_key(prefix, q), q, n - #taken_raw)
-    end
-    -- A Celery queue's priority lists, as kombu's Redis transport names them: lower
-    -- steps first, after the plain list (step 0).
-    if string.sub(q, 1, 1) == '=' then
-        for _, step in ipairs({3, 6, 9}) do
-            if #taken_raw < n then
-                take(queue_key(prefix, q) .. '\6\22' .. step, q, n - #taken_raw)
+    if paused[q] then
+        -- The landing list is pushed on the left (BLMOVE ... RIGHT LEFT): its leftmost is
+        -- the newest, which goes back first so that the oldest ends up at the tail.
+        local landing = prefix .. ':landing:' .. wid .. ':' .. q
+        while redis.call('LMOVE', landing, queue_key(prefix, q), 'LEFT', 'RIGHT') do
+        end
+    else
+        if #taken_raw < n then
+            take(prefix .. ':landing:' .. wid .. ':' .. q, q, n - #taken_raw)
+        end
+        if #taken_raw < n then
+            take(queue_key(prefix, q), q, n - #taken_raw)
+        end
+        -- A Celery queue's priority lists, as kombu's Redis transport names them: lower
+        -- steps first, after the plain list (step 0).
+        if string.sub(q, 1, 1) == '=' then
+            for _, step in ipairs({3, 6, 9}) do
+                if #taken_raw < n then
+                    take(queue_key(prefix, q) .. '\6\22' .. step, q, n - #taken_raw)
+                end
             end
         end
     end

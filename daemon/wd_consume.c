@@ -7,7 +7,8 @@
  *              (wd_job.c); when the queues are empty it asks the wakers to block for work
  *   wakers     one per queue, each with its own connection: a BLMOVE with a finite timeout
  *              into this worker's landing list (in flight as far as recovery goes), so an
- *              idle worker does not poll and a new message starts within a round trip
+ *              idle worker does not poll and a new message starts within a round trip;
+ *              a waker of a paused queue does not block on it (it asks every 2 s)
  *   heartbeat  refreshes this worker's heartbeat every --heartbeat seconds, and recovers
  *              the messages of workers whose heartbeat expired
  *
@@ -200,6 +201,9 @@ static void *waker_main(void *arg) {
         int rc = broker_wait_for_work(w->bw, conn, queue, BLOCK_SECONDS);
         if (rc == 1) {
             green_event_set(&w->work_landed);
+        } else if (rc == 2) { /* paused: ask again later; the fetcher polls meanwhile */
+            if (green_sleep(BLOCK_SECONDS) == -ECANCELED)
+                break;
         } else if (rc == -ECANCELED) {
             break;
         } else if (rc < 0) {

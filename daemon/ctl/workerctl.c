@@ -86,6 +86,23 @@ static const ctl_command commands[] = {
      "\n"
      "  -y, --yes   really delete\n",
      false},
+    {"pause", ctl_cmd_pause, "stop every worker taking from a queue",
+     "Usage: workerctl pause QUEUE\n"
+     "Add QUEUE to PREFIX:paused: from their next fetch no worker takes its messages;\n"
+     "they stay queued (producers can go on adding) until `workerctl resume QUEUE`.\n"
+     "Tasks already running finish. QUEUE may be a Celery queue, as =NAME. With\n"
+     "--json: queue, paused (true), changed (false when it was paused already).\n",
+     false},
+    {"resume", ctl_cmd_resume, "let the workers take from a paused queue again",
+     "Usage: workerctl resume QUEUE\n"
+     "Remove QUEUE from PREFIX:paused: the workers take from it again within about\n"
+     "two seconds, oldest message first. With --json: queue, paused (false), changed\n"
+     "(false when it was not paused).\n",
+     false},
+    {"paused", ctl_cmd_paused, "list the paused queues",
+     "Usage: workerctl paused\n"
+     "List the paused queues, one a line (--json: an array of names).\n",
+     false},
     {"revoke", ctl_cmd_revoke, "revoke tasks: never run them, or stop them (--terminate)",
      "Usage: workerctl revoke [--terminate] ID...\n"
      "Revoke tasks for --result-expires seconds (PREFIX:revoked:ID, PREFIX:revoked;\n"

@@ -6,6 +6,8 @@
  *   POST /api/dead/requeue  {"index": N, "key": K} | {"all": true}   (dead_requeue.lua)
  *   POST /api/dead/delete   {"index": N, "key": K} | {"all": true}   (LREM of the entry)
  *   POST /api/queues/purge  {"queue": Q, "confirm": Q}               (MULTI LLEN DEL EXEC)
+ *   POST /api/queues/pause  {"queue": Q}                             (SADD <prefix>:paused)
+ *   POST /api/queues/resume {"queue": Q}                             (SREM <prefix>:paused)
  *   POST /api/revoke        {"id": ID, "terminate": false}           (broker_cmd_revoke)
  *   POST /api/rate-limit    {"task": T, "rate": "20/s" | "off"}      (broker_cmd_rate_*)
  *
@@ -187,6 +189,38 @@ static void act_purge(struct web *w, json_t *body, struct web_answer *ans) {
     w->overview_at = 0;
 }
 
+/* Pause (resume false) or resume a queue: Q is a queue's name, or "=NAME" for a Celery
+ * queue. Answers {"queue": Q, "paused": bool, "changed": bool}. */
+static void act_pause(struct web *w, json_t *body, struct web_answer *ans, bool resume) {
+    const char *queue = json_string_value(json_object_get(body, "queue"));
+    const char *bad = queue ? broker_check_queue_ref(queue) : "give {\"queue\": NAME}";
+    if (bad) {
+        web_error(ans, 400, "%s", bad);
+        return;
+    }
+    broker_batch b = {0};
+    if (resume)
+        broker_cmd_resume(&b, &w->keys, queue);
+    else
+        broker_cmd_pause(&b, &w->keys, queue);
+    redisReply *r = NULL;
+    int rc = web_send(w->conn, &b, &r);
+    broker_batch_clear(&b);
+    if (rc) {
+        failed(w, ans, rc);
+        return;
+    }
+    long long changed = 0;
+    rc = broker_reply_integer(r, &changed);
+    freeReplyObject(r);
+    if (rc)
+        web_error(ans, 500, "Redis refused to %s the queue", resume ? "resume" : "pause");
+    else
+        web_json(ans, 200,
+                 json_pack("{s:s, s:b, s:b}", "queue", queue, "paused", !resume, "changed",
+                           changed != 0));
+}
+
 static void act_revoke(struct web *w, json_t *body, struct web_answer *ans) {
     const char *id = json_string_value(json_object_get(body, "id"));
     bool terminate = json_is_true(json_object_get(body, "terminate"));
@@ -247,7 +281,8 @@ static void act_rate(struct web *w, json_t *body, struct web_answer *ans) {
 }
 
 static const char *const ACTIONS[] = {"/api/dead/requeue", "/api/dead/delete", "/api/queues/purge",
-                                      "/api/revoke", "/api/rate-limit"};
+                                      "/api/revoke",       "/api/rate-limit",  "/api/queues/pause",
+                                      "/api/queues/resume"};
 
 bool web_act_known(const char *path) {
     for (size_t i = 0; i < sizeof ACTIONS / sizeof *ACTIONS; i++)
@@ -273,6 +308,8 @@ bool web_act_route(struct web *w, const struct web_request *rq, struct web_answe
         act_purge(w, body, ans);
     else if (strcmp(p, ACTIONS[3]) == 0)
         act_revoke(w, body, ans);
+    else if (strcmp(p, ACTIONS[5]) == 0 || strcmp(p, ACTIONS[6]) == 0)
+        act_pause(w, body, ans, strcmp(p, ACTIONS[6]) == 0);
     else
         act_rate(w, body, ans);
     json_decref(body);

@@ -6,7 +6,8 @@
  *   GET /api/session    the CSRF token (and its cookie) the page sends with every POST
  *   GET /api/overview   counts, queue depths, Redis, the last hour per minute
  *   GET /api/workers    every registered worker, alive or dead, and what it runs now
- *   GET /api/queues     depth and latency of every queue
+ *   GET /api/queues     depth and latency of every queue, whether it is paused, the
+ *                       paused queues, the rate limits
  *   GET /api/task?id=   a result, paged when long (&offset=, &limit=)
  *   GET /api/events     the newest task events (-E), filtered by task, type, queue, id
  *   GET /api/dead       dead letters, paged (&offset=, &limit=), messages cut
@@ -20,6 +21,7 @@
 #include "web.h"
 
 #include "broker_control.h"
+#include "broker_cmds.h"
 #include "broker_rate.h"
 #include "broker_scripts.h"
 #include "green.h"
@@ -176,21 +178,33 @@ static void api_queues(struct web *w, struct web_answer *ans) {
         redis_down(w, ans, rc);
         return;
     }
-    /* The rate limits too: the queues page changes them. */
+    /* The rate limits and the paused queues too: the queues page changes them. */
     broker_batch b = {0};
     broker_cmd_rate_list(&b, &w->keys);
-    redisReply *r = NULL;
-    json_t *rates = json_object();
-    if (web_send(w->conn, &b, &r) == 0) {
-        for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2)
-            json_object_set_new(rates, r->element[i]->str,
-                                web_jstr(r->element[i + 1]->str, r->element[i + 1]->len, 64));
-        freeReplyObject(r);
+    broker_cmd_paused(&b, &w->keys);
+    redisReply *r[2] = {NULL};
+    json_t *rates = json_object(), *paused = json_array();
+    if (web_send(w->conn, &b, r) == 0) {
+        for (size_t i = 0; r[0]->type == REDIS_REPLY_ARRAY && i + 1 < r[0]->elements; i += 2)
+            json_object_set_new(rates, r[0]->element[i]->str,
+                                web_jstr(r[0]->element[i + 1]->str, r[0]->element[i + 1]->len, 64));
+        for (size_t i = 0; r[1]->type == REDIS_REPLY_ARRAY && i < r[1]->elements; i++)
+            if (r[1]->element[i]->type == REDIS_REPLY_STRING)
+                json_array_append_new(paused, web_jstr(r[1]->element[i]->str, r[1]->element[i]->len,
+                                                       WEB_PREVIEW_MAX));
+        web_replies_free(r, 2);
     }
     broker_batch_clear(&b);
+    size_t i, j;
+    json_t *q, *p;
+    json_array_foreach(f.queues, i, q) {
+        bool is = false;
+        json_array_foreach(paused, j, p) is |= json_equal(p, json_object_get(q, "name")) != 0;
+        json_object_set_new(q, "paused", json_boolean(is));
+    }
     web_json(ans, 200,
-             json_pack("{s:O, s:b, s:I, s:o}", "queues", f.queues, "truncated", f.queues_cut,
-                       "pending", (json_int_t)f.pending, "rate_limits", rates));
+             json_pack("{s:O, s:b, s:I, s:o, s:o}", "queues", f.queues, "truncated", f.queues_cut,
+                       "pending", (json_int_t)f.pending, "rate_limits", rates, "paused", paused));
     web_fleet_free(&f);
 }
 

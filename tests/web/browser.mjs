@@ -1,8 +1,8 @@
 // browser.mjs - the dashboard in Debian's chromium, driven by puppeteer-core (browser.sh
 // sets it up): every page loads with no console error, its counts are Redis's, the
 // processed counter moves while tasks run, a dead letter is requeued and another
-// deleted, a queue is purged only once the confirmation is accepted, a task id is
-// revoked, and markup stored in Redis shows as text. Screenshots go to SHOT_DIR.
+// deleted, a queue is paused and resumed, a queue is purged only once the confirmation
+// is accepted, a task id is revoked, and markup stored in Redis shows as text. Screenshots go to SHOT_DIR.
 import { createRequire } from 'node:module';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
@@ -23,6 +23,16 @@ const stamp = () => ((Date.now() - T0) / 1000).toFixed(1).padStart(5) + 's ';
 function check(cond, what) {
   if (!cond) throw new Error('FAILED: ' + what);
   console.log(stamp() + 'ok - ' + what);
+}
+
+// Click sel; again when the page redrew its table between finding the button and
+// clicking it (the page redraws after every action and every poll).
+async function press(page, sel) {
+  for (let i = 0; ; i++) {
+    try { return await page.click(sel); } catch (e) {
+      if (i >= 20 || !/detached/i.test(e.message)) throw e;
+    }
+  }
 }
 
 async function until(fn, what, timeout = 60000) {
@@ -93,13 +103,20 @@ try {
   // ---- queues: purge only with the confirmation ----
   await go('queues');
   await until(async () => (await text(page, '#queues-table')).includes('parked'), 'queues: the parked queue is listed');
+  // Pause, then resume: the set every worker reads, and the state the page shows.
+  await press(page, 'button[data-testid="pause-parked"]');
+  await until(() => redis('SISMEMBER', 'workerd:paused', 'parked') === '1', 'queues: Pause pauses the queue');
+  await until(async () => (await text(page, '#queues-table')).includes('paused'), 'queues: the page says paused');
+  await press(page, 'button[data-testid="resume-parked"]');
+  await until(() => redis('SISMEMBER', 'workerd:paused', 'parked') === '0', 'queues: Resume resumes it');
+  await until(async () => !(await text(page, '#queues-table')).includes('paused'), 'queues: the page says running again');
   acceptDialogs = false;
-  await page.click('button[data-testid="purge-parked"]');
+  await press(page, 'button[data-testid="purge-parked"]');
   await until(() => dialogs.length === 1, 'queues: purge asks first');
   await new Promise(r => setTimeout(r, 300));
   check(redis('LLEN', 'workerd:queue:parked') === '3', 'queues: a dismissed purge deletes nothing');
   acceptDialogs = true;
-  await page.click('button[data-testid="purge-parked"]');
+  await press(page, 'button[data-testid="purge-parked"]');
   await until(() => redis('LLEN', 'workerd:queue:parked') === '0', 'queues: a confirmed purge empties the queue');
   await shot('queues');
 

@@ -471,6 +471,73 @@ TEST(web_requeues_purges_revokes_and_sets_rates) {
     e2e_env_end(&e);
 }
 
+/* The "paused" flag of queue name in GET /api/queues; ASSERTs the queue is listed. */
+static bool queue_paused(web *w, const char *name) {
+    json_t *o = get_json(w, "/api/queues");
+    size_t i;
+    json_t *q;
+    int found = -1;
+    json_array_foreach(json_object_get(o, "queues"), i, q) {
+        if (strcmp(e2e_jstr(q, "name"), name) == 0)
+            found = json_is_true(json_object_get(q, "paused"));
+    }
+    json_decref(o);
+    ASSERT(found >= 0);
+    return found == 1;
+}
+
+TEST(web_pauses_and_resumes_a_queue_only_with_the_csrf_token) {
+    e2e_env e;
+    e2e_env_start(&e);
+    E2E_START(&e.w, e.redis.port, "-Q", "q");
+    e2e_wait_ready(&e.w);
+    web w;
+    web_start(&w, e.redis.port, NULL);
+    httpc_response r;
+    /* Without the token: 403, nothing paused. */
+    req(&w, "POST", "/api/queues/pause", "Content-Type: application/json\r\n", "{\"queue\":\"q\"}",
+        &r);
+    ASSERT_EQ(r.status, 403);
+    httpc_free(&r);
+    ASSERT_EQ(e2e_int(e.c, "EXISTS workerd:paused"), 0);
+    ASSERT(!queue_paused(&w, "q"));
+    post(&w, "/api/queues/pause", "{\"queue\":\"a b\"}", &r);
+    ASSERT_EQ(r.status, 400);
+    httpc_free(&r);
+    post(&w, "/api/queues/pause", "{\"queue\":\"q\"}", &r);
+    ASSERT_EQ(r.status, 200);
+    json_t *o = json_loads(r.body, 0, NULL);
+    ASSERT(json_is_true(json_object_get(o, "paused")) &&
+           json_is_true(json_object_get(o, "changed")));
+    json_decref(o);
+    httpc_free(&r);
+    ASSERT(queue_paused(&w, "q"));
+    /* The worker does not take what comes while q is paused: it is still queued after
+     * the worker's fetches that followed it. */
+    e2e_push_task(e.c, "q", "held", "echo", "[1]");
+    long long fetches = e2e_command_calls(e.c, "evalsha");
+    ASSERT_WITHIN(e2e_command_calls(e.c, "evalsha") >= fetches + 3, TEST_NEVER);
+    ASSERT_EQ(e2e_int(e.c, "LLEN workerd:queue:q"), 1);
+    ASSERT_EQ(e2e_count_keys(e.c, "workerd:result:held"), 0);
+    o = get_json(&w, "/api/queues");
+    ASSERT_EQ(json_array_size(json_object_get(o, "paused")), 1);
+    ASSERT_STREQ(json_string_value(json_array_get(json_object_get(o, "paused"), 0)), "q");
+    json_decref(o);
+    /* Resume, again only with the token. */
+    req(&w, "POST", "/api/queues/resume", "Content-Type: application/json\r\n", "{\"queue\":\"q\"}",
+        &r);
+    ASSERT_EQ(r.status, 403);
+    httpc_free(&r);
+    ASSERT_EQ(e2e_int(e.c, "SISMEMBER workerd:paused q"), 1);
+    post(&w, "/api/queues/resume", "{\"queue\":\"q\"}", &r);
+    ASSERT_EQ(r.status, 200);
+    httpc_free(&r);
+    json_decref(e2e_must_result_within(&e, "held", TEST_NEVER));
+    ASSERT(!queue_paused(&w, "q"));
+    web_stop(&w);
+    e2e_env_end(&e);
+}
+
 TEST(web_with_auth_needs_credentials_for_everything_but_healthz) {
     e2e_env e;
     e2e_env_start(&e);

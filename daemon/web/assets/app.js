@@ -190,14 +190,27 @@ async function showWorkers() {
 
 async function showQueues() {
   const o = await api('/api/queues');
-  table($('queues-table'), ['queue', 'pending', 'latency', 'workers', ''], o.queues.map(q => [
-    { text: q.name, cls: 'mono' }, { text: q.depth, cls: 'num' }, age(q.latency),
-    { text: q.workers, cls: 'num' },
-    button('Purge…', () => {
-      if (!window.confirm(`Delete all ${q.depth} pending messages of queue "${q.name}"? This cannot be undone.`)) return;
-      act(() => post('/api/queues/purge', { queue: q.name, confirm: q.name }));
-    }, 'purge-' + q.name),
-  ]));
+  // A paused queue no worker consumes and that holds nothing is listed too: it can be resumed.
+  const listed = new Set(o.queues.map(q => q.name));
+  const rows = o.queues.concat((o.paused || []).filter(n => !listed.has(n)).map(n => ({
+    name: n, depth: 0, latency: null, workers: 0, paused: true, unlisted: true,
+  })));
+  table($('queues-table'), ['queue', 'pending', 'latency', 'workers', 'state', ''], rows.map(q => {
+    const acts = document.createElement('span');
+    acts.appendChild(q.paused
+      ? button('Resume', () => act(() => post('/api/queues/resume', { queue: q.name })), 'resume-' + q.name)
+      : button('Pause', () => act(() => post('/api/queues/pause', { queue: q.name })), 'pause-' + q.name));
+    if (!q.unlisted) {
+      acts.appendChild(button('Purge…', () => {
+        if (!window.confirm(`Delete all ${q.depth} pending messages of queue "${q.name}"? This cannot be undone.`)) return;
+        act(() => post('/api/queues/purge', { queue: q.name, confirm: q.name }));
+      }, 'purge-' + q.name));
+    }
+    return [
+      { text: q.name, cls: 'mono' }, { text: q.depth, cls: 'num' }, q.latency == null ? '-' : age(q.latency),
+      { text: q.workers, cls: 'num' }, q.paused ? 'paused' : 'running', acts,
+    ];
+  }));
   table($('rates-table'), ['task', 'rate', ''], Object.keys(o.rate_limits).sort().map(t => [
     { text: t, cls: 'mono' }, o.rate_limits[t],
     button('Remove', () => act(() => post('/api/rate-limit', { task: t, rate: 'off' }))),
