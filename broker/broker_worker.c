@@ -14,6 +14,7 @@
 #include "green_check.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,13 +71,16 @@ static int argv_str(argv_buf *a, const char *s) {
     return argv_add(a, s, strlen(s));
 }
 
-/* "?<tag>": ack.lua's conditional store; "!<tag>": its ack that keeps the message for
- * later (see its header). */
-static int argv_marked(argv_buf *a, char mark, const char *tag) {
+/* An argument formatted like printf, owned by a (freed by argv_free). */
+__attribute__((format(printf, 2, 3))) static int argv_printf(argv_buf *a, const char *fmt, ...) {
     char *s;
-    if (asprintf(&s, "%c%s", mark, tag) < 0)
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    if (n < 0)
         return -ENOMEM;
-    if (argv_add(a, s, strlen(s)) != 0) {
+    if (argv_add(a, s, (size_t)n) != 0) {
         free(s);
         return -ENOMEM;
     }
@@ -84,30 +88,20 @@ static int argv_marked(argv_buf *a, char mark, const char *tag) {
     return 0;
 }
 
+/* "?<tag>": ack.lua's conditional store; "!<tag>": its ack that keeps the message for
+ * later (see its header). */
+static int argv_marked(argv_buf *a, char mark, const char *tag) {
+    return argv_printf(a, "%c%s", mark, tag);
+}
+
 static int argv_num(argv_buf *a, long long x) {
-    char *s;
-    if (asprintf(&s, "%lld", x) < 0)
-        return -ENOMEM;
-    if (argv_add(a, s, strlen(s)) != 0) {
-        free(s);
-        return -ENOMEM;
-    }
-    a->owned[a->nowned++] = s;
-    return 0;
+    return argv_printf(a, "%lld", x);
 }
 
 /* A due time as the sorted set's score: every digit a double has, so that the score and
  * the "eta" in the kept message (jansson's "%.17g" too) are the same number. */
 static int argv_time(argv_buf *a, double t) {
-    char *s;
-    if (asprintf(&s, "%.17g", t) < 0)
-        return -ENOMEM;
-    if (argv_add(a, s, strlen(s)) != 0) {
-        free(s);
-        return -ENOMEM;
-    }
-    a->owned[a->nowned++] = s;
-    return 0;
+    return argv_printf(a, "%.17g", t);
 }
 
 static void argv_free(argv_buf *a) {
