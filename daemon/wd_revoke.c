@@ -276,16 +276,6 @@ static void *listener_main(void *arg) {
 
 /* ---- start and stop ------------------------------------------------------------------- */
 
-static void on_state(void *arg, const char *name, bool up, const char *err) {
-    struct wd_worker *w = arg;
-    if (up)
-        wd_log_state(name, 1, WD_LOG_INFO, "%s: connected to Redis at %s", name,
-                     w->opts->broker_redacted);
-    else
-        wd_log_state(name, 0, WD_LOG_WARNING,
-                     "%s: Redis unreachable (%s); reconnecting with backoff", name, err);
-}
-
 int wd_revoke_start(struct wd_worker *w, struct wd_revoke **out) {
     *out = NULL;
     struct wd_revoke *rv = calloc(1, sizeof *rv);
@@ -299,7 +289,8 @@ int wd_revoke_start(struct wd_worker *w, struct wd_revoke **out) {
     int rc = broker_keys_init(&rv->keys, w->opts->prefix);
     if (rc == 0 && !(rv->revoked = json_object()))
         rc = -ENOMEM;
-    if (rc == 0 && !(rv->control = broker_conn_new(w->opts->broker, "control", on_state, w)))
+    if (rc == 0 &&
+        !(rv->control = broker_conn_new(w->opts->broker, "control", wd_worker_conn_state, w)))
         rc = -ENOMEM;
     if (rc == 0)
         rc = green_spawn(&rv->listener, listener_main, rv);

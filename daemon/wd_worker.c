@@ -26,7 +26,7 @@
  * Redis outages: broker_conn reconnects with backoff and every loop of the worker waits
  * for it, so the worker keeps running and nothing in memory is dropped; results wait in
  * the acker's queue until they can be stored. State changes are logged once each
- * (on_conn_state).
+ * (wd_worker_conn_state).
  *
  * Shutdown (warm: SIGTERM or SIGINT; cold: a second SIGINT, or SIGQUIT): stop fetching and
  * close the blocking connections; warm waits up to --shutdown-timeout for running jobs;
@@ -80,7 +80,7 @@ struct run {
     ev_timer watchdog;
 };
 
-static void on_conn_state(void *arg, const char *name, bool up, const char *err) {
+void wd_worker_conn_state(void *arg, const char *name, bool up, const char *err) {
     struct wd_worker *w = arg;
     if (up)
         wd_log_state(name, 1, WD_LOG_INFO, "%s: connected to Redis at %s", name,
@@ -324,7 +324,7 @@ static struct run *run_new(const struct wd_options *opts, wd_reload_fn reload, v
  * greenlet for the connection). */
 static broker_conn *conn_new(struct wd_worker *w, const char *url, const char *name,
                              const char *what) {
-    broker_conn *c = broker_conn_new(url, name, on_conn_state, w);
+    broker_conn *c = broker_conn_new(url, name, wd_worker_conn_state, w);
     if (!c)
         wd_log(WD_LOG_ERROR,
                "start-up failed: the %s: cannot create it (out of memory, or no "

@@ -80,6 +80,10 @@ struct wd_worker {
 /* The greenlets that consume (wd_consume.c), each with w as its argument: the fetcher,
  * and the heartbeat. wd_heartbeat_once refreshes the heartbeat (and registers the worker)
  * once: 0 or broker_heartbeat's error. MAY YIELD. */
+/* broker_conn's state callback for every connection of the worker (arg: the worker): logs
+ * "connected to Redis" once up, "Redis unreachable" once down. */
+void wd_worker_conn_state(void *arg, const char *name, bool up, const char *err);
+
 void *wd_fetcher_main(void *w);
 void *wd_heartbeat_main(void *w);
 int wd_heartbeat_once(struct wd_worker *w);
